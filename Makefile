@@ -1,0 +1,44 @@
+# Entry points. `make run` and `make test` set up the Python 3.10 venv on first use.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+# Python 3.10: pyenv's install (root from `pyenv root`, $$PYENV_ROOT or ~/.pyenv), else python3.10 on PATH;
+# each candidate must really run as 3.10 (a pyenv shim with no version selected does not).
+PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYENV_ROOT:-}" "$$HOME/.pyenv"; do \
+    [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
+    [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
+
+.PHONY: venv run run-ml100k run-beauty test bench-quality bench-serving download clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@if [ -z "$(PYTHON310)" ]; then \
+	  echo "error: Python 3.10 not found (TFX 1.16 needs it). Install it, e.g. 'pyenv install 3.10.13', or set PYTHON310=/path/to/python3.10." >&2; exit 1; fi
+	@echo "Creating $(VENV) with $(PYTHON310) (first use; installs the pinned set from constraints.txt)"
+	$(PYTHON310) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip<25" 
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: venv
+	$(PY) -m pipeline.local_runner
+
+run-ml100k: venv
+	$(PY) -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
+
+run-beauty: venv
+	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty
+
+test: venv
+	$(PY) -m pytest -q tests
+
+download: venv
+	$(PY) -m data.download $(DATASET)
+
+clean:
+	rm -rf $(VENV) build .pipeline_runs

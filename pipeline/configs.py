@@ -1,0 +1,72 @@
+"""Named defaults of the pipeline in one place: one config object, nested by concern.
+
+Every runner (local, Kubeflow V2) builds a ``PipelineConfig`` and hands it to
+``pipeline.create_pipeline``; nothing else reads flags.
+"""
+
+import dataclasses
+import os
+from typing import List, Optional, Tuple
+
+from trainer.config import ModelConfig
+
+PIPELINE_NAME = "seqrec"
+MODEL_NAME = "seqrec"
+
+
+@dataclasses.dataclass
+class SequenceConfig:
+  """How per-user sequences are built from the log."""
+  min_interactions: int = 5      # users with fewer events are dropped (>= 3)
+  max_history_length: int = 0    # 0 keeps every event; else the most recent N
+
+
+@dataclasses.dataclass
+class EvaluationConfig:
+  """Full-ranking evaluation and the blessing that gates the push."""
+  eval_split: str = "test"
+  ks: Tuple[int, ...] = (5, 10, 20)
+  gating_metric: str = "NDCG@10"
+  min_value: float = 0.0             # blessed only at or above this
+  must_beat_popularity: bool = True  # and above the popularity baseline
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  """Everything that varies between runs of the pipeline."""
+  data_root: str                     # canonical data: interactions/ [and items/]
+  output_root: str = "outputs"       # pipeline root, metadata and serving live below
+  pipeline_name: str = PIPELINE_NAME
+  model_name: str = MODEL_NAME
+  sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+  schema_path: Optional[str] = None  # curated schema for ExampleValidator (else inferred)
+  beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
+      "--direct_running_mode=in_memory", "--direct_num_workers=1"])
+  enable_cache: bool = False
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output_root, "tfx", self.pipeline_name)
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_root, "metadata", self.pipeline_name, "metadata.db")
+
+  @property
+  def serving_model_dir(self) -> str:
+    """``<serving_root>/<model_name>``: TF Serving's model base path."""
+    return os.path.join(self.output_root, "serving", self.model_name)
+
+  @property
+  def interactions_root(self) -> str:
+    return os.path.join(self.data_root, "interactions")
+
+  @property
+  def items_root(self) -> str:
+    return os.path.join(self.data_root, "items")
+
+  @property
+  def has_item_table(self) -> bool:
+    return os.path.isdir(self.items_root) and bool(os.listdir(self.items_root))

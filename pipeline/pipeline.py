@@ -1,0 +1,105 @@
+"""The pipeline definition: one factory, components in data-flow order.
+
+Nothing here knows which orchestrator runs it; see ``local_runner`` and
+``kubeflow_v2_runner``.
+"""
+
+from typing import Optional
+
+from tfx import v1 as tfx
+from ml_metadata.proto import metadata_store_pb2
+
+from components.pusher.component import AtomicPusher
+from components.ranking_evaluator.component import RankingEvaluator
+from components.sequence_builder.component import SequenceBuilder
+from pipeline.configs import PipelineConfig
+from trainer import features
+from trainer.run_fn import MODEL_CONFIG_KEY
+
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.run_fn.run_fn"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+  """Builds the TFX pipeline for ``config``."""
+  components = []
+
+  # Interaction log (and item table, if any) into tf.Examples.
+  example_gen = tfx.components.CsvExampleGen(input_base=config.interactions_root)
+  components.append(example_gen)
+  item_gen = None
+  if config.has_item_table:
+    item_gen = tfx.components.CsvExampleGen(
+        input_base=config.items_root).with_id("ItemExampleGen")
+    components.append(item_gen)
+
+  # Statistics, schema (curated if given, else inferred) and anomalies of the log.
+  statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+  if config.schema_path:
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+  else:
+    schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+  components += [statistics_gen, schema_gen, example_validator]
+
+  # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies.
+  sequence_builder = SequenceBuilder(
+      examples=example_gen.outputs["examples"],
+      items=item_gen.outputs["examples"] if item_gen else None,
+      anomalies=example_validator.outputs["anomalies"],
+      min_interactions=config.sequence.min_interactions,
+      max_history_length=config.sequence.max_history_length)
+  components.append(sequence_builder)
+
+  # Item and attribute vocabularies; the graph ships inside the served model.
+  transform = tfx.components.Transform(
+      examples=sequence_builder.outputs["output_examples"],
+      schema=sequence_builder.outputs["schema"],
+      preprocessing_fn=PREPROCESSING_FN,
+      splits_config=tfx.proto.SplitsConfig(
+          analyze=[features.TRAIN_SPLIT, features.ITEMS_SPLIT],
+          transform=list(features.ALL_SPLITS)))
+  components.append(transform)
+
+  # Next-item Transformer training.
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+      eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+      custom_config={MODEL_CONFIG_KEY: config.model.__dict__})
+  components.append(trainer)
+
+  # Full-ranking evaluation against the popularity baseline; decides the blessing.
+  evaluator = RankingEvaluator(
+      examples=sequence_builder.outputs["output_examples"],
+      model=trainer.outputs["model"],
+      eval_split=config.evaluation.eval_split,
+      ks=list(config.evaluation.ks),
+      gating_metric=config.evaluation.gating_metric,
+      min_value=config.evaluation.min_value,
+      must_beat_popularity=int(config.evaluation.must_beat_popularity))
+  components.append(evaluator)
+
+  # Only a blessed model lands in the folder TF Serving watches.
+  pusher = AtomicPusher(
+      model=trainer.outputs["model"],
+      model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_model_dir)))
+  components.append(pusher)
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.pipeline_name,
+      pipeline_root=config.pipeline_root,
+      components=components,
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=list(config.beam_pipeline_args))

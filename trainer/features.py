@@ -1,0 +1,60 @@
+"""Feature names, named once; every other module imports them from here.
+
+Three layers of data flow through the pipeline:
+
+* Canonical interaction log (ExampleGen input, CSV): ``user_id``, ``item_id``,
+  ``timestamp`` and optionally ``weight`` / ``event_type``. Optional item table:
+  ``item_id``, ``title``, ``attributes`` (multi-valued, ``|``-separated).
+* Sequence examples (SequenceBuilder output, Transform input), one per user and
+  split. Every row carries every feature; rows of the ``items`` split describe one
+  catalogue item and leave the sequence features empty, sequence rows leave the
+  item features empty:
+    - ``user_id``      bytes, scalar
+    - ``history``      bytes, variable length, oldest first, most recent last
+    - ``target``       bytes, scalar: the item that follows ``history``
+    - ``item_id``      bytes, scalar ("" on sequence rows)
+    - ``item_attributes`` bytes, variable length
+    - ``title``        bytes, scalar
+* Transformed examples (Transform output, Trainer input): vocabulary indices,
+  ``0 .. V-1`` for the V catalogue items and ``V`` for the OOV bucket.
+"""
+
+# Canonical log columns.
+LOG_USER_ID = "user_id"
+LOG_ITEM_ID = "item_id"
+LOG_TIMESTAMP = "timestamp"
+LOG_WEIGHT = "weight"
+LOG_EVENT_TYPE = "event_type"
+LOG_REQUIRED_COLUMNS = (LOG_USER_ID, LOG_ITEM_ID, LOG_TIMESTAMP)
+
+# Canonical item table columns.
+ITEM_TABLE_ID = "item_id"
+ITEM_TABLE_TITLE = "title"
+ITEM_TABLE_ATTRIBUTES = "attributes"
+ATTRIBUTE_SEPARATOR = "|"
+
+# Sequence examples (raw, before Transform).
+USER_ID = "user_id"
+HISTORY = "history"
+TARGET = "target"
+ITEM_ID = "item_id"
+ITEM_ATTRIBUTES = "item_attributes"
+TITLE = "title"
+
+# Splits written by the SequenceBuilder.
+TRAIN_SPLIT = "train"      # history = items[:-3], target = items[-3] (and the model predicts every step)
+EVAL_SPLIT = "eval"        # history = items[:-2], target = items[-2]  (validation)
+TEST_SPLIT = "test"        # history = items[:-1], target = items[-1]
+ITEMS_SPLIT = "items"      # one row per catalogue item
+SEQUENCE_SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
+ALL_SPLITS = SEQUENCE_SPLITS + (ITEMS_SPLIT,)
+
+# Transformed features.
+HISTORY_IDS = "history_ids"
+TARGET_ID = "target_id"
+ITEM_INDEX = "item_index"
+ITEM_ATTRIBUTE_IDS = "item_attribute_ids"
+
+# tf.Transform vocabulary names (files in the transform output's assets).
+ITEM_VOCAB = "item_vocab"
+ATTRIBUTE_VOCAB = "attribute_vocab"

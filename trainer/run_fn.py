@@ -1,0 +1,51 @@
+"""TFX Trainer entry point for next-item training: wires data, model and export."""
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import export
+from trainer import features
+from trainer import inputs
+from trainer.config import ModelConfig
+from trainer.model import NextItemModel
+
+MODEL_CONFIG_KEY = "model_config"
+
+
+def model_config_from(custom_config) -> ModelConfig:
+  """The ModelConfig a pipeline passed in ``custom_config`` (defaults if none)."""
+  custom_config = custom_config or {}
+  return ModelConfig.from_dict(custom_config.get(MODEL_CONFIG_KEY, {}))
+
+
+def run_fn(fn_args):
+  """Trains the Transformer on the train split, validates on eval, exports."""
+  config = model_config_from(fn_args.custom_config)
+  tf.keras.utils.set_random_seed(config.seed)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
+  spec = tf_transform_output.transformed_feature_spec()
+
+  def dataset(files, training):
+    return inputs.make_dataset(files, spec, oov_index=num_items, config=config,
+                               training=training, shuffle_seed=config.seed)
+
+  train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
+  model = NextItemModel(num_items, config)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+  if config.early_stopping_patience:
+    callbacks.append(tf.keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.early_stopping_patience,
+        restore_best_weights=True))
+  logging.info("Training on %d catalogue items with %s", num_items, config)
+  history = model.fit(train_ds, validation_data=eval_ds, epochs=config.epochs,
+                      callbacks=callbacks, verbose=2)
+  export.export_serving_model(model, tf_transform_output, config.max_seq_len,
+                              fn_args.serving_model_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
+    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
