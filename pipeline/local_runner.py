@@ -1,0 +1,137 @@
+"""Runs the pipeline on this machine with LocalDagRunner.
+
+    python -m pipeline.local_runner                          # synthetic default data
+    python -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
+    python -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty
+    python -m pipeline.local_runner --dataset csv --data-dir my_log.csv --items items.csv
+
+The input is converted once to the canonical CSV layout under
+``<output-dir>/data`` (the input files are only read), then the TFX pipeline runs
+and a summary is printed.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+from pipeline import configs
+from pipeline.ingest import IngestError, load_dataset, write_canonical
+from pipeline.ingest import synthetic
+from trainer.config import ModelConfig
+
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
+SYNTHETIC_SIZES = ("tiny", "default", "large")
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
+  parser.add_argument("--data-dir", help="dataset folder, or the log file for --dataset csv")
+  parser.add_argument("--items", help="item table file (csv dataset only)")
+  parser.add_argument("--synthetic-size", choices=SYNTHETIC_SIZES, default="default")
+  parser.add_argument("--output-dir", default=None,
+                      help="where pipeline outputs, metadata and the serving folder go "
+                           "(default: outputs/<dataset>)")
+  parser.add_argument("--pipeline-name", default=None)
+  parser.add_argument("--model-config", default=None,
+                      help="JSON object (or path to a JSON file) overriding ModelConfig fields, "
+                           'e.g. \'{"epochs": 5, "embedding_dim": 64}\'')
+  parser.add_argument("--epochs", type=int, default=None)
+  parser.add_argument("--min-interactions", type=int, default=None)
+  parser.add_argument("--max-history-length", type=int, default=None)
+  parser.add_argument("--min-ndcg", type=float, default=None,
+                      help="blessing threshold on NDCG@10 (default 0)")
+  parser.add_argument("--schema", default=None, help="curated schema.pbtxt for ExampleValidator")
+  parser.add_argument("--beam-arg", action="append", default=None,
+                      help="Beam pipeline arg, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
+  parser.add_argument("--enable-cache", action="store_true")
+  return parser.parse_args(argv)
+
+
+def _model_config(args) -> ModelConfig:
+  values = {}
+  if args.model_config:
+    text = args.model_config
+    if os.path.exists(text):
+      with open(text) as f:
+        text = f.read()
+    values = json.loads(text)
+  config = ModelConfig.from_dict(values)
+  if args.epochs is not None:
+    config.epochs = args.epochs
+  return config
+
+
+def prepare_data(args, data_root: str):
+  """Converts the chosen input into the canonical layout under ``data_root``."""
+  if args.dataset == "synthetic":
+    preset = {"tiny": synthetic.SyntheticConfig.tiny, "large": synthetic.SyntheticConfig.large,
+              "default": synthetic.SyntheticConfig}[args.synthetic_size]()
+    interactions, items = synthetic.generate(preset)
+  else:
+    if not args.data_dir:
+      raise IngestError(f"--data-dir is required for --dataset {args.dataset}")
+    interactions, items = load_dataset(args.dataset, args.data_dir, args.items)
+  return write_canonical(interactions, items, data_root)
+
+
+def build_config(args) -> configs.PipelineConfig:
+  output_root = args.output_dir or os.path.join("outputs", args.dataset)
+  config = configs.PipelineConfig(
+      data_root=os.path.join(output_root, "data"),
+      output_root=output_root,
+      pipeline_name=args.pipeline_name or f"{configs.PIPELINE_NAME}-{args.dataset}",
+      model=_model_config(args),
+      schema_path=args.schema,
+      enable_cache=args.enable_cache)
+  if args.min_interactions is not None:
+    config.sequence.min_interactions = args.min_interactions
+  if args.max_history_length is not None:
+    config.sequence.max_history_length = args.max_history_length
+  if args.min_ndcg is not None:
+    config.evaluation.min_value = args.min_ndcg
+  if args.beam_arg:
+    config.beam_pipeline_args = list(args.beam_arg)
+  return config
+
+
+def run(config: configs.PipelineConfig) -> dict:
+  """Runs the pipeline with LocalDagRunner and returns the MLMD summary."""
+  from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
+  from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from pipeline import summary  # pylint: disable=g-import-not-at-top
+  os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
+  metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+      config.metadata_path)
+  tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+  return summary.collect(config.metadata_path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.set_verbosity(absl_logging.INFO)
+  start = time.time()
+  try:
+    config = build_config(args)
+    data = prepare_data(args, config.data_root)
+  except (IngestError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(f"Input: {data}", flush=True)
+  print(f"Config: {json.dumps(dataclasses.asdict(config), default=str)}", flush=True)
+  result = run(config)
+  from pipeline import summary  # pylint: disable=g-import-not-at-top
+  print(summary.format_summary(result, time.time() - start), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

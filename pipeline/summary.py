@@ -1,0 +1,91 @@
+"""The end-of-run summary: data sizes, metrics next to popularity, the pushed path.
+
+Read from ML Metadata, so it reports what the pipeline actually produced.
+"""
+
+import json
+import os
+from typing import Dict, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+METRICS_FILE = "metrics.json"
+STATS_FILE = "stats.json"
+
+
+def _latest(store, type_name: str):
+  try:
+    artifacts = store.get_artifacts_by_type(type_name)
+  except Exception:  # pylint: disable=broad-except
+    return None
+  artifacts = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]
+  return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
+
+
+def _read_json(directory: str, name: str) -> Optional[Dict]:
+  path = os.path.join(directory, name)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def collect(metadata_path: str) -> Dict:
+  """The newest run's sequence stats, evaluation and push, from MLMD."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  store = metadata_store.MetadataStore(config)
+  result = {}
+  evaluation = _latest(store, "ModelEvaluation")
+  if evaluation is not None:
+    result["evaluation"] = _read_json(evaluation.uri, METRICS_FILE)
+  push = _latest(store, "PushedModel")
+  if push is not None:
+    props = push.custom_properties
+    result["pushed"] = bool(props["pushed"].int_value) if "pushed" in props else False
+    if "pushed_destination" in props:
+      result["pushed_destination"] = props["pushed_destination"].string_value
+  for examples in sorted(store.get_artifacts_by_type("Examples"),
+                         key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
+    stats = _read_json(examples.uri, STATS_FILE)
+    if stats is not None:
+      result["sequences"] = stats
+      break
+  return result
+
+
+def format_summary(summary: Dict, wall_seconds: float) -> str:
+  """A short, readable block for the end of a run."""
+  lines = ["", "=" * 64, "Run summary", "=" * 64]
+  stats = summary.get("sequences") or {}
+  if stats:
+    lines.append(
+        f"data: {stats.get('num_interactions', '?')} interactions, "
+        f"{stats.get('num_users_kept', '?')} users kept "
+        f"({stats.get('num_users_dropped_short', 0)} below min_interactions), "
+        f"{stats.get('num_items', '?')} items")
+  evaluation = summary.get("evaluation") or {}
+  model, popularity = evaluation.get("model", {}), evaluation.get("popularity", {})
+  if model:
+    names = [n for n in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
+                         "coverage@10") if n in model]
+    lines.append(f"full-ranking metrics on split '{evaluation.get('split', 'test')}' "
+                 f"({model.get('num_users', '?')} users):")
+    lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}")
+    for name in names:
+      lines.append(f"  {name:<12}{model[name]:>10.4f}{popularity.get(name, float('nan')):>12.4f}")
+  gating = evaluation.get("gating", {})
+  if gating:
+    verdict = "BLESSED" if gating.get("blessed") else "NOT BLESSED"
+    lines.append(f"blessing: {verdict} ({gating.get('metric')} = {gating.get('value', 0):.4f})")
+    for reason in gating.get("reasons", []):
+      lines.append(f"  - {reason}")
+  if summary.get("pushed"):
+    lines.append(f"pushed: {summary.get('pushed_destination')}")
+  else:
+    lines.append("pushed: nothing (model not blessed); the serving folder is unchanged")
+  lines.append(f"wall time: {wall_seconds:.0f} s")
+  lines.append("=" * 64)
+  return "\n".join(lines)
