@@ -38,7 +38,7 @@ test: venv
 	$(PY) -m pytest -q tests
 
 download: venv
-	$(PY) -m data.download $(DATASET)
+	$(PY) -m pipeline.ingest.download $(DATASET)
 
 clean:
 	rm -rf $(VENV) build .pipeline_runs
