@@ -1,0 +1,200 @@
+"""RankingEvaluator executor: full-ranking metrics, popularity baseline, blessing.
+
+Writes the standard outputs the way the standard Evaluator does, so the
+standard Pusher reads them unchanged:
+
+* ``evaluation`` (ModelEvaluation): ``metrics.json`` =
+  ``{"split", "num_items", "model": {...}, "popularity": {...},
+  "baseline": {...} (with a baseline model), "gating": {"metric", "value",
+  "min_value", "blessed", "reasons", ...}}``; the model's and popularity's
+  metrics are also float custom properties (``NDCG@10``, ``popularity/NDCG@10``).
+* ``blessing`` (ModelBlessing): an empty ``BLESSED`` or ``NOT_BLESSED`` file,
+  custom properties ``blessed`` (1/0), ``current_model`` (uri),
+  ``current_model_id`` and, with a baseline, ``baseline_model`` /
+  ``baseline_model_id``; plus ``blessing_message`` with the reasons.
+"""
+
+import json
+import os
+from typing import Any, Dict, List
+
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+from tfx.utils import path_utils
+
+from components.ranking_evaluator import component_spec as spec
+from components.ranking_evaluator import evaluation
+from components.ranking_evaluator import gating
+from components.ranking_evaluator import metrics
+from trainer import features
+
+METRICS_FILE = "metrics.json"
+POPULARITY_PROPERTY_PREFIX = "popularity/"
+
+
+def _parse_ks(value: Any) -> tuple:
+  if isinstance(value, str):
+    try:
+      value = json.loads(value)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"execution property '{spec.KS_KEY}' must be a JSON list of "
+                       f"ints, got {value!r}") from e
+  return metrics.check_ks(value)
+
+
+def parse_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
+  """Execution properties with defaults filled in and types checked."""
+  def get(key, default):
+    value = exec_properties.get(key)
+    return default if value is None else value
+
+  ks = _parse_ks(get(spec.KS_KEY, list(spec.DEFAULT_KS)))
+  params = {
+      "eval_split": str(get(spec.EVAL_SPLIT_KEY, spec.DEFAULT_EVAL_SPLIT)),
+      "ks": ks,
+      "gating_metric": gating.check_gating_metric(
+          str(get(spec.GATING_METRIC_KEY, spec.DEFAULT_GATING_METRIC)), ks),
+      "min_value": get(spec.MIN_VALUE_KEY, spec.DEFAULT_MIN_VALUE),
+      "must_beat_popularity": bool(
+          get(spec.MUST_BEAT_POPULARITY_KEY, spec.DEFAULT_MUST_BEAT_POPULARITY)),
+      "baseline_tolerance": get(spec.BASELINE_TOLERANCE_KEY,
+                                spec.DEFAULT_BASELINE_TOLERANCE),
+      "batch_size": evaluation.check_batch_size(
+          get(spec.BATCH_SIZE_KEY, spec.DEFAULT_BATCH_SIZE)),
+  }
+  gating.check_thresholds(params["min_value"], params["baseline_tolerance"])
+  params["min_value"] = float(params["min_value"])
+  params["baseline_tolerance"] = float(params["baseline_tolerance"])
+  return params
+
+
+def _split_dir(examples: types.Artifact, split: str) -> str:
+  names = artifact_utils.decode_split_names(examples.split_names)
+  if split not in names:
+    raise ValueError(f"Examples artifact {examples.uri} has no split '{split}'; "
+                     f"its splits: {names}")
+  return artifact_utils.get_split_uri([examples], split)
+
+
+def _split_rows(examples: types.Artifact, split: str) -> List[evaluation.SequenceRow]:
+  directory = _split_dir(examples, split)
+  rows = evaluation.read_sequences(evaluation.files_in(directory, split))
+  if not rows:
+    raise ValueError(f"Split '{split}' of {examples.uri} has no rows")
+  return rows
+
+
+def _no_log(unused_message: str) -> None:
+  """The executor logs one table with every column instead."""
+
+
+def _serving_model_path(model: types.Artifact) -> str:
+  return path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
+
+
+class Executor(base_executor.BaseExecutor):
+  """Evaluates the model (and baseline, and popularity) and writes the blessing."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    params = parse_exec_properties(exec_properties)
+    ks, batch_size = params["ks"], params["batch_size"]
+
+    examples = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    model = artifact_utils.get_single_instance(input_dict[spec.MODEL_KEY])
+    baseline_models = input_dict.get(spec.BASELINE_MODEL_KEY) or []
+    if len(baseline_models) > 1:
+      raise ValueError(f"Expected at most one baseline model, got {len(baseline_models)}")
+    baseline_model = baseline_models[0] if baseline_models else None
+
+    eval_rows = _split_rows(examples, params["eval_split"])
+    train_rows = _split_rows(examples, features.TRAIN_SPLIT)
+
+    result = evaluation.evaluate_saved_model(
+        _serving_model_path(model), examples.uri, eval_split=params["eval_split"],
+        ks=ks, batch_size=batch_size, eval_rows=eval_rows, train_rows=train_rows,
+        log=_no_log)
+    result["model_uri"] = model.uri
+    baseline = None
+    if baseline_model is not None:
+      baseline_result = evaluation.evaluate_saved_model(
+          _serving_model_path(baseline_model), examples.uri,
+          eval_split=params["eval_split"], ks=ks, batch_size=batch_size,
+          with_popularity=False, eval_rows=eval_rows, log=_no_log)
+      baseline = baseline_result["model"]
+      result["baseline"] = baseline
+      result["baseline_uri"] = baseline_model.uri
+      result["baseline_num_items"] = baseline_result["num_items"]
+
+    decision = gating.decide(
+        result["model"], result["popularity"], baseline, params["gating_metric"],
+        params["min_value"], params["must_beat_popularity"],
+        params["baseline_tolerance"])
+    result["gating"] = decision
+
+    tables = {"model": result["model"], "popularity": result["popularity"]}
+    if baseline is not None:
+      tables["baseline"] = baseline
+    verdict = "BLESSED" if decision["blessed"] else "NOT BLESSED"
+    logging.info(
+        "Full-ranking metrics on split '%s' (%d users, %d items):\n%s\n%s: %s = %.4f%s",
+        params["eval_split"], len(eval_rows), result["num_items"],
+        evaluation.format_table(tables, ks), verdict, decision["metric"],
+        decision["value"], "".join(f"\n  - {r}" for r in decision["reasons"]))
+
+    self._write_evaluation(
+        artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY]), result)
+    self._write_blessing(
+        artifact_utils.get_single_instance(output_dict[spec.BLESSING_KEY]),
+        decision, model, baseline_model, exec_properties)
+
+  def _write_evaluation(self, artifact: types.Artifact, result: Dict[str, Any]) -> None:
+    io_utils.write_string_file(os.path.join(artifact.uri, METRICS_FILE),
+                               json.dumps(result, indent=2, sort_keys=True))
+    for prefix, values in (("", result["model"]),
+                           (POPULARITY_PROPERTY_PREFIX, result["popularity"])):
+      for name, value in values.items():
+        if isinstance(value, float):
+          artifact.set_float_custom_property(prefix + name, value)
+        else:
+          artifact.set_int_custom_property(prefix + name, int(value))
+
+  def _write_blessing(self, blessing: types.Artifact, decision: Dict[str, Any],
+                      model: types.Artifact, baseline_model,
+                      exec_properties: Dict[str, Any]) -> None:
+    """Marker file and properties exactly as the standard Evaluator writes them."""
+    fileio.makedirs(blessing.uri)
+    blessing.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri)
+    blessing.set_int_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id)
+    if baseline_model is not None:
+      blessing.set_string_custom_property(
+          constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline_model.uri)
+      blessing.set_int_custom_property(
+          constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline_model.id)
+    if "current_component_id" in exec_properties:
+      blessing.set_string_custom_property(
+          "component_id", exec_properties["current_component_id"])
+    if decision["blessed"]:
+      io_utils.write_string_file(
+          os.path.join(blessing.uri, constants.BLESSED_FILE_NAME), "")
+      blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                       constants.BLESSED_VALUE)
+      message = f"{decision['metric']} = {decision['value']:.4f}: blessed"
+    else:
+      io_utils.write_string_file(
+          os.path.join(blessing.uri, constants.NOT_BLESSED_FILE_NAME), "")
+      blessing.set_int_custom_property(constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+                                       constants.NOT_BLESSED_VALUE)
+      message = "not blessed: " + "; ".join(decision["reasons"])
+    blessing.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, message)
+    logging.info("Blessing result %s written to %s.", decision["blessed"], blessing.uri)

@@ -1,0 +1,342 @@
+"""RankingEvaluator: executor outputs on a tiny catalogue with hand-computed ranks.
+
+The fake model scores item j for a history whose most recent item is x with
+``Q[x][j]`` (item embeddings are the identity, the query embedding of a history
+is the row of ``Q`` of its last item), so every rank below is known by hand.
+
+Catalogue: i1..i6 (indices 0..5). Test split:
+  u1 history [i1, i2]           target i3
+  u2 history [i4]               target i5
+  u3 history [i2, qq, i6, i1]   target i1 (repeat; qq is not in the catalogue)
+  u4 history [i3]               target zz (not in the catalogue: a miss)
+Train split (popularity counts i1:2, i2:4, i3:3, i4:1, i5:0, i6:0):
+  [i1, i2] -> i3, [i2, i3] -> i2, [i4, i1, zz] -> i2, [] -> i3
+"""
+
+import json
+import math
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.components.util import model_utils
+from tfx.types import artifact_utils
+from tfx.types import channel
+from tfx.types import standard_artifacts
+from tfx.utils import path_constants
+
+from components.ranking_evaluator import component
+from components.ranking_evaluator import component_spec
+from components.ranking_evaluator import evaluation
+from components.ranking_evaluator import executor
+from serving import contract
+from trainer import features
+
+ITEMS = ["i1", "i2", "i3", "i4", "i5", "i6"]
+KS = [1, 3, 5]
+TEST_ROWS = [("u1", ["i1", "i2"], "i3"),
+             ("u2", ["i4"], "i5"),
+             ("u3", ["i2", "qq", "i6", "i1"], "i1"),
+             ("u4", ["i3"], "zz")]
+TRAIN_ROWS = [("u1", ["i1", "i2"], "i3"),
+              ("u2", ["i2", "i3"], "i2"),
+              ("u3", ["i4", "i1", "zz"], "i2"),
+              ("u4", [], "i3")]
+# Scores by last history item.
+CANDIDATE_Q = {
+    "i2": [0.9, 0.1, 0.5, 0.5, 0.7, 0.2],    # u1: i5 ahead of i3 -> rank 2
+    "i4": [0.6, 0.1, 0.2, 0.9, 0.6, 0.6],    # u2: tie with i1 (lower index) -> rank 2
+    "i1": [0.8, 0.95, 0.1, 0.2, 0.3, 0.99],  # u3: i2, i6 excluded -> rank 1
+    "i3": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],    # u4: target missing
+}
+BASELINE_Q = {"i2": [0, 0, 1, 0, 0, 0], "i4": [0, 0, 0, 0, 1, 0],
+              "i1": [1, 0, 0, 0, 0, 0], "i3": [0, 0, 0, 0, 0, 0]}
+
+LOG3 = math.log2(3)
+# Candidate ranks [2, 2, 1, inf]; top lists (history left out):
+#   u1 [i5, i3, i4, i6], u2 [i1, i5, i6, i3, i2], u3 [i5, i4, i3], u4 [i6, i5, i4, i2, i1]
+EXPECTED_MODEL = {
+    "HR@1": 0.25, "HR@3": 0.75, "HR@5": 0.75,
+    "NDCG@1": 0.25, "NDCG@3": (2 / LOG3 + 1) / 4, "NDCG@5": (2 / LOG3 + 1) / 4,
+    "MRR": (0.5 + 0.5 + 1) / 4,
+    "coverage@1": 3 / 6, "coverage@3": 5 / 6, "coverage@5": 1.0,
+    "num_users": 4, "num_missing_targets": 1,
+}
+# Popularity ranks [1, 4, 2, inf]; top lists:
+#   u1 [i3, i4, i5, i6], u2 [i2, i3, i1, i5, i6], u3 [i3, i4, i5], u4 [i2, i1, i4, i5, i6]
+EXPECTED_POPULARITY = {
+    "HR@1": 0.25, "HR@3": 0.5, "HR@5": 0.75,
+    "NDCG@1": 0.25, "NDCG@3": (1 + 1 / LOG3) / 4,
+    "NDCG@5": (1 + 1 / math.log2(5) + 1 / LOG3) / 4,
+    "MRR": (1 + 0.25 + 0.5) / 4,
+    "coverage@1": 2 / 6, "coverage@3": 5 / 6, "coverage@5": 1.0,
+    "num_users": 4, "num_missing_targets": 1,
+}
+# Baseline ranks [1, 1, 1, inf].
+EXPECTED_BASELINE_NDCG3 = 0.75
+
+
+class LastItemModel(tf.Module):
+  """Query embedding = Q[last item of the history]; item embeddings = identity."""
+
+  def __init__(self, item_ids, query_rows):
+    super().__init__()
+    keys = list(query_rows)
+    self.item_ids = tf.constant(item_ids)
+    self.item_vectors = tf.eye(len(item_ids))
+    self.rows = tf.constant([query_rows[k] for k in keys] + [[0.0] * len(item_ids)],
+                            tf.float32)
+    self.table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys), tf.range(len(keys), dtype=tf.int64)),
+        default_value=len(keys))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY)])
+  def query_embedding(self, history):
+    return {contract.OUTPUT_EMBEDDING: tf.gather(self.rows, self.table.lookup(history[:, -1]))}
+
+  @tf.function(input_signature=[])
+  def item_embeddings(self):
+    return {contract.OUTPUT_ITEM_IDS: self.item_ids,
+            contract.OUTPUT_EMBEDDINGS: self.item_vectors}
+
+
+def _save_model(model_uri: str, query_rows) -> str:
+  module = LastItemModel(ITEMS, query_rows)
+  path = os.path.join(model_uri, path_constants.SERVING_MODEL_DIR)
+  tf.saved_model.save(module, path, signatures={
+      contract.QUERY_EMBEDDING_SIGNATURE: module.query_embedding.get_concrete_function(),
+      contract.ITEM_EMBEDDINGS_SIGNATURE: module.item_embeddings.get_concrete_function()})
+  return path
+
+
+def _bytes_feature(values):
+  return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
+
+
+def _sequence_example(user, history, target):
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.USER_ID: _bytes_feature([user]),
+      features.HISTORY: _bytes_feature(history),
+      features.TARGET: _bytes_feature([target]),
+      features.ITEM_ID: _bytes_feature([""]),
+      features.ITEM_ATTRIBUTES: _bytes_feature([]),
+      features.TITLE: _bytes_feature([""]),
+  }))
+
+
+def _item_example(item):
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.USER_ID: _bytes_feature([""]),
+      features.HISTORY: _bytes_feature([]),
+      features.TARGET: _bytes_feature([""]),
+      features.ITEM_ID: _bytes_feature([item]),
+      features.ITEM_ATTRIBUTES: _bytes_feature(["a"]),
+      features.TITLE: _bytes_feature([f"title {item}"]),
+  }))
+
+
+def _write_split(directory, examples):
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, "data_tfrecord-00000-of-00001.gz")
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for example in examples:
+      writer.write(example.SerializeToString())
+  return path
+
+
+def _write_examples(root):
+  splits = {
+      features.TRAIN_SPLIT: [_sequence_example(*row) for row in TRAIN_ROWS],
+      features.EVAL_SPLIT: [_sequence_example(*row) for row in TRAIN_ROWS],
+      features.TEST_SPLIT: [_sequence_example(*row) for row in TEST_ROWS],
+      features.ITEMS_SPLIT: [_item_example(item) for item in ITEMS],
+  }
+  for name, rows in splits.items():
+    _write_split(os.path.join(root, f"Split-{name}"), rows)
+  artifact = standard_artifacts.Examples()
+  artifact.uri = root
+  artifact.split_names = artifact_utils.encode_split_names(list(splits))
+  return artifact
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+  root = tmp_path_factory.mktemp("models")
+  candidate = standard_artifacts.Model()
+  candidate.uri = str(root / "candidate")
+  candidate.id = 11
+  _save_model(candidate.uri, CANDIDATE_Q)
+  baseline = standard_artifacts.Model()
+  baseline.uri = str(root / "baseline")
+  baseline.id = 7
+  _save_model(baseline.uri, BASELINE_Q)
+  return candidate, baseline
+
+
+@pytest.fixture(scope="module")
+def examples(tmp_path_factory):
+  return _write_examples(str(tmp_path_factory.mktemp("examples")))
+
+
+def _run(tmp_path, examples, model, baseline=None, **properties):
+  evaluation_artifact = standard_artifacts.ModelEvaluation()
+  evaluation_artifact.uri = str(tmp_path / "evaluation")
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = str(tmp_path / "blessing")
+  exec_properties = {"ks": json.dumps(KS), "gating_metric": "NDCG@3", "min_value": 0.0,
+                     "must_beat_popularity": 1, "baseline_tolerance": 0.0, "batch_size": 2}
+  exec_properties.update(properties)
+  inputs = {"examples": [examples], "model": [model]}
+  if baseline is not None:
+    inputs["baseline_model"] = [baseline]
+  executor.Executor().Do(inputs, {"evaluation": [evaluation_artifact], "blessing": [blessing]},
+                         exec_properties)
+  with open(os.path.join(evaluation_artifact.uri, executor.METRICS_FILE)) as f:
+    result = json.load(f)
+  return result, evaluation_artifact, blessing
+
+
+def _marker_files(blessing):
+  return sorted(os.listdir(blessing.uri))
+
+
+def test_metrics_json_holds_hand_computed_model_and_popularity_metrics(tmp_path, examples,
+                                                                       models):
+  result, evaluation_artifact, _ = _run(tmp_path, examples, models[0])
+  assert result["split"] == "test"
+  assert result["num_items"] == 6
+  assert result["model"] == pytest.approx(EXPECTED_MODEL)
+  assert result["popularity"] == pytest.approx(EXPECTED_POPULARITY)
+  assert "baseline" not in result
+  assert evaluation_artifact.get_float_custom_property("NDCG@3") == pytest.approx(
+      EXPECTED_MODEL["NDCG@3"])
+  assert evaluation_artifact.get_float_custom_property("popularity/MRR") == pytest.approx(
+      EXPECTED_POPULARITY["MRR"])
+
+
+def test_one_batch_and_many_batches_give_the_same_metrics(tmp_path, examples, models):
+  # Histories of different lengths share a batch: left padding keeps the last item last.
+  result, _, _ = _run(tmp_path, examples, models[0], batch_size=512)
+  assert result["model"] == pytest.approx(EXPECTED_MODEL)
+  assert result["popularity"] == pytest.approx(EXPECTED_POPULARITY)
+
+
+def test_blessed_above_min_value_and_popularity(tmp_path, examples, models):
+  result, _, blessing = _run(tmp_path, examples, models[0], min_value=0.5)
+  gating = result["gating"]
+  assert gating["blessed"] is True and gating["reasons"] == []
+  assert gating["metric"] == "NDCG@3"
+  assert gating["value"] == pytest.approx(EXPECTED_MODEL["NDCG@3"])
+  assert gating["min_value"] == 0.5
+  assert _marker_files(blessing) == ["BLESSED"]
+  assert os.path.getsize(os.path.join(blessing.uri, "BLESSED")) == 0
+  assert blessing.get_int_custom_property("blessed") == 1
+  assert model_utils.is_model_blessed(blessing)  # what the standard Pusher checks
+  assert blessing.get_string_custom_property("current_model") == models[0].uri
+  assert blessing.get_int_custom_property("current_model_id") == 11
+  assert not blessing.has_custom_property("baseline_model")
+
+
+def test_not_blessed_below_min_value(tmp_path, examples, models):
+  result, _, blessing = _run(tmp_path, examples, models[0], min_value=0.6)
+  assert result["gating"]["blessed"] is False
+  assert len(result["gating"]["reasons"]) == 1
+  assert "below min_value 0.6000" in result["gating"]["reasons"][0]
+  assert _marker_files(blessing) == ["NOT_BLESSED"]
+  assert blessing.get_int_custom_property("blessed") == 0
+  assert not model_utils.is_model_blessed(blessing)
+  assert "min_value" in blessing.get_string_custom_property("blessing_message")
+
+
+def test_not_blessed_when_only_equal_to_popularity(tmp_path, examples, models):
+  # HR@1 is 0.25 for both: not strictly better.
+  result, _, blessing = _run(tmp_path, examples, models[0], gating_metric="HR@1")
+  assert result["gating"]["blessed"] is False
+  assert "popularity baseline (0.2500)" in result["gating"]["reasons"][0]
+  assert _marker_files(blessing) == ["NOT_BLESSED"]
+  assert blessing.get_int_custom_property("blessed") == 0
+  # Without the popularity condition the same model is blessed.
+  result, _, blessing = _run(tmp_path / "off", examples, models[0], gating_metric="HR@1",
+                             must_beat_popularity=0)
+  assert result["gating"]["blessed"] is True
+  assert _marker_files(blessing) == ["BLESSED"]
+
+
+def test_baseline_model_gates_with_tolerance(tmp_path, examples, models):
+  candidate, baseline = models
+  result, _, blessing = _run(tmp_path / "strict", examples, candidate, baseline)
+  assert result["baseline"]["NDCG@3"] == pytest.approx(EXPECTED_BASELINE_NDCG3)
+  assert result["baseline"]["HR@1"] == pytest.approx(0.75)
+  assert result["gating"]["blessed"] is False
+  assert "baseline model's 0.7500" in result["gating"]["reasons"][0]
+  assert _marker_files(blessing) == ["NOT_BLESSED"]
+  assert blessing.get_int_custom_property("blessed") == 0
+  assert blessing.get_string_custom_property("baseline_model") == baseline.uri
+  assert blessing.get_int_custom_property("baseline_model_id") == 7
+  # 0.5655 >= 0.75 * (1 - 0.3) = 0.525.
+  result, _, blessing = _run(tmp_path / "tolerant", examples, candidate, baseline,
+                             baseline_tolerance=0.3)
+  assert result["gating"]["blessed"] is True
+  assert _marker_files(blessing) == ["BLESSED"]
+
+
+def test_evaluate_saved_model_reads_a_split_pattern(tmp_path, examples, models):
+  pattern = os.path.join(examples.uri, "Split-{split}", "*.gz")
+  path = os.path.join(models[0].uri, path_constants.SERVING_MODEL_DIR)
+  result = evaluation.evaluate_saved_model(path, pattern, ks=KS, batch_size=3)
+  assert result["model"] == pytest.approx(EXPECTED_MODEL)
+  assert result["popularity"] == pytest.approx(EXPECTED_POPULARITY)
+  by_dir = evaluation.evaluate_saved_model(path, examples.uri, ks=KS, with_popularity=False)
+  assert by_dir["model"] == pytest.approx(EXPECTED_MODEL)
+  assert "popularity" not in by_dir
+
+
+def test_row_without_target_is_reported_with_file_and_record(tmp_path, models):
+  root = tmp_path / "bad"
+  bad = tf.train.Example(features=tf.train.Features(feature={
+      features.USER_ID: _bytes_feature(["u9"]),
+      features.HISTORY: _bytes_feature(["i1"])}))
+  path = _write_split(str(root / "Split-test"), [_sequence_example(*TEST_ROWS[0]), bad])
+  model_path = os.path.join(models[0].uri, path_constants.SERVING_MODEL_DIR)
+  with pytest.raises(ValueError) as error:
+    evaluation.evaluate_saved_model(model_path, str(root), with_popularity=False)
+  message = str(error.value)
+  assert path in message and "record 1" in message and "'u9'" in message
+  assert "'target'" in message
+
+
+def test_missing_split_names_the_splits_that_exist(tmp_path, examples, models):
+  with pytest.raises(ValueError, match=r"no split 'validation'.*'test'"):
+    _run(tmp_path, examples, models[0], eval_split="validation")
+
+
+def test_component_spec_has_standard_evaluator_channels():
+  examples = channel.Channel(type=standard_artifacts.Examples)
+  model = channel.Channel(type=standard_artifacts.Model)
+  evaluator = component.RankingEvaluator(examples=examples, model=model, ks=[5, 10],
+                                         gating_metric="HR@5", min_value=0)
+  assert set(evaluator.inputs) == {"examples", "model"}
+  assert evaluator.outputs["blessing"].type == standard_artifacts.ModelBlessing
+  assert evaluator.outputs["evaluation"].type == standard_artifacts.ModelEvaluation
+  properties = evaluator.exec_properties
+  assert json.loads(properties[component_spec.KS_KEY]) == [5, 10]
+  assert properties["gating_metric"] == "HR@5"
+  assert properties["min_value"] == 0.0 and isinstance(properties["min_value"], float)
+  assert properties["must_beat_popularity"] == 1
+  assert properties["eval_split"] == "test"
+  assert properties["batch_size"] == 512
+  assert evaluator.EXECUTOR_SPEC.executor_class is executor.Executor
+  with_baseline = component.RankingEvaluator(
+      examples=examples, model=model,
+      baseline_model=channel.Channel(type=standard_artifacts.Model))
+  assert with_baseline.inputs["baseline_model"].type == standard_artifacts.Model
+  assert with_baseline.exec_properties["gating_metric"] == "NDCG@10"
+
+
+def test_component_rejects_a_gating_metric_that_is_not_computed():
+  with pytest.raises(ValueError, match="NDCG@10"):
+    component.RankingEvaluator(
+        examples=channel.Channel(type=standard_artifacts.Examples),
+        model=channel.Channel(type=standard_artifacts.Model), ks=[5, 20])
