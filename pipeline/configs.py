@@ -45,6 +45,9 @@ class PipelineConfig:
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
       "--direct_running_mode=in_memory", "--direct_num_workers=1"])
   enable_cache: bool = False
+  # Whether an item table sits under <data_root>/items. None: look (local roots
+  # only); remote roots (gs://, s3://) must say so, as the runner cannot look.
+  use_item_table: Optional[bool] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -69,4 +72,9 @@ class PipelineConfig:
 
   @property
   def has_item_table(self) -> bool:
+    if self.use_item_table is not None:
+      return self.use_item_table
+    if "://" in self.data_root:
+      raise ValueError(f"data_root {self.data_root} is remote: set use_item_table "
+                       "to say whether <data_root>/items holds an item table")
     return os.path.isdir(self.items_root) and bool(os.listdir(self.items_root))

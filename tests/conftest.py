@@ -1,0 +1,38 @@
+"""Shared fixtures: one tiny end-to-end pipeline run serves every test that needs a real model."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_MODEL_CONFIG = '{"epochs": 3, "embedding_dim": 32, "ff_dim": 32, "max_seq_len": 20, "batch_size": 64}'
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+  """Runs the whole TFX pipeline once on tiny synthetic data.
+
+  Returns (PipelineConfig, summary dict). Tests must only read its outputs.
+  """
+  from pipeline import local_runner  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("tiny_run")
+  args = local_runner.parse_args([
+      "--synthetic-size", "tiny", "--output-dir", str(out),
+      "--model-config", TINY_MODEL_CONFIG, "--min-interactions", "3"])
+  config = local_runner.build_config(args)
+  local_runner.prepare_data(args, config.data_root)
+  summary = local_runner.run(config)
+  return config, summary
+
+
+@pytest.fixture(scope="session")
+def pushed_model_path(tiny_run):
+  """Path of the newest version the tiny run pushed (``<serving>/<model>/<version>``)."""
+  config, summary = tiny_run
+  assert summary.get("pushed"), f"tiny run pushed nothing: {summary}"
+  return summary["pushed_destination"]
