@@ -50,7 +50,9 @@ class RecommenderModule(tf.Module):
     batch = tf.shape(history)[0]
     empty = tf.fill([batch], contract.PAD)
     raw = {
-        features.HISTORY: tf.sparse.from_dense(history),
+        # Padding may stand anywhere: compact each row (order kept) first.
+        features.HISTORY: tf.ragged.boolean_mask(
+            history, tf.not_equal(history, contract.PAD)).to_sparse(),
         features.ITEM_ATTRIBUTES: tf.SparseTensor(
             tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string),
             tf.stack([tf.cast(batch, tf.int64), 0])),
@@ -95,7 +97,7 @@ class RecommenderModule(tf.Module):
   def item_embeddings(self):
     ids = self.index_to_id.lookup(tf.range(self.num_items, dtype=tf.int64))
     return {contract.OUTPUT_ITEM_IDS: ids,
-            contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings(), tf.float32)}
+            contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings, tf.float32)}
 
 
 def export_serving_model(model, tf_transform_output, max_seq_len: int, export_dir: str):
