@@ -13,13 +13,13 @@ and a summary is printed.
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
 import time
 from typing import List, Optional
 
 from pipeline import configs
+from pipeline import progress
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
 from trainer.config import ModelConfig
@@ -51,6 +51,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--beam-arg", action="append", default=None,
                       help="Beam pipeline arg, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
   parser.add_argument("--enable-cache", action="store_true")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show every TFX/Beam log line, not only progress")
   return parser.parse_args(argv)
 
 
@@ -115,9 +117,7 @@ def run(config: configs.PipelineConfig) -> dict:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-  absl_logging.set_verbosity(absl_logging.INFO)
+  progress.configure(args.verbose)
   start = time.time()
   try:
     config = build_config(args)

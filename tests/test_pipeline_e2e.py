@@ -1,0 +1,89 @@
+"""End to end: the TFX pipeline on tiny synthetic data trains, evaluates, pushes a servable model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import local_runner
+from serving import contract
+
+
+def test_run_beats_popularity_and_pushes(tiny_run):
+  config, summary = tiny_run
+  model, popularity = summary["evaluation"]["model"], summary["evaluation"]["popularity"]
+  assert summary["evaluation"]["gating"]["blessed"]
+  assert model["NDCG@10"] > popularity["NDCG@10"]
+  assert summary["pushed"]
+  version = os.path.basename(summary["pushed_destination"])
+  assert os.listdir(config.serving_model_dir) == [version]
+  assert summary["sequences"]["num_users_kept"] == model["num_users"]
+
+
+@pytest.fixture(scope="module")
+def served(pushed_model_path):
+  return tf.saved_model.load(pushed_model_path)
+
+
+@pytest.fixture(scope="module")
+def catalogue(served):
+  ids = served.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[contract.OUTPUT_ITEM_IDS]
+  return [i.decode() for i in ids.numpy()]
+
+
+def _recommend(model, histories, k):
+  width = max(len(h) for h in histories)
+  padded = [[contract.PAD] * (width - len(h)) + list(h) for h in histories]
+  out = model.signatures[contract.DEFAULT_SIGNATURE](
+      history=tf.constant(padded, tf.string), k=tf.constant(k, tf.int32))
+  return ([[i.decode() for i in row] for row in out[contract.OUTPUT_ITEM_IDS].numpy()],
+          out[contract.OUTPUT_SCORES].numpy())
+
+
+def test_pushed_model_answers_raw_ids_and_never_returns_history(served, catalogue):
+  history = catalogue[:5]
+  ids, scores = _recommend(served, [history, catalogue[5:6]], k=10)
+  assert len(ids) == 2 and all(len(row) == 10 for row in ids)
+  assert not set(ids[0]) & set(history)
+  assert catalogue[5] not in ids[1]
+  assert set(ids[0]) <= set(catalogue)
+  assert np.all(np.diff(scores, axis=1) <= 0)  # best first
+
+
+def test_padding_position_and_unknown_ids_do_not_change_the_answer(served, catalogue):
+  history = catalogue[10:14]
+  plain, _ = _recommend(served, [history], k=5)
+  out = served.signatures[contract.DEFAULT_SIGNATURE](
+      history=tf.constant([history[:2] + ["", "never-seen-item"] + history[2:] + [""]]),
+      k=tf.constant(5, tf.int32))
+  assert [i.decode() for i in out[contract.OUTPUT_ITEM_IDS].numpy()[0]] == plain[0]
+
+
+def test_scores_match_query_and_item_embeddings(served, catalogue):
+  history = tf.constant([catalogue[3:9]])
+  query = served.signatures[contract.QUERY_EMBEDDING_SIGNATURE](history=history)[
+      contract.OUTPUT_EMBEDDING].numpy()
+  items = served.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[
+      contract.OUTPUT_EMBEDDINGS].numpy()
+  ids, scores = _recommend(served, [catalogue[3:9]], k=3)
+  expected = query @ items.T
+  np.testing.assert_allclose(scores[0], [expected[0, catalogue.index(i)] for i in ids[0]],
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_k_larger_than_catalogue_returns_whole_catalogue(served, catalogue):
+  ids, _ = _recommend(served, [catalogue[:1]], k=len(catalogue) + 50)
+  assert len(ids[0]) == len(catalogue)
+
+
+def test_bad_input_file_stops_before_the_pipeline_with_a_clear_error(tmp_path, capsys):
+  log = tmp_path / "log.csv"
+  log.write_text("user_id,item_id\n1,2\n")
+  code = local_runner.main(["--dataset", "csv", "--data-dir", str(log),
+                            "--output-dir", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert code == 1
+  assert "timestamp" in err and str(log) in err
+  assert not (tmp_path / "out" / "tfx").exists()
