@@ -6,8 +6,9 @@ Kept free of training code so that clients and the server import it alone.
     inputs:  ``history`` string [batch, max_len], raw item ids, oldest first, most
              recent last, padded with "" (padding may stand anywhere; it is dropped);
              ``k`` int32 scalar, how many items to return.
-    outputs: ``item_ids`` string [batch, k], ``scores`` float32 [batch, k]; items of the
-             row's own history are never returned.
+    outputs: ``item_ids`` string [batch, min(k, catalogue size)], ``scores`` float32,
+             best first; items of the row's own history are never returned: when
+             fewer than k items remain, the rest of the row is "" with score -inf.
 ``query_embedding``
     inputs:  ``history`` as above. outputs: ``embedding`` float32 [batch, dim].
 ``item_embeddings``

@@ -73,9 +73,12 @@ def test_scores_match_query_and_item_embeddings(served, catalogue):
                              rtol=1e-4, atol=1e-4)
 
 
-def test_k_larger_than_catalogue_returns_whole_catalogue(served, catalogue):
-  ids, _ = _recommend(served, [catalogue[:1]], k=len(catalogue) + 50)
+def test_k_past_the_catalogue_pads_with_empty_ids_instead_of_history(served, catalogue):
+  history = catalogue[:2]
+  ids, scores = _recommend(served, [history], k=len(catalogue) + 50)
   assert len(ids[0]) == len(catalogue)
+  assert sorted(ids[0][:-2]) == sorted(catalogue[2:])
+  assert ids[0][-2:] == ["", ""] and np.all(np.isneginf(scores[0][-2:]))
 
 
 def test_bad_input_file_stops_before_the_pipeline_with_a_clear_error(tmp_path, capsys):

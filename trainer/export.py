@@ -82,8 +82,12 @@ class RecommenderModule(tf.Module):
     scores = tf.tensor_scatter_nd_update(
         scores, seen, tf.fill(tf.shape(rows), tf.constant(-float("inf"), scores.dtype)))
     top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
+    ids = self.index_to_id.lookup(tf.cast(top.indices, tf.int64))
+    # Past the recommendable items (k near the catalogue size) only history
+    # items remain: those slots come back as "" with score -inf.
+    ids = tf.where(tf.math.is_inf(top.values), tf.constant(contract.PAD), ids)
     return {
-        contract.OUTPUT_ITEM_IDS: self.index_to_id.lookup(tf.cast(top.indices, tf.int64)),
+        contract.OUTPUT_ITEM_IDS: ids,
         contract.OUTPUT_SCORES: tf.cast(top.values, tf.float32),
     }
 
