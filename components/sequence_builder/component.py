@@ -1,0 +1,71 @@
+"""SequenceBuilder: the custom Beam component between ExampleValidator and Transform."""
+
+from typing import Optional
+
+from tfx import types
+from tfx.dsl.components.base import base_beam_component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_artifacts
+
+from components.sequence_builder import component_spec
+from components.sequence_builder import executor
+
+
+class SequenceBuilder(base_beam_component.BaseBeamComponent):
+  """Turns an interaction log into per-user, leave-one-out sequence examples.
+
+  ## Example
+  ```
+    sequence_builder = SequenceBuilder(
+        examples=example_gen.outputs["examples"],
+        items=item_gen.outputs["examples"],
+        anomalies=example_validator.outputs["anomalies"],
+        min_interactions=5)
+    transform = Transform(
+        examples=sequence_builder.outputs["output_examples"],
+        schema=sequence_builder.outputs["schema"], ...)
+  ```
+
+  Component `outputs` contains:
+   - `output_examples`: Examples with splits train, eval, test (one example
+     per user: user_id, history, target) and items (one example per catalogue
+     item: item_id, item_attributes, title), plus `stats.json`.
+   - `schema`: Schema (`schema.pbtxt`) of those examples, for Transform.
+  """
+
+  SPEC_CLASS = component_spec.SequenceBuilderSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
+
+  def __init__(
+      self,
+      examples: types.BaseChannel,
+      items: Optional[types.BaseChannel] = None,
+      anomalies: Optional[types.BaseChannel] = None,
+      min_interactions: int = component_spec.DEFAULT_MIN_INTERACTIONS,
+      max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH):
+    """Constructs a SequenceBuilder.
+
+    Args:
+      examples: Examples channel of the interaction log (``user_id``,
+        ``item_id``, ``timestamp``; see ``trainer.features``), e.g. from
+        CsvExampleGen. Every split is read.
+      items: optional Examples channel of the item table (``item_id``,
+        ``title``, ``|``-separated ``attributes``).
+      anomalies: optional ExampleAnomalies channel from ExampleValidator; the
+        run fails, listing them, if any split has anomalies.
+      min_interactions: users with fewer interactions are dropped; >= 3.
+      max_history_length: keep only the most recent this many history items
+        per example; 0 keeps all.
+    """
+    if isinstance(min_interactions, int) and isinstance(max_history_length,
+                                                        int):
+      component_spec.validate_parameters(min_interactions, max_history_length)
+    spec = component_spec.SequenceBuilderSpec(
+        examples=examples,
+        items=items,
+        anomalies=anomalies,
+        min_interactions=min_interactions,
+        max_history_length=max_history_length,
+        output_examples=types.Channel(type=standard_artifacts.Examples),
+        schema=types.Channel(type=standard_artifacts.Schema))
+    super().__init__(spec=spec)

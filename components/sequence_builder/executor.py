@@ -1,0 +1,313 @@
+"""SequenceBuilder executor: interaction log -> per-user leave-one-out examples.
+
+A Beam job (it honours the pipeline's ``beam_pipeline_args``):
+
+1. read every split of the log Examples (GZIP TFRecords of tf.Example) and
+   parse (user_id, item_id, timestamp) rows;
+2. group by user, order by (timestamp, item_id), drop users with fewer than
+   ``min_interactions`` rows and emit one train/eval/test example per user
+   (see ``sequences.leave_one_out``);
+3. emit one ``items`` example per distinct item of the log and item table;
+4. write ``Split-<split>/data_tfrecord-*.gz`` (as ExampleGen does), the
+   ``schema.pbtxt`` of the output (as SchemaGen does) and ``stats.json``.
+
+The result depends only on the set of input rows, not on input sharding, split
+assignment or row order.
+"""
+
+import json
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from absl import logging
+import apache_beam as beam
+from tfx import types
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.sequence_builder import anomalies as anomalies_lib
+from components.sequence_builder import component_spec as spec
+from components.sequence_builder import records
+from components.sequence_builder import sequences
+from trainer import features
+
+# Files written into the output artifacts.
+STATS_FILE_NAME = "stats.json"  # in the output_examples uri
+SCHEMA_FILE_NAME = "schema.pbtxt"  # in the schema uri (as SchemaGen)
+EXAMPLES_FILE_PREFIX = "data_tfrecord"  # in each Split-<split> (as ExampleGen)
+
+_GZIP_FILE_FORMAT = "tfrecords_gzip"
+_STATS_TAG = "stats"
+_EXAMPLES_TAG = "examples"
+
+# Integer statistics in stats.json (also set as artifact custom properties).
+COUNTER_NAMES = (
+    "num_interactions",          # rows of the log, all input splits
+    "num_interactions_kept",     # rows of the users kept
+    "num_users_in",              # distinct users of the log
+    "num_users_kept",            # users with >= min_interactions rows
+    "num_users_dropped_short",   # users with fewer rows
+    "num_items",                 # rows of the items split
+    "num_items_in_log",          # distinct items of the log
+    "num_items_only_in_table",   # items of the item table never interacted with
+    "num_item_table_rows",       # rows of the item table
+    "num_item_table_rows_without_id",  # item-table rows skipped (empty id)
+)
+
+
+def _input_file_patterns(artifact: types.Artifact, role: str) -> Dict[str, str]:
+  """Split name -> file pattern of every split of an input Examples artifact."""
+  payload_format = examples_utils.get_payload_format(artifact)
+  if payload_format != example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE:
+    raise ValueError(
+        f"The {role} Examples at {artifact.uri} have payload format "
+        f"{example_gen_pb2.PayloadFormat.Name(payload_format)}; SequenceBuilder "
+        "reads FORMAT_TF_EXAMPLE (what CsvExampleGen writes).")
+  file_format = examples_utils.get_file_format(artifact)
+  if file_format != _GZIP_FILE_FORMAT:
+    raise ValueError(
+        f"The {role} Examples at {artifact.uri} have file format "
+        f"'{file_format}'; SequenceBuilder reads '{_GZIP_FILE_FORMAT}'.")
+  splits = artifact_utils.decode_split_names(artifact.split_names)
+  if not splits:
+    raise ValueError(
+        f"The {role} Examples at {artifact.uri} have no split names.")
+  return {
+      split: examples_utils.get_split_file_patterns([artifact], split)[0]
+      for split in splits
+  }
+
+
+def _optional_single(input_dict: Dict[str, List[types.Artifact]],
+                     key: str) -> Optional[types.Artifact]:
+  artifacts = input_dict.get(key) or []
+  return artifact_utils.get_single_instance(artifacts) if artifacts else None
+
+
+@beam.ptransform_fn
+def _ReadSplits(pipeline: beam.Pipeline, patterns: Dict[str, str],  # pylint: disable=invalid-name
+                parse_fn) -> beam.PCollection:
+  """Reads and parses the GZIP tf.Example TFRecords of every split."""
+  parsed = []
+  for split, pattern in sorted(patterns.items()):
+    parsed.append(
+        pipeline
+        | f"Read[{split}]" >> beam.io.ReadFromTFRecord(
+            pattern, coder=beam.coders.BytesCoder(),
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP)
+        # Output type Any: the records are NamedTuples, which Beam would
+        # otherwise try (and fail) to encode as schema'd rows.
+        | f"Parse[{split}]" >> beam.Map(parse_fn, split=split).with_output_types(
+            Any))
+  return parsed | "Flatten" >> beam.Flatten()
+
+
+class _BuildSequences(beam.DoFn):
+  """(user_id, [(timestamp, item_id)]) -> (split, serialized tf.Example)."""
+
+  def __init__(self, min_interactions: int, max_history_length: int):
+    self._min_interactions = min_interactions
+    self._max_history_length = max_history_length
+
+  def process(self, element: Tuple[bytes, Iterable[Tuple[Any, bytes]]]):
+    user_id, events = element
+    items = sequences.order_items(events)
+    yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_in", 1))
+    if len(items) < self._min_interactions:
+      yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_dropped_short", 1))
+      return
+    yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_kept", 1))
+    yield beam.pvalue.TaggedOutput(
+        _STATS_TAG, ("num_interactions_kept", len(items)))
+    splits = sequences.leave_one_out(items, self._max_history_length)
+    for split, (history, target) in splits.items():
+      example = sequences.sequence_example(user_id, history, target)
+      yield split, example.SerializeToString()
+
+
+class _BuildItems(beam.DoFn):
+  """(item_id, {log: [...], table: [ItemRow]}) -> serialized items example."""
+
+  def process(self, element: Tuple[bytes, Dict[str, Iterable[Any]]]):
+    item_id, grouped = element
+    in_log = any(True for _ in grouped.get("log", ()))
+    title, attributes = sequences.merge_item_rows(grouped.get("table", ()))
+    yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_items", 1))
+    if in_log:
+      yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_items_in_log", 1))
+    else:
+      yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_items_only_in_table", 1))
+    yield sequences.item_example(item_id, attributes, title).SerializeToString()
+
+
+def _finalize_stats(counts: Dict[str, int], min_interactions: int,
+                    max_history_length: int) -> Dict[str, Any]:
+  """All counters (0 when never counted), per-split counts; fails on no user."""
+  stats: Dict[str, Any] = {name: int(counts.get(name, 0))
+                           for name in COUNTER_NAMES}
+  if stats["num_users_kept"] == 0:
+    raise ValueError(
+        f"No user left after the min_interactions filter: all "
+        f"{stats['num_users_in']} users of the interaction log "
+        f"({stats['num_interactions']} interactions) have fewer than "
+        f"min_interactions={min_interactions} interactions. Lower "
+        "min_interactions or check the log.")
+  stats["min_interactions"] = min_interactions
+  stats["max_history_length"] = max_history_length
+  split_counts = {split: stats["num_users_kept"]
+                  for split in features.SEQUENCE_SPLITS}
+  split_counts[features.ITEMS_SPLIT] = stats["num_items"]
+  stats["split_counts"] = split_counts
+  return stats
+
+
+def _write_split(examples: beam.PCollection, output: types.Artifact,
+                 split: str) -> None:
+  split_uri = artifact_utils.get_split_uri([output], split)
+  _ = examples | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+      os.path.join(split_uri, EXAMPLES_FILE_PREFIX), file_name_suffix=".gz")
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Builds the sequence examples, their schema and stats.json."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    """Runs the SequenceBuilder.
+
+    Args:
+      input_dict:
+        - examples: one Examples artifact, the interaction log (all splits
+          are read).
+        - items: optional, one Examples artifact, the item table.
+        - anomalies: optional, one ExampleAnomalies artifact; any anomaly in
+          any split stops the run with a ValueError listing them.
+      output_dict:
+        - output_examples: one Examples artifact; gets splits train, eval,
+          test, items and stats.json.
+        - schema: one Schema artifact; gets schema.pbtxt.
+      exec_properties:
+        - min_interactions: int >= 3 (default 5).
+        - max_history_length: int >= 0 (default 0 = whole history).
+
+    Raises:
+      ValueError: anomalies, bad parameters, bad input rows, or no user left.
+    """
+    self._log_startup(input_dict, output_dict, exec_properties)
+    min_interactions = exec_properties.get(spec.MIN_INTERACTIONS_KEY)
+    if min_interactions is None:
+      min_interactions = spec.DEFAULT_MIN_INTERACTIONS
+    max_history_length = exec_properties.get(spec.MAX_HISTORY_LENGTH_KEY)
+    if max_history_length is None:
+      max_history_length = spec.DEFAULT_MAX_HISTORY_LENGTH
+    spec.validate_parameters(min_interactions, max_history_length)
+
+    anomalies = _optional_single(input_dict, spec.ANOMALIES_KEY)
+    if anomalies is not None:
+      anomalies_lib.check_no_anomalies(anomalies)
+
+    log = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
+    log_patterns = _input_file_patterns(log, "interaction log")
+    items = _optional_single(input_dict, spec.ITEMS_KEY)
+    items_patterns = (
+        _input_file_patterns(items, "item table") if items is not None
+        else None)
+
+    output = artifact_utils.get_single_instance(
+        output_dict[spec.OUTPUT_EXAMPLES_KEY])
+    output.split_names = artifact_utils.encode_split_names(
+        list(features.ALL_SPLITS))
+    examples_utils.set_payload_format(
+        output, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(output, _GZIP_FILE_FORMAT)
+
+    schema_uri = os.path.join(
+        artifact_utils.get_single_uri(output_dict[spec.SCHEMA_KEY]),
+        SCHEMA_FILE_NAME)
+    io_utils.write_pbtxt_file(schema_uri, sequences.output_schema())
+    logging.info("SequenceBuilder: schema written to %s", schema_uri)
+
+    stats_prefix = os.path.join(output.uri, os.path.splitext(STATS_FILE_NAME)[0])
+    with self._make_beam_pipeline() as p:
+      interactions = p | "ReadLog" >> _ReadSplits(  # pylint: disable=no-value-for-parameter
+          log_patterns, records.parse_interaction)
+      stats = [
+          interactions
+          | "CountInteractions" >> beam.Map(lambda _: ("num_interactions", 1))
+      ]
+
+      # Sequences, one example per kept user and split.
+      built = (
+          interactions
+          | "KeyByUser" >> beam.Map(
+              lambda r: (r.user_id, (r.timestamp, r.item_id)))
+          | "GroupByUser" >> beam.GroupByKey()
+          | "BuildSequences" >> beam.ParDo(
+              _BuildSequences(min_interactions, max_history_length)
+          ).with_outputs(_STATS_TAG, main=_EXAMPLES_TAG))
+      stats.append(built[_STATS_TAG])
+      by_split = (
+          built[_EXAMPLES_TAG]
+          | "PartitionBySplit" >> beam.Partition(
+              lambda kv, _: features.SEQUENCE_SPLITS.index(kv[0]),
+              len(features.SEQUENCE_SPLITS)))
+      for split, split_examples in zip(features.SEQUENCE_SPLITS, by_split):
+        _write_split(
+            split_examples | f"DropKey[{split}]" >> beam.Values(),
+            output, split)
+
+      # Catalogue: log items and item-table rows, one example per item.
+      catalogue = {
+          "log": (interactions
+                  | "LogItems" >> beam.Map(lambda r: r.item_id)
+                  | "DistinctLogItems" >> beam.Distinct()
+                  | "KeyLogItems" >> beam.Map(lambda item: (item, True))),
+      }
+      if items_patterns is not None:
+        item_rows = p | "ReadItemTable" >> _ReadSplits(  # pylint: disable=no-value-for-parameter
+            items_patterns, records.parse_item_row)
+        stats.append(
+            item_rows | "CountItemRows" >> beam.FlatMap(
+                lambda row: [("num_item_table_rows", 1),
+                             ("num_item_table_rows_without_id",
+                              int(row is None))]))
+        catalogue["table"] = (
+            item_rows
+            | "DropRowsWithoutId" >> beam.Filter(lambda row: row is not None)
+            | "KeyItemRows" >> beam.Map(lambda row: (row.item_id, row)))
+      built_items = (
+          catalogue
+          | "GroupByItem" >> beam.CoGroupByKey()
+          | "BuildItems" >> beam.ParDo(_BuildItems()).with_outputs(
+              _STATS_TAG, main=_EXAMPLES_TAG))
+      stats.append(built_items[_STATS_TAG])
+      _write_split(built_items[_EXAMPLES_TAG], output, features.ITEMS_SPLIT)
+
+      # Counters -> stats.json (fails the run if no user is left).
+      _ = (
+          stats
+          | "FlattenStats" >> beam.Flatten()
+          | "SumStats" >> beam.CombinePerKey(sum)
+          | "StatsToDict" >> beam.combiners.ToDict()
+          | "FinalizeStats" >> beam.Map(
+              _finalize_stats, min_interactions=min_interactions,
+              max_history_length=max_history_length)
+          | "StatsToJson" >> beam.Map(json.dumps, sort_keys=True, indent=2)
+          | "WriteStats" >> beam.io.WriteToText(
+              stats_prefix, file_name_suffix=".json", shard_name_template=""))
+
+    stats_path = os.path.join(output.uri, STATS_FILE_NAME)
+    with fileio.open(stats_path, "r") as f:
+      result = json.load(f)
+    for name in COUNTER_NAMES:
+      output.set_int_custom_property(name, result[name])
+    for split, count in result["split_counts"].items():
+      output.set_int_custom_property(f"num_examples_{split}", count)
+    logging.info("SequenceBuilder: wrote %s to %s; stats: %s",
+                 list(features.ALL_SPLITS), output.uri,
+                 json.dumps(result, sort_keys=True))
