@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
+# google-api-core warns on every import that Python 3.10 is old; TFX 1.16 needs 3.10.
+export PYTHONWARNINGS := ignore::FutureWarning
 
 # Python 3.10: pyenv's install (root from `pyenv root`, $$PYENV_ROOT or ~/.pyenv), else python3.10 on PATH;
 # each candidate must really run as 3.10 (a pyenv shim with no version selected does not).
