@@ -48,6 +48,8 @@ class PipelineConfig:
   # Whether an item table sits under <data_root>/items. None: look (local roots
   # only); remote roots (gs://, s3://) must say so, as the runner cannot look.
   use_item_table: Optional[bool] = None
+  # Folder TF Serving watches (model folders below it); None: <output_root>/serving.
+  serving_root: Optional[str] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -60,7 +62,8 @@ class PipelineConfig:
   @property
   def serving_model_dir(self) -> str:
     """``<serving_root>/<model_name>``: TF Serving's model base path."""
-    return os.path.join(self.output_root, "serving", self.model_name)
+    return os.path.join(self.serving_root or os.path.join(self.output_root, "serving"),
+                        self.model_name)
 
   @property
   def interactions_root(self) -> str:

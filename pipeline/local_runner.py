@@ -22,7 +22,7 @@ from pipeline import configs
 from pipeline import progress
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
-from trainer.config import ModelConfig
+from trainer.config import ModelConfig, load_model_config
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
@@ -57,14 +57,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def _model_config(args) -> ModelConfig:
-  values = {}
-  if args.model_config:
-    text = args.model_config
-    if os.path.exists(text):
-      with open(text) as f:
-        text = f.read()
-    values = json.loads(text)
-  config = ModelConfig.from_dict(values)
+  config = load_model_config(args.model_config)
   if args.epochs is not None:
     config.epochs = args.epochs
   return config

@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import os
+from typing import Optional
 
 
 @dataclasses.dataclass
@@ -33,3 +35,20 @@ class ModelConfig:
     if unknown:
       raise ValueError(f"Unknown ModelConfig field(s) {unknown}; known: {sorted(known)}")
     return cls(**values)
+
+
+def load_model_config(text_or_path: Optional[str]) -> ModelConfig:
+  """A ModelConfig from a JSON object given inline or as a file path (None: defaults)."""
+  if not text_or_path:
+    return ModelConfig()
+  text = text_or_path
+  if os.path.exists(text):
+    with open(text) as f:
+      text = f.read()
+  try:
+    values = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"model config is neither a JSON object nor a JSON file: {e}") from e
+  if not isinstance(values, dict):
+    raise ValueError(f"model config must be a JSON object, got {type(values).__name__}")
+  return ModelConfig.from_dict(values)
