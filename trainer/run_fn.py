@@ -10,6 +10,7 @@ import tensorflow_transform as tft
 from trainer import export
 from trainer import features
 from trainer import inputs
+from trainer import warm_start
 from trainer.config import ModelConfig
 from trainer.model import NextItemModel
 
@@ -20,6 +21,12 @@ def model_config_from(custom_config) -> ModelConfig:
   """The ModelConfig a pipeline passed in ``custom_config`` (defaults if none)."""
   custom_config = custom_config or {}
   return ModelConfig.from_dict(custom_config.get(MODEL_CONFIG_KEY, {}))
+
+
+def read_item_vocab(tf_transform_output):
+  """Raw item ids in vocabulary-index order."""
+  return [token.decode() if isinstance(token, bytes) else token
+          for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
 def run_fn(fn_args):
@@ -37,6 +44,9 @@ def run_fn(fn_args):
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   model = NextItemModel(num_items, config)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  item_vocab = read_item_vocab(tf_transform_output)
+  if fn_args.base_model:
+    warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
   callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
   if config.early_stopping_patience:
     callbacks.append(tf.keras.callbacks.EarlyStopping(
@@ -47,5 +57,6 @@ def run_fn(fn_args):
                       callbacks=callbacks, verbose=2)
   export.export_serving_model(model, tf_transform_output, config.max_seq_len,
                               fn_args.serving_model_dir)
+  warm_start.save(model, item_vocab, warm_start.warm_start_dir(fn_args.serving_model_dir))
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

@@ -1,0 +1,98 @@
+"""Warm start across retrains: known items keep their embeddings, new items start fresh.
+
+Each trained Model artifact carries, beside its SavedModel (``Format-Serving``), a
+``warm_start/`` folder with every weight of the model (in ``model.weights`` order)
+and the item vocabulary those weights were trained with. The next run builds its
+model for the new vocabulary and copies:
+
+* every weight whose shape is unchanged, as is;
+* the item embedding table row by row, matched by raw item id: items of the old
+  vocabulary keep their learned vectors, new items keep their fresh initialisation.
+
+If the architecture changed (a weight's shape or the number of weights differs),
+nothing is copied and the model trains from scratch; the reason is logged.
+"""
+
+import io
+import json
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+WARM_START_DIR = "warm_start"
+_WEIGHTS = "weights.npz"
+_VOCAB = "item_vocab.json"
+
+
+def warm_start_dir(model_artifact_dir: str) -> str:
+  """``<Model artifact>/warm_start`` for a ``.../Format-Serving`` SavedModel path."""
+  return os.path.join(os.path.dirname(model_artifact_dir.rstrip("/")), WARM_START_DIR)
+
+
+def _table_index(model) -> int:
+  table = model.encoder.item_table.embeddings
+  return next(i for i, w in enumerate(model.weights) if w is table)
+
+
+def save(model, item_vocab: Sequence[str], directory: str) -> None:
+  """Writes the model's weights and item vocabulary for a later warm start."""
+  tf.io.gfile.makedirs(directory)
+  buffer = io.BytesIO()
+  np.savez(buffer, *[w.numpy() for w in model.weights])
+  with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "wb") as f:
+    f.write(buffer.getvalue())
+  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB), "w") as f:
+    json.dump({"item_vocab": list(item_vocab), "table_index": _table_index(model)}, f)
+
+
+def restore(model, item_vocab: Sequence[str], directory: str) -> Dict[str, int]:
+  """Copies weights saved by ``save`` into ``model`` (built for ``item_vocab``).
+
+  Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
+  ``items_new``; all zero when nothing could be copied.
+  """
+  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
+    saved = json.load(f)
+  with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "rb") as f:
+    archive = np.load(io.BytesIO(f.read()))
+  old = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+  table = _table_index(model)
+  weights = model.weights
+  nothing = {"weights": 0, "items_kept": 0, "items_new": len(item_vocab)}
+  if len(old) != len(weights) or saved["table_index"] != table:
+    logging.warning("Warm start skipped: the saved model has %d weights, this one %d "
+                    "(architecture changed); training from scratch.", len(old), len(weights))
+    return nothing
+  for i, (w, value) in enumerate(zip(weights, old)):
+    if i != table and tuple(w.shape) != value.shape:
+      logging.warning("Warm start skipped: weight %s has shape %s, saved %s; training "
+                      "from scratch.", w.name, tuple(w.shape), value.shape)
+      return nothing
+  new_table = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"], item_vocab)
+  for i, (w, value) in enumerate(zip(weights, old)):
+    w.assign(new_table if i == table else value)
+  kept = len(set(saved["item_vocab"]) & set(item_vocab))
+  stats = {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
+  logging.info("Warm start from %s: %s", directory, stats)
+  return stats
+
+
+def _remap_table(fresh: np.ndarray, old: np.ndarray, old_vocab: List[str],
+                 new_vocab: Sequence[str]) -> np.ndarray:
+  """Item table rows: [pad, item 0..V-1, extra rows]; items matched by raw id."""
+  if fresh.shape[1] != old.shape[1]:
+    raise ValueError(f"embedding width changed: {old.shape[1]} -> {fresh.shape[1]}")
+  table = fresh.copy()
+  old_rows = {item: i + 1 for i, item in enumerate(old_vocab)}
+  table[0] = old[0]
+  for j, item in enumerate(new_vocab):
+    row = old_rows.get(item)
+    if row is not None:
+      table[j + 1] = old[row]
+  extra_new, extra_old = fresh.shape[0] - len(new_vocab) - 1, old.shape[0] - len(old_vocab) - 1
+  for k in range(min(extra_new, extra_old)):  # e.g. the [MASK] token row
+    table[len(new_vocab) + 1 + k] = old[len(old_vocab) + 1 + k]
+  return table
