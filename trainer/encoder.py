@@ -1,0 +1,124 @@
+"""SASRec-style sequence encoder: item ids in, one hidden state per position out.
+
+Model ids (shared with ``trainer.inputs`` and ``trainer.export``):
+
+* ``0`` padding; sequences are LEFT-padded, the most recent item is at ``[-1]``;
+* ``1 .. V`` catalogue items, model id = vocabulary index + 1;
+* ``V + 1`` the [MASK] token, reserved for masked-item (BERT4Rec-style) training.
+
+The item table has ``V + 2`` rows in that order; row 0 is never read into a
+non-padding position's output. ``item_embeddings`` is rows ``1 .. V``, so its row
+``j`` belongs to vocabulary index ``j`` and ``hidden @ item_embeddings^T`` gives
+logits indexed by vocabulary index.
+
+Position embeddings are right-aligned: the last position of any input gets
+position ``max_seq_len - 1``, the one before ``max_seq_len - 2`` and so on. The
+encoder therefore accepts any ``L <= max_seq_len``, and with left padding the
+output at an item position does not depend on how many pads precede it.
+"""
+
+import math
+
+import tensorflow as tf
+
+from trainer.config import ModelConfig
+from trainer.layers import TransformerBlock
+from trainer.layers import attention_mask
+
+PAD_ID = 0
+LAYER_NORM_EPSILON = 1e-6
+
+
+class SequenceEncoder(tf.keras.layers.Layer):
+  """Item + position embeddings, ``num_blocks`` pre-LN Transformer blocks, final LN."""
+
+  def __init__(self, num_items: int, config: ModelConfig, **kwargs):
+    """num_items: catalogue size V (vocabulary size without the OOV bucket)."""
+    super().__init__(**kwargs)
+    if num_items < 1:
+      raise ValueError(f"num_items must be >= 1 (catalogue size), got {num_items}")
+    if config.max_seq_len < 1:
+      raise ValueError(f"ModelConfig.max_seq_len must be >= 1, got {config.max_seq_len}")
+    self.num_items = num_items
+    self.config = config
+    self.mask_id = num_items + 1
+    dim = config.embedding_dim
+    self._scale = math.sqrt(dim)
+    init = tf.keras.initializers.TruncatedNormal(stddev=0.02)
+    self.item_table = tf.keras.layers.Embedding(
+        num_items + 2, dim, embeddings_initializer=init, name="item_embedding")
+    self.position_table = tf.keras.layers.Embedding(
+        config.max_seq_len, dim, embeddings_initializer=init, name="position_embedding")
+    self.embedding_norm = tf.keras.layers.LayerNormalization(
+        epsilon=LAYER_NORM_EPSILON, name="embedding_norm")
+    self.embedding_dropout = tf.keras.layers.Dropout(config.dropout)
+    self.blocks = [
+        TransformerBlock(dim, config.num_heads, config.ff_dim, config.dropout,
+                         layer_norm_epsilon=LAYER_NORM_EPSILON, name=f"block_{i}")
+        for i in range(config.num_blocks)]
+    self.final_norm = tf.keras.layers.LayerNormalization(
+        epsilon=LAYER_NORM_EPSILON, name="final_norm")
+
+  def build(self, input_shape):
+    self.item_table.build(None)
+    self.position_table.build(None)
+    super().build(input_shape)
+
+  @property
+  def item_embeddings(self) -> tf.Tensor:
+    """float [V, d]: row j is the catalogue item with vocabulary index j."""
+    return self.item_table.embeddings[1:self.num_items + 1]
+
+  def call(self, item_ids, training=False, causal: bool = True) -> tf.Tensor:
+    """Encodes left-padded model-id sequences.
+
+    Args:
+      item_ids: int [B, L], L <= max_seq_len; 0 = padding, 1..V items, V+1 [MASK].
+      training: enables dropout.
+      causal: True (SASRec) lets position t attend to positions <= t only; False
+        attends in both directions (masked-item pre-training).
+
+    Returns:
+      float [B, L, d]; rows at padding positions are exactly zero.
+    """
+    item_ids = tf.cast(item_ids, tf.int32)
+    item_ids = tf.ensure_shape(item_ids, [None, None])
+    length = tf.shape(item_ids)[1]
+    checks = [
+        tf.debugging.assert_less_equal(
+            length, self.config.max_seq_len,
+            message=f"item_ids has more positions than max_seq_len={self.config.max_seq_len}"),
+        tf.debugging.assert_non_negative(
+            item_ids, message="item_ids must be model ids >= 0 (0 = padding)"),
+        tf.debugging.assert_less_equal(
+            item_ids, self.mask_id,
+            message=f"item_ids must be model ids <= {self.mask_id} "
+                    f"(1..{self.num_items} items, {self.mask_id} = [MASK])"),
+    ]
+    with tf.control_dependencies(checks):
+      item_ids = tf.identity(item_ids)
+    padding_mask = tf.not_equal(item_ids, PAD_ID)
+    keep = tf.cast(padding_mask, self.compute_dtype)[:, :, tf.newaxis]
+
+    positions = self.position_table.embeddings[self.config.max_seq_len - length:]
+    x = self.item_table(item_ids) * self._scale + positions[tf.newaxis]
+    x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
+    mask = attention_mask(padding_mask, causal)
+    for block in self.blocks:
+      x = block(x, mask, training=training) * keep
+    return self.final_norm(x) * keep
+
+  def last_hidden(self, item_ids, training=False) -> tf.Tensor:
+    """float [B, d]: causal hidden state at the last position (the user/query embedding)."""
+    return self(item_ids, training=training, causal=True)[:, -1, :]
+
+  def get_config(self) -> dict:
+    config = super().get_config()
+    config.update(num_items=self.num_items, config=self.config.to_json())
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict) -> "SequenceEncoder":
+    config = dict(config)
+    model_config = ModelConfig.from_json(config.pop("config"))
+    return cls(config.pop("num_items"), model_config, **config)
