@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv run run-ml100k run-beauty test bench-quality bench-serving download clean
+.PHONY: venv run run-ml100k run-beauty retrain test bench-quality bench-serving download clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -36,8 +36,21 @@ run-ml100k: venv
 run-beauty: venv
 	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty
 
+# Nightly retrain on one day's log (idempotent: a finished span is skipped):
+#   make retrain LOG=logs/2026-11-27.csv SPAN=20261127 [ITEMS=items.csv] [WINDOW=7] [OUT=outputs/nightly]
+WINDOW ?= 7
+OUT ?= outputs/nightly
+retrain: venv
+	@[ -n "$(LOG)" ] && [ -n "$(SPAN)" ] || { echo "usage: make retrain LOG=<day's log file> SPAN=<integer, e.g. 20261127> [ITEMS=...] [WINDOW=7] [OUT=...]" >&2; exit 2; }
+	$(PY) -m pipeline.local_runner --dataset csv --data-dir $(LOG) $(if $(ITEMS),--items $(ITEMS)) \
+	  --span $(SPAN) --span-window $(WINDOW) --output-dir $(OUT) --pipeline-name seqrec-nightly
+
 test: venv
 	$(PY) -m pytest -q tests
+
+# Load test of the local TF-Serving-protocol server on loopback (run `make run` first).
+bench-serving: venv
+	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
 
 download: venv
 	$(PY) -m pipeline.ingest.download $(DATASET)

@@ -357,6 +357,6 @@ def test_crontab_example_runs_the_runner_nightly_under_flock():
   words = shlex.split(lines[0])
   assert words[:5] == ["0", "2", "*", "*", "*"]
   assert "flock" in words and words[words.index("flock") + 1] == "-n"
-  start = words.index("pipeline.local_runner") + 1
-  args = local_runner.parse_args(words[start:words.index(">>")])
-  assert args.dataset == "csv" and args.enable_cache
+  assert words[words.index("make") + 1] == "retrain"
+  for variable in ("LOG=", "SPAN=$(date -d yesterday", "WINDOW=", "OUT="):
+    assert f" {variable}" in lines[0]

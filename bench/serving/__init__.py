@@ -1,0 +1,1 @@
+"""Serving benchmarks: gRPC load generation against a model server."""

@@ -1,0 +1,244 @@
+"""Load generator: latency percentiles and throughput of Predict over gRPC on loopback.
+
+    python -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
+    python -m bench.serving.load --toy-items 12000 --toy-dim 64 --requests 2000
+    python -m bench.serving.load --server 127.0.0.1:8500 --requests 2000   # running server
+
+``--model-path`` is a model base path (``<version>/`` folders) or one version's
+SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.1 in a
+subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
+``tensorflow_model_server``). Histories are drawn from the served catalogue.
+
+For each concurrency level (default 1, 8, 32) it runs a short warm-up, then sends
+``--requests`` requests from that many threads, each with its own client and
+channel, stopping early after ``--max-seconds``. Latency is measured around
+``RecommenderClient.recommend_details`` (request encoding, the call, decoding).
+Writes ``<out-dir>/<label>.json`` and ``<out-dir>/<label>.md`` and prints the table.
+
+The load generator and the server share the machine's cores; on a small machine the
+numbers are a lower bound of what the server alone does.
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.configs import MODEL_NAME
+from serving import client as client_lib
+from serving import testing
+from serving import toy_model
+
+DEFAULT_CONCURRENCY = (1, 8, 32)
+
+
+def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
+                       batch_size: int) -> Dict[str, float]:
+  """Latency percentiles (ms) and throughput of one run."""
+  ms = np.asarray(latencies_s, dtype=np.float64) * 1000.0
+  done = len(ms)
+  summary = {"requests": done, "errors": errors, "elapsed_s": round(elapsed_s, 3),
+             "throughput_rps": round(done / elapsed_s, 2) if elapsed_s > 0 else 0.0,
+             "histories_per_s": round(done * batch_size / elapsed_s, 2) if elapsed_s > 0 else 0.0}
+  for name, q in (("p50_ms", 50), ("p90_ms", 90), ("p99_ms", 99)):
+    summary[name] = round(float(np.percentile(ms, q)), 3) if done else float("nan")
+  summary["mean_ms"] = round(float(ms.mean()), 3) if done else float("nan")
+  summary["max_ms"] = round(float(ms.max()), 3) if done else float("nan")
+  return summary
+
+
+def run_level(target: str, model_name: str, histories: List[List[List[str]]], k: int,
+              concurrency: int, requests: int, max_seconds: float, timeout: float,
+              warmup: int) -> Dict[str, float]:
+  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary."""
+  lock = threading.Lock()
+  latencies: List[float] = []
+  errors: List[str] = []
+  next_index = [0]
+  deadline = [0.0]
+
+  def take() -> Optional[int]:
+    with lock:
+      if next_index[0] >= requests or time.perf_counter() > deadline[0]:
+        return None
+      next_index[0] += 1
+      return next_index[0] - 1
+
+  def worker():
+    with client_lib.RecommenderClient(target, model_name, timeout) as client:
+      for i in range(warmup):
+        client.recommend_details(histories[i % len(histories)], k)
+      ready.wait()
+      go.wait()
+      while True:
+        index = take()
+        if index is None:
+          return
+        batch = histories[index % len(histories)]
+        start = time.perf_counter()
+        try:
+          client.recommend_details(batch, k)
+        except Exception as e:  # pylint: disable=broad-except
+          with lock:
+            errors.append(f"{type(e).__name__}: {e}")
+          continue
+        elapsed = time.perf_counter() - start
+        with lock:
+          latencies.append(elapsed)
+
+  ready = threading.Barrier(concurrency + 1)   # every thread has warmed up
+  go = threading.Event()                       # the clock runs
+  with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+    futures = [pool.submit(worker) for _ in range(concurrency)]
+    ready.wait(timeout=max(60.0, timeout * (warmup + 1)))
+    started = time.perf_counter()
+    deadline[0] = started + max_seconds
+    go.set()
+    for future in futures:
+      future.result()
+    elapsed = time.perf_counter() - started
+  summary = percentile_summary(latencies, elapsed, len(errors), len(histories[0]))
+  summary["concurrency"] = concurrency
+  if errors:
+    summary["first_error"] = errors[0]
+  return summary
+
+
+def markdown_table(results: List[Dict[str, float]]) -> str:
+  lines = ["| concurrency | requests | errors | p50 ms | p90 ms | p99 ms | mean ms | req/s | histories/s |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  for r in results:
+    lines.append(f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.2f} | "
+                 f"{r['p90_ms']:.2f} | {r['p99_ms']:.2f} | {r['mean_ms']:.2f} | "
+                 f"{r['throughput_rps']:.1f} | {r['histories_per_s']:.1f} |")
+  return "\n".join(lines)
+
+
+def _base_path(model_path: str, scratch: str) -> str:
+  """A model base path for ``model_path`` (a base path, or one version's folder)."""
+  if os.path.exists(os.path.join(model_path, "saved_model.pb")):
+    base = os.path.join(scratch, "model")
+    os.makedirs(base)
+    os.symlink(os.path.abspath(model_path), os.path.join(base, "1"))
+    return base
+  if not os.path.isdir(model_path):
+    raise SystemExit(f"error: --model-path {model_path} does not exist")
+  if not any(name.isdigit() for name in os.listdir(model_path)):
+    raise SystemExit(f"error: --model-path {model_path} holds neither saved_model.pb nor "
+                     f"numeric version folders")
+  return model_path
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--model-path", help="model base path or one version's SavedModel folder")
+  source.add_argument("--toy-items", type=int, help="benchmark a toy model with this many items")
+  source.add_argument("--server", help="HOST:PORT of a running TF Serving gRPC endpoint")
+  parser.add_argument("--toy-dim", type=int, default=64)
+  parser.add_argument("--model-name", default=MODEL_NAME)
+  parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
+  parser.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
+  parser.add_argument("--max-seconds", type=float, default=60.0,
+                      help="stop a level after this long even if requests remain")
+  parser.add_argument("--batch-size", type=int, default=1, help="histories per request")
+  parser.add_argument("--history-length", type=int, default=20)
+  parser.add_argument("-k", type=int, default=10)
+  parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests per thread")
+  parser.add_argument("--timeout", type=float, default=30.0)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--out-dir", default=os.path.join("bench", "serving", "results"))
+  parser.add_argument("--label", default=None, help="file name stem (default: load-<time>)")
+  args = parser.parse_args(argv)
+  if args.requests < 1 or args.batch_size < 1 or args.history_length < 0 or args.k < 1:
+    parser.error("--requests, --batch-size and -k must be >= 1, --history-length >= 0")
+  if any(c < 1 for c in args.concurrency):
+    parser.error("--concurrency levels must be >= 1")
+  return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  label = args.label or "load-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  load_before = os.getloadavg()[0]
+  with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
+    process = None
+    model_desc = args.server
+    if args.server:
+      target = args.server
+    else:
+      if args.toy_items:
+        export = toy_model.export_toy_model(os.path.join(scratch, "toy"), args.toy_items,
+                                            args.toy_dim)
+        base = _base_path(export, scratch)
+        model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
+      else:
+        base = _base_path(args.model_path, scratch)
+        model_desc = os.path.abspath(args.model_path)
+      process = testing.ServerProcess.local(base, args.model_name, poll_seconds=30.0)
+      process.start(timeout=600)
+      target = process.target
+    try:
+      with client_lib.RecommenderClient(target, args.model_name, args.timeout) as client:
+        catalogue = client.catalogue()
+      rng = np.random.default_rng(args.seed)
+      histories = [[[catalogue[i] for i in rng.integers(0, len(catalogue), args.history_length)]
+                    for _ in range(args.batch_size)] for _ in range(256)]
+      results = []
+      for concurrency in args.concurrency:
+        summary = run_level(target, args.model_name, histories, args.k, concurrency,
+                            args.requests, args.max_seconds, args.timeout, args.warmup)
+        results.append(summary)
+        print(f"concurrency {concurrency}: p50 {summary['p50_ms']:.2f} ms, "
+              f"p99 {summary['p99_ms']:.2f} ms, {summary['throughput_rps']:.1f} req/s, "
+              f"{summary['errors']} errors", flush=True)
+    finally:
+      if process is not None:
+        process.stop()
+  report = {
+      "label": label,
+      "model": model_desc,
+      "server": "serving.server (subprocess)" if not args.server else args.server,
+      "catalogue_size": len(catalogue),
+      "batch_size": args.batch_size, "history_length": args.history_length, "k": args.k,
+      "requests_per_level": args.requests, "max_seconds": args.max_seconds,
+      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                  "python": platform.python_version(), "tensorflow": tf.__version__,
+                  # Other work on the machine skews the numbers; 1-min load averages.
+                  "load_average_before": round(load_before, 2),
+                  "load_average_after": round(os.getloadavg()[0], 2)},
+      "results": results,
+  }
+  os.makedirs(args.out_dir, exist_ok=True)
+  json_path = os.path.join(args.out_dir, f"{label}.json")
+  md_path = os.path.join(args.out_dir, f"{label}.md")
+  with open(json_path, "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=2)
+  table = markdown_table(results)
+  with open(md_path, "w", encoding="utf-8") as f:
+    f.write(f"# Serving load: {label}\n\n"
+            f"Model: {model_desc} ({len(catalogue)} items). Server: {report['server']} on "
+            f"loopback. Requests: batch {args.batch_size} x history {args.history_length}, "
+            f"k={args.k}; {args.requests} per level (max {args.max_seconds:g} s). "
+            f"Machine: {os.cpu_count()} CPUs, load generator on the same machine, "
+            f"1-min load average {report['machine']['load_average_before']:.1f} before and "
+            f"{report['machine']['load_average_after']:.1f} after.\n\n"
+            f"{table}\n")
+  print(table)
+  print(f"wrote {json_path} and {md_path}")
+  return 0 if all(r["errors"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())

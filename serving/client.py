@@ -1,0 +1,285 @@
+"""Client for the recommender behind TensorFlow Serving's gRPC API.
+
+Uses only the stock ``tensorflow_serving.apis`` stubs, so it works unchanged against
+``tensorflow_model_server`` and against ``serving.server``::
+
+    with RecommenderClient("localhost:8500", "seqrec") as client:
+      client.recommend([["i1", "i7"], []], k=10)   # [[(item_id, score), ...], ...]
+
+Command line::
+
+    python -m serving.client recommend --server localhost:8500 --history i1 i7 -k 10 \\
+        [--items data/items/items.csv]
+    python -m serving.client status --server localhost:8500
+    python -m serving.client metadata --server localhost:8500
+
+Failed calls raise ``grpc.RpcError`` (``.code()``, ``.details()``).
+"""
+
+import argparse
+import csv
+import dataclasses
+import math
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from pipeline.configs import MODEL_NAME
+from serving import contract
+from serving.servable import OUTPUT_NUM_UNKNOWN  # serving.server only; TF Serving lacks it
+from trainer import features
+
+_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendations:
+  """One Predict call's answer.
+
+  Attributes:
+    items: per history, (item_id, score) best first; entries with a non-finite score
+      (only the row's own history items, when k exceeds what is left) are dropped.
+    num_unknown: per history, ids the model did not know (None if the server does
+      not report it, e.g. stock TF Serving).
+    version: the model version that answered (0 when no history was given and
+      no call was made).
+  """
+  items: List[List[Tuple[str, float]]]
+  num_unknown: Optional[List[int]]
+  version: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata:
+  name: str
+  version: int
+  signature_defs: Dict[str, meta_graph_pb2.SignatureDef]
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+  version: int
+  state: str            # START, LOADING, AVAILABLE, UNLOADING or END
+  error_code: int       # 0 = OK
+  error_message: str
+
+
+def history_tensor(histories: Sequence[Sequence[str]]) -> np.ndarray:
+  """Histories -> bytes [batch, max_len], each padded with "" at the END.
+
+  Right padding keeps every row's most recent item last among its items and is
+  what every server and export accepts.
+  """
+  if isinstance(histories, (str, bytes)):
+    raise TypeError("histories must be a list of histories (lists of item ids), got a string")
+  rows = []
+  for i, history in enumerate(histories):
+    if isinstance(history, (str, bytes)):
+      raise TypeError(f"histories[{i}] must be a list of item ids, got the string {history!r}")
+    row = []
+    for j, item in enumerate(history):
+      if not isinstance(item, str):
+        raise TypeError(f"histories[{i}][{j}] must be a str item id, got {type(item).__name__}")
+      row.append(item.encode())
+    rows.append(row)
+  width = max((len(r) for r in rows), default=0)
+  array = np.full((len(rows), width), contract.PAD.encode(), dtype=object)
+  for i, row in enumerate(rows):
+    array[i, :len(row)] = row
+  return array
+
+
+class RecommenderClient:
+  """Top-k recommendations, metadata and status from a TF Serving gRPC endpoint."""
+
+  def __init__(self, target: str, model_name: str = MODEL_NAME, timeout: float = 10.0,
+               signature_name: str = contract.DEFAULT_SIGNATURE,
+               version: Optional[int] = None, version_label: Optional[str] = None,
+               channel: Optional[grpc.Channel] = None):
+    """target: ``host:port``; version / version_label pin a version (default: latest)."""
+    self.target = target
+    self.model_name = model_name
+    self.timeout = timeout
+    self.signature_name = signature_name
+    self.version = version
+    self.version_label = version_label
+    self._own_channel = channel is None
+    self._channel = channel or grpc.insecure_channel(
+        target, options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)])
+    self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+    self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+  def _model_spec(self, spec, with_signature: bool) -> None:
+    spec.name = self.model_name
+    if self.version is not None:
+      spec.version.value = self.version
+    elif self.version_label:
+      spec.version_label = self.version_label
+    if with_signature:
+      spec.signature_name = self.signature_name
+
+  def recommend(self, histories: Sequence[Sequence[str]], k: int) -> List[List[Tuple[str, float]]]:
+    """Per history (item ids, oldest first), the top-k (item_id, score), best first."""
+    return self.recommend_details(histories, k).items
+
+  def recommend_details(self, histories: Sequence[Sequence[str]], k: int) -> Recommendations:
+    """``recommend`` plus unknown-id counts and the answering version."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+      raise ValueError(f"k must be a positive integer, got {k!r}")
+    history = history_tensor(histories)
+    if history.shape[0] == 0:
+      return Recommendations([], [], self.version or 0)
+    request = predict_pb2.PredictRequest()
+    self._model_spec(request.model_spec, with_signature=True)
+    request.inputs[contract.INPUT_HISTORY].CopyFrom(
+        tf.make_tensor_proto(history, dtype=tf.string))
+    request.inputs[contract.INPUT_K].CopyFrom(tf.make_tensor_proto(int(k), dtype=tf.int32))
+    response = self._predict.Predict(request, timeout=self.timeout)
+    ids = tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])
+    scores = tf.make_ndarray(response.outputs[contract.OUTPUT_SCORES])
+    items = [[(item.decode(), float(score)) for item, score in zip(id_row, score_row)
+              if math.isfinite(score)]
+             for id_row, score_row in zip(ids, scores)]
+    num_unknown = None
+    if OUTPUT_NUM_UNKNOWN in response.outputs:
+      num_unknown = tf.make_ndarray(response.outputs[OUTPUT_NUM_UNKNOWN]).tolist()
+    return Recommendations(items, num_unknown, response.model_spec.version.value)
+
+  def catalogue(self) -> List[str]:
+    """Every item id the model can recommend, in vocabulary order (most popular first)."""
+    request = predict_pb2.PredictRequest()
+    self._model_spec(request.model_spec, with_signature=False)
+    request.model_spec.signature_name = contract.ITEM_EMBEDDINGS_SIGNATURE
+    request.output_filter.append(contract.OUTPUT_ITEM_IDS)
+    response = self._predict.Predict(request, timeout=self.timeout)
+    return [i.decode() for i in tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])]
+
+  def metadata(self) -> ModelMetadata:
+    """The served version's signatures (GetModelMetadata, field ``signature_def``)."""
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    self._model_spec(request.model_spec, with_signature=False)
+    response = self._predict.GetModelMetadata(request, timeout=self.timeout)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    return ModelMetadata(response.model_spec.name, response.model_spec.version.value,
+                         dict(signature_map.signature_def))
+
+  def status(self) -> List[VersionStatus]:
+    """Every version the server knows for the model, with state and load error."""
+    request = get_model_status_pb2.GetModelStatusRequest()
+    self._model_spec(request.model_spec, with_signature=False)
+    response = self._models.GetModelStatus(request, timeout=self.timeout)
+    return [VersionStatus(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                          s.status.error_code, s.status.error_message)
+            for s in response.model_version_status]
+
+  def is_available(self) -> bool:
+    """True when some version is AVAILABLE: the portable health check."""
+    try:
+      return any(s.state == "AVAILABLE" for s in self.status())
+    except grpc.RpcError:
+      return False
+
+  def close(self) -> None:
+    if self._own_channel:
+      self._channel.close()
+
+  def __enter__(self) -> "RecommenderClient":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+
+def load_titles(path: str) -> Dict[str, str]:
+  """item_id -> title from a canonical item table CSV (item_id,title,attributes)."""
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f)
+    columns = reader.fieldnames or []
+    missing = [c for c in (features.ITEM_TABLE_ID, features.ITEM_TABLE_TITLE)
+               if c not in columns]
+    if missing:
+      raise ValueError(f"{path}: item table needs columns "
+                       f"{features.ITEM_TABLE_ID},{features.ITEM_TABLE_TITLE}"
+                       f"[,{features.ITEM_TABLE_ATTRIBUTES}]; missing {missing}, "
+                       f"header is {columns}")
+    return {row[features.ITEM_TABLE_ID]: row[features.ITEM_TABLE_TITLE] or "" for row in reader}
+
+
+def _dtype_text(dtype_enum: int) -> str:
+  # Ops without a tensor (e.g. "__saved_model_init_op") have no dtype.
+  return tf.dtypes.as_dtype(dtype_enum).name if dtype_enum else "none"
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  commands = parser.add_subparsers(dest="command", required=True)
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("--server", default="localhost:8500", help="HOST:PORT of the gRPC API")
+  common.add_argument("--model-name", default=MODEL_NAME)
+  common.add_argument("--version", type=int, default=None)
+  common.add_argument("--timeout", type=float, default=10.0)
+  rec = commands.add_parser("recommend", parents=[common],
+                            help="top-k items for one history")
+  rec.add_argument("--history", nargs="*", default=[],
+                   help="item ids, oldest first (none: popularity fallback)")
+  rec.add_argument("-k", type=int, default=10)
+  rec.add_argument("--items", help="canonical item table CSV, to print titles")
+  commands.add_parser("status", parents=[common], help="versions and their states")
+  commands.add_parser("metadata", parents=[common], help="signatures of the served version")
+  return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  titles = {}
+  if args.command == "recommend" and args.items:
+    try:
+      titles = load_titles(args.items)
+    except (OSError, ValueError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+  client = RecommenderClient(args.server, args.model_name, args.timeout, version=args.version)
+  try:
+    if args.command == "recommend":
+      result = client.recommend_details([args.history], args.k)
+      unknown = result.num_unknown[0] if result.num_unknown else 0
+      print(f"# model {args.model_name} version {result.version}; "
+            f"{len(args.history)} history items, {unknown} unknown")
+      print("rank\titem_id\ttitle\tscore")
+      for rank, (item, score) in enumerate(result.items[0], start=1):
+        print(f"{rank}\t{item}\t{titles.get(item, '')}\t{score:.4f}")
+    elif args.command == "status":
+      for s in client.status():
+        error = f"\t{s.error_code}: {s.error_message}" if s.error_code else ""
+        print(f"{s.version}\t{s.state}{error}")
+    else:
+      meta = client.metadata()
+      print(f"# model {meta.name} version {meta.version}")
+      for name, signature in sorted(meta.signature_defs.items()):
+        inputs = ", ".join(f"{k}:{_dtype_text(v.dtype)}"
+                           for k, v in sorted(signature.inputs.items()))
+        outputs = ", ".join(f"{k}:{_dtype_text(v.dtype)}"
+                            for k, v in sorted(signature.outputs.items()))
+        print(f"{name}({inputs}) -> ({outputs})")
+  except grpc.RpcError as e:
+    print(f"error: {args.server}: {e.code().name}: {e.details()}", file=sys.stderr)
+    return 1
+  finally:
+    client.close()
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,271 @@
+"""One loaded model version: its signatures, its catalogue, and Predict on NumPy arrays.
+
+What the server adds around the SavedModel's own ``serving_default``:
+
+* ``history`` rows are compacted before the model runs (non-padding ids first, in
+  their order, "" after), so padding may stand anywhere as ``serving.contract``
+  promises even for exports whose graph needs right padding (early exports failed
+  on left padding with "SparseTensor is not right-ragged");
+* ``num_unknown`` (int32 [batch]): per row, how many non-padding ids are not in the
+  catalogue (the model drops them); added to every signature that takes ``history``;
+* popularity fallback: a ``serving_default`` row with no known item gets the first
+  ``k`` catalogue items with score 0. The catalogue (``item_embeddings`` order) is
+  the tf.Transform vocabulary, sorted by decreasing training frequency, so these
+  are the k most popular items. (The exported SASRec model returns the same for an
+  empty history: its query embedding is exactly zero, every score is 0 and top-k
+  keeps the lowest indices; the server makes this independent of the model.)
+"""
+
+import os
+import warnings
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+from serving import contract
+from serving import validation
+
+OUTPUT_NUM_UNKNOWN = "num_unknown"
+"""Extra output of this server: int32 [batch], unknown (dropped) history ids per row."""
+
+SAVED_MODEL_FILE = "saved_model.pb"
+SERVE_TAG = "serve"
+REQUIRED_SIGNATURES = (contract.DEFAULT_SIGNATURE, contract.QUERY_EMBEDDING_SIGNATURE,
+                       contract.ITEM_EMBEDDINGS_SIGNATURE)
+FALLBACK_POPULARITY = "popularity"
+FALLBACK_MODEL = "model"
+FALLBACK_MODES = (FALLBACK_POPULARITY, FALLBACK_MODEL)
+
+class LoadError(Exception):
+  """A version folder that cannot be served; ``code`` is the gRPC status to report."""
+
+  def __init__(self, code: grpc.StatusCode, message: str):
+    super().__init__(message)
+    self.code = code
+    self.message = message
+
+
+def read_meta_graph(export_dir: str) -> meta_graph_pb2.MetaGraphDef:
+  """The ``serve``-tagged MetaGraphDef of the SavedModel in ``export_dir``."""
+  path = os.path.join(export_dir, SAVED_MODEL_FILE)
+  saved_model = saved_model_pb2.SavedModel()
+  try:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      data = f.read()
+    with warnings.catch_warnings():
+      # The pure-Python parser only warns about some corrupt input.
+      warnings.simplefilter("error", RuntimeWarning)
+      saved_model.ParseFromString(data)
+  except tf.errors.NotFoundError as e:
+    raise LoadError(grpc.StatusCode.NOT_FOUND, f"{path} does not exist") from e
+  except Exception as e:  # pylint: disable=broad-except
+    raise LoadError(grpc.StatusCode.DATA_LOSS,
+                    f"{path} is not a SavedModel protocol buffer: {e}") from e
+  if not saved_model.meta_graphs:
+    raise LoadError(grpc.StatusCode.DATA_LOSS,
+                    f"{path} is not a SavedModel protocol buffer: it holds no meta graph")
+  for meta_graph in saved_model.meta_graphs:
+    if SERVE_TAG in meta_graph.meta_info_def.tags:
+      return meta_graph
+  raise LoadError(grpc.StatusCode.NOT_FOUND,
+                  f"{path} has no MetaGraphDef tagged '{SERVE_TAG}' "
+                  f"({len(saved_model.meta_graphs)} meta graphs)")
+
+
+def op_types(meta_graph: meta_graph_pb2.MetaGraphDef) -> List[str]:
+  """Every op type in the graph and its function library (sorted, distinct)."""
+  graph = meta_graph.graph_def
+  ops = {node.op for node in graph.node}
+  for function in graph.library.function:
+    ops.update(node.op for node in function.node_def)
+  return sorted(ops)
+
+
+def _num_unknown_info() -> meta_graph_pb2.TensorInfo:
+  return meta_graph_pb2.TensorInfo(
+      name=OUTPUT_NUM_UNKNOWN, dtype=types_pb2.DT_INT32,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=-1)]))
+
+
+def compact_history(history: np.ndarray) -> np.ndarray:
+  """Moves each row's non-padding ids to the front, order kept: [batch, len] bytes."""
+  is_pad = history == contract.PAD.encode()
+  if not is_pad.any():
+    return history
+  order = np.argsort(is_pad, axis=1, kind="stable")
+  return np.take_along_axis(history, order, axis=1)
+
+
+class Servable:
+  """A loaded SavedModel version that honours ``serving.contract``."""
+
+  def __init__(self, export_dir: str, version: int,
+               fallback: str = FALLBACK_POPULARITY):
+    """Loads, checks and warms up ``export_dir``.
+
+    Raises:
+      LoadError: the folder is not a SavedModel, lacks a contract signature, its
+        catalogue is empty or has repeated ids, or the warm-up request fails.
+    """
+    if fallback not in FALLBACK_MODES:
+      raise ValueError(f"fallback must be one of {FALLBACK_MODES}, got '{fallback}'")
+    self.export_dir = export_dir
+    self.version = version
+    self.fallback = fallback
+    meta_graph = read_meta_graph(export_dir)
+    missing = [s for s in REQUIRED_SIGNATURES if s not in meta_graph.signature_def]
+    if missing:
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{export_dir}: missing signature(s) {missing}; serving.contract "
+                      f"needs {list(REQUIRED_SIGNATURES)}")
+    try:
+      self._loaded = tf.saved_model.load(export_dir, tags=[SERVE_TAG])
+    except tf.errors.OpError as e:
+      raise LoadError(status_code(e), f"{export_dir}: {e.message}") from e
+    except Exception as e:  # pylint: disable=broad-except
+      raise LoadError(grpc.StatusCode.INTERNAL,
+                      f"{export_dir}: cannot load the SavedModel: {e}") from e
+    self._functions = dict(self._loaded.signatures)
+    self.signature_defs: Dict[str, meta_graph_pb2.SignatureDef] = {}
+    # All of them, as TF Serving's GetModelMetadata lists them (TF2 exports also
+    # hold "__saved_model_init_op"); Predict runs only those in ``_functions``.
+    for name, signature_def in meta_graph.signature_def.items():
+      signature_def = meta_graph_pb2.SignatureDef().FromString(
+          signature_def.SerializeToString())
+      if contract.INPUT_HISTORY in signature_def.inputs:
+        signature_def.outputs[OUTPUT_NUM_UNKNOWN].CopyFrom(_num_unknown_info())
+      self.signature_defs[name] = signature_def
+    self.input_specs = {
+        name: dict(fn.structured_input_signature[1]) for name, fn in self._functions.items()}
+    self.catalogue = self._read_catalogue()
+    self.num_items = len(self.catalogue)
+    self._known = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(self.catalogue, tf.string), tf.ones([self.num_items], tf.int32)),
+        default_value=0)
+    self._count_unknown = tf.function(
+        self._count_unknown_fn,
+        input_signature=[tf.TensorSpec([None, None], tf.string)])
+    self._warm_up()
+
+  def _read_catalogue(self) -> np.ndarray:
+    try:
+      outputs = self._functions[contract.ITEM_EMBEDDINGS_SIGNATURE]()
+      ids = outputs[contract.OUTPUT_ITEM_IDS].numpy()
+    except Exception as e:  # pylint: disable=broad-except
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self.export_dir}: signature '{contract.ITEM_EMBEDDINGS_SIGNATURE}' "
+                      f"did not give output '{contract.OUTPUT_ITEM_IDS}': {e}") from e
+    if ids.ndim != 1 or ids.size == 0:
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self.export_dir}: the catalogue (item_embeddings/item_ids) must "
+                      f"be a non-empty vector, got shape {list(ids.shape)}")
+    if len(set(ids.tolist())) != ids.size:
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self.export_dir}: the catalogue (item_embeddings/item_ids) "
+                      f"repeats item ids")
+    return ids
+
+  def _count_unknown_fn(self, history):
+    present = tf.not_equal(history, contract.PAD)
+    known = tf.equal(self._known.lookup(history), 1)
+    return tf.reduce_sum(tf.cast(present & ~known, tf.int32), axis=1)
+
+  def _warm_up(self):
+    """Runs serving_default once (known, unknown and empty rows) before taking traffic."""
+    history = np.array([[self.catalogue[0], b"", b"<warm-up unknown id>"], [b"", b"", b""]],
+                       dtype=object)
+    try:
+      outputs = self.run(contract.DEFAULT_SIGNATURE,
+                         {contract.INPUT_HISTORY: history,
+                          contract.INPUT_K: np.array(1, np.int32)})
+    except Exception as e:  # pylint: disable=broad-except
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self.export_dir}: warm-up request to '{contract.DEFAULT_SIGNATURE}' "
+                      f"failed: {e}") from e
+    if outputs[contract.OUTPUT_ITEM_IDS].shape != (2, 1):
+      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"{self.export_dir}: warm-up request to '{contract.DEFAULT_SIGNATURE}' "
+                      f"with k=1 gave item_ids of shape "
+                      f"{list(outputs[contract.OUTPUT_ITEM_IDS].shape)}, expected [2, 1]")
+
+  def outputs_of(self, signature_name: str) -> List[str]:
+    """Output aliases a Predict on ``signature_name`` can return (num_unknown included)."""
+    return sorted(self.signature_defs[signature_name].outputs)
+
+  def validate(self, signature_name: str,
+               inputs: Mapping[str, tensor_pb2.TensorProto],
+               output_filter: Sequence[str],
+               limits: validation.Limits) -> Dict[str, np.ndarray]:
+    """Checks a Predict request against this version; returns its inputs as arrays.
+
+    Raises:
+      validation.RequestError: FAILED_PRECONDITION for an unknown signature (as TF
+        Serving answers), INVALID_ARGUMENT for bad inputs or output_filter.
+    """
+    if signature_name not in self._functions:
+      raise validation.RequestError(
+          grpc.StatusCode.FAILED_PRECONDITION,
+          f'Serving signature key "{signature_name}" not found; this model has '
+          f"{sorted(self._functions)}")
+    validation.check_output_filter(signature_name, output_filter,
+                                   self.outputs_of(signature_name))
+    return validation.request_arrays(signature_name, inputs,
+                                     self.input_specs[signature_name], limits,
+                                     self.num_items)
+
+  def run(self, signature_name: str, arrays: Mapping[str, np.ndarray],
+          output_filter: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+    """Runs a validated request: alias -> NumPy output (all outputs if no filter)."""
+    wanted = list(output_filter) if output_filter else self.outputs_of(signature_name)
+    arrays = dict(arrays)
+    history = arrays.get(contract.INPUT_HISTORY)
+    num_unknown = None
+    if history is not None:
+      history = compact_history(np.asarray(history, dtype=object))
+      arrays[contract.INPUT_HISTORY] = history
+      num_unknown = self._count_unknown(tf.constant(history, tf.string)).numpy()
+    specs = self.input_specs[signature_name]
+    tensors = {name: tf.constant(value, specs[name].dtype) for name, value in arrays.items()}
+    model_outputs = self._functions[signature_name](**tensors)
+    outputs = {alias: model_outputs[alias].numpy()
+               for alias in wanted if alias != OUTPUT_NUM_UNKNOWN}
+    if num_unknown is not None and OUTPUT_NUM_UNKNOWN in wanted:
+      outputs[OUTPUT_NUM_UNKNOWN] = num_unknown.astype(np.int32)
+    if (signature_name == contract.DEFAULT_SIGNATURE and
+        self.fallback == FALLBACK_POPULARITY and history is not None):
+      self._apply_fallback(history, num_unknown, int(arrays[contract.INPUT_K]), outputs)
+    return outputs
+
+  def _apply_fallback(self, history: np.ndarray, num_unknown: np.ndarray, k: int,
+                      outputs: Dict[str, np.ndarray]) -> None:
+    """Rows without a known item get the k most popular items, score 0."""
+    present = (history != contract.PAD.encode()).sum(axis=1)
+    empty_rows = np.flatnonzero(present - num_unknown == 0)
+    if empty_rows.size == 0:
+      return
+    k = min(k, self.num_items)
+    if contract.OUTPUT_ITEM_IDS in outputs:
+      ids = outputs[contract.OUTPUT_ITEM_IDS].astype(object)
+      ids[empty_rows] = self.catalogue[:k]
+      outputs[contract.OUTPUT_ITEM_IDS] = ids
+    if contract.OUTPUT_SCORES in outputs:
+      scores = outputs[contract.OUTPUT_SCORES].copy()
+      scores[empty_rows] = 0.0
+      outputs[contract.OUTPUT_SCORES] = scores
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(error: tf.errors.OpError) -> grpc.StatusCode:
+  """The gRPC status for a TensorFlow error (both use the canonical codes)."""
+  return _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)

@@ -1,0 +1,417 @@
+"""A model server that speaks TensorFlow Serving's gRPC API for the recommender.
+
+    python -m serving.server --model-base-path outputs/synthetic/serving/seqrec \\
+        --model-name seqrec --port 8500 [--poll-seconds 2]
+    python -m serving.server --model-config-file serving/deploy/models.config --port 8500
+
+Stock ``tensorflow_model_server`` is the production server (``serving/deploy``);
+this one exists where it cannot be installed, for tests and for local use, and
+clients cannot tell them apart: same services, messages, model selection and error
+codes. It serves each model from a base path of numeric version folders and follows
+new versions (``serving.model_watcher``). Models come from ``--model-base-path`` /
+``--model-name`` or from a TF Serving model config file. It prints
+``Serving model '<name>' (version <v>) from <path> on <host>:<port>`` once the first
+versions are loaded, and stops gracefully on SIGTERM/SIGINT.
+
+Services:
+
+* ``tensorflow.serving.PredictionService``: ``Predict`` and ``GetModelMetadata``
+  (``Classify``, ``Regress``, ``MultiInference`` answer UNIMPLEMENTED);
+* ``tensorflow.serving.ModelService``: ``GetModelStatus``
+  (``HandleReloadConfigRequest`` answers UNIMPLEMENTED);
+* ``grpc.health.v1.Health``: ``Check`` (``serving.health``).
+
+Predict, as TF Serving: ``model_spec.name`` must be the served model (else NOT_FOUND
+"Servable not found for request: Latest(name)"); ``version`` or ``version_label``
+pick a version (only the served one is loaded); ``signature_name`` defaults to
+``serving_default`` (unknown: FAILED_PRECONDITION, TF Serving's code);
+``output_filter`` selects outputs. On top of TF Serving, every request is checked
+(``serving.validation``) before the model runs, ``num_unknown`` is returned and rows
+without a known item get the popularity fallback (``serving.servable``).
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+from typing import Dict, List, Optional, Sequence
+
+import grpc
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
+
+from pipeline.configs import MODEL_NAME
+from serving import contract
+from serving import health
+from serving import model_watcher
+from serving import servable as servable_lib
+from serving import validation
+
+_LOG = logging.getLogger(__name__)
+
+SIGNATURE_DEF_FIELD = "signature_def"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_STATE_ENUM = {
+    model_watcher.START: get_model_status_pb2.ModelVersionStatus.START,
+    model_watcher.LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
+    model_watcher.AVAILABLE: get_model_status_pb2.ModelVersionStatus.AVAILABLE,
+    model_watcher.UNLOADING: get_model_status_pb2.ModelVersionStatus.UNLOADING,
+    model_watcher.END: get_model_status_pb2.ModelVersionStatus.END,
+}
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str):
+  context.abort(code, message)
+
+
+def _resolve(watchers: Dict[str, model_watcher.ModelWatcher], model_spec, context):
+  """The servable a ModelSpec asks for, or aborts the call as TF Serving would."""
+  if not model_spec.name:
+    _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Missing servable name")
+  watcher = watchers.get(model_spec.name)
+  if watcher is None:
+    if model_spec.HasField("version"):
+      _abort(context, grpc.StatusCode.NOT_FOUND,
+             f"Servable not found for request: Specific({model_spec.name}, "
+             f"{model_spec.version.value})")
+    _abort(context, grpc.StatusCode.NOT_FOUND,
+           f"Servable not found for request: Latest({model_spec.name})")
+  version = model_spec.version.value if model_spec.HasField("version") else None
+  try:
+    return watcher.servable(version=version, version_label=model_spec.version_label or None)
+  except model_watcher.UnknownVersionLabel as e:
+    _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+  except model_watcher.ServableNotFound as e:
+    _abort(context, grpc.StatusCode.NOT_FOUND, str(e))
+
+
+class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+  """``Predict`` and ``GetModelMetadata`` for the watched models."""
+
+  def __init__(self, watchers: Dict[str, model_watcher.ModelWatcher],
+               limits: validation.Limits):
+    self._watchers = watchers
+    self._limits = limits
+
+  def Predict(self, request: predict_pb2.PredictRequest, context):  # pylint: disable=invalid-name
+    if not request.HasField("model_spec"):
+      _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    servable = _resolve(self._watchers, request.model_spec, context)
+    signature_name = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
+    output_filter = list(request.output_filter)
+    try:
+      arrays = servable.validate(signature_name, request.inputs, output_filter,
+                                 self._limits)
+      outputs = servable.run(signature_name, arrays, output_filter)
+    except validation.RequestError as e:
+      _abort(context, e.code, e.message)
+    except tf.errors.OpError as e:
+      _LOG.warning("Predict on %s version %d failed: %s", request.model_spec.name,
+                   servable.version, e.message)
+      _abort(context, servable_lib.status_code(e), f"{signature_name}: {e.message}")
+    except Exception as e:  # pylint: disable=broad-except
+      _LOG.exception("Predict on %s version %d failed", request.model_spec.name,
+                     servable.version)
+      _abort(context, grpc.StatusCode.INTERNAL, f"{signature_name}: {type(e).__name__}: {e}")
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature_name
+    for alias, value in outputs.items():
+      response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return response
+
+  def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # pylint: disable=invalid-name
+                       context):
+    if not request.HasField("model_spec"):
+      _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    if not request.metadata_field:
+      _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+             "GetModelMetadataRequest must specify at least one metadata_field")
+    for field in request.metadata_field:
+      if field != SIGNATURE_DEF_FIELD:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+               f"Metadata field {field} is not supported")
+    servable = _resolve(self._watchers, request.model_spec, context)
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature_def in servable.signature_defs.items():
+      signature_map.signature_def[name].CopyFrom(signature_def)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = servable.version
+    response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+    return response
+
+
+class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
+  """``GetModelStatus``: every version seen, its state and load error if any."""
+
+  def __init__(self, watchers: Dict[str, model_watcher.ModelWatcher]):
+    self._watchers = watchers
+
+  def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):  # pylint: disable=invalid-name
+    if not request.HasField("model_spec"):
+      _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    name = request.model_spec.name
+    watcher = self._watchers.get(name)
+    states = watcher.version_states() if watcher is not None else {}
+    if request.model_spec.HasField("version"):
+      version = request.model_spec.version.value
+      if version not in states:
+        _abort(context, grpc.StatusCode.NOT_FOUND,
+               f"Could not find version {version} of model {name}")
+      states = {version: states[version]}
+    elif not states:
+      _abort(context, grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version in sorted(states):
+      state = states[version]
+      status = response.model_version_status.add(version=version,
+                                                  state=_STATE_ENUM[state.state])
+      status.status.error_code = state.error_code.value[0]
+      status.status.error_message = state.error_message
+    return response
+
+  def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
+    del request
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "this server reads its models once at start; restart it to change them")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSource:
+  """One served model: its name, base path and version labels."""
+  name: str
+  base_path: str
+  version_labels: Dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def read_model_config(path: str) -> List[ModelSource]:
+  """The models of a TF Serving model config file (text ``ModelServerConfig``).
+
+  The same file serves stock TF Serving (``--model_config_file``) and this server.
+  Only what this server does is accepted: ``model_platform`` "tensorflow" (or unset)
+  and the ``latest`` version policy with one version (TF Serving's default).
+
+  Raises:
+    ValueError: naming the file and the offending model or field.
+  """
+  try:
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  except OSError as e:
+    raise ValueError(f"{path}: cannot read the model config file: {e}") from e
+  config = model_server_config_pb2.ModelServerConfig()
+  try:
+    text_format.Parse(text, config)
+  except text_format.ParseError as e:
+    raise ValueError(f"{path}: not a text ModelServerConfig: {e}") from e
+  if config.WhichOneof("config") != "model_config_list" or not (
+      config.model_config_list.config):
+    raise ValueError(f"{path}: expected a model_config_list with at least one config")
+  sources = []
+  for i, model in enumerate(config.model_config_list.config):
+    where = f"{path}: model_config_list.config[{i}]"
+    if not model.name or not model.base_path:
+      raise ValueError(f"{where}: name and base_path are required")
+    if model.model_platform not in ("", "tensorflow"):
+      raise ValueError(f"{where} ({model.name}): model_platform must be 'tensorflow', "
+                       f"got '{model.model_platform}'")
+    policy = model.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind not in (None, "latest") or (kind == "latest" and policy.latest.num_versions > 1):
+      raise ValueError(f"{where} ({model.name}): only model_version_policy "
+                       f"{{ latest {{ num_versions: 1 }} }} is supported, got "
+                       f"{text_format.MessageToString(policy, as_one_line=True)}")
+    if any(s.name == model.name for s in sources):
+      raise ValueError(f"{where}: model name '{model.name}' appears twice")
+    sources.append(ModelSource(model.name, model.base_path, dict(model.version_labels)))
+  return sources
+
+
+class ModelServer:
+  """The gRPC server, one model watcher per model, and their shared lifecycle.
+
+  Usage::
+
+    server = ModelServer("seqrec", "/serving/seqrec", port=0, host="127.0.0.1")
+    server.start()        # loads the newest version, then binds and serves
+    ... server.port ...
+    server.stop(grace=5)
+
+  Several models: ``ModelServer(models=read_model_config("models.config"), ...)``.
+  """
+
+  def __init__(self, model_name: Optional[str] = None, base_path: Optional[str] = None,
+               port: int = 8500, host: str = "0.0.0.0", poll_seconds: float = 2.0,
+               limits: Optional[validation.Limits] = None,
+               fallback: str = servable_lib.FALLBACK_POPULARITY,
+               version_labels: Optional[Dict[str, int]] = None,
+               max_workers: int = 8,
+               max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+               models: Optional[Sequence[ModelSource]] = None):
+    if (models is None) == (model_name is None or base_path is None):
+      raise ValueError("give either model_name and base_path, or models")
+    if models is None:
+      models = [ModelSource(model_name, base_path, dict(version_labels or {}))]
+    self.models = list(models)
+    self.host = host
+    self.limits = limits or validation.Limits()
+    loader = lambda path, version: servable_lib.Servable(path, version, fallback)
+    self.watchers: Dict[str, model_watcher.ModelWatcher] = {
+        m.name: model_watcher.ModelWatcher(m.name, m.base_path, loader, poll_seconds,
+                                           m.version_labels)
+        for m in self.models}
+    options = [("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.so_reuseport", 0)]
+    self._server = grpc.server(
+        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers,
+                                              thread_name_prefix="grpc"),
+        options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionServicer(self.watchers, self.limits), self._server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(self.watchers), self._server)
+    self._server.add_generic_rpc_handlers((health.health_handler(self.health),))
+    self.port = self._server.add_insecure_port(f"{host}:{port}")
+    if self.port == 0:
+      raise OSError(f"cannot bind {host}:{port}")
+    self._stopped = threading.Event()
+
+  @property
+  def watcher(self) -> model_watcher.ModelWatcher:
+    """The watcher of the only model (single-model servers)."""
+    if len(self.watchers) != 1:
+      raise ValueError(f"this server has {len(self.watchers)} models; use .watchers[name]")
+    return next(iter(self.watchers.values()))
+
+  def health(self, service: str) -> Optional[bool]:
+    """Serving state for the health service: "" = every model; None = unknown name."""
+    if not service:
+      return all(w.serving_version() is not None for w in self.watchers.values())
+    if service in self.watchers:
+      return self.watchers[service].serving_version() is not None
+    return None
+
+  def is_serving(self) -> bool:
+    return bool(self.health(""))
+
+  def start(self) -> "ModelServer":
+    """Loads each model's newest version (if any) in this thread, then serves and polls."""
+    for watcher in self.watchers.values():
+      watcher.start()
+    self._server.start()
+    return self
+
+  def stop(self, grace: Optional[float] = 5.0) -> None:
+    """Refuses new calls, lets running ones finish for ``grace`` s, stops polling."""
+    if self._stopped.is_set():
+      return
+    self._stopped.set()
+    self._server.stop(grace).wait()
+    for watcher in self.watchers.values():
+      watcher.stop(timeout=grace)
+
+  def wait(self, timeout: Optional[float] = None) -> bool:
+    return self._server.wait_for_termination(timeout)
+
+  def describe(self) -> str:
+    """One line: every model, the version it serves and its base path, and the address."""
+    models = ", ".join(f"'{m.name}' (version {self.watchers[m.name].serving_version()}) "
+                       f"from {m.base_path}" for m in self.models)
+    return f"Serving model {models} on {self.host}:{self.port}"
+
+  def __enter__(self) -> "ModelServer":
+    return self.start()
+
+  def __exit__(self, *exc) -> None:
+    self.stop(grace=1.0)
+
+
+def _version_label(text: str):
+  label, sep, version = text.partition("=")
+  if not sep or not label or not version.isdigit():
+    raise argparse.ArgumentTypeError(f"expected LABEL=VERSION (e.g. stable=3), got '{text}'")
+  return label, int(version)
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--model-base-path",
+                      help="folder of <version>/ SavedModel folders (the Pusher's destination)")
+  source.add_argument("--model-config-file",
+                      help="TF Serving model config (text ModelServerConfig), e.g. "
+                           "serving/deploy/models.config; names, base paths, version labels")
+  parser.add_argument("--model-name", default=MODEL_NAME,
+                      help="with --model-base-path: the name clients use")
+  parser.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one")
+  parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1: local only)")
+  parser.add_argument("--poll-seconds", type=float, default=2.0,
+                      help="pause between two scans of the base path for new versions")
+  parser.add_argument("--max-batch-size", type=int, default=validation.Limits.max_batch_size)
+  parser.add_argument("--max-history-length", type=int,
+                      default=validation.Limits.max_history_length)
+  parser.add_argument("--empty-history", choices=servable_lib.FALLBACK_MODES,
+                      default=servable_lib.FALLBACK_POPULARITY,
+                      help="rows without a known item: the k most popular items "
+                           "(default) or whatever the model returns")
+  parser.add_argument("--version-label", type=_version_label, action="append", default=[],
+                      help="with --model-base-path: LABEL=VERSION for "
+                           "ModelSpec.version_label, repeatable")
+  parser.add_argument("--max-workers", type=int, default=8, help="gRPC handler threads")
+  parser.add_argument("--grace-seconds", type=float, default=5.0,
+                      help="on SIGTERM/SIGINT, how long running calls may finish")
+  args = parser.parse_args(argv)
+  if args.model_config_file and args.version_label:
+    parser.error("--version-label goes with --model-base-path; put labels in the config file")
+  return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+  if args.model_config_file:
+    try:
+      models = read_model_config(args.model_config_file)
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+  else:
+    models = [ModelSource(args.model_name, args.model_base_path, dict(args.version_label))]
+  server = ModelServer(
+      models=models, port=args.port, host=args.host, poll_seconds=args.poll_seconds,
+      limits=validation.Limits(args.max_batch_size, args.max_history_length),
+      fallback=args.empty_history, max_workers=args.max_workers)
+  stop = threading.Event()
+
+  def on_signal(signum, frame):
+    del frame
+    _LOG.info("received %s; stopping (grace %.1f s)", signal.Signals(signum).name,
+              args.grace_seconds)
+    stop.set()
+
+  signal.signal(signal.SIGTERM, on_signal)
+  signal.signal(signal.SIGINT, on_signal)
+  server.start()
+  print(server.describe(), flush=True)
+  while not stop.wait(1.0):
+    pass
+  server.stop(args.grace_seconds)
+  print("Server stopped", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

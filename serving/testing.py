@@ -1,0 +1,215 @@
+"""Helpers for tests and benchmarks of a model server: push versions, run servers.
+
+``push_version`` lands a version the way the Pusher does (copy to a hidden staging
+folder, then one rename), so a polling server never sees half a folder.
+``ServerProcess`` runs ``python -m serving.server`` or ``tensorflow_model_server``
+on loopback and stops it with SIGTERM.
+"""
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+
+LOOPBACK = "127.0.0.1"
+TF_MODEL_SERVER = "tensorflow_model_server"
+_READY_LINE = re.compile(r"^Serving model .* on [^ ]+:(\d+)\s*$")
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def push_version(source_dir: str, base_path: str, version: int) -> str:
+  """Copies the SavedModel ``source_dir`` to ``base_path/<version>`` atomically."""
+  final = os.path.join(base_path, str(version))
+  staging = os.path.join(base_path, f".tmp-{version}")
+  os.makedirs(base_path, exist_ok=True)
+  shutil.rmtree(staging, ignore_errors=True)
+  shutil.copytree(source_dir, staging)
+  os.rename(staging, final)
+  return final
+
+
+def push_broken_version(base_path: str, version: int) -> str:
+  """Lands ``base_path/<version>`` whose saved_model.pb is not a SavedModel."""
+  staging = os.path.join(base_path, f".tmp-{version}")
+  os.makedirs(staging, exist_ok=True)
+  with open(os.path.join(staging, "saved_model.pb"), "wb") as f:
+    f.write(b"\x08\xff\xff this is not a SavedModel protocol buffer")
+  final = os.path.join(base_path, str(version))
+  os.rename(staging, final)
+  return final
+
+
+def free_port() -> int:
+  """A loopback port free right now (for servers that cannot bind port 0)."""
+  with socket.socket() as s:
+    s.bind((LOOPBACK, 0))
+    return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+  """Calls ``predicate`` until it is true or ``timeout`` seconds pass."""
+  deadline = time.monotonic() + timeout
+  while True:
+    if predicate():
+      return True
+    if time.monotonic() >= deadline:
+      return False
+    time.sleep(interval)
+
+
+def model_available(target: str, model_name: str, timeout: float = 2.0) -> bool:
+  """True when GetModelStatus reports some version AVAILABLE."""
+  with grpc.insecure_channel(target) as channel:
+    stub = model_service_pb2_grpc.ModelServiceStub(channel)
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model_name
+    try:
+      response = stub.GetModelStatus(request, timeout=timeout)
+    except grpc.RpcError:
+      return False
+  return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+             for s in response.model_version_status)
+
+
+class ServerProcess:
+  """A model server subprocess on loopback; a context manager that always stops it."""
+
+  def __init__(self, command: List[str], port: Optional[int], model_name: str,
+               env: Optional[dict] = None):
+    self.command = command
+    self.port = port
+    self.model_name = model_name
+    self.output: List[str] = []
+    self._env = env
+    self._process: Optional[subprocess.Popen] = None
+    self._reader: Optional[threading.Thread] = None
+    self._ready = threading.Event()
+
+  @classmethod
+  def local(cls, base_path: str, model_name: str, poll_seconds: float = 1.0,
+            extra_args: Optional[List[str]] = None) -> "ServerProcess":
+    """``python -m serving.server`` on 127.0.0.1, port picked by the server."""
+    command = [sys.executable, "-m", "serving.server", "--model-base-path", base_path,
+               "--model-name", model_name, "--host", LOOPBACK, "--port", "0",
+               "--poll-seconds", str(poll_seconds)] + list(extra_args or [])
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return cls(command, None, model_name, env)
+
+  @classmethod
+  def tf_serving(cls, base_path: str, model_name: str,
+                 poll_seconds: int = 1) -> "ServerProcess":
+    """Stock ``tensorflow_model_server`` (must be on PATH) on a free loopback port."""
+    port = free_port()
+    command = [shutil.which(TF_MODEL_SERVER) or TF_MODEL_SERVER, f"--port={port}",
+               "--rest_api_port=0", f"--model_name={model_name}",
+               f"--model_base_path={os.path.abspath(base_path)}",
+               f"--file_system_poll_wait_seconds={max(1, int(poll_seconds))}",
+               # Report a broken version at once instead of retrying for minutes.
+               "--max_num_load_retries=0"]
+    return cls(command, port, model_name)
+
+  @property
+  def target(self) -> str:
+    return f"{LOOPBACK}:{self.port}"
+
+  def _read_output(self):
+    for line in self._process.stdout:
+      self.output.append(line)
+      match = _READY_LINE.match(line.strip())
+      if match and self.port is None:
+        self.port = int(match.group(1))
+        self._ready.set()
+
+  def start(self, timeout: float = 120.0) -> "ServerProcess":
+    """Starts the server; returns once it serves the model (or raises with its log)."""
+    self._process = subprocess.Popen(
+        self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=self._env, cwd=REPO_ROOT)
+    self._reader = threading.Thread(target=self._read_output, daemon=True)
+    self._reader.start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      if self._process.poll() is not None:
+        break
+      if self._ready.is_set():   # serving.server prints its port once loaded
+        return self
+      if self.port is not None and model_available(self.target, self.model_name, 1.0):
+        return self
+      self._ready.wait(0.2)
+    self.stop()
+    raise RuntimeError(f"{self.command[0]} did not start serving within {timeout} s "
+                       f"(exit code {self._process.returncode}):\n" + "".join(self.output))
+
+  def stop(self, timeout: float = 20.0) -> Optional[int]:
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    if self._process is None:
+      return None
+    if self._process.poll() is None:
+      self._process.send_signal(signal.SIGTERM)
+      try:
+        self._process.wait(timeout)
+      except subprocess.TimeoutExpired:
+        self._process.kill()
+        self._process.wait(timeout)
+    if self._reader is not None:
+      self._reader.join(timeout)
+    return self._process.returncode
+
+  def __enter__(self) -> "ServerProcess":
+    return self.start()
+
+  def __exit__(self, *exc) -> None:
+    self.stop()
+
+
+class BackgroundRequests:
+  """Calls ``send()`` in a loop on a thread until stopped or ``max_seconds`` pass.
+
+  ``send`` returns (answering version, result); the loop records every version in
+  order, the last result per version and every exception as text.
+  """
+
+  def __init__(self, send: Callable[[], Tuple[int, Any]], max_seconds: float = 60.0):
+    self._send = send
+    self.max_seconds = max_seconds
+    self.versions: List[int] = []
+    self.results: Dict[int, Any] = {}
+    self.errors: List[str] = []
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+
+  def _run(self):
+    deadline = time.monotonic() + self.max_seconds
+    while not self._stop.is_set() and time.monotonic() < deadline:
+      try:
+        version, result = self._send()
+      except grpc.RpcError as e:
+        self.errors.append(f"{e.code().name}: {e.details()}")
+        continue
+      except Exception as e:  # pylint: disable=broad-except
+        self.errors.append(f"{type(e).__name__}: {e}")
+        continue
+      self.results[version] = result
+      self.versions.append(version)
+
+  def wait_for_count(self, count: int, timeout: float) -> bool:
+    return wait_for(lambda: len(self.versions) >= count, timeout)
+
+  def __enter__(self) -> "BackgroundRequests":
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self._stop.set()
+    self._thread.join(self.max_seconds + 30)

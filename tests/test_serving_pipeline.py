@@ -1,0 +1,138 @@
+"""INTEGRATION: serving the model the real TFX pipeline pushed (slow on first use).
+
+The model comes from the session fixture ``pushed_model_path`` (tests/conftest.py),
+which runs the whole pipeline on tiny synthetic data, unless the environment variable
+``SEQREC_TEST_SAVED_MODEL`` names an exported SavedModel folder to use instead.
+
+Each check runs against ``serving.server`` and, when ``tensorflow_model_server`` is on
+PATH, against stock TF Serving too, through the same ``serving.client``.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import client as client_lib
+from serving import contract
+from serving import servable as servable_lib
+from serving import testing
+
+MODEL = "seqrec"
+SERVERS = ["serving.server", testing.TF_MODEL_SERVER]
+K = 10
+
+
+@pytest.fixture(scope="module")
+def model_dir(request):
+  path = os.environ.get("SEQREC_TEST_SAVED_MODEL")
+  if path:
+    return path
+  return request.getfixturevalue("pushed_model_path")
+
+
+@pytest.fixture(scope="module")
+def in_process(model_dir):
+  """The SavedModel loaded in this process, and its catalogue (ids in vocabulary order)."""
+  loaded = tf.saved_model.load(model_dir)
+  catalogue = [i.decode() for i in loaded.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[
+      contract.OUTPUT_ITEM_IDS].numpy()]
+  return loaded, catalogue
+
+
+def _start(kind, base_path):
+  if kind == testing.TF_MODEL_SERVER:
+    if not shutil.which(testing.TF_MODEL_SERVER):
+      pytest.skip(f"{testing.TF_MODEL_SERVER} is not on PATH")
+    return testing.ServerProcess.tf_serving(base_path, MODEL, poll_seconds=1).start()
+  return testing.ServerProcess.local(base_path, MODEL, poll_seconds=1.0).start()
+
+
+@pytest.fixture(params=SERVERS)
+def served(request, model_dir, tmp_path):
+  """(server process, base path) serving a copy of the model as version 1."""
+  base = str(tmp_path / MODEL)
+  testing.push_version(model_dir, base, 1)
+  process = _start(request.param, base)
+  yield process, base
+  process.stop()
+
+
+def _histories(catalogue):
+  rng = np.random.default_rng(7)
+  pick = lambda n: [catalogue[i] for i in rng.choice(len(catalogue), n, replace=False)]
+  return [pick(1), pick(3), pick(10), pick(30), pick(2) + ["not-an-item"], []]
+
+
+def _in_process_top_k(loaded, histories, k):
+  padded = client_lib.history_tensor(histories)
+  out = loaded.signatures[contract.DEFAULT_SIGNATURE](
+      history=tf.constant(padded, tf.string), k=tf.constant(k, tf.int32))
+  return [[(i.decode(), float(s)) for i, s in zip(ids, scores) if np.isfinite(s)]
+          for ids, scores in zip(out[contract.OUTPUT_ITEM_IDS].numpy(),
+                                 out[contract.OUTPUT_SCORES].numpy())]
+
+
+def test_default_export_has_no_scann_ops(model_dir):
+  ops = servable_lib.op_types(servable_lib.read_meta_graph(model_dir))
+  assert "TopKV2" in ops, "expected the exact top-k of serving_default in the graph"
+  assert [op for op in ops if op.startswith("Scann")] == []
+
+
+def test_grpc_top_k_equals_the_model_in_process(served, in_process):
+  process, _ = served
+  loaded, catalogue = in_process
+  histories = _histories(catalogue)
+  expected = _in_process_top_k(loaded, histories, K)
+  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+    result = client.recommend_details(histories, K)
+  assert result.version == 1
+  for got, want, history in zip(result.items, expected, histories):
+    assert [i for i, _ in got] == [i for i, _ in want], history
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-4, atol=1e-5)
+    assert not set(history) & {i for i, _ in got}
+  # The empty history: the k most popular items (vocabulary order), from both.
+  assert [i for i, _ in result.items[-1]] == catalogue[:K]
+  if result.num_unknown is not None:   # serving.server only
+    assert result.num_unknown == [0, 0, 0, 0, 1, 0]
+
+
+def test_pushed_version_is_swapped_in_while_requests_keep_succeeding(served, model_dir):
+  process, base = served
+  histories = [["not-an-item"], []]
+  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+
+    def send():
+      result = client.recommend_details(histories, 5)
+      return result.version, result.items
+
+    with testing.BackgroundRequests(send, max_seconds=120) as traffic:
+      assert traffic.wait_for_count(3, timeout=60)
+      testing.push_version(model_dir, base, 2)
+      assert testing.wait_for(lambda: traffic.versions[-1:] == [2], timeout=90)
+      assert traffic.wait_for_count(len(traffic.versions) + 3, timeout=60)
+    assert traffic.errors == []
+    first = traffic.versions.index(2)
+    assert set(traffic.versions[:first]) == {1} and set(traffic.versions[first:]) == {2}
+    assert traffic.results[1] == traffic.results[2]   # same model, new version number
+    assert {s.version: s.state for s in client.status()}.get(2) == "AVAILABLE"
+
+
+def test_broken_version_leaves_the_previous_one_serving(served, in_process):
+  process, base = served
+  _, catalogue = in_process
+  testing.push_broken_version(base, 2)
+  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+
+    def version_2_failed():
+      states = {s.version: s for s in client.status()}
+      return 2 in states and states[2].state == "END"
+
+    assert testing.wait_for(version_2_failed, timeout=60, interval=0.5)
+    states = {s.version: s for s in client.status()}
+    assert states[2].error_code != 0 and states[2].error_message
+    assert states[1].state == "AVAILABLE"
+    result = client.recommend_details([[catalogue[0]]], 3)
+    assert result.version == 1 and len(result.items[0]) == 3
