@@ -29,6 +29,9 @@ class EvaluationConfig:
   gating_metric: str = "NDCG@10"
   min_value: float = 0.0             # blessed only at or above this
   must_beat_popularity: bool = True  # and above the popularity baseline
+  # With a served (latest blessed) model: blessed only if not worse than it by
+  # more than this fraction of its gating metric.
+  baseline_tolerance: float = 0.0
 
 
 @dataclasses.dataclass
@@ -45,6 +48,11 @@ class PipelineConfig:
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
       "--direct_running_mode=in_memory", "--direct_num_workers=1"])
   enable_cache: bool = False
+  # Daily partitions: 0 reads every file under <data_root>/interactions; N > 0
+  # reads <data_root>/interactions/span-{SPAN}/ and trains on the last N spans.
+  span_window: int = 0
+  # Warm-start training from, and compare against, the latest blessed model.
+  use_latest_blessed_model: bool = True
   # Whether an item table sits under <data_root>/items. None: look (local roots
   # only); remote roots (gs://, s3://) must say so, as the runner cannot look.
   use_item_table: Optional[bool] = None

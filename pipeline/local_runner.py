@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from pipeline import configs
 from pipeline import progress
+from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
 from trainer.config import ModelConfig, load_model_config
@@ -51,6 +52,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--beam-arg", action="append", default=None,
                       help="Beam pipeline arg, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
   parser.add_argument("--enable-cache", action="store_true")
+  parser.add_argument("--span", type=int, default=None,
+                      help="nightly retraining: store this input as daily span N "
+                           "(<output-dir>/data/interactions/span-N/) and train on the "
+                           "last --span-window spans; rerunning a finished span does nothing")
+  parser.add_argument("--span-window", type=int, default=7,
+                      help="how many of the newest spans a --span run trains on (default 7)")
   parser.add_argument("--verbose", action="store_true",
                       help="show every TFX/Beam log line, not only progress")
   return parser.parse_args(argv)
@@ -73,7 +80,7 @@ def prepare_data(args, data_root: str):
     if not args.data_dir:
       raise IngestError(f"--data-dir is required for --dataset {args.dataset}")
     interactions, items = load_dataset(args.dataset, args.data_dir, args.items)
-  return write_canonical(interactions, items, data_root)
+  return write_canonical(interactions, items, data_root, span=args.span)
 
 
 def build_config(args) -> configs.PipelineConfig:
@@ -93,6 +100,9 @@ def build_config(args) -> configs.PipelineConfig:
     config.evaluation.min_value = args.min_ndcg
   if args.beam_arg:
     config.beam_pipeline_args = list(args.beam_arg)
+  if args.span is not None:
+    config.span_window = args.span_window
+    config.enable_cache = True
   return config
 
 
@@ -119,10 +129,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 1
   print(f"Input: {data}", flush=True)
+  done = retrain_state.finished_run(config.output_root, args.span, data.interactions_path)
+  if done is not None:
+    print(f"Span {args.span} with this exact data was already trained: {done}. "
+          "Nothing to do.", flush=True)
+    return 0
   print(f"Config: {json.dumps(dataclasses.asdict(config), default=str)}", flush=True)
   result = run(config)
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   print(summary.format_summary(result, time.time() - start), flush=True)
+  retrain_state.record_run(config.output_root, args.span, data.interactions_path, result)
   return 0
 
 

@@ -18,6 +18,7 @@ from trainer.run_fn import MODEL_CONFIG_KEY
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.run_fn.run_fn"
+SPAN_FOLDER = "span-{SPAN}"
 
 
 def create_pipeline(
@@ -27,9 +28,26 @@ def create_pipeline(
   """Builds the TFX pipeline for ``config``."""
   components = []
 
-  # Interaction log (and item table, if any) into tf.Examples.
-  example_gen = tfx.components.CsvExampleGen(input_base=config.interactions_root)
-  components.append(example_gen)
+  # Interaction log (and item table, if any) into tf.Examples. With daily spans,
+  # each run ingests the newest span and a resolver gathers the last N.
+  if config.span_window:
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=config.interactions_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name="log", pattern=f"{SPAN_FOLDER}/*")]))
+    span_window = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+        config={"range_config": tfx.proto.RangeConfig(
+            rolling_range=tfx.proto.RollingRange(num_spans=config.span_window))},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen.id),
+    ).with_id("span_window_resolver")
+    log_examples = span_window.outputs["examples"]
+    components += [example_gen, span_window]
+  else:
+    example_gen = tfx.components.CsvExampleGen(input_base=config.interactions_root)
+    log_examples = example_gen.outputs["examples"]
+    components.append(example_gen)
   item_gen = None
   if config.has_item_table:
     item_gen = tfx.components.CsvExampleGen(
@@ -49,7 +67,7 @@ def create_pipeline(
 
   # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies.
   sequence_builder = SequenceBuilder(
-      examples=example_gen.outputs["examples"],
+      examples=log_examples,
       items=item_gen.outputs["examples"] if item_gen else None,
       anomalies=example_validator.outputs["anomalies"],
       min_interactions=config.sequence.min_interactions,
@@ -66,9 +84,21 @@ def create_pipeline(
           transform=list(features.ALL_SPLITS)))
   components.append(transform)
 
+  # The model being served: warm start for training and baseline for the blessing.
+  latest_blessed = None
+  if config.use_latest_blessed_model:
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    components.append(latest_blessed)
+  baseline = latest_blessed.outputs["model"] if latest_blessed else None
+
   # Next-item Transformer training.
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
+      base_model=baseline,
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
       train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
@@ -80,6 +110,8 @@ def create_pipeline(
   evaluator = RankingEvaluator(
       examples=sequence_builder.outputs["output_examples"],
       model=trainer.outputs["model"],
+      baseline_model=baseline,
+      baseline_tolerance=config.evaluation.baseline_tolerance,
       eval_split=config.evaluation.eval_split,
       ks=list(config.evaluation.ks),
       gating_metric=config.evaluation.gating_metric,

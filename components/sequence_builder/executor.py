@@ -211,8 +211,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     if anomalies is not None:
       anomalies_lib.check_no_anomalies(anomalies)
 
-    log = artifact_utils.get_single_instance(input_dict[spec.EXAMPLES_KEY])
-    log_patterns = _input_file_patterns(log, "interaction log")
+    # One Examples artifact, or several (e.g. the last N daily spans gathered by
+    # a SpanRangeStrategy resolver): their events are pooled per user.
+    logs = input_dict[spec.EXAMPLES_KEY]
+    if not logs:
+      raise ValueError("SequenceBuilder got no interaction log Examples.")
+    log_patterns = {}
+    for i, log in enumerate(logs):
+      for split, pattern in _input_file_patterns(log, "interaction log").items():
+        log_patterns[split if len(logs) == 1 else f"{i}-{split}"] = pattern
     items = _optional_single(input_dict, spec.ITEMS_KEY)
     items_patterns = (
         _input_file_patterns(items, "item table") if items is not None

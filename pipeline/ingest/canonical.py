@@ -23,6 +23,7 @@ On disk each table lives alone in its own folder (a TFX ``CsvExampleGen``
 """
 
 import csv
+import filecmp
 import dataclasses
 import os
 import tempfile
@@ -449,7 +450,12 @@ def _write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
       df.to_csv(f, index=False, quoting=csv.QUOTE_MINIMAL,
                 lineterminator="\n")
-    os.replace(tmp, target)
+    if os.path.exists(target) and filecmp.cmp(tmp, target, shallow=False):
+      # Same content: keep the file (and its mtime), so a rerun on unchanged
+      # data is an ExampleGen cache hit rather than a new ingestion.
+      os.remove(tmp)
+    else:
+      os.replace(tmp, target)
   except BaseException:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -459,7 +465,7 @@ def _write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
 
 def write_canonical(interactions: pd.DataFrame,
                     items: Optional[pd.DataFrame],
-                    out_dir: str) -> CanonicalData:
+                    out_dir: str, span: Optional[int] = None) -> CanonicalData:
   """Validates and writes the canonical tables for ExampleGen.
 
   Args:
@@ -468,6 +474,9 @@ def write_canonical(interactions: pd.DataFrame,
     out_dir: created if needed; receives ``interactions/interactions.csv``
       and, with ``items``, ``items/items.csv``. A previous ``items/items.csv``
       is removed when ``items`` is None, so the folder always matches.
+    span: for daily partitions: the log goes to
+      ``interactions/span-<span>/interactions.csv`` (what ExampleGen's
+      ``span-{SPAN}`` pattern reads) and earlier spans stay as they are.
 
   Returns:
     CanonicalData with the paths and counts.
@@ -482,10 +491,15 @@ def write_canonical(interactions: pd.DataFrame,
   table = validate_items(items) if items is not None else None
 
   os.makedirs(out_dir, exist_ok=True)
-  _check_folder(os.path.join(out_dir, INTERACTIONS_DIR), INTERACTIONS_FILE)
+  log_folder = INTERACTIONS_DIR
+  if span is not None:
+    if isinstance(span, bool) or not isinstance(span, int) or span < 0:
+      raise IngestError(f"span must be a non-negative integer, got {span!r}")
+    log_folder = os.path.join(INTERACTIONS_DIR, f"span-{span}")
+  _check_folder(os.path.join(out_dir, log_folder), INTERACTIONS_FILE)
   _check_folder(os.path.join(out_dir, ITEMS_DIR), ITEMS_FILE)
 
-  interactions_path = _write_csv_atomically(log, out_dir, INTERACTIONS_DIR,
+  interactions_path = _write_csv_atomically(log, out_dir, log_folder,
                                             INTERACTIONS_FILE)
   items_path = None
   if table is not None:
