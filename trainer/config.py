@@ -20,6 +20,9 @@ class ModelConfig:
   epochs: int = 20
   seed: int = 42
   early_stopping_patience: int = 0   # 0 = off; else epochs without val-loss gain
+  # tf.distribute strategy of the Trainer: "default" (one device), "mirrored"
+  # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
+  distribution_strategy: str = "default"
 
   def to_json(self) -> str:
     return json.dumps(dataclasses.asdict(self), sort_keys=True)

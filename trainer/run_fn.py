@@ -23,6 +23,21 @@ def model_config_from(custom_config) -> ModelConfig:
   return ModelConfig.from_dict(custom_config.get(MODEL_CONFIG_KEY, {}))
 
 
+STRATEGIES = {
+    "default": tf.distribute.get_strategy,
+    "mirrored": tf.distribute.MirroredStrategy,
+    "multi_worker_mirrored": tf.distribute.MultiWorkerMirroredStrategy,
+}
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+  """The tf.distribute strategy a ModelConfig names."""
+  if name not in STRATEGIES:
+    raise ValueError(f"ModelConfig.distribution_strategy must be one of "
+                     f"{sorted(STRATEGIES)}, got {name!r}")
+  return STRATEGIES[name]()
+
+
 def read_item_vocab(tf_transform_output):
   """Raw item ids in vocabulary-index order."""
   return [token.decode() if isinstance(token, bytes) else token
@@ -42,11 +57,12 @@ def run_fn(fn_args):
                                training=training, shuffle_seed=config.seed)
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
-  model = NextItemModel(num_items, config)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   item_vocab = read_item_vocab(tf_transform_output)
-  if fn_args.base_model:
-    warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
+  with distribution_strategy(config.distribution_strategy).scope():
+    model = NextItemModel(num_items, config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    if fn_args.base_model:
+      warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
   callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
   if config.early_stopping_patience:
     callbacks.append(tf.keras.callbacks.EarlyStopping(
