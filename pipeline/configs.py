@@ -89,3 +89,19 @@ class PipelineConfig:
       raise ValueError(f"data_root {self.data_root} is remote: set use_item_table "
                        "to say whether <data_root>/items holds an item table")
     return os.path.isdir(self.items_root) and bool(os.listdir(self.items_root))
+
+
+def apply_overrides(config: PipelineConfig, *, min_interactions: Optional[int] = None,
+                    max_history_length: Optional[int] = None,
+                    min_ndcg: Optional[float] = None,
+                    beam_pipeline_args: Optional[List[str]] = None) -> PipelineConfig:
+  """Sets the values a runner's flags gave (None leaves the default)."""
+  if min_interactions is not None:
+    config.sequence.min_interactions = min_interactions
+  if max_history_length is not None:
+    config.sequence.max_history_length = max_history_length
+  if min_ndcg is not None:
+    config.evaluation.min_value = min_ndcg
+  if beam_pipeline_args:
+    config.beam_pipeline_args = list(beam_pipeline_args)
+  return config

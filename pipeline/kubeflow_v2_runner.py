@@ -94,14 +94,10 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
       enable_cache=args.enable_cache,
       use_item_table=args.item_table,
       serving_root=args.serving_root)
-  if args.min_interactions is not None:
-    config.sequence.min_interactions = args.min_interactions
-  if args.max_history_length is not None:
-    config.sequence.max_history_length = args.max_history_length
-  if args.min_ndcg is not None:
-    config.evaluation.min_value = args.min_ndcg
-  if args.beam_arg:
-    config.beam_pipeline_args = list(args.beam_arg)
+  configs.apply_overrides(
+      config, min_interactions=args.min_interactions,
+      max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
+      beam_pipeline_args=args.beam_arg)
   return config
 
 

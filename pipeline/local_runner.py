@@ -92,14 +92,10 @@ def build_config(args) -> configs.PipelineConfig:
       model=_model_config(args),
       schema_path=args.schema,
       enable_cache=args.enable_cache)
-  if args.min_interactions is not None:
-    config.sequence.min_interactions = args.min_interactions
-  if args.max_history_length is not None:
-    config.sequence.max_history_length = args.max_history_length
-  if args.min_ndcg is not None:
-    config.evaluation.min_value = args.min_ndcg
-  if args.beam_arg:
-    config.beam_pipeline_args = list(args.beam_arg)
+  configs.apply_overrides(
+      config, min_interactions=args.min_interactions,
+      max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
+      beam_pipeline_args=args.beam_arg)
   if args.span is not None:
     config.span_window = args.span_window
     config.enable_cache = True

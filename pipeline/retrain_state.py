@@ -6,20 +6,13 @@ or a failed night may be retried by hand: the second run on an unchanged span is
 no-op instead of a duplicate model.
 """
 
-import hashlib
 import json
 import os
 from typing import Dict, Optional
 
+from pipeline.ingest.canonical import file_digest
+
 STATE_FILE = "retrain_state.json"
-
-
-def _fingerprint(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _load(output_root: str) -> Dict:
@@ -35,7 +28,7 @@ def finished_run(output_root: str, span: Optional[int], data_path: str) -> Optio
   if span is None:
     return None
   entry = _load(output_root).get(str(span))
-  if entry and entry.get("fingerprint") == _fingerprint(data_path):
+  if entry and entry.get("fingerprint") == file_digest(data_path):
     return entry
   return None
 
@@ -47,7 +40,7 @@ def record_run(output_root: str, span: Optional[int], data_path: str, summary: D
   state = _load(output_root)
   gating = (summary.get("evaluation") or {}).get("gating", {})
   state[str(span)] = {
-      "fingerprint": _fingerprint(data_path),
+      "fingerprint": file_digest(data_path),
       "blessed": bool(gating.get("blessed")),
       "pushed": bool(summary.get("pushed")),
       "pushed_destination": summary.get("pushed_destination"),

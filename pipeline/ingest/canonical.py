@@ -24,6 +24,7 @@ On disk each table lives alone in its own folder (a TFX ``CsvExampleGen``
 
 import csv
 import filecmp
+import hashlib
 import dataclasses
 import os
 import tempfile
@@ -420,6 +421,15 @@ def sort_interactions(df: pd.DataFrame) -> pd.DataFrame:
   })
   order = keys.sort_values(["u", "t", "i"], kind="mergesort").index
   return df.loc[order].reset_index(drop=True)
+
+
+def file_digest(path: str, algorithm: str = "sha256") -> str:
+  """Hex digest of a file's bytes, read in 1 MiB blocks."""
+  digest = hashlib.new(algorithm)
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def _check_folder(folder: str, file_name: str) -> None:

@@ -15,7 +15,6 @@ with code 1.
 
 import argparse
 import dataclasses
-import hashlib
 import os
 import shutil
 import socket
@@ -25,6 +24,8 @@ import urllib.error
 import urllib.request
 import zipfile
 from typing import List, Optional, Sequence
+
+from pipeline.ingest.canonical import file_digest
 
 _GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 _TIMEOUT_SECONDS = 60
@@ -94,14 +95,6 @@ def _fetch_md5(url: str) -> Optional[str]:
     if len(token) == 32 and all(c in "0123456789abcdef" for c in token):
       return token
   return None
-
-
-def _md5(path: str) -> str:
-  digest = hashlib.md5()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _reason(error: BaseException) -> str:
@@ -185,8 +178,9 @@ def download(name: str, dest: str, url: Optional[str] = None) -> Downloaded:
           f"could not download {name} from {url}: {_reason(e)}. Download it "
           "by hand and pass its folder with --data-dir.") from e
     expected = _fetch_md5(url)
-    if expected is not None and _md5(zip_path) != expected:
-      raise DownloadError(f"{name} from {url}: MD5 {_md5(zip_path)} differs "
+    actual = file_digest(zip_path, "md5")
+    if expected is not None and actual != expected:
+      raise DownloadError(f"{name} from {url}: MD5 {actual} differs "
                           f"from the published {expected}; retry the "
                           "download")
     unpacked = _unpack(zip_path, name, dataset, url, work_dir)
