@@ -32,6 +32,21 @@ IMAGE = "gcr.io/example-project/seqrec:test"
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 
 
+
+def _compiled_task_names(pipeline):
+  """Task names KubeflowV2DagRunner gives the pipeline's nodes.
+
+  It compiles the latest-blessed-model resolver into two tasks (one query for the
+  blessings, one for the models); every other node keeps its id.
+  """
+  names = set()
+  for component in pipeline.components:
+    if component.id == "latest_blessed_model_resolver":
+      names |= {f"{component.id}-model-resolver", f"{component.id}-model-blessing-resolver"}
+    else:
+      names.add(component.id)
+  return names
+
 def _canonical_data(root: Path, with_items: bool) -> Path:
   """A tiny canonical data folder, enough for the definition-time checks."""
   log = root / canonical.INTERACTIONS_DIR
@@ -78,7 +93,7 @@ def job(compiled):
 def test_compiled_job_holds_every_component_of_the_pipeline(compiled, job):
   _, pipeline, _ = compiled
   _, spec = job
-  expected = {component.id for component in pipeline.components}
+  expected = _compiled_task_names(pipeline)
   assert set(spec["root"]["dag"]["tasks"]) == expected
   assert set(spec["components"]) == expected
   assert {"CsvExampleGen", "ItemExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
@@ -92,7 +107,11 @@ def test_every_executor_runs_the_project_image_with_tfx_entrypoint(job):
   _, spec = job
   executors = spec["deploymentSpec"]["executors"]
   assert len(executors) == len(spec["components"])
-  for name, executor in executors.items():
+  containers = {name: e for name, e in executors.items() if "container" in e}
+  # The resolvers are metadata queries KFP runs itself; everything else is a container.
+  assert all("resolver" in e for name, e in executors.items() if name not in containers)
+  assert len(containers) >= len(executors) - 2
+  for name, executor in containers.items():
     assert executor["container"]["image"] == IMAGE, name
     assert executor["container"]["command"] == RUN_EXECUTOR, name
   # Custom components name project modules: the image must have the project installed.
@@ -139,6 +158,8 @@ def test_remote_data_root_compiles_offline_when_item_table_is_stated(tmp_path):
   tasks = spec["root"]["dag"]["tasks"]
   assert _parameter(tasks["ItemExampleGen"], "input_base") == "gs://b/data/items"
   for executor in spec["deploymentSpec"]["executors"].values():
+    if "container" not in executor:
+      continue  # the latest-blessed-model resolver's metadata queries
     args = executor["container"]["args"]
     assert "--runner=DataflowRunner" in args and "--project=p" in args
     assert "--direct_running_mode=in_memory" not in args
@@ -179,7 +200,7 @@ def test_schedule_request_for_compiled_job(compiled):
   assert request.job_name == "seqrec-nightly"
   assert request.cron_expression == "0 0 2 * * *"
   assert request.pipeline_root == config.pipeline_root
-  assert set(request.pipeline_spec["root"]["dag"]["tasks"]) == {c.id for c in pipeline.components}
+  assert set(request.pipeline_spec["root"]["dag"]["tasks"]) == _compiled_task_names(pipeline)
   kwargs = request.create_recurring_run_kwargs("exp-1", "/tmp/pipeline.yaml")
   assert kwargs["experiment_id"] == "exp-1"
   assert kwargs["max_concurrency"] == 1 and kwargs["no_catchup"] is True
@@ -203,7 +224,7 @@ def test_written_spec_is_a_package_the_kfp_client_reads(compiled, tmp_path):
   spec = schedule.read_pipeline_package(path).pipeline_spec
   package = schedule.write_pipeline_spec(spec, str(tmp_path / "pipeline.yaml"))
   doc = kfp_client_module._extract_pipeline_yaml(package)  # pylint: disable=protected-access
-  assert set(doc.pipeline_spec.root.dag.tasks) == {c.id for c in pipeline.components}
+  assert set(doc.pipeline_spec.root.dag.tasks) == _compiled_task_names(pipeline)
   assert kfp_components.load_component_from_file(package).name == "seqrec"
 
 
@@ -317,7 +338,7 @@ def test_create_recurring_run_sends_the_request_through_the_kfp_client(compiled)
   assert int(body["max_concurrency"]) == 1 and body["no_catchup"] is True
   assert body["mode"] == "ENABLE"
   assert body["runtime_config"]["pipeline_root"] == config.pipeline_root
-  assert set(body["pipeline_spec"]["root"]["dag"]["tasks"]) == {c.id for c in pipeline.components}
+  assert set(body["pipeline_spec"]["root"]["dag"]["tasks"]) == _compiled_task_names(pipeline)
   assert not any(task.get("cachingOptions", {}).get("enableCache", False)
                  for task in body["pipeline_spec"]["root"]["dag"]["tasks"].values())
 
