@@ -1,0 +1,179 @@
+"""TFRS retrieval fine-tuning model (trainer.retrieval)."""
+
+import dataclasses
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest
+import tensorflow as tf
+
+from trainer import inputs
+from trainer import retrieval
+from trainer.config import ModelConfig
+from trainer.encoder import SequenceEncoder
+from trainer.model import INPUTS
+from trainer.model import LABELS
+from trainer.model import NextItemModel
+from trainer.pretraining import warm_start
+from trainer.pretraining.item_attributes import ItemAttributeTable
+
+V = 12
+L = 6
+CONFIG = ModelConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
+                     dropout=0.0)
+ATTRIBUTES = ItemAttributeTable([[j % 2, 2 + j % 3] for j in range(V - 1)] + [[]], 5)
+
+
+def _batch(sequences, pairs=inputs.batch_training_pairs):
+  history = tf.ragged.constant([s[:-1] for s in sequences], dtype=tf.int64)
+  target = tf.constant([s[-1] for s in sequences], tf.int64)
+  x, y = pairs(history, target, V, L)
+  return {INPUTS: x, LABELS: y}
+
+
+def _cycle_batch(num_rows=48, seed=0):
+  """Runs of consecutive items: the next item is always (previous + 1) mod V."""
+  rng = np.random.default_rng(seed)
+  sequences = []
+  for _ in range(num_rows):
+    start, n = rng.integers(V), rng.integers(2, L + 2)
+    sequences.append([(start + i) % V for i in range(n)])
+  return _batch(sequences)
+
+
+def _log_softmax(x):
+  x = x - x.max(axis=-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("targets", [retrieval.ALL_POSITIONS, retrieval.LAST_POSITION])
+def test_full_softmax_loss_matches_a_hand_computation(targets):
+  config = retrieval.RetrievalConfig(temperature=0.5, targets=targets)
+  model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES)
+  batch = _batch([[1, 2, 3, 4], [7, 3], [5, 0, 11, 2, 9]])
+  hidden = model.encoder(batch[INPUTS], causal=True).numpy()
+  labels = batch[LABELS].numpy()
+  if targets == retrieval.LAST_POSITION:
+    hidden, labels = hidden[:, -1:], labels[:, -1:]
+  queries, positives = hidden[labels >= 0], labels[labels >= 0]
+  assert len(positives) == (8 if targets == retrieval.ALL_POSITIONS else 3)
+  # Candidate tower by hand: item row + mean of its attribute rows.
+  table = model.encoder.item_table.embeddings.numpy()[1:V + 1]
+  attributes = model.attribute_table.embeddings.numpy()
+  candidates = np.stack([table[j] + (attributes[ATTRIBUTES.attribute_ids[j].numpy()].mean(0)
+                                     if len(ATTRIBUTES.attribute_ids[j]) else 0.0)
+                         for j in range(V)])
+  np.testing.assert_allclose(model.item_embeddings, candidates, atol=1e-6)
+  log_p = _log_softmax(queries @ candidates.T / 0.5)
+  expected = -np.mean(log_p[np.arange(len(positives)), positives])
+  assert float(model.compute_loss(batch, training=False)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_full_softmax_without_attributes_is_next_item_model_loss():
+  next_item = NextItemModel(V, CONFIG)
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(use_item_attributes=False))
+  model.encoder.set_weights(next_item.encoder.get_weights())
+  batch = _cycle_batch(num_rows=8)
+  expected = next_item.task(next_item.encoder(batch[INPUTS], causal=True), batch[LABELS],
+                            next_item.item_embeddings)
+  assert float(model.compute_loss(batch)) == pytest.approx(float(expected), rel=1e-6)
+  np.testing.assert_allclose(model.score_all(batch[INPUTS]), next_item.score_all(batch[INPUTS]),
+                             atol=1e-6)
+
+
+def test_in_batch_sampled_softmax_applies_log_q_and_removes_accidental_hits():
+  probabilities = np.linspace(1.0, 2.0, V)
+  probabilities /= probabilities.sum()
+  config = retrieval.RetrievalConfig(loss=retrieval.SAMPLED_SOFTMAX, negatives=retrieval.IN_BATCH,
+                                     temperature=0.5)
+  model = retrieval.RetrievalModel(V, CONFIG, config, item_probabilities=probabilities)
+  rng = np.random.default_rng(0)
+  queries = rng.normal(size=(4, 16)).astype(np.float32)
+  candidates = rng.normal(size=(V, 16)).astype(np.float32)
+  positives = np.array([3, 5, 3, 8])                       # rows 0 and 2 share a positive
+  got = model.sampled_softmax_loss_sum(tf.constant(queries), tf.constant(positives, tf.int32),
+                                       tf.constant(candidates), tf.constant([0, 0], tf.int64))
+  logits = queries @ candidates[positives].T / 0.5 - np.log(probabilities[positives])[None, :]
+  expected = 0.0
+  for i in range(4):
+    keep = [j for j in range(4) if j == i or positives[j] != positives[i]]
+    expected -= _log_softmax(logits[i, keep])[keep.index(i)]
+  assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss,negatives", [
+    (retrieval.FULL_SOFTMAX, retrieval.IN_BATCH),
+    (retrieval.SAMPLED_SOFTMAX, retrieval.MIXED),
+])
+def test_retrieval_model_learns_a_tiny_next_item_pattern(loss, negatives):
+  tf.keras.utils.set_random_seed(0)
+  batch = _cycle_batch()
+  probabilities = retrieval.item_probabilities([batch], V)
+  config = retrieval.RetrievalConfig(loss=loss, negatives=negatives, num_uniform_negatives=8)
+  model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES, probabilities)
+  model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
+  before = float(model.compute_loss(batch))
+  for _ in range(40):   # eager: cheaper than tracing for a few tiny steps
+    model.train_step(batch)
+  assert float(model.compute_loss(batch)) < 0.5 * before
+  test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
+  top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
+  accuracy = np.mean(top1 == test[LABELS].numpy()[:, -1])
+  assert accuracy >= 0.9, accuracy
+
+
+def test_inference_api_is_exportable_like_next_item_model(tmp_path):
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(), ATTRIBUTES)
+  ids = tf.constant([[0, 0, 1, 2, 3, 4], [0, 0, 0, 0, 0, 9]], tf.int32)
+  scores = model.score_all(ids)
+  assert scores.shape == (2, V) and model.item_embeddings.shape == (V, 16)
+  np.testing.assert_allclose(
+      scores, model.query_embedding(ids).numpy() @ model.item_embeddings.numpy().T, atol=1e-5)
+  # Served the way trainer.export.RecommenderModule serves NextItemModel.
+  module = tf.Module()
+  module.model = model
+  module.score_all = tf.function(model.score_all, autograph=False,
+                                 input_signature=[tf.TensorSpec([None, None], tf.int32)])
+  tf.saved_model.save(module, str(tmp_path / "m"))
+  loaded = tf.saved_model.load(str(tmp_path / "m"))
+  np.testing.assert_allclose(loaded.score_all(ids[:, 2:]), model.score_all(ids[:, 2:]), atol=1e-5)
+
+
+def test_without_attributes_the_candidates_are_the_encoder_item_rows():
+  config = retrieval.RetrievalConfig(use_item_attributes=False)
+  model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES)
+  assert model.attribute_table is None
+  np.testing.assert_array_equal(model.item_embeddings, model.encoder.item_embeddings)
+
+
+def test_warm_start_restores_encoder_and_attribute_table(tmp_path):
+  encoder = SequenceEncoder(V, CONFIG)
+  encoder(tf.zeros([1, L], tf.int32))
+  table = tf.Variable(tf.random.normal([ATTRIBUTES.num_attributes, 16]))
+  warm_start.save_pretrained_encoder(encoder, str(tmp_path), attribute_embeddings=table)
+  model = retrieval.RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.2),
+                                   retrieval.RetrievalConfig(), ATTRIBUTES)
+  model.warm_start(str(tmp_path))
+  np.testing.assert_array_equal(model.attribute_table.embeddings.numpy(), table.numpy())
+  for want, got in zip(encoder.weights, model.encoder.weights):
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_config_errors_are_explicit():
+  with pytest.raises(ValueError, match="RetrievalConfig.loss must be one of"):
+    retrieval.RetrievalConfig(loss="bpr")
+  with pytest.raises(ValueError, match="needs item_probabilities"):
+    retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(loss=retrieval.SAMPLED_SOFTMAX))
+  assert retrieval.RetrievalConfig.from_json(retrieval.RetrievalConfig().to_json()) == \
+      retrieval.RetrievalConfig()
+
+
+def test_item_probabilities_count_training_targets():
+  batch = _batch([[1, 2, 3], [2, 3]])
+  p_all = retrieval.item_probabilities([batch], V, smoothing=0.0)
+  np.testing.assert_allclose(p_all[[2, 3]], [1 / 3, 2 / 3])
+  p_last = retrieval.item_probabilities([batch], V, targets=retrieval.LAST_POSITION,
+                                        smoothing=1.0)
+  assert p_last[3] == pytest.approx(3 / (2 + V))

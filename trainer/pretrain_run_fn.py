@@ -1,0 +1,157 @@
+"""TFX Trainer entry point for self-supervised pre-training of the sequence encoder.
+
+Wiring (a first Trainer with ``run_fn="trainer.pretrain_run_fn.run_fn"``):
+
+* ``examples``: the Transform's ``transformed_examples``; train split ``train``,
+  eval split ``eval`` (eval only reports the objectives' losses).
+* ``custom_config``: ``{"model_config": {...ModelConfig...},
+  "pretrain_config": {...PretrainConfig...}}`` and optionally ``"items_files"``
+  (glob of the transformed items split; by default derived from
+  ``fn_args.train_files``: ``<uri>/Split-train/*`` -> ``<uri>/Split-items/*``).
+  The ModelConfig must give the same encoder shape as the fine-tuning Trainer's.
+  Training uses PretrainConfig's epochs, learning rate, batch size and seed;
+  ModelConfig's dropout applies.
+
+Outputs, in the Model artifact:
+
+* ``Format-Serving/`` (``fn_args.serving_model_dir``): the pre-trained encoder
+  (SavedModel + ``pretrained_encoder/`` checkpoint and metadata, see
+  ``trainer.pretraining.warm_start``). A fine-tuning Trainer that gets this Model
+  as ``base_model`` receives that folder as ``fn_args.base_model`` and may call
+  ``load_pretrained_encoder(fn_args.base_model, model.encoder, item_vocab_file)``
+  (strict: same num_items, shape and vocabulary) or, for a RetrievalModel,
+  ``model.warm_start(fn_args.base_model, item_vocab_file)``.
+* ``warm_start/``: the same encoder in ``trainer.warm_start``'s format (the
+  weights of a ``NextItemModel``, whose weights are exactly its encoder's, plus
+  the item vocabulary), so ``trainer.run_fn``'s existing
+  ``warm_start.restore(model, item_vocab, warm_start_dir(fn_args.base_model))``
+  fine-tunes a NextItemModel from it unchanged, items matched by raw id.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Optional, Sequence, Tuple, Union
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+from trainer import inputs
+from trainer import warm_start as model_warm_start
+from trainer.config import ModelConfig
+from trainer.model import NextItemModel
+from trainer.pretraining import item_attributes as item_attributes_lib
+from trainer.pretraining.clustering import ClusteringCallback
+from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.item_attributes import ItemAttributeTable
+from trainer.pretraining.model import PretrainingModel
+from trainer.pretraining.warm_start import load_pretrained_encoder  # pylint: disable=unused-import  (re-exported for run_fns)
+from trainer.pretraining.warm_start import save_pretrained_encoder
+from trainer.run_fn import MODEL_CONFIG_KEY
+from trainer.run_fn import model_config_from
+from trainer.run_fn import read_item_vocab
+
+PRETRAIN_CONFIG_KEY = "pretrain_config"
+ITEMS_FILES_KEY = "items_files"
+
+Files = Union[str, Sequence[str]]
+
+
+def pretrain_config_from(custom_config) -> PretrainConfig:
+  """The PretrainConfig a pipeline passed in ``custom_config`` (defaults if none)."""
+  custom_config = custom_config or {}
+  return PretrainConfig.from_dict(custom_config.get(PRETRAIN_CONFIG_KEY, {}))
+
+
+def pretrain(train_files: Files, eval_files: Optional[Files], transformed_feature_spec,
+             num_items: int, model_config: ModelConfig, pretrain_config: PretrainConfig,
+             item_attributes: Optional[ItemAttributeTable] = None,
+             log_dir: Optional[str] = None) -> Tuple[PretrainingModel, dict]:
+  """Pre-trains an encoder on transformed sequence examples.
+
+  Args:
+    train_files, eval_files: globs of the transformed train / eval splits
+      (eval may be None or empty: no validation).
+    transformed_feature_spec: ``TFTransformOutput.transformed_feature_spec()``.
+    num_items: V.
+    model_config: encoder shape and dropout.
+    pretrain_config: objectives and schedule.
+    item_attributes: required iff ``attribute_weight > 0``.
+    log_dir: TensorBoard logs, if given.
+
+  Returns:
+    (the trained PretrainingModel, its fit history as {metric: [per-epoch floats]}).
+  """
+  tf.keras.utils.set_random_seed(pretrain_config.seed)
+  data_config = dataclasses.replace(model_config, batch_size=pretrain_config.batch_size)
+
+  def dataset(files, training):
+    return inputs.make_dataset(files, transformed_feature_spec, oov_index=num_items,
+                               config=data_config, training=training,
+                               shuffle_seed=pretrain_config.seed)
+
+  train_ds = dataset(train_files, True)
+  eval_ds = dataset(eval_files, False) if eval_files else None
+  model = PretrainingModel(num_items, model_config, pretrain_config, item_attributes)
+  model.compile(optimizer=tf.keras.optimizers.Adam(pretrain_config.learning_rate))
+  callbacks = []
+  if log_dir:
+    callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
+  if model.clustering is not None:
+    callbacks.append(ClusteringCallback(
+        model.clustering, model.encoder, train_ds,
+        every_epochs=pretrain_config.cluster_every_epochs,
+        iterations=pretrain_config.kmeans_iterations,
+        max_sequences=pretrain_config.kmeans_max_sequences, seed=pretrain_config.seed))
+  logging.info("Pre-training on %d catalogue items with %s and %s", num_items,
+               model_config, pretrain_config)
+  history = model.fit(train_ds, validation_data=eval_ds, epochs=pretrain_config.epochs,
+                      callbacks=callbacks, verbose=2)
+  return model, {k: [float(x) for x in v] for k, v in history.history.items()}
+
+
+def save_for_fine_tuning(encoder, item_vocab: Sequence[str], serving_model_dir: str) -> str:
+  """Writes ``<artifact>/warm_start`` (``trainer.warm_start`` format) for a NextItemModel.
+
+  Returns the folder written.
+  """
+  next_item = NextItemModel(encoder.num_items, encoder.config)
+  next_item.encoder.set_weights(encoder.get_weights())
+  directory = model_warm_start.warm_start_dir(serving_model_dir)
+  model_warm_start.save(next_item, item_vocab, directory)
+  return directory
+
+
+def run_fn(fn_args):
+  """Pre-trains on the train split and saves the encoder to ``fn_args.serving_model_dir``."""
+  custom_config = fn_args.custom_config or {}
+  model_config = model_config_from(custom_config)
+  pretrain_config = pretrain_config_from(custom_config)
+  tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+  num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
+  attributes = None
+  if pretrain_config.attribute_weight > 0:
+    num_attributes = tf_transform_output.vocabulary_size_by_name(features.ATTRIBUTE_VOCAB)
+    pattern = (custom_config.get(ITEMS_FILES_KEY)
+               or item_attributes_lib.items_split_pattern(fn_args.train_files))
+    attributes = item_attributes_lib.read_item_attributes(pattern, num_items, num_attributes)
+    logging.info("Item attributes: %d of %d items have some of %d attributes",
+                 attributes.num_items_with_attributes, num_items, num_attributes)
+  model, history = pretrain(
+      fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
+      num_items, model_config, pretrain_config, attributes, log_dir=fn_args.model_run_dir)
+  save_pretrained_encoder(
+      model.encoder, fn_args.serving_model_dir, pretrain_config,
+      item_vocab_file=tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB),
+      attribute_embeddings=model.attribute_embeddings, history=history)
+  save_for_fine_tuning(model.encoder, read_item_vocab(tf_transform_output),
+                       fn_args.serving_model_dir)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
+    json.dump(history, f)
+
+
+__all__ = ["MODEL_CONFIG_KEY", "PRETRAIN_CONFIG_KEY", "ITEMS_FILES_KEY", "pretrain",
+           "pretrain_config_from", "run_fn", "save_for_fine_tuning", "load_pretrained_encoder"]

@@ -1,0 +1,98 @@
+"""One pre-training batch and the encoder passes its objectives share.
+
+Objectives read what they need from a ``PretrainingBatch``; each encoder pass
+(causal next-item pass, bidirectional Cloze pass, the two augmented views, the
+clean sequence representation) is computed the first time an objective asks for
+it and reused by the others within the same step.
+"""
+
+from typing import Mapping, Tuple
+
+import tensorflow as tf
+
+from trainer.encoder import SequenceEncoder
+from trainer.model import INPUTS
+from trainer.model import LABELS
+from trainer.pretraining import augmentations
+from trainer.pretraining.config import PretrainConfig
+
+
+class PretrainingBatch:
+  """A ``trainer.inputs`` batch (``inputs``/``labels`` int [B, L]) plus shared passes.
+
+  Attributes:
+    encoder: the SequenceEncoder being trained.
+    inputs, labels: int32 [B, L] next-item pairs as given.
+    sequence: int32 [B, L'] the whole sequences (``s``, see
+      ``augmentations.sequences_from_pairs``), L' <= max_seq_len.
+    nonempty: bool [B], rows of ``sequence`` holding at least one item.
+  """
+
+  def __init__(self, encoder: SequenceEncoder, batch: Mapping[str, tf.Tensor],
+               config: PretrainConfig, seed: tf.Tensor, training: bool):
+    if not isinstance(batch, Mapping) or INPUTS not in batch or LABELS not in batch:
+      got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+      raise ValueError(f"Pre-training expects batches as dicts with '{INPUTS}' and "
+                       f"'{LABELS}' (int32 [B, L], see trainer.inputs); got {got}")
+    self.encoder = encoder
+    self.config = config
+    self.training = training
+    self.inputs = tf.cast(batch[INPUTS], tf.int32)
+    self.labels = tf.cast(batch[LABELS], tf.int32)
+    self.sequence = augmentations.sequences_from_pairs(
+        self.inputs, self.labels, encoder.config.max_seq_len)
+    self.nonempty = augmentations.item_counts(self.sequence) > 0
+    self._cloze_seed, self._view_a_seed, self._view_b_seed = tf.unstack(
+        tf.random.split(tf.cast(seed, tf.int64), 3))
+    self._cache = {}
+
+  def _cached(self, key: str, compute):
+    if key not in self._cache:
+      self._cache[key] = compute()
+    return self._cache[key]
+
+  def next_item_hidden(self) -> tf.Tensor:
+    """float [B, L, d]: causal encoder output on ``inputs`` (SASRec pass)."""
+    return self._cached("next_item", lambda: self.encoder(
+        self.inputs, training=self.training, causal=True))
+
+  def cloze(self) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(masked ids int32 [B, L'], labels int32 [B, L'], bidirectional hidden [B, L', d]).
+
+    Labels hold the original vocabulary index at the masked positions, -1 elsewhere.
+    """
+    def compute():
+      masked, labels = augmentations.cloze_mask(
+          self.sequence, self._cloze_seed, mask_id=self.encoder.mask_id,
+          num_items=self.encoder.num_items, probability=self.config.mask_probability,
+          random_fraction=self.config.mask_random_fraction,
+          keep_fraction=self.config.mask_keep_fraction)
+      hidden = self.encoder(masked, training=self.training, causal=False)
+      return masked, labels, hidden
+    return self._cached("cloze", compute)
+
+  def views(self) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Two independently augmented copies of ``sequence``, int32 [B, L'] each."""
+    def compute():
+      def view(seed):
+        return augmentations.random_augmentation(
+            self.sequence, seed, mask_id=self.encoder.mask_id,
+            augmentations=self.config.augmentations, crop_ratio=self.config.crop_ratio,
+            item_mask_ratio=self.config.item_mask_ratio,
+            reorder_ratio=self.config.reorder_ratio)
+      return view(self._view_a_seed), view(self._view_b_seed)
+    return self._cached("views", compute)
+
+  def view_representations(self) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Last-position causal hidden states of the two views, float [B, d] each."""
+    def compute():
+      view_a, view_b = self.views()
+      both = self.encoder.last_hidden(tf.concat([view_a, view_b], axis=0),
+                                      training=self.training)
+      return tuple(tf.split(both, 2, axis=0))
+    return self._cached("view_representations", compute)
+
+  def sequence_representation(self) -> tf.Tensor:
+    """float [B, d]: last-position causal hidden state of ``sequence``, no dropout, no gradient."""
+    return self._cached("sequence_representation", lambda: tf.stop_gradient(
+        self.encoder.last_hidden(self.sequence, training=False)))

@@ -1,0 +1,24 @@
+"""Masked-item prediction (Cloze, BERT4Rec) with a bidirectional encoder."""
+
+import tensorflow as tf
+
+from trainer.pretraining.batch import PretrainingBatch
+from trainer.tasks import NextItemTask
+
+
+class MaskedItemObjective(tf.keras.layers.Layer):
+  """Predicts each masked item from the bidirectional hidden state at its position.
+
+  Loss: full-softmax cross-entropy over the whole catalogue (logits = hidden @
+  item_embeddings^T, tied with the encoder's input table), averaged over the
+  masked positions of the batch (``PretrainingBatch.cloze``).
+  """
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.softmax = NextItemTask(name="cloze_softmax")
+
+  def call(self, batch: PretrainingBatch) -> tf.Tensor:
+    """float scalar: mean cross-entropy over masked positions."""
+    _, labels, hidden = batch.cloze()
+    return self.softmax(hidden, labels, batch.encoder.item_embeddings)

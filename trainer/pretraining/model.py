@@ -1,0 +1,157 @@
+"""PretrainingModel: a SequenceEncoder trained on a weighted sum of SSL objectives.
+
+The model's only job is composition: each objective (a Keras layer in this
+package) turns a ``PretrainingBatch`` into a scalar loss, and the model minimises
+``sum_i weight_i * loss_i`` over the objectives whose weight is positive. Fit
+logs report ``loss`` (the weighted total) and ``<objective>_loss`` for each one,
+as means over the epoch's batches.
+
+Batches are ``trainer.inputs.make_dataset`` batches (``inputs``/``labels``),
+the same ones ``trainer.model.NextItemModel`` trains on. Augmentation randomness
+is stateless, seeded by ``(PretrainConfig.seed, optimizer step)``, so a run is
+reproducible given the data order.
+"""
+
+from typing import Dict, Optional
+
+import tensorflow as tf
+
+from trainer.config import ModelConfig
+from trainer.encoder import SequenceEncoder
+from trainer.model import INPUTS
+from trainer.model import LABELS
+from trainer.pretraining.attributes import AttributeObjective
+from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.clustering import ClusteringObjective
+from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.contrastive import ContrastiveObjective
+from trainer.pretraining.item_attributes import ItemAttributeTable
+from trainer.pretraining.masked_item import MaskedItemObjective
+from trainer.pretraining.next_item import NextItemObjective
+
+MASKED_ITEM = "masked_item"
+NEXT_ITEM = "next_item"
+ATTRIBUTE = "attribute"
+CONTRASTIVE = "contrastive"
+CLUSTERING = "clustering"
+OBJECTIVES = (MASKED_ITEM, NEXT_ITEM, ATTRIBUTE, CONTRASTIVE, CLUSTERING)
+
+
+class PretrainingModel(tf.keras.Model):
+  """Encoder + weighted SSL objectives; ``model(item_ids)`` is the [B, d] last hidden state.
+
+  Attributes:
+    encoder: the SequenceEncoder being pre-trained (save it with
+      ``trainer.pretraining.warm_start.save_pretrained_encoder``).
+    objectives: dict name -> objective layer, only those with a positive weight.
+    weights_by_objective: dict name -> weight.
+  """
+
+  def __init__(self, num_items: int, model_config: ModelConfig,
+               pretrain_config: PretrainConfig,
+               item_attributes: Optional[ItemAttributeTable] = None, **kwargs):
+    """Builds the encoder and the enabled objectives.
+
+    Args:
+      num_items: catalogue size V.
+      model_config: encoder shape (``max_seq_len``, width, depth, dropout).
+      pretrain_config: objective weights and settings.
+      item_attributes: needed iff ``attribute_weight > 0``.
+    """
+    super().__init__(**kwargs)
+    self.num_items = num_items
+    self.model_config = model_config
+    self.pretrain_config = pretrain_config
+    self.encoder = SequenceEncoder(num_items, model_config, name="encoder")
+    dim = model_config.embedding_dim
+    weights = {
+        MASKED_ITEM: pretrain_config.masked_item_weight,
+        NEXT_ITEM: pretrain_config.next_item_weight,
+        ATTRIBUTE: pretrain_config.attribute_weight,
+        CONTRASTIVE: pretrain_config.contrastive_weight,
+        CLUSTERING: pretrain_config.clustering_weight,
+    }
+    self.weights_by_objective = {k: float(v) for k, v in weights.items() if v > 0}
+    objectives = {}
+    if MASKED_ITEM in self.weights_by_objective:
+      objectives[MASKED_ITEM] = MaskedItemObjective(name=MASKED_ITEM)
+    if NEXT_ITEM in self.weights_by_objective:
+      objectives[NEXT_ITEM] = NextItemObjective(name=NEXT_ITEM)
+    if ATTRIBUTE in self.weights_by_objective:
+      if item_attributes is None:
+        raise ValueError("PretrainConfig.attribute_weight > 0 needs item_attributes "
+                         "(the transformed items split); set attribute_weight=0 otherwise")
+      if item_attributes.num_items != num_items:
+        raise ValueError(f"item_attributes covers {item_attributes.num_items} items; "
+                         f"the catalogue has {num_items}")
+      if item_attributes.num_items_with_attributes == 0:
+        raise ValueError("PretrainConfig.attribute_weight > 0 but no catalogue item has a "
+                         "known attribute; provide an item table or set attribute_weight=0")
+      objectives[ATTRIBUTE] = AttributeObjective(item_attributes, dim, name=ATTRIBUTE)
+    if CONTRASTIVE in self.weights_by_objective:
+      objectives[CONTRASTIVE] = ContrastiveObjective(pretrain_config.temperature,
+                                                     name=CONTRASTIVE)
+    if CLUSTERING in self.weights_by_objective:
+      objectives[CLUSTERING] = ClusteringObjective(
+          pretrain_config.num_clusters, dim, pretrain_config.temperature, name=CLUSTERING)
+    self.objectives = objectives
+    self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    self.objective_trackers = {
+        name: tf.keras.metrics.Mean(name=f"{name}_loss") for name in objectives}
+    # Create every variable now, outside any traced function.
+    self(tf.zeros([1, model_config.max_seq_len], tf.int32))
+    probe = tf.constant([[0, 1]], tf.int32)
+    self.compute_losses({INPUTS: probe, LABELS: tf.constant([[-1, 0]], tf.int32)},
+                        seed=tf.constant([0, 0], tf.int64), training=False)
+
+  def call(self, item_ids, training=False) -> tf.Tensor:
+    """item_ids int [B, L] model ids -> float [B, d] causal hidden state at the last position."""
+    return self.encoder.last_hidden(item_ids, training=training)
+
+  @property
+  def attribute_embeddings(self) -> Optional[tf.Variable]:
+    """The attribute table [A, d] of the attribute objective, if it runs."""
+    objective = self.objectives.get(ATTRIBUTE)
+    return objective.attribute_table.embeddings if objective is not None else None
+
+  @property
+  def clustering(self) -> Optional[ClusteringObjective]:
+    return self.objectives.get(CLUSTERING)
+
+  @property
+  def metrics(self):
+    return [self.loss_tracker] + list(self.objective_trackers.values())
+
+  def compute_losses(self, batch, seed, training: bool) -> Dict[str, tf.Tensor]:
+    """dict name -> float scalar loss of each enabled objective on ``batch``."""
+    context = PretrainingBatch(self.encoder, batch, self.pretrain_config, seed, training)
+    return {name: objective(context) for name, objective in self.objectives.items()}
+
+  def _total(self, losses: Dict[str, tf.Tensor]) -> tf.Tensor:
+    return tf.add_n([self.weights_by_objective[name] * loss for name, loss in losses.items()])
+
+  def _report(self, losses, total):
+    self.loss_tracker.update_state(total)
+    for name, loss in losses.items():
+      self.objective_trackers[name].update_state(loss)
+    return {m.name: m.result() for m in self.metrics}
+
+  @tf.autograph.experimental.do_not_convert
+  def train_step(self, data):
+    seed = tf.stack([tf.constant(self.pretrain_config.seed, tf.int64),
+                     tf.cast(self.optimizer.iterations, tf.int64)])
+    with tf.GradientTape() as tape:
+      losses = self.compute_losses(data, seed, training=True)
+      total = self._total(losses)
+      regularised = total + tf.add_n(self.losses) if self.losses else total
+    variables = self.trainable_variables
+    gradients = tape.gradient(regularised, variables)
+    self.optimizer.apply_gradients(
+        [(g, v) for g, v in zip(gradients, variables) if g is not None])
+    return self._report(losses, total)
+
+  @tf.autograph.experimental.do_not_convert
+  def test_step(self, data):
+    seed = tf.constant([self.pretrain_config.seed, -1], tf.int64)
+    losses = self.compute_losses(data, seed, training=False)
+    return self._report(losses, self._total(losses))

@@ -1,0 +1,19 @@
+"""Next-item prediction (SASRec) as a pre-training objective."""
+
+import tensorflow as tf
+
+from trainer.pretraining.batch import PretrainingBatch
+from trainer.tasks import NextItemTask
+
+
+class NextItemObjective(tf.keras.layers.Layer):
+  """``trainer.tasks.NextItemTask`` on the causal pass: every labelled position
+  predicts the item that follows it (full softmax over the catalogue)."""
+
+  def __init__(self, **kwargs):
+    super().__init__(**kwargs)
+    self.task = NextItemTask(name="next_item_softmax")
+
+  def call(self, batch: PretrainingBatch) -> tf.Tensor:
+    """float scalar: mean cross-entropy over labelled positions."""
+    return self.task(batch.next_item_hidden(), batch.labels, batch.encoder.item_embeddings)
