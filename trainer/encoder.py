@@ -29,8 +29,19 @@ PAD_ID = 0
 LAYER_NORM_EPSILON = 1e-6
 
 
+def _initializer():
+  # A fresh instance per table: one unseeded instance would repeat its values.
+  return tf.keras.initializers.TruncatedNormal(stddev=0.02)
+
+
 class SequenceEncoder(tf.keras.layers.Layer):
-  """Item + position embeddings, ``num_blocks`` pre-LN Transformer blocks, final LN."""
+  """Item + position embeddings, ``num_blocks`` pre-LN Transformer blocks, final LN.
+
+  ``x = Dropout(LN(sqrt(d) * item_emb + pos_emb))``, then the blocks (see
+  ``trainer.layers.TransformerBlock``), then a final LayerNorm; padding
+  positions are zeroed after every stage. The item table is shared with the
+  output layer (``item_embeddings``), as in SASRec.
+  """
 
   def __init__(self, num_items: int, config: ModelConfig, **kwargs):
     """num_items: catalogue size V (vocabulary size without the OOV bucket)."""
@@ -44,11 +55,11 @@ class SequenceEncoder(tf.keras.layers.Layer):
     self.mask_id = num_items + 1
     dim = config.embedding_dim
     self._scale = math.sqrt(dim)
-    init = tf.keras.initializers.TruncatedNormal(stddev=0.02)
     self.item_table = tf.keras.layers.Embedding(
-        num_items + 2, dim, embeddings_initializer=init, name="item_embedding")
+        num_items + 2, dim, embeddings_initializer=_initializer(), name="item_embedding")
     self.position_table = tf.keras.layers.Embedding(
-        config.max_seq_len, dim, embeddings_initializer=init, name="position_embedding")
+        config.max_seq_len, dim, embeddings_initializer=_initializer(),
+        name="position_embedding")
     self.embedding_norm = tf.keras.layers.LayerNormalization(
         epsilon=LAYER_NORM_EPSILON, name="embedding_norm")
     self.embedding_dropout = tf.keras.layers.Dropout(config.dropout)
@@ -69,6 +80,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
     """float [V, d]: row j is the catalogue item with vocabulary index j."""
     return self.item_table.embeddings[1:self.num_items + 1]
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, item_ids, training=False, causal: bool = True) -> tf.Tensor:
     """Encodes left-padded model-id sequences.
 
@@ -108,6 +120,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
       x = block(x, mask, training=training) * keep
     return self.final_norm(x) * keep
 
+  @tf.autograph.experimental.do_not_convert
   def last_hidden(self, item_ids, training=False) -> tf.Tensor:
     """float [B, d]: causal hidden state at the last position (the user/query embedding)."""
     return self(item_ids, training=training, causal=True)[:, -1, :]

@@ -23,11 +23,10 @@ import tensorflow as tf
 
 from trainer import features
 from trainer.config import ModelConfig
+from trainer.encoder import PAD_ID
 from trainer.model import INPUTS
 from trainer.model import LABELS
-
-PAD_ID = 0
-NO_LABEL = -1
+from trainer.tasks import NO_LABEL
 SHUFFLE_BUFFER_SIZE = 1 << 17   # sequences; one Beauty/ML-1M epoch fits whole
 PARSE_BATCH_SIZE = 1024         # serialized examples parsed per tf.io.parse_example
 SORT_WINDOW_BATCHES = 64        # batches' worth of rows sorted by length together
@@ -229,7 +228,8 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     config: uses ``max_seq_len`` and ``batch_size``.
     training: True: every position of ``history ++ [target]`` is a label, rows
       are shuffled (one pass per iteration; each iteration reshuffles). False:
-      only the target is a label, file order is kept.
+      only the target is a label and nothing is shuffled (rows come in file
+      order, or length-sorted within each window when ``bucket_by_length``).
     shuffle_seed: makes the shuffle order (of every epoch) reproducible.
     bucket_by_length: sort rows by length within windows of
       ``SORT_WINDOW_BATCHES * batch_size`` (shuffled) rows, cut the window into

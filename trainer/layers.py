@@ -72,6 +72,7 @@ class TransformerBlock(tf.keras.layers.Layer):
     self.ff_outer = tf.keras.layers.Dense(embedding_dim, name="ff_outer")
     self.ff_dropout = tf.keras.layers.Dropout(dropout)
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training=False) -> tf.Tensor:
     """x: float [B, L, d]; attention_mask: bool [B, L, L] (see ``attention_mask``).
 

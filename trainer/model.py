@@ -34,10 +34,12 @@ class NextItemModel(tf.keras.Model):
     # restore never depend on a first call made inside a traced function.
     self(tf.zeros([1, config.max_seq_len], tf.int32))
 
+  @tf.autograph.experimental.do_not_convert
   def call(self, item_ids, training=False) -> tf.Tensor:
     """item_ids int [B, L] model ids -> float [B, d] hidden state at the last position."""
     return self.encoder.last_hidden(item_ids, training=training)
 
+  @tf.autograph.experimental.do_not_convert
   def query_embedding(self, item_ids) -> tf.Tensor:
     """float [B, d] user/query embedding; dot it with ``item_embeddings`` rows to score."""
     return self(item_ids, training=False)
@@ -47,6 +49,7 @@ class NextItemModel(tf.keras.Model):
     """float [V, d]: row j is the item with vocabulary index j."""
     return self.encoder.item_embeddings
 
+  @tf.autograph.experimental.do_not_convert
   def score_all(self, item_ids) -> tf.Tensor:
     """float [B, V] next-item logits; column j = vocabulary index j."""
     return tf.matmul(self.query_embedding(item_ids), self.item_embeddings, transpose_b=True)
@@ -62,7 +65,8 @@ class NextItemModel(tf.keras.Model):
           f"NextItemModel expects batches as dicts with '{INPUTS}' and '{LABELS}' "
           f"(int32 [B, L]); got {got}")
     hidden = self.encoder(data[INPUTS], training=training, causal=True)
-    loss_sum, count = self.task.sum_and_count(hidden, data[LABELS], self.item_embeddings)
+    loss_sum, count = self.task.sum_and_count(hidden, data[LABELS], self.item_embeddings,
+                                              with_gradients=training)
     count = tf.cast(count, loss_sum.dtype)
     return tf.math.divide_no_nan(loss_sum, count), count
 
@@ -73,8 +77,10 @@ class NextItemModel(tf.keras.Model):
     if hasattr(self.optimizer, "build"):
       self.optimizer.build(self.trainable_variables)
 
-  # do_not_convert: the steps are plain graph code; without it AutoGraph would
-  # transpile all of tf_keras's layer code on every trace (~40 s on 2 cores).
+  # do_not_convert (here and on the other methods): the code is plain graph code.
+  # AutoGraph skips modules named ``keras`` but not ``tf_keras``, so without it a
+  # trace would transpile tf_keras's layer internals: the first training step
+  # took 45 s to trace on this 2-core machine (4 s with it).
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
     with tf.GradientTape() as tape:

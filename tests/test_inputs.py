@@ -1,0 +1,194 @@
+"""Input pipeline: next-item pairs from transformed examples; batched datasets from TFRecords."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer import features
+from trainer import inputs
+from trainer.config import ModelConfig
+
+V = 9   # catalogue size; 9 is the OOV index
+
+SPEC = {
+    features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+    features.HISTORY_IDS: tf.io.VarLenFeature(tf.int64),
+    features.TARGET_ID: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+def _pair(fn, history, target, max_seq_len=4):
+  model_inputs, labels = fn(history, target, oov_index=V, max_seq_len=max_seq_len)
+  return model_inputs.numpy().tolist(), labels.numpy().tolist()
+
+
+def test_training_pairs_shift_by_one_and_use_model_ids():
+  assert _pair(inputs.training_pairs, [3, 0], 5) == ([0, 0, 4, 1], [-1, -1, 0, 5])
+
+
+def test_training_pairs_drop_oov_and_keep_the_most_recent_items():
+  # history ++ target = 1 9 2 3 9 4 5 6 -> without OOV 1 2 3 4 5 6 -> last 5: 2 3 4 5 6.
+  assert _pair(inputs.training_pairs, [1, 9, 2, 3, 9, 4, 5], 6) == (
+      [3, 4, 5, 6], [3, 4, 5, 6])
+
+
+def test_training_pairs_of_a_lone_target_have_no_labels():
+  assert _pair(inputs.training_pairs, [], 2) == ([0, 0, 0, 0], [-1, -1, -1, -1])
+  assert _pair(inputs.training_pairs, [9, 9], 9) == ([0, 0, 0, 0], [-1, -1, -1, -1])
+
+
+def test_training_pairs_accept_a_sparse_history():
+  history = tf.sparse.from_dense(tf.constant([7, 8], tf.int64))
+  assert _pair(inputs.training_pairs, history, 0) == ([0, 0, 8, 9], [-1, -1, 8, 0])
+
+
+def test_eval_pair_labels_only_the_last_position_with_the_target():
+  assert _pair(inputs.eval_pair, [1, 9, 2, 3, 4, 5], 6) == ([3, 4, 5, 6], [-1, -1, -1, 6])
+  assert _pair(inputs.eval_pair, [2], 0) == ([0, 0, 0, 3], [-1, -1, -1, 0])
+
+
+def test_eval_pair_of_an_oov_target_has_no_label():
+  assert _pair(inputs.eval_pair, [2, 9], 9) == ([0, 0, 0, 3], [-1, -1, -1, -1])
+
+
+@pytest.mark.parametrize("history,target,field", [
+    ([1, 10], 2, features.HISTORY_IDS), ([1, -1], 2, features.HISTORY_IDS),
+    ([1], 11, features.TARGET_ID)])
+def test_indices_outside_the_vocabulary_are_rejected_naming_the_field(history, target, field):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=field):
+    inputs.training_pairs(history, target, oov_index=V, max_seq_len=4)
+
+
+def test_batch_pairs_match_single_example_pairs():
+  histories = [[1, 2, 3, 4, 5, 6], [], [9, 4]]
+  targets = [7, 0, 9]
+  ragged = tf.ragged.constant(histories, dtype=tf.int64)
+  for batch_fn, single_fn in ((inputs.batch_training_pairs, inputs.training_pairs),
+                              (inputs.batch_eval_pairs, inputs.eval_pair)):
+    batch_inputs, batch_labels = batch_fn(ragged.to_sparse(), tf.constant(targets, tf.int64),
+                                          oov_index=V, max_seq_len=4)
+    for row, (history, target) in enumerate(zip(histories, targets)):
+      single = _pair(single_fn, history, target)
+      assert (batch_inputs[row].numpy().tolist(), batch_labels[row].numpy().tolist()) == single
+
+
+def _write_records(path, rows):
+  with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+    for user, history, target in rows:
+      example = tf.train.Example(features=tf.train.Features(feature={
+          features.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user])),
+          features.HISTORY_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=history)),
+          features.TARGET_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[target])),
+      }))
+      writer.write(example.SerializeToString())
+
+
+def _random_rows(rng, count):
+  rows = []
+  for user in range(count):
+    history = rng.integers(0, V + 1, rng.integers(0, 9)).tolist()   # includes OOV (9)
+    rows.append((b"u%d" % user, history, int(rng.integers(0, V + 1))))
+  return rows
+
+
+@pytest.fixture
+def records(tmp_path):
+  rng = np.random.default_rng(0)
+  rows = _random_rows(rng, 70)
+  _write_records(tmp_path / "part-0.gz", rows[:40])
+  _write_records(tmp_path / "part-1.gz", rows[40:])
+  return str(tmp_path / "part-*.gz"), rows
+
+
+def _config():
+  return ModelConfig(max_seq_len=5, batch_size=8)
+
+
+def _rows_of(dataset, max_seq_len):
+  """Every row of every batch, left-padded back to max_seq_len, as (inputs, labels) tuples."""
+  rows = []
+  for batch in dataset:
+    width = batch["inputs"].shape[1]
+    assert batch["labels"].shape[1] == width <= max_seq_len
+    for model_inputs, labels in zip(batch["inputs"].numpy(), batch["labels"].numpy()):
+      rows.append((tuple([0] * (max_seq_len - width) + model_inputs.tolist()),
+                   tuple([-1] * (max_seq_len - width) + labels.tolist())))
+  return rows
+
+
+def _expected(fn, rows, max_seq_len):
+  return [tuple(tuple(x) for x in _pair(fn, history, target, max_seq_len))
+          for _, history, target in rows]
+
+
+@pytest.mark.parametrize("bucket_by_length", [True, False])
+def test_training_dataset_yields_every_pair_once_per_epoch(records, bucket_by_length):
+  pattern, rows = records
+  config = _config()
+  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
+                                bucket_by_length=bucket_by_length)
+  expected = collections.Counter(_expected(inputs.training_pairs, rows, config.max_seq_len))
+  first, second = _rows_of(dataset, 5), _rows_of(dataset, 5)
+  assert collections.Counter(first) == expected == collections.Counter(second)
+  assert first != second   # reshuffled every epoch
+  batch_sizes = [int(b["inputs"].shape[0]) for b in dataset]
+  assert max(batch_sizes) == config.batch_size and sum(batch_sizes) == len(rows)
+
+
+def test_training_dataset_order_is_reproducible_with_the_same_seed(records):
+  pattern, _ = records
+  runs = [_rows_of(inputs.make_dataset(pattern, SPEC, V, _config(), training=True,
+                                       shuffle_seed=11), 5) for _ in range(2)]
+  assert runs[0] == runs[1]
+
+
+def test_length_bucketing_trims_batches_to_their_longest_row(records):
+  pattern, rows = records
+  config = _config()
+  bucketed = list(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3))
+  widths = [b["inputs"].shape[1] for b in bucketed]
+  assert min(widths) < config.max_seq_len
+  for batch in bucketed:   # no all-padding leading column is kept
+    used = (batch["inputs"].numpy()[:, 0] != 0) | (batch["labels"].numpy()[:, 0] != -1)
+    assert used.any() or batch["inputs"].shape[1] == 1
+  plain = list(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
+                                   bucket_by_length=False))
+  assert {b["inputs"].shape[1] for b in plain} == {config.max_seq_len}
+  assert sum(b["inputs"].shape[0] * b["inputs"].shape[1] for b in bucketed) < sum(
+      b["inputs"].shape[0] * b["inputs"].shape[1] for b in plain)
+
+
+def test_eval_dataset_labels_each_target_once_in_file_order_without_bucketing(records):
+  pattern, rows = records
+  config = _config()
+  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=False,
+                                bucket_by_length=False)
+  assert _rows_of(dataset, 5) == _expected(inputs.eval_pair, rows, config.max_seq_len)
+  bucketed = inputs.make_dataset(pattern, SPEC, V, config, training=False)
+  assert collections.Counter(_rows_of(bucketed, 5)) == collections.Counter(
+      _expected(inputs.eval_pair, rows, config.max_seq_len))
+  assert all(b["inputs"].dtype == tf.int32 and b["labels"].dtype == tf.int32 for b in bucketed)
+
+
+def test_make_dataset_reports_missing_files_and_features(tmp_path, records):
+  pattern, _ = records
+  with pytest.raises(ValueError, match="No TFRecord files match"):
+    inputs.make_dataset(str(tmp_path / "nothing-*.gz"), SPEC, V, _config(), training=True)
+  with pytest.raises(ValueError, match=features.TARGET_ID):
+    inputs.make_dataset(pattern, {features.HISTORY_IDS: SPEC[features.HISTORY_IDS]}, V,
+                        _config(), training=True)
+
+
+def test_make_dataset_feeds_the_model(records):
+  from trainer.model import NextItemModel   # pylint: disable=g-import-not-at-top
+  pattern, _ = records
+  config = ModelConfig(max_seq_len=5, batch_size=8, embedding_dim=8, num_blocks=1,
+                       num_heads=1, ff_dim=8)
+  model = NextItemModel(V, config)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  history = model.fit(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=1),
+                      validation_data=inputs.make_dataset(pattern, SPEC, V, config, training=False),
+                      epochs=1, verbose=0).history
+  assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
