@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv run run-ml100k run-beauty retrain test bench-serving download clean
+.PHONY: venv run run-ml100k run-beauty retrain test bench-quality bench-serving download clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -34,7 +34,7 @@ run-ml100k: venv
 	$(PY) -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
 
 run-beauty: venv
-	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty --model-config '{"dropout": 0.5, "epochs": 20, "early_stopping_patience": 3}'
+	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty --model-config '{"dropout": 0.5, "epochs": 200, "early_stopping_patience": 10}'
 
 # Nightly retrain on one day's log (idempotent: a finished span is skipped):
 #   make retrain LOG=logs/2026-11-27.csv SPAN=20261127 [ITEMS=items.csv] [WINDOW=7] [OUT=outputs/nightly]
@@ -47,6 +47,14 @@ retrain: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# Quality benchmark: fine-tune only vs pre-training + fine-tuning, and the ablation of each
+# pre-training objective, full ranking, leave-one-out; writes outputs/bench/quality/<dataset>/
+#   make bench-quality [DATASET=beauty|lastfm|ml-100k|synthetic] [SEEDS=3] [ARGS="--variants ..."]
+bench-quality: DATASET ?= beauty
+bench-quality: SEEDS ?= 3
+bench-quality: venv
+	$(PY) -m bench.quality.run --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 # Load test of the local TF-Serving-protocol server on loopback (run `make run` first).
 bench-serving: venv

@@ -9,6 +9,9 @@ import os
 from typing import List, Optional, Tuple
 
 from trainer.config import ModelConfig
+from trainer.config import RetrievalConfig
+from trainer.config import load_json_object
+from trainer.pretraining.config import PretrainConfig
 
 PIPELINE_NAME = "seqrec"
 MODEL_NAME = "seqrec"
@@ -43,6 +46,10 @@ class PipelineConfig:
   model_name: str = MODEL_NAME
   sequence: SequenceConfig = dataclasses.field(default_factory=SequenceConfig)
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  # Self-supervised pre-training step before fine-tuning; None skips it (the
+  # fine-tuning then warm-starts from the latest blessed model, if any).
+  pretrain: Optional[PretrainConfig] = dataclasses.field(default_factory=PretrainConfig)
+  retrieval: RetrievalConfig = dataclasses.field(default_factory=RetrievalConfig)
   evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
   schema_path: Optional[str] = None  # curated schema for ExampleValidator (else inferred)
   beam_pipeline_args: List[str] = dataclasses.field(default_factory=lambda: [
@@ -91,11 +98,36 @@ class PipelineConfig:
     return os.path.isdir(self.items_root) and bool(os.listdir(self.items_root))
 
 
+NO_PRETRAINING = "off"
+
+
+def add_training_flags(parser) -> None:
+  """The flags every runner takes for the three training configs."""
+  parser.add_argument("--model-config", default=None,
+                      help="JSON object (or path to a JSON file) overriding ModelConfig fields")
+  parser.add_argument("--pretrain-config", default=None,
+                      help="JSON object (or file) overriding PretrainConfig fields, or "
+                           f"'{NO_PRETRAINING}' to skip self-supervised pre-training")
+  parser.add_argument("--retrieval-config", default=None,
+                      help="JSON object (or file) overriding RetrievalConfig fields "
+                           "(fine-tuning loss, negatives, candidate features)")
+
+
 def apply_overrides(config: PipelineConfig, *, min_interactions: Optional[int] = None,
                     max_history_length: Optional[int] = None,
                     min_ndcg: Optional[float] = None,
-                    beam_pipeline_args: Optional[List[str]] = None) -> PipelineConfig:
+                    beam_pipeline_args: Optional[List[str]] = None,
+                    pretrain_config: Optional[str] = None,
+                    retrieval_config: Optional[str] = None) -> PipelineConfig:
   """Sets the values a runner's flags gave (None leaves the default)."""
+  if pretrain_config == NO_PRETRAINING:
+    config.pretrain = None
+  elif pretrain_config:
+    config.pretrain = PretrainConfig.from_dict(
+        load_json_object(pretrain_config, "pretrain config"))
+  if retrieval_config:
+    config.retrieval = RetrievalConfig.from_dict(
+        load_json_object(retrieval_config, "retrieval config"))
   if min_interactions is not None:
     config.sequence.min_interactions = min_interactions
   if max_history_length is not None:

@@ -62,8 +62,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--output", required=True,
                       help="compiled file: .json (PipelineJob) or .yaml (PipelineSpec)")
   parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-  parser.add_argument("--model-config", default=None,
-                      help="JSON object (or path to a JSON file) overriding ModelConfig fields")
+  configs.add_training_flags(parser)
   parser.add_argument("--min-interactions", type=int, default=None)
   parser.add_argument("--max-history-length", type=int, default=None)
   parser.add_argument("--min-ndcg", type=float, default=None,
@@ -97,7 +96,8 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
   configs.apply_overrides(
       config, min_interactions=args.min_interactions,
       max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
-      beam_pipeline_args=args.beam_arg)
+      beam_pipeline_args=args.beam_arg, pretrain_config=args.pretrain_config,
+      retrieval_config=args.retrieval_config)
   return config
 
 

@@ -40,9 +40,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help="where pipeline outputs, metadata and the serving folder go "
                            "(default: outputs/<dataset>)")
   parser.add_argument("--pipeline-name", default=None)
-  parser.add_argument("--model-config", default=None,
-                      help="JSON object (or path to a JSON file) overriding ModelConfig fields, "
-                           'e.g. \'{"epochs": 5, "embedding_dim": 64}\'')
+  configs.add_training_flags(parser)
   parser.add_argument("--epochs", type=int, default=None)
   parser.add_argument("--min-interactions", type=int, default=None)
   parser.add_argument("--max-history-length", type=int, default=None)
@@ -95,7 +93,8 @@ def build_config(args) -> configs.PipelineConfig:
   configs.apply_overrides(
       config, min_interactions=args.min_interactions,
       max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
-      beam_pipeline_args=args.beam_arg)
+      beam_pipeline_args=args.beam_arg, pretrain_config=args.pretrain_config,
+      retrieval_config=args.retrieval_config)
   if args.span is not None:
     config.span_window = args.span_window
     config.enable_cache = True

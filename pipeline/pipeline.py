@@ -4,6 +4,7 @@ Nothing here knows which orchestrator runs it; see ``local_runner`` and
 ``kubeflow_v2_runner``.
 """
 
+import dataclasses
 from typing import Optional
 
 from tfx import v1 as tfx
@@ -14,9 +15,12 @@ from components.ranking_evaluator.component import RankingEvaluator
 from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from trainer import features
+from trainer.config import RETRIEVAL_CONFIG_KEY
+from trainer.pretrain_run_fn import PRETRAIN_CONFIG_KEY
 from trainer.run_fn import MODEL_CONFIG_KEY
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+PRETRAIN_RUN_FN = "trainer.pretrain_run_fn.run_fn"
 RUN_FN = "trainer.run_fn.run_fn"
 SPAN_FOLDER = "span-{SPAN}"
 
@@ -95,15 +99,37 @@ def create_pipeline(
     components.append(latest_blessed)
   baseline = latest_blessed.outputs["model"] if latest_blessed else None
 
-  # Next-item Transformer training.
+  model_config = dataclasses.asdict(config.model)
+  train_args = tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT])
+  eval_args = tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT])
+
+  # Self-supervised pre-training of the encoder on the unlabeled sequences
+  # (continuing from the served model's encoder when there is one).
+  warm_start_from = baseline
+  if config.pretrain is not None:
+    pretrainer = tfx.components.Trainer(
+        run_fn=PRETRAIN_RUN_FN,
+        base_model=baseline,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=train_args,
+        eval_args=eval_args,
+        custom_config={MODEL_CONFIG_KEY: model_config,
+                       PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
+    ).with_id("PretrainTrainer")
+    components.append(pretrainer)
+    warm_start_from = pretrainer.outputs["model"]
+
+  # Retrieval fine-tuning (TFRS two-tower) from the pre-trained encoder.
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
-      base_model=baseline,
+      base_model=warm_start_from,
       examples=transform.outputs["transformed_examples"],
       transform_graph=transform.outputs["transform_graph"],
-      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
-      eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
-      custom_config={MODEL_CONFIG_KEY: config.model.__dict__})
+      train_args=train_args,
+      eval_args=eval_args,
+      custom_config={MODEL_CONFIG_KEY: model_config,
+                     RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
   components.append(trainer)
 
   # Full-ranking evaluation against the popularity baseline; decides the blessing.

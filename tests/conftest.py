@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_MODEL_CONFIG = '{"epochs": 3, "embedding_dim": 32, "ff_dim": 32, "max_seq_len": 20, "batch_size": 64}'
+TINY_PRETRAIN_CONFIG = '{"epochs": 2, "batch_size": 64, "num_clusters": 8, "kmeans_iterations": 5}'
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +24,8 @@ def tiny_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("tiny_run")
   args = local_runner.parse_args([
       "--synthetic-size", "tiny", "--output-dir", str(out),
-      "--model-config", TINY_MODEL_CONFIG, "--min-interactions", "3"])
+      "--model-config", TINY_MODEL_CONFIG, "--pretrain-config", TINY_PRETRAIN_CONFIG,
+      "--min-interactions", "3"])
   config = local_runner.build_config(args)
   local_runner.prepare_data(args, config.data_root)
   summary = local_runner.run(config)

@@ -97,7 +97,8 @@ def test_compiled_job_holds_every_component_of_the_pipeline(compiled, job):
   assert set(spec["root"]["dag"]["tasks"]) == expected
   assert set(spec["components"]) == expected
   assert {"CsvExampleGen", "ItemExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
-          "SequenceBuilder", "Transform", "Trainer", "RankingEvaluator"} <= expected
+          "SequenceBuilder", "Transform", "PretrainTrainer", "Trainer",
+          "RankingEvaluator"} <= expected
   assert any("Pusher" in name for name in expected)
   assert spec["pipelineInfo"]["name"] == "seqrec"
   assert spec["schemaVersion"] == "2.1.0"
@@ -130,6 +131,10 @@ def test_compiled_job_carries_pipeline_data_and_serving_roots(compiled, job):
   push = json.loads(_parameter(tasks["AtomicPusher"], "push_destination"))
   assert push["filesystem"]["base_directory"] == "gs://seqrec-serving/models/seqrec"
   assert _parameter(tasks["Trainer"], "run_fn") == "trainer.run_fn.run_fn"
+  assert _parameter(tasks["PretrainTrainer"], "run_fn") == "trainer.pretrain_run_fn.run_fn"
+  # Fine-tuning starts from the pre-training's model.
+  base = tasks["Trainer"]["inputs"]["artifacts"]["base_model"]["taskOutputArtifact"]
+  assert base["producerTask"] == "PretrainTrainer"
 
 
 def test_yaml_output_is_a_spec_the_kfp_sdk_loads(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from pipeline import local_runner
+from tests import lineage
 from serving import contract
 
 
@@ -90,3 +91,23 @@ def test_bad_input_file_stops_before_the_pipeline_with_a_clear_error(tmp_path, c
   assert code == 1
   assert "timestamp" in err and str(log) in err
   assert not (tmp_path / "out" / "tfx").exists()
+
+
+def test_fine_tuning_starts_from_the_pretrained_encoder(tiny_run):
+  config, summary = tiny_run
+  mlmd = lineage.store(config.metadata_path)
+  evaluator = lineage.last_execution(mlmd, "RankingEvaluator")
+  evaluated = lineage.artifacts_by_key(mlmd, evaluator, lineage.INPUT)["model"][0]
+  fine_tune = lineage.producer(mlmd, "Trainer", evaluated)
+  base = lineage.artifacts_by_key(mlmd, fine_tune, lineage.INPUT)["base_model"]
+  pretrain = lineage.producer(mlmd, "Trainer", base[0])
+  assert pretrain.id != fine_tune.id
+  [pretrained] = mlmd.get_artifacts_by_id(base)
+  # The pre-training run logged every enabled objective's loss, and they fell.
+  [run] = [a for a in mlmd.get_artifacts_by_id(
+      lineage.artifacts_by_key(mlmd, pretrain, lineage.OUTPUT)["model_run"])]
+  history = json.load(open(os.path.join(run.uri, "history.json")))
+  for name in ("masked_item_loss", "attribute_loss", "contrastive_loss", "clustering_loss"):
+    assert len(history[name]) == 2, name
+  assert history["loss"][-1] < history["loss"][0]
+  assert os.path.isdir(os.path.join(pretrained.uri, "warm_start"))

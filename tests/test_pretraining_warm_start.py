@@ -206,7 +206,7 @@ def test_run_fn_pretrains_and_a_fine_tuning_model_warm_starts(tmp_path):
   other = NextItemModel(V, CONFIG)
   stats = model_warm_start.restore(other, [f"item{i}" for i in range(V)],
                                    model_warm_start.warm_start_dir(fn_args.serving_model_dir))
-  assert stats["items_kept"] == V and stats["weights"] == len(other.weights)
+  assert stats["items_kept"] == V and stats["weights"] == len(other.encoder.weights)
   for want, got in zip(model.encoder.weights, other.encoder.weights):
     np.testing.assert_array_equal(got.numpy(), want.numpy())
 

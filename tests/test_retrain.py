@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 import pytest
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import local_runner
 from pipeline.ingest import synthetic
+from tests import lineage
 from tests.conftest import TINY_MODEL_CONFIG
+from tests.conftest import TINY_PRETRAIN_CONFIG
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def _retrain(days, out, day, span, capsys):
       "--dataset", "csv", "--data-dir", days[day], "--items", days["items"],
       "--span", str(span), "--span-window", "3", "--output-dir", str(out),
       "--pipeline-name", "seqrec-nightly", "--model-config", TINY_MODEL_CONFIG,
-      "--min-interactions", "3"])
+      "--pretrain-config", TINY_PRETRAIN_CONFIG, "--min-interactions", "3"])
   assert code == 0
   return capsys.readouterr().out
 
@@ -57,26 +57,6 @@ def _latest_metrics(out):
   return state
 
 
-def _store(out):
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = os.path.join(out, "metadata", "seqrec-nightly", "metadata.db")
-  return metadata_store.MetadataStore(config)
-
-
-def _last_execution(store, type_suffix):
-  executions = [e for e in store.get_executions()
-                if store.get_execution_types_by_id([e.type_id])[0].name.endswith(type_suffix)]
-  return max(executions, key=lambda e: e.id)
-
-
-def _artifacts_by_key(store, execution, kind):
-  found = {}
-  for event in store.get_events_by_execution_ids([execution.id]):
-    if event.type == kind:
-      found.setdefault(event.path.steps[0].key, []).append(event.artifact_id)
-  return found
-
-
 def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, tmp_path, capsys):
   out = str(tmp_path / "nightly")
 
@@ -85,18 +65,22 @@ def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, t
   [v1] = _versions(out)
 
   second = _retrain(days, out, "day2", 2, capsys)
-  store = _store(out)
-  trainer = _last_execution(store, "Trainer")
-  evaluator = _last_execution(store, "RankingEvaluator")
-  pusher = _last_execution(store, "Pusher")
-  trainer_in = _artifacts_by_key(store, trainer, metadata_store_pb2.Event.INPUT)
-  trainer_out = _artifacts_by_key(store, trainer, metadata_store_pb2.Event.OUTPUT)
-  evaluator_in = _artifacts_by_key(store, evaluator, metadata_store_pb2.Event.INPUT)
-  evaluator_out = _artifacts_by_key(store, evaluator, metadata_store_pb2.Event.OUTPUT)
-  pusher_in = _artifacts_by_key(store, pusher, metadata_store_pb2.Event.INPUT)
-  # Lineage: the served model is both the warm start and the evaluator's baseline;
-  # the new model is evaluated, and the push consumes that model and its blessing.
-  baseline_id = trainer_in["base_model"][0]
+  store = lineage.store(os.path.join(out, "metadata", "seqrec-nightly", "metadata.db"))
+  evaluator = lineage.last_execution(store, "RankingEvaluator")
+  pusher = lineage.last_execution(store, "Pusher")
+  evaluator_in = lineage.artifacts_by_key(store, evaluator, lineage.INPUT)
+  evaluator_out = lineage.artifacts_by_key(store, evaluator, lineage.OUTPUT)
+  pusher_in = lineage.artifacts_by_key(store, pusher, lineage.INPUT)
+  trainer = lineage.producer(store, "Trainer", evaluator_in["model"][0])
+  trainer_in = lineage.artifacts_by_key(store, trainer, lineage.INPUT)
+  trainer_out = lineage.artifacts_by_key(store, trainer, lineage.OUTPUT)
+  pretrainer = lineage.producer(store, "Trainer", trainer_in["base_model"][0])
+  pretrainer_in = lineage.artifacts_by_key(store, pretrainer, lineage.INPUT)
+  # Lineage: the served model is the pre-training's warm start and the evaluator's
+  # baseline; fine-tuning starts from the pre-trained encoder; the new model is
+  # evaluated, and the push consumes that model and its blessing.
+  assert pretrainer.id != trainer.id
+  baseline_id = pretrainer_in["base_model"][0]
   assert evaluator_in["baseline_model"] == [baseline_id]
   assert evaluator_in["model"] == trainer_out["model"]
   assert pusher_in["model"] == trainer_out["model"]

@@ -19,7 +19,7 @@ class ModelConfig:
   batch_size: int = 256
   epochs: int = 20
   seed: int = 42
-  early_stopping_patience: int = 0   # 0 = off; else epochs without val-loss gain
+  early_stopping_patience: int = 0   # 0 = off; else epochs without a validation NDCG@10 gain
   # tf.distribute strategy of the Trainer: "default" (one device), "mirrored"
   # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
   distribution_strategy: str = "default"
@@ -40,10 +40,70 @@ class ModelConfig:
     return cls(**values)
 
 
-def load_model_config(text_or_path: Optional[str]) -> ModelConfig:
-  """A ModelConfig from a JSON object given inline or as a file path (None: defaults)."""
+RETRIEVAL_CONFIG_KEY = "retrieval_config"   # custom_config key of a RetrievalConfig dict
+
+FULL_SOFTMAX = "full_softmax"
+SAMPLED_SOFTMAX = "sampled_softmax"
+IN_BATCH = "in_batch"
+UNIFORM = "uniform"
+MIXED = "mixed"
+ALL_POSITIONS = "all_positions"
+LAST_POSITION = "last_position"
+
+
+@dataclasses.dataclass
+class RetrievalConfig:
+  """Loss and candidate tower of the retrieval fine-tuning model."""
+  loss: str = FULL_SOFTMAX             # full_softmax | sampled_softmax
+  negatives: str = IN_BATCH            # sampled_softmax only: in_batch | uniform | mixed
+  num_uniform_negatives: int = 1024    # uniform / mixed
+  logq_correction: bool = True         # sampled_softmax only
+  temperature: float = 1.0
+  targets: str = ALL_POSITIONS         # all_positions | last_position
+  use_item_attributes: bool = True     # add the mean attribute embedding to candidates
+  seed: int = 42
+
+  def __post_init__(self):
+    choices = {"loss": (FULL_SOFTMAX, SAMPLED_SOFTMAX), "negatives": (IN_BATCH, UNIFORM, MIXED),
+               "targets": (ALL_POSITIONS, LAST_POSITION)}
+    for name, allowed in choices.items():
+      if getattr(self, name) not in allowed:
+        raise ValueError(f"RetrievalConfig.{name} must be one of {allowed}; "
+                         f"got {getattr(self, name)!r}")
+    if self.num_uniform_negatives < 1:
+      raise ValueError(f"RetrievalConfig.num_uniform_negatives must be >= 1; "
+                       f"got {self.num_uniform_negatives}")
+    if self.temperature <= 0:
+      raise ValueError(f"RetrievalConfig.temperature must be > 0; got {self.temperature}")
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), sort_keys=True)
+
+  @classmethod
+  def from_json(cls, text: str) -> "RetrievalConfig":
+    return cls.from_dict(json.loads(text))
+
+  @classmethod
+  def from_dict(cls, values: dict) -> "RetrievalConfig":
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"Unknown RetrievalConfig field(s) {unknown}; known: {sorted(known)}")
+    return cls(**values)
+
+  @property
+  def needs_item_probabilities(self) -> bool:
+    return (self.loss == SAMPLED_SOFTMAX and self.logq_correction
+            and self.negatives in (IN_BATCH, MIXED))
+
+
+def load_json_object(text_or_path: Optional[str], what: str = "model config") -> dict:
+  """A JSON object given inline or as a file path ({} for None or "")."""
   if not text_or_path:
-    return ModelConfig()
+    return {}
   text = text_or_path
   if os.path.exists(text):
     with open(text) as f:
@@ -51,7 +111,12 @@ def load_model_config(text_or_path: Optional[str]) -> ModelConfig:
   try:
     values = json.loads(text)
   except json.JSONDecodeError as e:
-    raise ValueError(f"model config is neither a JSON object nor a JSON file: {e}") from e
+    raise ValueError(f"{what} is neither a JSON object nor a JSON file: {e}") from e
   if not isinstance(values, dict):
-    raise ValueError(f"model config must be a JSON object, got {type(values).__name__}")
-  return ModelConfig.from_dict(values)
+    raise ValueError(f"{what} must be a JSON object, got {type(values).__name__}")
+  return values
+
+
+def load_model_config(text_or_path: Optional[str]) -> ModelConfig:
+  """A ModelConfig from a JSON object given inline or as a file path (None: defaults)."""
+  return ModelConfig.from_dict(load_json_object(text_or_path, "model config"))

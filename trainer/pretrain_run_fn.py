@@ -21,11 +21,12 @@ Outputs, in the Model artifact:
   ``load_pretrained_encoder(fn_args.base_model, model.encoder, item_vocab_file)``
   (strict: same num_items, shape and vocabulary) or, for a RetrievalModel,
   ``model.warm_start(fn_args.base_model, item_vocab_file)``.
-* ``warm_start/``: the same encoder in ``trainer.warm_start``'s format (the
-  weights of a ``NextItemModel``, whose weights are exactly its encoder's, plus
-  the item vocabulary), so ``trainer.run_fn``'s existing
-  ``warm_start.restore(model, item_vocab, warm_start_dir(fn_args.base_model))``
-  fine-tunes a NextItemModel from it unchanged, items matched by raw id.
+* ``warm_start/``: the same encoder in ``trainer.warm_start``'s format (encoder
+  weights plus the item vocabulary), which ``trainer.run_fn`` restores into the
+  fine-tuning model's encoder, items matched by raw id.
+
+``base_model`` (optional, e.g. the latest blessed model in nightly retraining):
+pre-training continues from that model's encoder instead of a fresh one.
 """
 
 import dataclasses
@@ -41,7 +42,6 @@ from trainer import features
 from trainer import inputs
 from trainer import warm_start as model_warm_start
 from trainer.config import ModelConfig
-from trainer.model import NextItemModel
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
@@ -68,7 +68,9 @@ def pretrain_config_from(custom_config) -> PretrainConfig:
 def pretrain(train_files: Files, eval_files: Optional[Files], transformed_feature_spec,
              num_items: int, model_config: ModelConfig, pretrain_config: PretrainConfig,
              item_attributes: Optional[ItemAttributeTable] = None,
-             log_dir: Optional[str] = None) -> Tuple[PretrainingModel, dict]:
+             log_dir: Optional[str] = None,
+             warm_start_from: Optional[Tuple[Sequence[str], str]] = None
+             ) -> Tuple[PretrainingModel, dict]:
   """Pre-trains an encoder on transformed sequence examples.
 
   Args:
@@ -80,6 +82,9 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     pretrain_config: objectives and schedule.
     item_attributes: required iff ``attribute_weight > 0``.
     log_dir: TensorBoard logs, if given.
+    warm_start_from: ``(item_vocab, warm_start folder)``: continue from the
+      encoder saved there (``trainer.warm_start``; items matched by raw id), e.g.
+      the served model's, so a nightly run refreshes rather than restarts it.
 
   Returns:
     (the trained PretrainingModel, its fit history as {metric: [per-epoch floats]}).
@@ -96,6 +101,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   eval_ds = dataset(eval_files, False) if eval_files else None
   model = PretrainingModel(num_items, model_config, pretrain_config, item_attributes)
   model.compile(optimizer=tf.keras.optimizers.Adam(pretrain_config.learning_rate))
+  if warm_start_from is not None:
+    model_warm_start.restore(model.encoder, *warm_start_from)
   callbacks = []
   if log_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
@@ -113,14 +120,12 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
 
 
 def save_for_fine_tuning(encoder, item_vocab: Sequence[str], serving_model_dir: str) -> str:
-  """Writes ``<artifact>/warm_start`` (``trainer.warm_start`` format) for a NextItemModel.
+  """Writes ``<artifact>/warm_start`` (``trainer.warm_start`` format) of the encoder.
 
   Returns the folder written.
   """
-  next_item = NextItemModel(encoder.num_items, encoder.config)
-  next_item.encoder.set_weights(encoder.get_weights())
   directory = model_warm_start.warm_start_dir(serving_model_dir)
-  model_warm_start.save(next_item, item_vocab, directory)
+  model_warm_start.save(encoder, item_vocab, directory)
   return directory
 
 
@@ -139,15 +144,18 @@ def run_fn(fn_args):
     attributes = item_attributes_lib.read_item_attributes(pattern, num_items, num_attributes)
     logging.info("Item attributes: %d of %d items have some of %d attributes",
                  attributes.num_items_with_attributes, num_items, num_attributes)
+  item_vocab = read_item_vocab(tf_transform_output)
+  base_dir = (model_warm_start.warm_start_dir(fn_args.base_model)
+              if getattr(fn_args, "base_model", None) else None)
   model, history = pretrain(
       fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
-      num_items, model_config, pretrain_config, attributes, log_dir=fn_args.model_run_dir)
+      num_items, model_config, pretrain_config, attributes, log_dir=fn_args.model_run_dir,
+      warm_start_from=(item_vocab, base_dir) if base_dir else None)
   save_pretrained_encoder(
       model.encoder, fn_args.serving_model_dir, pretrain_config,
       item_vocab_file=tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB),
       attribute_embeddings=model.attribute_embeddings, history=history)
-  save_for_fine_tuning(model.encoder, read_item_vocab(tf_transform_output),
-                       fn_args.serving_model_dir)
+  save_for_fine_tuning(model.encoder, item_vocab, fn_args.serving_model_dir)
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
     json.dump(history, f)

@@ -37,8 +37,6 @@ Inference matches ``NextItemModel``: ``query_embedding``, ``item_embeddings`` an
 exports this model unchanged.
 """
 
-import dataclasses
-import json
 import logging
 from typing import Optional, Tuple
 
@@ -47,7 +45,16 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import features
+from trainer.config import ALL_POSITIONS
+from trainer.config import FULL_SOFTMAX
+from trainer.config import IN_BATCH
+from trainer.config import LAST_POSITION
+from trainer.config import MIXED
 from trainer.config import ModelConfig
+from trainer.config import RETRIEVAL_CONFIG_KEY
+from trainer.config import RetrievalConfig
+from trainer.config import SAMPLED_SOFTMAX
+from trainer.config import UNIFORM
 from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
@@ -55,65 +62,6 @@ from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining import warm_start
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.tasks import NextItemTask
-
-RETRIEVAL_CONFIG_KEY = "retrieval_config"   # custom_config key of a RetrievalConfig dict
-
-FULL_SOFTMAX = "full_softmax"
-SAMPLED_SOFTMAX = "sampled_softmax"
-IN_BATCH = "in_batch"
-UNIFORM = "uniform"
-MIXED = "mixed"
-ALL_POSITIONS = "all_positions"
-LAST_POSITION = "last_position"
-
-
-@dataclasses.dataclass
-class RetrievalConfig:
-  """Loss and candidate tower of the retrieval fine-tuning model."""
-  loss: str = FULL_SOFTMAX             # full_softmax | sampled_softmax
-  negatives: str = IN_BATCH            # sampled_softmax only: in_batch | uniform | mixed
-  num_uniform_negatives: int = 1024    # uniform / mixed
-  logq_correction: bool = True         # sampled_softmax only
-  temperature: float = 1.0
-  targets: str = ALL_POSITIONS         # all_positions | last_position
-  use_item_attributes: bool = True     # add the mean attribute embedding to candidates
-  seed: int = 42
-
-  def __post_init__(self):
-    choices = {"loss": (FULL_SOFTMAX, SAMPLED_SOFTMAX), "negatives": (IN_BATCH, UNIFORM, MIXED),
-               "targets": (ALL_POSITIONS, LAST_POSITION)}
-    for name, allowed in choices.items():
-      if getattr(self, name) not in allowed:
-        raise ValueError(f"RetrievalConfig.{name} must be one of {allowed}; "
-                         f"got {getattr(self, name)!r}")
-    if self.num_uniform_negatives < 1:
-      raise ValueError(f"RetrievalConfig.num_uniform_negatives must be >= 1; "
-                       f"got {self.num_uniform_negatives}")
-    if self.temperature <= 0:
-      raise ValueError(f"RetrievalConfig.temperature must be > 0; got {self.temperature}")
-
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "RetrievalConfig":
-    return cls.from_dict(json.loads(text))
-
-  @classmethod
-  def from_dict(cls, values: dict) -> "RetrievalConfig":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"Unknown RetrievalConfig field(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
-
-  @property
-  def needs_item_probabilities(self) -> bool:
-    return (self.loss == SAMPLED_SOFTMAX and self.logq_correction
-            and self.negatives in (IN_BATCH, MIXED))
 
 
 def item_probabilities(dataset: tf.data.Dataset, num_items: int,

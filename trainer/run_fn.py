@@ -1,4 +1,19 @@
-"""TFX Trainer entry point for next-item training: wires data, model and export."""
+"""TFX Trainer entry point for retrieval fine-tuning: wires data, model and export.
+
+The model is ``trainer.retrieval.RetrievalModel`` (a TFRS two-tower model: the
+Transformer encoder over the history as query tower, item + attribute
+embeddings as candidate tower), trained with ``RetrievalConfig``'s loss.
+
+``base_model`` (optional): a Model artifact whose ``warm_start/`` encoder the
+fine-tuning starts from, items matched by raw id: the pre-training Trainer's
+output, or, without pre-training, the latest blessed model.
+
+``custom_config``: ``{"model_config": {...ModelConfig...},
+"retrieval_config": {...RetrievalConfig...}}``. With
+``ModelConfig.early_stopping_patience`` > 0 training stops after that many
+epochs without a validation NDCG@10 gain (full ranking on the eval split, see
+``trainer.ranking_validation``) and keeps the best epoch's weights.
+"""
 
 import json
 import logging
@@ -10,9 +25,10 @@ import tensorflow_transform as tft
 from trainer import export
 from trainer import features
 from trainer import inputs
+from trainer import ranking_validation
+from trainer import retrieval
 from trainer import warm_start
 from trainer.config import ModelConfig
-from trainer.model import NextItemModel
 
 MODEL_CONFIG_KEY = "model_config"
 
@@ -44,9 +60,17 @@ def read_item_vocab(tf_transform_output):
           for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
+def retrieval_config_from(custom_config) -> retrieval.RetrievalConfig:
+  """The RetrievalConfig a pipeline passed in ``custom_config`` (defaults if none)."""
+  custom_config = custom_config or {}
+  return retrieval.RetrievalConfig.from_dict(
+      custom_config.get(retrieval.RETRIEVAL_CONFIG_KEY, {}))
+
+
 def run_fn(fn_args):
-  """Trains the Transformer on the train split, validates on eval, exports."""
+  """Fine-tunes the retrieval model on the train split, validates on eval, exports."""
   config = model_config_from(fn_args.custom_config)
+  retrieval_config = retrieval_config_from(fn_args.custom_config)
   tf.keras.utils.set_random_seed(config.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
@@ -59,15 +83,17 @@ def run_fn(fn_args):
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
   with distribution_strategy(config.distribution_strategy).scope():
-    model = NextItemModel(num_items, config)
+    model = retrieval.build_for_run(tf_transform_output, fn_args.train_files, train_ds,
+                                    config, retrieval_config)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
-  callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)]
+  callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+               ranking_validation.RankingValidation(eval_ds, k=10)]
   if config.early_stopping_patience:
     callbacks.append(tf.keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience,
-        restore_best_weights=True))
+        monitor=ranking_validation.ndcg_name(10), mode="max",
+        patience=config.early_stopping_patience, restore_best_weights=True))
   logging.info("Training on %d catalogue items with %s", num_items, config)
   history = model.fit(train_ds, validation_data=eval_ds, epochs=config.epochs,
                       callbacks=callbacks, verbose=2)

@@ -1,8 +1,10 @@
 """Warm start across retrains: known items keep their embeddings, new items start fresh.
 
 Each trained Model artifact carries, beside its SavedModel (``Format-Serving``), a
-``warm_start/`` folder with every weight of the model (in ``model.weights`` order)
-and the item vocabulary those weights were trained with. The next run builds its
+``warm_start/`` folder with every weight of the model's sequence encoder (in
+``encoder.weights`` order) and the item vocabulary those weights were trained
+with. Pre-training and fine-tuning models share the encoder, so either kind of
+artifact warm-starts either kind of model. The next run builds its
 model for the new vocabulary and copies:
 
 * every weight whose shape is unchanged, as is;
@@ -32,28 +34,38 @@ def warm_start_dir(model_artifact_dir: str) -> str:
   return os.path.join(os.path.dirname(model_artifact_dir.rstrip("/")), WARM_START_DIR)
 
 
-def _table_index(model) -> int:
-  table = model.encoder.item_table.embeddings
-  return next(i for i, w in enumerate(model.weights) if w is table)
+def _encoder(model):
+  """The SequenceEncoder of a model (anything with ``.encoder``), or ``model`` itself."""
+  return getattr(model, "encoder", model)
+
+
+def _table_index(encoder) -> int:
+  table = encoder.item_table.embeddings
+  return next(i for i, w in enumerate(encoder.weights) if w is table)
 
 
 def save(model, item_vocab: Sequence[str], directory: str) -> None:
-  """Writes the model's weights and item vocabulary for a later warm start."""
+  """Writes the encoder's weights and item vocabulary for a later warm start.
+
+  ``model``: a SequenceEncoder or a model holding one as ``.encoder``.
+  """
+  encoder = _encoder(model)
   tf.io.gfile.makedirs(directory)
   buffer = io.BytesIO()
-  np.savez(buffer, *[w.numpy() for w in model.weights])
+  np.savez(buffer, *[w.numpy() for w in encoder.weights])
   with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "wb") as f:
     f.write(buffer.getvalue())
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB), "w") as f:
-    json.dump({"item_vocab": list(item_vocab), "table_index": _table_index(model)}, f)
+    json.dump({"item_vocab": list(item_vocab), "table_index": _table_index(encoder)}, f)
 
 
 def restore(model, item_vocab: Sequence[str], directory: str) -> Dict[str, int]:
-  """Copies weights saved by ``save`` into ``model`` (built for ``item_vocab``).
+  """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
   Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
   ``items_new``; all zero when nothing could be copied.
   """
+  model = _encoder(model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
   with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "rb") as f:

@@ -1,0 +1,131 @@
+"""Benchmark data: a dataset's sequences as leave-one-out splits in the Trainer's format.
+
+The splits follow the pipeline's ``SequenceBuilder`` (see ``trainer.features``):
+per user, items in time order ``s``; train = history ``s[:-3]`` + target
+``s[-3]`` (the model learns every step of ``s[:-2]``), eval (validation) =
+``s[:-2]`` -> ``s[-2]``, test = ``s[:-1]`` -> ``s[-1]``. Users with fewer than 3
+items are dropped. The item vocabulary is every item of the log (by decreasing
+training frequency, ties by id, as tf.Transform orders it), so every test item
+can be ranked; the OOV index is V. Files are GZIP TFRecords of
+``history_ids`` / ``target_id`` int64 features, which ``trainer.inputs.make_dataset``
+reads exactly as it reads the Transform's output.
+"""
+
+import collections
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.ingest import formats
+from pipeline.ingest import synthetic
+from trainer import features
+from trainer.pretraining.item_attributes import ItemAttributeTable
+
+DATASETS = {
+    # name: (loader kind, default folder relative to the repository)
+    "beauty": (formats.S3REC, "../shared/data/beauty"),
+    "lastfm": (formats.S3REC, "../shared/data/lastfm"),
+    "ml-100k": (formats.ML_100K, "../shared/data/ml-100k"),
+    "synthetic": ("synthetic", None),
+}
+SPEC = {
+    features.HISTORY_IDS: tf.io.VarLenFeature(tf.int64),
+    features.TARGET_ID: tf.io.FixedLenFeature([], tf.int64),
+}
+
+
+@dataclasses.dataclass
+class BenchData:
+  """Leave-one-out splits of one dataset, on disk and in memory."""
+  name: str
+  num_items: int
+  num_users: int
+  num_interactions: int
+  files: Dict[str, str]                 # split -> TFRecord path
+  histories: Dict[str, List[List[int]]]  # split -> per-user history (vocabulary indices)
+  targets: Dict[str, np.ndarray]         # split -> int64 [users]
+  attributes: Optional[ItemAttributeTable]
+  train_labels: int                      # labelled positions per training epoch (L <= 50)
+
+
+def _load_frames(name: str, data_dir: Optional[str]):
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+  kind, default_dir = DATASETS[name]
+  if kind == "synthetic":
+    return synthetic.generate(seed=0)
+  folder = data_dir or default_dir
+  if not os.path.isdir(folder):
+    raise FileNotFoundError(f"dataset folder {folder} not found (dataset {name}); "
+                            f"pass --data-dir or see `make download`")
+  return formats.load_dataset(kind, folder)
+
+
+def user_sequences(interactions) -> List[List[str]]:
+  """Raw item ids per user in time order (stable for equal timestamps)."""
+  frame = interactions.sort_values([features.LOG_USER_ID, features.LOG_TIMESTAMP],
+                                   kind="stable")
+  return [list(items) for _, items in
+          frame.groupby(features.LOG_USER_ID, sort=True)[features.LOG_ITEM_ID]]
+
+
+def _write(path: str, histories: List[List[int]], targets: np.ndarray) -> None:
+  options = tf.io.TFRecordOptions(compression_type="GZIP")
+  with tf.io.TFRecordWriter(path, options) as writer:
+    for history, target in zip(histories, targets):
+      example = tf.train.Example(features=tf.train.Features(feature={
+          features.HISTORY_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=history)),
+          features.TARGET_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[target])),
+      }))
+      writer.write(example.SerializeToString())
+
+
+def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
+            max_seq_len: int = 50) -> BenchData:
+  """Loads ``name``, builds the splits and writes them under ``work_dir``."""
+  interactions, items = _load_frames(name, data_dir)
+  sequences = [s for s in user_sequences(interactions) if len(s) >= 3]
+  if not sequences:
+    raise ValueError(f"dataset {name}: no user has 3 or more interactions")
+  counts = collections.Counter(item for s in sequences for item in s[:-2])
+  for s in sequences:
+    counts.update({item: 0 for item in s})
+  vocab = sorted(counts, key=lambda item: (-counts[item], item))
+  index = {item: i for i, item in enumerate(vocab)}
+  encoded = [[index[item] for item in s] for s in sequences]
+  cuts = {features.TRAIN_SPLIT: 3, features.EVAL_SPLIT: 2, features.TEST_SPLIT: 1}
+  os.makedirs(work_dir, exist_ok=True)
+  files, histories, targets = {}, {}, {}
+  for split, cut in cuts.items():
+    histories[split] = [s[:-cut] for s in encoded]
+    targets[split] = np.asarray([s[-cut] for s in encoded], dtype=np.int64)
+    files[split] = os.path.join(work_dir, f"{split}.tfrecord.gz")
+    _write(files[split], histories[split], targets[split])
+  with open(os.path.join(work_dir, "item_vocab.txt"), "w") as f:
+    f.write("\n".join(vocab) + "\n")
+
+  attributes = None
+  if items is not None:
+    by_item = dict(zip(items[features.ITEM_TABLE_ID], items[features.ITEM_TABLE_ATTRIBUTES]))
+    rows = [[a for a in str(by_item.get(item, "")).split(features.ATTRIBUTE_SEPARATOR) if a]
+            for item in vocab]
+    attribute_vocab = sorted({a for row in rows for a in row})
+    if attribute_vocab:
+      attribute_index = {a: i for i, a in enumerate(attribute_vocab)}
+      attributes = ItemAttributeTable([[attribute_index[a] for a in row] for row in rows],
+                                      len(attribute_vocab))
+  train_labels = sum(min(len(s) - 3, max_seq_len) for s in encoded)
+  data = BenchData(name=name, num_items=len(vocab), num_users=len(encoded),
+                   num_interactions=sum(len(s) for s in encoded), files=files,
+                   histories=histories, targets=targets, attributes=attributes,
+                   train_labels=train_labels)
+  with open(os.path.join(work_dir, "summary.json"), "w") as f:
+    json.dump({"dataset": name, "users": data.num_users, "items": data.num_items,
+               "interactions": data.num_interactions,
+               "items_with_attributes": attributes.num_items_with_attributes if attributes else 0},
+              f, indent=1)
+  return data

@@ -1,0 +1,348 @@
+"""Quality benchmark: fine-tune-only vs self-supervised pre-training + fine-tuning.
+
+    python -m bench.quality.run --dataset beauty --seeds 3
+    python -m bench.quality.run --dataset lastfm --variants finetune_only,pretrain_all
+    python -m bench.quality.run --dataset synthetic --seeds 1 --finetune-epochs 5   # smoke
+
+Protocol (the one the README describes and the pipeline's RankingEvaluator uses):
+leave-one-out per user (last item test, second-to-last validation), the test item
+ranked against every catalogue item except the user's own history, HR@K / NDCG@K /
+MRR averaged over all users. The model of each run is the epoch with the best
+validation NDCG@10 (``trainer.ranking_validation``), early-stopped after
+``--patience`` epochs without a gain, the same fine-tuning budget for every variant.
+
+Variants (``--variants``, comma-separated; see ``VARIANTS``): ``finetune_only``
+trains the TFRS retrieval model (``trainer.retrieval.RetrievalModel``, full
+softmax) from scratch; ``pretrain_*`` first pre-trains the encoder with
+``trainer.pretrain_run_fn.pretrain`` on the training sequences (the objectives
+of ``trainer.pretraining``), then fine-tunes it the same way. Each (variant,
+seed) runs in its own process, so its peak memory is its own.
+
+Writes ``<out-dir>/results.json`` (every run, plus mean/std per variant) and
+``<out-dir>/results.md`` (the table, with the published numbers for Beauty and
+LastFM), and prints the table.
+"""
+
+import argparse
+import dataclasses
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import numpy as np
+import tensorflow as tf
+
+from bench.quality import data as data_lib
+from components.ranking_evaluator import metrics
+from trainer import features
+from trainer import inputs
+from trainer import ranking_validation
+from trainer.config import ModelConfig
+from trainer.model import INPUTS
+from trainer.pretrain_run_fn import pretrain
+from trainer.pretraining.config import PretrainConfig
+from trainer.retrieval import RetrievalConfig
+from trainer.retrieval import RetrievalModel
+
+VARIANTS = {
+    "finetune_only": None,
+    "pretrain_all": {},
+    "pretrain_no_masked_item": {"masked_item_weight": 0.0},
+    "pretrain_no_attribute": {"attribute_weight": 0.0},
+    "pretrain_no_contrastive": {"contrastive_weight": 0.0},
+    "pretrain_no_clustering": {"clustering_weight": 0.0},
+    "pretrain_masked_item_only": {"attribute_weight": 0.0, "contrastive_weight": 0.0,
+                                  "clustering_weight": 0.0},
+}
+HEADLINE = ("finetune_only", "pretrain_all")
+KS = (5, 10, 20)
+
+# Published full-ranking results on the same S3-Rec preprocessing and protocol.
+PUBLISHED = {
+    "beauty": [
+        ("SASRec (S3-Rec paper)", 0.0605, 0.0318),
+        ("S3-Rec", 0.0647, 0.0327),
+        ("ICLRec", 0.0744, 0.0403),
+        ("BSARec (AAAI 2024)", 0.1008, 0.0611),
+        ("SASRec, full-softmax CE (probe on these machines)", 0.0813, 0.0509),
+    ],
+    "lastfm": [("BSARec (AAAI 2024)", 0.0807, None)],
+}
+
+
+def _machine() -> Dict[str, object]:
+  cpu = "unknown"
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+          "platform": platform.platform()}
+
+
+def _commit() -> str:
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return "unknown"
+
+
+# ----------------------------------------------------------------------------
+# One run (in a child process).
+
+
+def _test_metrics(model, data, config) -> Dict[str, float]:
+  """Full-ranking test metrics, the user's whole history excluded."""
+  split = features.TEST_SPLIT
+  dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items, config,
+                                training=False, bucket_by_length=False, cache=False)
+  score = tf.function(model.score_all, reduce_retracing=True)
+  ranks, start = [], 0
+  for batch in dataset:
+    scores = score(batch[INPUTS]).numpy()
+    end = start + len(scores)
+    ranks.append(metrics.ranks_of_targets(scores, data.targets[split][start:end],
+                                          data.histories[split][start:end]))
+    start = end
+  return metrics.summarize(np.concatenate(ranks), KS)
+
+
+class EpochTimer(tf.keras.callbacks.Callback):
+  """Records each epoch's wall time (training steps; later callbacks not included)."""
+
+  def __init__(self):
+    super().__init__()
+    self.seconds = []
+    self._start = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.seconds.append(time.perf_counter() - self._start)
+
+
+def run_one(args) -> Dict[str, object]:
+  """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
+
+  overrides = VARIANTS[args.variant]
+  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir)
+  model_config = ModelConfig(**{**json.loads(args.model_config), "seed": args.seed,
+                                "epochs": args.finetune_epochs})
+  record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
+            "commit": _commit(),
+            "num_items": data.num_items, "num_users": data.num_users,
+            "model_config": dataclasses.asdict(model_config)}
+  spec = data_lib.SPEC
+  pretrained = None
+  if overrides is not None:
+    pretrain_config = PretrainConfig.from_dict({
+        **json.loads(args.pretrain_config), **overrides, "seed": args.seed,
+        "epochs": args.pretrain_epochs})
+    if data.attributes is None and pretrain_config.attribute_weight > 0:
+      pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
+    record["pretrain_config"] = pretrain_config.to_dict()
+    start = time.perf_counter()
+    pretrained, history = pretrain(data.files["train"], None, spec, data.num_items,
+                                   model_config, pretrain_config, data.attributes)
+    record["pretrain_seconds"] = round(time.perf_counter() - start, 1)
+    record["pretrain_history"] = history
+
+  tf.keras.utils.set_random_seed(args.seed)
+  retrieval_config = RetrievalConfig(**json.loads(args.retrieval_config), seed=args.seed)
+  record["retrieval_config"] = retrieval_config.to_dict()
+  model = RetrievalModel(data.num_items, model_config, retrieval_config, data.attributes)
+  model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
+  if pretrained is not None:
+    model.encoder.set_weights(pretrained.encoder.get_weights())
+    if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
+      model.attribute_table.embeddings.assign(pretrained.attribute_embeddings)
+
+  def dataset(split, training):
+    return inputs.make_dataset(data.files[split], spec, data.num_items, model_config,
+                               training=training, shuffle_seed=args.seed)
+
+  validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
+  monitor = ranking_validation.ndcg_name(10)
+  timer = EpochTimer()
+  callbacks = [timer, validation, tf.keras.callbacks.EarlyStopping(
+      monitor=monitor, mode="max", patience=args.patience, restore_best_weights=True)]
+  start = time.perf_counter()
+  history = model.fit(dataset("train", True), epochs=model_config.epochs,
+                      callbacks=callbacks, verbose=2)
+  record["finetune_seconds"] = round(time.perf_counter() - start, 1)
+  record["finetune_epochs_run"] = len(timer.seconds)
+  record["epoch_seconds"] = [round(s, 2) for s in timer.seconds]
+  median_epoch = float(np.median(timer.seconds))
+  record["median_epoch_seconds"] = round(median_epoch, 2)
+  # Training-step time only: the validation ranking runs in on_epoch_end, after the timer.
+  record["train_predictions_per_second"] = round(data.train_labels / median_epoch, 1)
+  record["finetune_history"] = {k: [float(x) for x in v] for k, v in history.history.items()}
+  best = int(np.argmax(history.history[monitor]))
+  record["best_epoch"] = best + 1
+  record["validation"] = {k: float(history.history[k][best])
+                          for k in (monitor, ranking_validation.hr_name(10))}
+  record["test"] = _test_metrics(model, data, model_config)
+  record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+  return record
+
+
+# ----------------------------------------------------------------------------
+# The driver.
+
+
+def aggregate(runs: List[dict]) -> Dict[str, dict]:
+  """Per variant: mean and sample std over seeds of the test metrics and speed."""
+  by_variant: Dict[str, List[dict]] = {}
+  for run in runs:
+    by_variant.setdefault(run["variant"], []).append(run)
+  summary = {}
+  for variant, group in by_variant.items():
+    row = {"seeds": [r["seed"] for r in group]}
+    for key in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR"):
+      values = np.asarray([r["test"][key] for r in group])
+      row[key] = {"mean": float(values.mean()),
+                  "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    for key in ("median_epoch_seconds", "train_predictions_per_second", "peak_rss_mb",
+                "finetune_seconds", "best_epoch"):
+      row[key] = float(np.median([r[key] for r in group]))
+    row["pretrain_seconds"] = float(np.median([r.get("pretrain_seconds", 0.0) for r in group]))
+    summary[variant] = row
+  return summary
+
+
+def _cell(stat: dict, digits: int = 4) -> str:
+  if stat["std"]:
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+  return f"{stat['mean']:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+  """The readable table of a results.json."""
+  summary, meta = result["summary"], result["meta"]
+  lines = [f"Dataset **{meta['dataset']}** ({meta['num_users']} users, {meta['num_items']} "
+           f"items); commit `{meta['commit']}`; {meta['machine']['cpu']}, "
+           f"{meta['machine']['cores']} cores; {meta['date']}.", "",
+           "| model | seeds | HR@10 | NDCG@10 | MRR | best epoch | s/epoch (median) | "
+           "train predictions/s | pre-training s | peak RSS MB |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+  for variant, row in summary.items():
+    lines.append(
+        f"| {variant} | {len(row['seeds'])} | {_cell(row['HR@10'])} | {_cell(row['NDCG@10'])} | "
+        f"{_cell(row['MRR'])} | {row['best_epoch']:.0f} | {row['median_epoch_seconds']:.1f} | "
+        f"{row['train_predictions_per_second']:.0f} | {row['pretrain_seconds']:.0f} | "
+        f"{row['peak_rss_mb']:.0f} |")
+  for name, hr, ndcg in PUBLISHED.get(meta["dataset"], []):
+    lines.append(f"| {name} (published) | | {hr:.4f} | "
+                 f"{'' if ndcg is None else f'{ndcg:.4f}'} | | | | | | |")
+  return "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--dataset", default="synthetic", choices=["beauty", "lastfm", "ml-100k",
+                                                                  "synthetic"])
+  parser.add_argument("--data-dir", default=None, help="dataset folder (default: ../shared/data/...)")
+  parser.add_argument("--variants", default=",".join(VARIANTS),
+                      help=f"comma-separated, of {list(VARIANTS)}")
+  parser.add_argument("--seeds", type=int, default=3,
+                      help="seeds for the headline variants (finetune_only, pretrain_all)")
+  parser.add_argument("--ablation-seeds", type=int, default=1,
+                      help="seeds for the other (ablation) variants")
+  parser.add_argument("--finetune-epochs", type=int, default=200)
+  parser.add_argument("--patience", type=int, default=10,
+                      help="fine-tuning epochs without a validation NDCG@10 gain before stopping")
+  parser.add_argument("--pretrain-epochs", type=int, default=10)
+  parser.add_argument("--model-config", default='{"dropout": 0.5}',
+                      help="JSON ModelConfig fields (seed and epochs are set per run)")
+  parser.add_argument("--pretrain-config", default="{}", help="JSON PretrainConfig fields")
+  parser.add_argument("--retrieval-config", default="{}", help="JSON RetrievalConfig fields")
+  parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
+  parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
+  # Internal: run one (variant, seed) and write its record to --record.
+  parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
+  parser.add_argument("--record", default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  args.out_dir = args.out_dir or os.path.join("outputs", "bench", "quality", args.dataset)
+  args.work_dir = args.work_dir or os.path.join(args.out_dir, "work")
+  unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+  if unknown:
+    parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+  return args
+
+
+def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
+  return [sys.executable, "-m", "bench.quality.run", "--dataset", args.dataset,
+          *(["--data-dir", args.data_dir] if args.data_dir else []),
+          "--finetune-epochs", str(args.finetune_epochs), "--patience", str(args.patience),
+          "--pretrain-epochs", str(args.pretrain_epochs), "--model-config", args.model_config,
+          "--pretrain-config", args.pretrain_config,
+          "--retrieval-config", args.retrieval_config, "--out-dir", args.out_dir,
+          "--work-dir", args.work_dir, "--variant", variant, "--seed", str(seed),
+          "--record", record]
+
+
+def _settings_key(args) -> str:
+  """Short hash of the settings a run depends on: a finished run is reused only
+  when they are the same (so an interrupted benchmark resumes where it stopped)."""
+  settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
+              args.pretrain_epochs, args.model_config, args.pretrain_config,
+              args.retrieval_config]
+  return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  if args.variant:   # child
+    record = run_one(args)
+    with open(args.record, "w") as f:
+      json.dump(record, f, indent=1)
+    return 0
+
+  os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
+  # Prepare once in this process so the children find the files (and fail early).
+  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir)
+  runs = []
+  for variant in args.variants.split(","):
+    seeds = args.seeds if variant in HEADLINE else args.ablation_seeds
+    for seed in range(1, seeds + 1):
+      record = os.path.join(args.out_dir, "runs", f"{variant}-seed{seed}-{_settings_key(args)}.json")
+      if os.path.exists(record):
+        logging.info("%s seed %d: reusing %s", variant, seed, record)
+      else:
+        logging.info("%s seed %d: running", variant, seed)
+        subprocess.run(_child_argv(args, variant, seed, record + ".tmp"), check=True)
+        os.replace(record + ".tmp", record)
+      with open(record) as f:
+        runs.append(json.load(f))
+      logging.info("%s seed %d: test %s", variant, seed,
+                   {k: round(v, 4) for k, v in runs[-1]["test"].items()
+                    if k in ("HR@10", "NDCG@10")})
+  result = {
+      "meta": {"dataset": args.dataset, "num_users": data.num_users,
+               "num_items": data.num_items, "commit": _commit(), "machine": _machine(),
+               "date": datetime.date.today().isoformat(), "args": vars(args)},
+      "summary": aggregate(runs), "runs": runs}
+  with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  table = markdown(result)
+  with open(os.path.join(args.out_dir, "results.md"), "w") as f:
+    f.write(table)
+  print(table)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

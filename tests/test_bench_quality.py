@@ -1,0 +1,63 @@
+"""The quality benchmark's data preparation and report (the training it drives is tested elsewhere)."""
+
+import json
+
+import numpy as np
+
+from bench.quality import data as data_lib
+from bench.quality import run
+from trainer import features
+from trainer import inputs
+from trainer.config import ModelConfig
+
+
+def _s3rec_folder(tmp_path):
+  folder = tmp_path / "toy"
+  folder.mkdir()
+  (folder / "Toy.txt").write_text("1 10 11 12 13\n2 11 12 14\n3 10 14\n")
+  (folder / "Toy_item2attributes.json").write_text(json.dumps(
+      {"10": [1], "11": [1, 2], "12": [], "13": [3], "14": [2]}))
+  return folder
+
+
+def test_leave_one_out_splits_vocabulary_and_attributes(tmp_path, monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "toy", ("s3rec", str(_s3rec_folder(tmp_path))))
+  data = data_lib.prepare("toy", str(tmp_path / "work"))
+  # User 3 has only 2 items and is dropped.
+  assert data.num_users == 2 and data.num_items == 5
+  vocab = (tmp_path / "work" / "item_vocab.txt").read_text().split()
+  # Training-part frequency first (11 twice), then ids.
+  assert vocab[0] == "11"
+  seq = [vocab[i] for i in data.histories["test"][0]] + [vocab[data.targets["test"][0]]]
+  assert seq == ["10", "11", "12", "13"]
+  assert [vocab[i] for i in data.histories["eval"][0]] == ["10", "11"]
+  assert vocab[data.targets["eval"][0]] == "12"
+  assert [vocab[i] for i in data.histories["train"][1]] == []
+  assert vocab[data.targets["train"][1]] == "11"
+  assert data.attributes.num_items == 5 and data.attributes.num_items_with_attributes == 4
+  # The Trainer's input pipeline reads the files: user 1 learns 10 -> 11.
+  config = ModelConfig(max_seq_len=4, batch_size=8)
+  batch = next(iter(inputs.make_dataset(data.files[features.TRAIN_SPLIT], data_lib.SPEC,
+                                        data.num_items, config, training=False,
+                                        bucket_by_length=False)))
+  assert batch["labels"].numpy()[0, -1] == vocab.index("11")
+  assert data.train_labels == 1
+
+
+def test_aggregate_and_table():
+  def record(variant, seed, hr):
+    return {"variant": variant, "seed": seed,
+            "test": {"HR@10": hr, "NDCG@10": hr / 2, "HR@20": hr, "NDCG@20": hr / 2,
+                     "MRR": hr / 3},
+            "median_epoch_seconds": 10.0, "train_predictions_per_second": 1000.0,
+            "peak_rss_mb": 900.0, "finetune_seconds": 100.0, "best_epoch": 7}
+  runs = [record("finetune_only", 1, 0.08), record("finetune_only", 2, 0.10),
+          record("pretrain_all", 1, 0.11)]
+  summary = run.aggregate(runs)
+  assert np.isclose(summary["finetune_only"]["HR@10"]["mean"], 0.09)
+  assert np.isclose(summary["finetune_only"]["HR@10"]["std"], np.std([0.08, 0.10], ddof=1))
+  table = run.markdown({"summary": summary, "meta": {
+      "dataset": "beauty", "num_users": 2, "num_items": 5, "commit": "abc",
+      "machine": {"cpu": "cpu", "cores": 2}, "date": "2026-11-28"}})
+  assert "| finetune_only | 2 | 0.0900 ± 0.0141 |" in table
+  assert "BSARec" in table
