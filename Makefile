@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv run run-ml100k run-beauty retrain test bench-quality bench-serving download clean
+.PHONY: venv venv-ann run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline download clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -26,6 +26,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The optional ScaNN package (the "ann" extra, pinned in constraints.txt): the ScaNN
+# serving variant, its tests and the serving benchmark need it; the pipeline does not.
+$(VENV)/.ann-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -c constraints.txt scann
+	touch $@
+
+venv-ann: $(VENV)/.ann-installed
 
 run: venv
 	$(PY) -m pipeline.local_runner
@@ -45,7 +53,7 @@ retrain: venv
 	$(PY) -m pipeline.local_runner --dataset csv --data-dir $(LOG) $(if $(ITEMS),--items $(ITEMS)) \
 	  --span $(SPAN) --span-window $(WINDOW) --output-dir $(OUT) --pipeline-name seqrec-nightly
 
-test: venv
+test: venv-ann
 	$(PY) -m pytest -q tests
 
 # Quality benchmark: fine-tune only vs pre-training + fine-tuning, and the ablation of each
@@ -56,9 +64,18 @@ bench-quality: SEEDS ?= 3
 bench-quality: venv
 	$(PY) -m bench.quality.run --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
-# Load test of the local TF-Serving-protocol server on loopback (run `make run` first).
-bench-serving: venv
-	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
+# Serving benchmark (bench/serving/suite.py): p50/p99 latency and throughput at
+# concurrency 1, 8, 32 over gRPC on loopback for the encoder model at Beauty size
+# (12,101 items) and at 1M items (exact and ScaNN), ScaNN recall@10 against exact
+# search; JSON + markdown in outputs/bench/serving/ (5-10 min on 2 cores).
+BENCH_OUT ?= outputs/bench/serving
+bench-serving: venv-ann
+	$(PY) -m bench.serving.suite --out-dir $(BENCH_OUT)
+
+# Load test of the model `make run` pushed (run `make run` first).
+bench-serving-pipeline: venv
+	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000 \
+	  --out-dir $(BENCH_OUT) --label pipeline-synthetic
 
 download: venv
 	$(PY) -m pipeline.ingest.download $(DATASET)

@@ -14,8 +14,14 @@ What the server adds around the SavedModel's own ``serving_default``:
   are the k most popular items. (The exported SASRec model returns the same for an
   empty history: its query embedding is exactly zero, every score is 0 and top-k
   keeps the lowest indices; the server makes this independent of the model.)
+
+A version whose graph uses ScaNN's custom ops (the ``seqrec_scann`` variant of
+``serving.scann_variant``) needs them registered before it loads:
+``load_scann_ops`` imports them from the ``scann`` package then, and only then,
+so the default path never imports scann.
 """
 
+import importlib
 import os
 import warnings
 from typing import Dict, List, Mapping, Optional, Sequence
@@ -42,6 +48,8 @@ REQUIRED_SIGNATURES = (contract.DEFAULT_SIGNATURE, contract.QUERY_EMBEDDING_SIGN
 FALLBACK_POPULARITY = "popularity"
 FALLBACK_MODEL = "model"
 FALLBACK_MODES = (FALLBACK_POPULARITY, FALLBACK_MODEL)
+SCANN_OP_PREFIX = "Scann>"   # ScaNN's custom ops live in the "Scann" op namespace
+SCANN_OPS_MODULE = "scann.scann_ops.py.scann_ops"
 
 class LoadError(Exception):
   """A version folder that cannot be served; ``code`` is the gRPC status to report."""
@@ -88,6 +96,27 @@ def op_types(meta_graph: meta_graph_pb2.MetaGraphDef) -> List[str]:
   return sorted(ops)
 
 
+def scann_ops_used(meta_graph: meta_graph_pb2.MetaGraphDef) -> List[str]:
+  """The ScaNN custom ops the graph needs (empty for stock-TensorFlow exports)."""
+  return [op for op in op_types(meta_graph) if op.startswith(SCANN_OP_PREFIX)]
+
+
+def load_scann_ops(export_dir: str, ops: Sequence[str]) -> None:
+  """Registers ScaNN's custom ops in this process (importing ``scann``'s op library).
+
+  Raises:
+    LoadError: FAILED_PRECONDITION when the ``scann`` package is missing.
+  """
+  try:
+    importlib.import_module(SCANN_OPS_MODULE)   # tf.load_op_library of scann's ops
+  except ImportError as e:
+    raise LoadError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        f"{export_dir} uses ScaNN ops {list(ops)}: install the scann package "
+        f"(pip install -c constraints.txt scann) to serve it here, or serve it with a "
+        f"ScaNN-enabled TF Serving build (see serving/scann_variant.py): {e}") from e
+
+
 def _num_unknown_info() -> meta_graph_pb2.TensorInfo:
   return meta_graph_pb2.TensorInfo(
       name=OUTPUT_NUM_UNKNOWN, dtype=types_pb2.DT_INT32,
@@ -126,6 +155,9 @@ class Servable:
       raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
                       f"{export_dir}: missing signature(s) {missing}; serving.contract "
                       f"needs {list(REQUIRED_SIGNATURES)}")
+    scann_ops = scann_ops_used(meta_graph)
+    if scann_ops:
+      load_scann_ops(export_dir, scann_ops)
     try:
       self._loaded = tf.saved_model.load(export_dir, tags=[SERVE_TAG])
     except tf.errors.OpError as e:

@@ -28,6 +28,10 @@ pick a version (only the served one is loaded); ``signature_name`` defaults to
 ``output_filter`` selects outputs. On top of TF Serving, every request is checked
 (``serving.validation``) before the model runs, ``num_unknown`` is returned and rows
 without a known item get the popularity fallback (``serving.servable``).
+
+A version whose graph uses ScaNN's custom ops (``serving.scann_variant``, which
+stock TF Serving cannot load) is served too when the ``scann`` package is
+installed: its ops are imported for that version only.
 """
 
 import argparse

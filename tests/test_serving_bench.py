@@ -57,3 +57,16 @@ def test_load_stops_at_max_seconds(target, tmp_path):
   assert 0 < result["requests"] < 100000
   assert result["elapsed_s"] < 5
   assert np.isfinite(result["p99_ms"])
+
+
+def test_machine_info_names_cpu_cores_and_commit():
+  info = load.machine_info()
+  assert info["cpus"] >= 1 and info["cpu_model"]
+  commit = info["git_commit"]
+  assert commit == "unknown" or (len(commit) == 40 and int(commit, 16) >= 0)
+
+
+def test_scann_flag_needs_the_encoder_model(capsys):
+  with pytest.raises(SystemExit):
+    load.parse_args(["--toy-items", "10", "--scann"])
+  assert "--scann goes with --encoder-items" in capsys.readouterr().err

@@ -1,8 +1,23 @@
 """Export: wraps a trained model in a SavedModel that stock TF Serving loads.
 
-The module holds the tf.Transform graph (raw item id -> vocabulary index) and the
-item vocabulary file as assets, so clients send raw item ids and get raw item ids
-back. Signature and tensor names are the contract in ``serving.contract``.
+The module holds the item vocabulary (a file asset: line j is the raw id of
+vocabulary index j) and the way raw history ids become vocabulary indices, so
+clients send raw item ids and get raw item ids back. Signature and tensor names
+are the contract in ``serving.contract``.
+
+Two pieces are separate so that other exports reuse the serving logic unchanged:
+
+* the vocabulary (``ItemVocabulary``): raw ids -> indices and back. The pipeline's
+  export uses ``TransformItemVocabulary`` (the tf.Transform graph, exactly as in
+  training); ``HashTableItemVocabulary`` maps them with a ``tf.lookup.StaticHashTable``
+  over the same file (models without a tf.Transform run, such as the benchmark
+  models of ``serving.bench_model``);
+* the retrieval (``RecommenderModule._top_k``): exact dot-product top-k over the
+  whole catalogue here, approximate ScaNN search in ``serving.scann_variant``.
+
+``RecommenderModule.recommend`` does the rest once for all of them: padding and
+unknown ids dropped, the last ``max_seq_len`` items left-padded for the encoder,
+the row's own history never returned, "" with score -inf past what is left.
 """
 
 import tensorflow as tf
@@ -25,18 +40,28 @@ def left_pad(ids: tf.RaggedTensor, length: int, pad_value=0) -> tf.Tensor:
   return dense + tf.cast(pad_value, ids.dtype)
 
 
-class RecommenderModule(tf.Module):
-  """Serving wrapper: raw-id histories in, top-k raw item ids and scores out."""
+def compact(history: tf.Tensor) -> tf.RaggedTensor:
+  """Raw ids [batch, len] -> each row's non-padding ids, order kept (ragged)."""
+  history = tf.convert_to_tensor(history, tf.string)
+  return tf.ragged.boolean_mask(history, tf.not_equal(history, contract.PAD))
 
-  def __init__(self, model, tf_transform_output: tft.TFTransformOutput,
-               max_seq_len: int):
-    super().__init__()
-    self.model = model
-    self.max_seq_len = max_seq_len
-    self.transform_layer = tf_transform_output.transform_features_layer()
-    self.num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
-    vocab_file = tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB)
-    self.vocab_asset = tf.saved_model.Asset(vocab_file)
+
+class ItemVocabulary(tf.Module):
+  """The catalogue: vocabulary index <-> raw item id, from a vocabulary file.
+
+  Line j of ``vocabulary_file`` is the raw id of vocabulary index j (the format
+  tf.Transform writes); the file ships as an asset of the SavedModel. Subclasses
+  say how raw history ids become indices (``history_indices``), the only thing
+  in which the exports differ.
+  """
+
+  def __init__(self, vocabulary_file: str, num_items: int, name=None):
+    """vocabulary_file: ids one per line, index order; num_items: how many it serves."""
+    super().__init__(name=name)
+    if num_items < 1:
+      raise ValueError(f"num_items must be >= 1, got {num_items}")
+    self.num_items = num_items
+    self.vocab_asset = tf.saved_model.Asset(vocabulary_file)
     self.index_to_id = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(
             self.vocab_asset, key_dtype=tf.int64,
@@ -44,15 +69,51 @@ class RecommenderModule(tf.Module):
             value_dtype=tf.string, value_index=tf.lookup.TextFileIndex.WHOLE_LINE),
         default_value=contract.PAD)
 
-  def _history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
-    """Raw ids [batch, len] (padded with "") -> vocabulary indices, OOV dropped."""
+  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
+    """Raw ids [batch, len] (padded with "" anywhere) -> int64 vocabulary indices.
+
+    Padding and ids outside the catalogue are dropped; the order is kept.
+    """
+    raise NotImplementedError
+
+  def item_ids(self, indices: tf.Tensor) -> tf.Tensor:
+    """Vocabulary indices (any shape) -> raw ids ("" outside the catalogue)."""
+    return self.index_to_id.lookup(tf.cast(indices, tf.int64))
+
+
+class HashTableItemVocabulary(ItemVocabulary):
+  """Raw ids -> indices with a ``tf.lookup.StaticHashTable`` over the vocabulary file."""
+
+  def __init__(self, vocabulary_file: str, num_items: int, name=None):
+    super().__init__(vocabulary_file, num_items, name=name)
+    self.id_to_index = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            self.vocab_asset, key_dtype=tf.string,
+            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER),
+        default_value=-1)
+
+  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
+    indices = self.id_to_index.lookup(compact(history))
+    return tf.ragged.boolean_mask(indices, (indices >= 0) & (indices < self.num_items))
+
+
+class TransformItemVocabulary(ItemVocabulary):
+  """The pipeline's catalogue: raw ids go through the tf.Transform graph, as in training."""
+
+  def __init__(self, tf_transform_output: tft.TFTransformOutput, name=None):
+    super().__init__(tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB),
+                     tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB),
+                     name=name)
+    self.transform_layer = tf_transform_output.transform_features_layer()
+
+  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
     history = tf.convert_to_tensor(history, tf.string)
     batch = tf.shape(history)[0]
     empty = tf.fill([batch], contract.PAD)
     raw = {
         # Padding may stand anywhere: compact each row (order kept) first.
-        features.HISTORY: tf.ragged.boolean_mask(
-            history, tf.not_equal(history, contract.PAD)).to_sparse(),
+        features.HISTORY: compact(history).to_sparse(),
         features.ITEM_ATTRIBUTES: tf.SparseTensor(
             tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string),
             tf.stack([tf.cast(batch, tf.int64), 0])),
@@ -64,53 +125,94 @@ class RecommenderModule(tf.Module):
     ids = self.transform_layer(raw)[features.HISTORY_IDS]
     if isinstance(ids, tf.SparseTensor):
       ids = tf.RaggedTensor.from_sparse(ids)
-    return tf.ragged.boolean_mask(ids, ids < self.num_items)
+    ids = tf.cast(ids, tf.int64)
+    return tf.ragged.boolean_mask(ids, ids < self.num_items)   # drops the OOV bucket
+
+
+class RecommenderModule(tf.Module):
+  """Serving wrapper: raw-id histories in, top-k raw item ids and scores out.
+
+  ``model`` offers ``query_embedding``, ``score_all`` (int32 [B, L] model ids,
+  left-padded with 0, id = vocabulary index + 1) and ``item_embeddings``, as
+  ``trainer.model.NextItemModel`` does. Subclasses change the retrieval by
+  overriding ``_top_k``.
+  """
+
+  def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int):
+    super().__init__()
+    self.model = model
+    self.vocabulary = vocabulary
+    self.max_seq_len = max_seq_len
+    self.num_items = vocabulary.num_items
 
   def _model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
     return tf.cast(left_pad(indices + 1, self.max_seq_len), tf.int32)
+
+  def _top_k(self, indices: tf.RaggedTensor, inputs: tf.Tensor, k: tf.Tensor):
+    """Best ``min(k, num_items)`` items per row, the row's own ``indices`` excluded.
+
+    Args:
+      indices: int64 ragged [batch, None], each row's known history (all of it).
+      inputs: int32 [batch, max_seq_len], the encoder's input for those rows.
+      k: int32 scalar >= 1.
+
+    Returns:
+      (scores float32 [batch, min(k, num_items)] best first, int64 vocabulary
+      indices of the same shape). Slots without an item have score -inf.
+    """
+    scores = self.model.score_all(inputs)
+    # Never recommend what the user already has.
+    rows = tf.cast(indices.value_rowids(), tf.int64)
+    seen = tf.stack([rows, indices.values], axis=1)
+    scores = tf.tensor_scatter_nd_update(
+        scores, seen, tf.fill(tf.shape(rows), tf.constant(-float("inf"), scores.dtype)))
+    top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
+    return tf.cast(top.values, tf.float32), tf.cast(top.indices, tf.int64)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
       tf.TensorSpec([], tf.int32, name=contract.INPUT_K)])
   def recommend(self, history, k):
     tf.debugging.assert_positive(k, message="k must be a positive integer")
-    indices = self._history_indices(history)
-    scores = self.model.score_all(self._model_inputs(indices))
-    # Never recommend what the user already has.
-    rows = tf.cast(indices.value_rowids(), tf.int64)
-    seen = tf.stack([rows, tf.cast(indices.values, tf.int64)], axis=1)
-    scores = tf.tensor_scatter_nd_update(
-        scores, seen, tf.fill(tf.shape(rows), tf.constant(-float("inf"), scores.dtype)))
-    top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
-    ids = self.index_to_id.lookup(tf.cast(top.indices, tf.int64))
+    indices = self.vocabulary.history_indices(history)
+    scores, top = self._top_k(indices, self._model_inputs(indices), k)
     # Past the recommendable items (k near the catalogue size) only history
     # items remain: those slots come back as "" with score -inf.
-    ids = tf.where(tf.math.is_inf(top.values), tf.constant(contract.PAD), ids)
+    ids = tf.where(tf.math.is_inf(scores), tf.constant(contract.PAD),
+                   self.vocabulary.item_ids(top))
     return {
         contract.OUTPUT_ITEM_IDS: ids,
-        contract.OUTPUT_SCORES: tf.cast(top.values, tf.float32),
+        contract.OUTPUT_SCORES: scores,
     }
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY)])
   def query_embedding(self, history):
-    inputs = self._model_inputs(self._history_indices(history))
+    inputs = self._model_inputs(self.vocabulary.history_indices(history))
     return {contract.OUTPUT_EMBEDDING: tf.cast(self.model.query_embedding(inputs), tf.float32)}
 
   @tf.function(input_signature=[])
   def item_embeddings(self):
-    ids = self.index_to_id.lookup(tf.range(self.num_items, dtype=tf.int64))
+    ids = self.vocabulary.item_ids(tf.range(self.num_items, dtype=tf.int64))
     return {contract.OUTPUT_ITEM_IDS: ids,
             contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings, tf.float32)}
 
+  def signatures(self) -> dict:
+    """The three signatures of ``serving.contract``, by name."""
+    return {
+        contract.DEFAULT_SIGNATURE: self.recommend.get_concrete_function(),
+        contract.QUERY_EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function(),
+        contract.ITEM_EMBEDDINGS_SIGNATURE: self.item_embeddings.get_concrete_function(),
+    }
+
+
+def save_module(module: RecommenderModule, export_dir: str, options=None) -> str:
+  """Writes ``module`` as a SavedModel with the signatures of ``serving.contract``."""
+  tf.saved_model.save(module, export_dir, signatures=module.signatures(), options=options)
+  return export_dir
+
 
 def export_serving_model(model, tf_transform_output, max_seq_len: int, export_dir: str):
-  """Writes the SavedModel with the three signatures of ``serving.contract``."""
-  module = RecommenderModule(model, tf_transform_output, max_seq_len)
-  signatures = {
-      contract.DEFAULT_SIGNATURE: module.recommend.get_concrete_function(),
-      contract.QUERY_EMBEDDING_SIGNATURE: module.query_embedding.get_concrete_function(),
-      contract.ITEM_EMBEDDINGS_SIGNATURE: module.item_embeddings.get_concrete_function(),
-  }
-  tf.saved_model.save(module, export_dir, signatures=signatures)
-  return export_dir
+  """Writes the pipeline's SavedModel (tf.Transform id mapping, exact top-k)."""
+  module = RecommenderModule(model, TransformItemVocabulary(tf_transform_output), max_seq_len)
+  return save_module(module, export_dir)

@@ -1,13 +1,20 @@
 """Load generator: latency percentiles and throughput of Predict over gRPC on loopback.
 
     python -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
+    python -m bench.serving.load --encoder-items 12101 --requests 2000
+    python -m bench.serving.load --encoder-items 1000000 --scann --requests 2000
     python -m bench.serving.load --toy-items 12000 --toy-dim 64 --requests 2000
     python -m bench.serving.load --server 127.0.0.1:8500 --requests 2000   # running server
 
 ``--model-path`` is a model base path (``<version>/`` folders) or one version's
 SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.1 in a
 subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
-``tensorflow_model_server``). Histories are drawn from the served catalogue.
+``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
+``serving.bench_model`` first: the pipeline's serving export around an untrained
+Transformer encoder (``ModelConfig`` defaults) over N synthetic items, exact
+top-k; with ``--scann`` its ScaNN variant (``serving.scann_variant``) instead.
+``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
+Histories are drawn uniformly from the served catalogue.
 
 For each concurrency level (default 1, 8, 32) it runs a short warm-up, then sends
 ``--requests`` requests from that many threads, each with its own client and
@@ -40,6 +47,52 @@ from serving import testing
 from serving import toy_model
 
 DEFAULT_CONCURRENCY = (1, 8, 32)
+
+
+def cpu_model() -> str:
+  """The CPU's ``model name`` from /proc/cpuinfo ("unknown" elsewhere)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return "unknown"
+
+
+def git_commit(repo_root: str = testing.REPO_ROOT) -> str:
+  """The checked-out commit, read from ``.git`` without running git ("unknown" if none).
+
+  Uncommitted changes in the working tree are not detected.
+  """
+  git_dir = os.path.join(repo_root, ".git")
+  try:
+    with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as f:
+      head = f.read().strip()
+    if not head.startswith("ref: "):
+      return head
+    ref = head[len("ref: "):]
+    ref_file = os.path.join(git_dir, ref)
+    if os.path.exists(ref_file):
+      with open(ref_file, encoding="utf-8") as f:
+        return f.read().strip()
+    with open(os.path.join(git_dir, "packed-refs"), encoding="utf-8") as f:
+      for line in f:
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == ref:
+          return parts[0]
+  except OSError:
+    pass
+  return "unknown"
+
+
+def machine_info() -> Dict[str, object]:
+  """CPU, cores, software versions, commit and 1-min load average (other work skews numbers)."""
+  return {"cpu_model": cpu_model(), "cpus": os.cpu_count(),
+          "platform": platform.platform(), "python": platform.python_version(),
+          "tensorflow": tf.__version__, "git_commit": git_commit(),
+          "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
@@ -144,9 +197,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--model-path", help="model base path or one version's SavedModel folder")
+  source.add_argument("--encoder-items", type=int,
+                      help="benchmark serving.bench_model (untrained Transformer encoder, "
+                           "ModelConfig defaults) over this many synthetic items")
   source.add_argument("--toy-items", type=int, help="benchmark a toy model with this many items")
   source.add_argument("--server", help="HOST:PORT of a running TF Serving gRPC endpoint")
+  parser.add_argument("--scann", action="store_true",
+                      help="with --encoder-items: serve the ScaNN variant (needs scann)")
   parser.add_argument("--toy-dim", type=int, default=64)
+  parser.add_argument("--description", help="the model, in the report (default: from the source)")
   parser.add_argument("--model-name", default=MODEL_NAME)
   parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
   parser.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
@@ -165,12 +224,26 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.error("--requests, --batch-size and -k must be >= 1, --history-length >= 0")
   if any(c < 1 for c in args.concurrency):
     parser.error("--concurrency levels must be >= 1")
+  if args.scann and not args.encoder_items:
+    parser.error("--scann goes with --encoder-items")
   return args
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-  args = parse_args(argv)
-  label = args.label or "load-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
+  """Exports the benchmark encoder model (exact, or its ScaNN variant) into ``scratch``."""
+  from serving import bench_model  # pylint: disable=g-import-not-at-top
+  export_dir = os.path.join(scratch, "encoder")
+  if not args.scann:
+    return bench_model.export_bench_model(export_dir, args.encoder_items, seed=args.seed)
+  from serving import scann_variant  # pylint: disable=g-import-not-at-top
+  model = bench_model.build_model(args.encoder_items, seed=args.seed)
+  return scann_variant.export_scann_model(
+      model, bench_model.vocabulary(args.encoder_items, os.path.join(scratch, "vocab")),
+      model.model_config.max_seq_len, export_dir)
+
+
+def run(args: argparse.Namespace) -> Dict[str, object]:
+  """Starts a server if needed, runs every concurrency level; returns the report."""
   load_before = os.getloadavg()[0]
   with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
     process = None
@@ -183,11 +256,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                                             args.toy_dim)
         base = _base_path(export, scratch)
         model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
+      elif args.encoder_items:
+        base = _base_path(_export_encoder_model(args, scratch), scratch)
+        model_desc = (f"serving.bench_model: untrained Transformer encoder (ModelConfig "
+                      f"defaults), {args.encoder_items} items, "
+                      f"{'ScaNN variant' if args.scann else 'exact top-k'}")
       else:
         base = _base_path(args.model_path, scratch)
         model_desc = os.path.abspath(args.model_path)
       process = testing.ServerProcess.local(base, args.model_name, poll_seconds=30.0)
-      process.start(timeout=600)
+      process.start(timeout=900)
       target = process.target
     try:
       with client_lib.RecommenderClient(target, args.model_name, args.timeout) as client:
@@ -206,38 +284,52 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
       if process is not None:
         process.stop()
-  report = {
-      "label": label,
-      "model": model_desc,
+  machine = machine_info()
+  machine["load_average_before"] = round(load_before, 2)
+  machine["load_average_after"] = machine.pop("load_average_1min")
+  return {
+      "model": args.description or model_desc,
       "server": "serving.server (subprocess)" if not args.server else args.server,
       "catalogue_size": len(catalogue),
       "batch_size": args.batch_size, "history_length": args.history_length, "k": args.k,
       "requests_per_level": args.requests, "max_seconds": args.max_seconds,
-      "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                  "python": platform.python_version(), "tensorflow": tf.__version__,
-                  # Other work on the machine skews the numbers; 1-min load averages.
-                  "load_average_before": round(load_before, 2),
-                  "load_average_after": round(os.getloadavg()[0], 2)},
+      "machine": machine,
       "results": results,
   }
-  os.makedirs(args.out_dir, exist_ok=True)
-  json_path = os.path.join(args.out_dir, f"{label}.json")
-  md_path = os.path.join(args.out_dir, f"{label}.md")
+
+
+def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
+  """Writes ``<out_dir>/<label>.json`` and ``.md``; returns the markdown table."""
+  report = dict(report, label=label)
+  os.makedirs(out_dir, exist_ok=True)
+  json_path = os.path.join(out_dir, f"{label}.json")
+  md_path = os.path.join(out_dir, f"{label}.md")
   with open(json_path, "w", encoding="utf-8") as f:
     json.dump(report, f, indent=2)
-  table = markdown_table(results)
+  table = markdown_table(report["results"])
+  machine = report["machine"]
   with open(md_path, "w", encoding="utf-8") as f:
     f.write(f"# Serving load: {label}\n\n"
-            f"Model: {model_desc} ({len(catalogue)} items). Server: {report['server']} on "
-            f"loopback. Requests: batch {args.batch_size} x history {args.history_length}, "
-            f"k={args.k}; {args.requests} per level (max {args.max_seconds:g} s). "
-            f"Machine: {os.cpu_count()} CPUs, load generator on the same machine, "
-            f"1-min load average {report['machine']['load_average_before']:.1f} before and "
-            f"{report['machine']['load_average_after']:.1f} after.\n\n"
+            f"Model: {report['model']} ({report['catalogue_size']} items). Server: "
+            f"{report['server']} on loopback. Requests: batch {report['batch_size']} x "
+            f"history {report['history_length']}, k={report['k']}; "
+            f"{report['requests_per_level']} per level (max {report['max_seconds']:g} s). "
+            f"Machine: {machine['cpu_model']}, {machine['cpus']} CPUs, load generator on "
+            f"the same machine, 1-min load average {machine['load_average_before']:.1f} "
+            f"before and {machine['load_average_after']:.1f} after; commit "
+            f"{machine['git_commit'][:12]}.\n\n"
             f"{table}\n")
   print(table)
   print(f"wrote {json_path} and {md_path}")
-  return 0 if all(r["errors"] == 0 for r in results) else 1
+  return table
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = parse_args(argv)
+  label = args.label or "load-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  report = run(args)
+  write_report(report, args.out_dir, label)
+  return 0 if all(r["errors"] == 0 for r in report["results"]) else 1
 
 
 if __name__ == "__main__":
