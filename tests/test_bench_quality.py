@@ -52,7 +52,7 @@ def test_aggregate_and_table():
             "median_epoch_seconds": 10.0, "train_predictions_per_second": 1000.0,
             "peak_rss_mb": 900.0, "finetune_seconds": 100.0, "best_epoch": 7}
   runs = [record("finetune_only", 1, 0.08), record("finetune_only", 2, 0.10),
-          record("pretrain_all", 1, 0.11)]
+          record("pretrain_finetune_ssl", 1, 0.11)]
   summary = run.aggregate(runs)
   assert np.isclose(summary["finetune_only"]["HR@10"]["mean"], 0.09)
   assert np.isclose(summary["finetune_only"]["HR@10"]["std"], np.std([0.08, 0.10], ddof=1))

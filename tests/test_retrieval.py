@@ -17,6 +17,7 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.model import NextItemModel
 from trainer.pretraining import warm_start
+from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
 V = 12
@@ -177,3 +178,29 @@ def test_item_probabilities_count_training_targets():
   p_last = retrieval.item_probabilities([batch], V, targets=retrieval.LAST_POSITION,
                                         smoothing=1.0)
   assert p_last[3] == pytest.approx(3 / (2 + V))
+
+
+def test_auxiliary_objectives_train_jointly_and_report_their_losses():
+  config = retrieval.RetrievalConfig(auxiliary={"contrastive_weight": 0.1,
+                                                "clustering_weight": 0.1, "num_clusters": 4})
+  model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES)
+  assert set(model.auxiliary) == {"contrastive", "clustering"}
+  assert model.clustering is model.auxiliary["clustering"]
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  dataset = tf.data.Dataset.from_tensors(_cycle_batch()).repeat(4)
+  callbacks = ClusteringCallback.for_model(model, dataset, model.auxiliary_config)
+  assert len(callbacks) == 1
+  history = model.fit(dataset, epochs=5, callbacks=callbacks, verbose=0).history
+  for name in ("loss", "contrastive_loss", "clustering_loss"):
+    assert history[name][-1] < history[name][0], (name, history[name])
+  # Without auxiliary objectives nothing extra is built or reported.
+  plain = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(), ATTRIBUTES)
+  assert not plain.auxiliary and plain.clustering is None
+  assert ClusteringCallback.for_model(plain, dataset, plain.auxiliary_config) == []
+
+
+def test_auxiliary_settings_are_validated_when_configured():
+  with pytest.raises(ValueError, match="Unknown PretrainConfig field"):
+    retrieval.RetrievalConfig(auxiliary={"contrastive_wieght": 0.1})
+  with pytest.raises(ValueError, match="at least one positive objective weight"):
+    retrieval.RetrievalConfig(auxiliary={"temperature": 0.2})

@@ -5,9 +5,12 @@ import json
 import os
 from typing import Optional
 
+from trainer.json_config import JsonConfig
+from trainer.pretraining.config import PretrainConfig
+
 
 @dataclasses.dataclass
-class ModelConfig:
+class ModelConfig(JsonConfig):
   """SASRec-style Transformer encoder and its training schedule."""
   max_seq_len: int = 50          # items the encoder sees (most recent kept)
   embedding_dim: int = 64
@@ -24,20 +27,6 @@ class ModelConfig:
   # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
   distribution_strategy: str = "default"
 
-  def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "ModelConfig":
-    return cls.from_dict(json.loads(text))
-
-  @classmethod
-  def from_dict(cls, values: dict) -> "ModelConfig":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"Unknown ModelConfig field(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
 
 
 RETRIEVAL_CONFIG_KEY = "retrieval_config"   # custom_config key of a RetrievalConfig dict
@@ -52,7 +41,7 @@ LAST_POSITION = "last_position"
 
 
 @dataclasses.dataclass
-class RetrievalConfig:
+class RetrievalConfig(JsonConfig):
   """Loss and candidate tower of the retrieval fine-tuning model."""
   loss: str = FULL_SOFTMAX             # full_softmax | sampled_softmax
   negatives: str = IN_BATCH            # sampled_softmax only: in_batch | uniform | mixed
@@ -61,6 +50,10 @@ class RetrievalConfig:
   temperature: float = 1.0
   targets: str = ALL_POSITIONS         # all_positions | last_position
   use_item_attributes: bool = True     # add the mean attribute embedding to candidates
+  # Self-supervised objectives optimised jointly with the retrieval loss
+  # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
+  # objective weights default to 0 here, e.g. {"contrastive_weight": 0.1}.
+  auxiliary: dict = dataclasses.field(default_factory=dict)
   seed: int = 42
 
   def __post_init__(self):
@@ -75,24 +68,15 @@ class RetrievalConfig:
                        f"got {self.num_uniform_negatives}")
     if self.temperature <= 0:
       raise ValueError(f"RetrievalConfig.temperature must be > 0; got {self.temperature}")
+    self.auxiliary_config()   # validates the auxiliary objectives' settings
 
-  def to_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "RetrievalConfig":
-    return cls.from_dict(json.loads(text))
-
-  @classmethod
-  def from_dict(cls, values: dict) -> "RetrievalConfig":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"Unknown RetrievalConfig field(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)
+  def auxiliary_config(self) -> Optional[PretrainConfig]:
+    """The auxiliary objectives as a ``PretrainConfig``, or None when there are none."""
+    if not self.auxiliary:
+      return None
+    no_objectives = {f"{name}_weight": 0.0 for name in (
+        "masked_item", "next_item", "attribute", "contrastive", "clustering")}
+    return PretrainConfig.from_dict({**no_objectives, **self.auxiliary})
 
   @property
   def needs_item_probabilities(self) -> bool:

@@ -106,12 +106,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   callbacks = []
   if log_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
-  if model.clustering is not None:
-    callbacks.append(ClusteringCallback(
-        model.clustering, model.encoder, train_ds,
-        every_epochs=pretrain_config.cluster_every_epochs,
-        iterations=pretrain_config.kmeans_iterations,
-        max_sequences=pretrain_config.kmeans_max_sequences, seed=pretrain_config.seed))
+  callbacks += ClusteringCallback.for_model(model, train_ds, pretrain_config)
   logging.info("Pre-training on %d catalogue items with %s and %s", num_items,
                model_config, pretrain_config)
   history = model.fit(train_ds, validation_data=eval_ds, epochs=pretrain_config.epochs,

@@ -60,6 +60,9 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining import warm_start
+from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.model import CLUSTERING
+from trainer.pretraining.model import build_objectives
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.tasks import NextItemTask
 
@@ -162,7 +165,19 @@ class RetrievalModel(tfrs.Model):
         remove_accidental_hits=True, name="retrieval")
     self.softmax = NextItemTask(name="full_softmax")
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+    # Auxiliary self-supervised objectives trained jointly with the retrieval loss.
+    self.auxiliary_config = self.retrieval_config.auxiliary_config()
+    self.auxiliary_weights, self.auxiliary = {}, {}
+    if self.auxiliary_config is not None:
+      self.auxiliary_weights, self.auxiliary = build_objectives(
+          self.auxiliary_config, config.embedding_dim, num_items, item_attributes)
+    self.auxiliary_trackers = {name: tf.keras.metrics.Mean(name=f"{name}_loss")
+                               for name in self.auxiliary}
     self(tf.zeros([1, config.max_seq_len], tf.int32))
+    if self.auxiliary:   # create the objectives' variables now, outside any trace
+      self._auxiliary_losses({INPUTS: tf.constant([[0, 1]], tf.int32),
+                              LABELS: tf.constant([[-1, 0]], tf.int32)},
+                             seed=tf.constant([0, 0], tf.int64), training=False)
 
   # Inference API (same as trainer.model.NextItemModel).
 
@@ -276,19 +291,34 @@ class RetrievalModel(tfrs.Model):
 
   @property
   def metrics(self):
-    return [self.loss_tracker]
+    return [self.loss_tracker] + list(self.auxiliary_trackers.values())
+
+  @property
+  def clustering(self):
+    """The auxiliary intent-clustering objective, if any (needs a ClusteringCallback)."""
+    return self.auxiliary.get(CLUSTERING)
+
+  def _auxiliary_losses(self, data, seed, training: bool) -> dict:
+    context = PretrainingBatch(self.encoder, data, self.auxiliary_config, seed, training)
+    return {name: objective(context) for name, objective in self.auxiliary.items()}
 
   def train_step(self, data):
     full = self.retrieval_config.loss == FULL_SOFTMAX
+    seed = self._step_seed()
     with tf.GradientTape() as tape:
-      loss, count = self._loss(data, training=True, full=full, seed=self._step_seed())
+      loss, count = self._loss(data, training=True, full=full, seed=seed)
       total = loss + tf.add_n(self.losses) if self.losses else loss
+      auxiliary = self._auxiliary_losses(data, seed, training=True) if self.auxiliary else {}
+      for name, value in auxiliary.items():
+        total += self.auxiliary_weights[name] * value
     variables = self.trainable_variables
     gradients = tape.gradient(total, variables)
     _apply_gradients(self.optimizer, gradients, variables)
     # Weighted by targets: the epoch loss is the per-target mean.
     self.loss_tracker.update_state(loss, sample_weight=count)
-    return {"loss": self.loss_tracker.result()}
+    for name, value in auxiliary.items():
+      self.auxiliary_trackers[name].update_state(value)
+    return {m.name: m.result() for m in self.metrics}
 
   def test_step(self, data):
     loss, count = self._loss(data, training=False, full=True)

@@ -29,6 +29,7 @@ from trainer import ranking_validation
 from trainer import retrieval
 from trainer import warm_start
 from trainer.config import ModelConfig
+from trainer.pretraining.clustering import ClusteringCallback
 
 MODEL_CONFIG_KEY = "model_config"
 
@@ -89,6 +90,7 @@ def run_fn(fn_args):
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
   callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+               *ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
                ranking_validation.RankingValidation(eval_ds, k=10)]
   if config.early_stopping_patience:
     callbacks.append(tf.keras.callbacks.EarlyStopping(

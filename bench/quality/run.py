@@ -1,7 +1,7 @@
 """Quality benchmark: fine-tune-only vs self-supervised pre-training + fine-tuning.
 
     python -m bench.quality.run --dataset beauty --seeds 3
-    python -m bench.quality.run --dataset lastfm --variants finetune_only,pretrain_all
+    python -m bench.quality.run --dataset lastfm --variants finetune_only,pretrain_finetune_ssl
     python -m bench.quality.run --dataset synthetic --seeds 1 --finetune-epochs 5   # smoke
 
 Protocol (the one the README describes and the pipeline's RankingEvaluator uses):
@@ -15,8 +15,13 @@ Variants (``--variants``, comma-separated; see ``VARIANTS``): ``finetune_only``
 trains the TFRS retrieval model (``trainer.retrieval.RetrievalModel``, full
 softmax) from scratch; ``pretrain_*`` first pre-trains the encoder with
 ``trainer.pretrain_run_fn.pretrain`` on the training sequences (the objectives
-of ``trainer.pretraining``), then fine-tunes it the same way. Each (variant,
-seed) runs in its own process, so its peak memory is its own.
+of ``trainer.pretraining``, ``--pretrain-config``), then fine-tunes it the same
+way; ``*_ssl`` fine-tunes with auxiliary self-supervised objectives next to the
+retrieval loss (``--auxiliary-config``); ``*_without_<objective>`` switches one
+objective off in both places (the ablation). The headline variants
+(``finetune_only`` and ``pretrain_finetune_ssl``) run ``--seeds`` seeds, the
+others ``--ablation-seeds``. Each (variant, seed) runs in its own process, so
+its peak memory is its own.
 
 Writes ``<out-dir>/results.json`` (every run, plus mean/std per variant) and
 ``<out-dir>/results.md`` (the table, with the published numbers for Beauty and
@@ -48,21 +53,43 @@ from trainer import ranking_validation
 from trainer.config import ModelConfig
 from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
+from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 
+OBJECTIVES = ("masked_item", "next_item", "attribute", "contrastive", "clustering")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """What a benchmark run trains.
+
+  Attributes:
+    pretrain: pre-train the encoder (``--pretrain-config``) before fine-tuning.
+    auxiliary: fine-tune with the auxiliary self-supervised objectives
+      (``--auxiliary-config``) next to the retrieval loss.
+    without: an objective switched off in both (the ablation).
+  """
+  pretrain: bool
+  auxiliary: bool
+  without: str = ""
+
+
 VARIANTS = {
-    "finetune_only": None,
-    "pretrain_all": {},
-    "pretrain_no_masked_item": {"masked_item_weight": 0.0},
-    "pretrain_no_attribute": {"attribute_weight": 0.0},
-    "pretrain_no_contrastive": {"contrastive_weight": 0.0},
-    "pretrain_no_clustering": {"clustering_weight": 0.0},
-    "pretrain_masked_item_only": {"attribute_weight": 0.0, "contrastive_weight": 0.0,
-                                  "clustering_weight": 0.0},
+    "finetune_only": Variant(pretrain=False, auxiliary=False),
+    "finetune_ssl": Variant(pretrain=False, auxiliary=True),
+    "pretrain_finetune": Variant(pretrain=True, auxiliary=False),
+    "pretrain_finetune_ssl": Variant(pretrain=True, auxiliary=True),
+    **{f"pretrain_finetune_ssl_without_{name}": Variant(True, True, name)
+       for name in ("masked_item", "attribute", "contrastive", "clustering")},
 }
-HEADLINE = ("finetune_only", "pretrain_all")
+HEADLINE = ("finetune_only", "pretrain_finetune_ssl")
+DEFAULT_VARIANTS = ("finetune_only", "pretrain_finetune_ssl", "finetune_ssl",
+                    "pretrain_finetune") + tuple(
+                        f"pretrain_finetune_ssl_without_{name}"
+                        for name in ("masked_item", "attribute", "contrastive", "clustering"))
+DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
 
 # Published full-ranking results on the same S3-Rec preprocessing and protocol.
@@ -135,7 +162,8 @@ class EpochTimer(tf.keras.callbacks.Callback):
 def run_one(args) -> Dict[str, object]:
   """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
 
-  overrides = VARIANTS[args.variant]
+  variant = VARIANTS[args.variant]
+  without = {f"{variant.without}_weight": 0.0} if variant.without else {}
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir)
   model_config = ModelConfig(**{**json.loads(args.model_config), "seed": args.seed,
                                 "epochs": args.finetune_epochs})
@@ -145,9 +173,9 @@ def run_one(args) -> Dict[str, object]:
             "model_config": dataclasses.asdict(model_config)}
   spec = data_lib.SPEC
   pretrained = None
-  if overrides is not None:
+  if variant.pretrain:
     pretrain_config = PretrainConfig.from_dict({
-        **json.loads(args.pretrain_config), **overrides, "seed": args.seed,
+        **json.loads(args.pretrain_config), **without, "seed": args.seed,
         "epochs": args.pretrain_epochs})
     if data.attributes is None and pretrain_config.attribute_weight > 0:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
@@ -159,7 +187,12 @@ def run_one(args) -> Dict[str, object]:
     record["pretrain_history"] = history
 
   tf.keras.utils.set_random_seed(args.seed)
-  retrieval_config = RetrievalConfig(**json.loads(args.retrieval_config), seed=args.seed)
+  retrieval_values = {**json.loads(args.retrieval_config), "seed": args.seed, "auxiliary": {}}
+  if variant.auxiliary:
+    auxiliary = {**json.loads(args.auxiliary_config), **without, "seed": args.seed}
+    if any(auxiliary.get(f"{name}_weight", 0) > 0 for name in OBJECTIVES):
+      retrieval_values["auxiliary"] = auxiliary
+  retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
   model = RetrievalModel(data.num_items, model_config, retrieval_config, data.attributes)
   model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
@@ -175,10 +208,13 @@ def run_one(args) -> Dict[str, object]:
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
   monitor = ranking_validation.ndcg_name(10)
   timer = EpochTimer()
-  callbacks = [timer, validation, tf.keras.callbacks.EarlyStopping(
-      monitor=monitor, mode="max", patience=args.patience, restore_best_weights=True)]
+  train_ds = dataset("train", True)
+  callbacks = [*ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
+               timer, validation, tf.keras.callbacks.EarlyStopping(
+                   monitor=monitor, mode="max", patience=args.patience,
+                   restore_best_weights=True)]
   start = time.perf_counter()
-  history = model.fit(dataset("train", True), epochs=model_config.epochs,
+  history = model.fit(train_ds, epochs=model_config.epochs,
                       callbacks=callbacks, verbose=2)
   record["finetune_seconds"] = round(time.perf_counter() - start, 1)
   record["finetune_epochs_run"] = len(timer.seconds)
@@ -253,20 +289,23 @@ def parse_args(argv=None):
   parser.add_argument("--dataset", default="synthetic", choices=["beauty", "lastfm", "ml-100k",
                                                                   "synthetic"])
   parser.add_argument("--data-dir", default=None, help="dataset folder (default: ../shared/data/...)")
-  parser.add_argument("--variants", default=",".join(VARIANTS),
+  parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                       help=f"comma-separated, of {list(VARIANTS)}")
   parser.add_argument("--seeds", type=int, default=3,
-                      help="seeds for the headline variants (finetune_only, pretrain_all)")
+                      help="seeds for the headline variants (finetune_only, pretrain_finetune_ssl)")
   parser.add_argument("--ablation-seeds", type=int, default=1,
                       help="seeds for the other (ablation) variants")
   parser.add_argument("--finetune-epochs", type=int, default=200)
-  parser.add_argument("--patience", type=int, default=10,
+  parser.add_argument("--patience", type=int, default=5,
                       help="fine-tuning epochs without a validation NDCG@10 gain before stopping")
   parser.add_argument("--pretrain-epochs", type=int, default=10)
   parser.add_argument("--model-config", default='{"dropout": 0.5}',
                       help="JSON ModelConfig fields (seed and epochs are set per run)")
   parser.add_argument("--pretrain-config", default="{}", help="JSON PretrainConfig fields")
   parser.add_argument("--retrieval-config", default="{}", help="JSON RetrievalConfig fields")
+  parser.add_argument("--auxiliary-config", default=DEFAULT_AUXILIARY,
+                      help="JSON PretrainConfig fields of the auxiliary objectives of the "
+                           "*_ssl variants (weights default to 0)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   # Internal: run one (variant, seed) and write its record to --record.
@@ -288,7 +327,8 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
           "--finetune-epochs", str(args.finetune_epochs), "--patience", str(args.patience),
           "--pretrain-epochs", str(args.pretrain_epochs), "--model-config", args.model_config,
           "--pretrain-config", args.pretrain_config,
-          "--retrieval-config", args.retrieval_config, "--out-dir", args.out_dir,
+          "--retrieval-config", args.retrieval_config,
+          "--auxiliary-config", args.auxiliary_config, "--out-dir", args.out_dir,
           "--work-dir", args.work_dir, "--variant", variant, "--seed", str(seed),
           "--record", record]
 
@@ -298,7 +338,7 @@ def _settings_key(args) -> str:
   when they are the same (so an interrupted benchmark resumes where it stopped)."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
               args.pretrain_epochs, args.model_config, args.pretrain_config,
-              args.retrieval_config]
+              args.retrieval_config, args.auxiliary_config]
   return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
 
 

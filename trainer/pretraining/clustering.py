@@ -133,6 +133,18 @@ class ClusteringCallback(tf.keras.callbacks.Callback):
     self.seed = seed
     self.last_result: Optional[kmeans_lib.KMeansResult] = None
 
+  @classmethod
+  def for_model(cls, model, dataset: tf.data.Dataset, config) -> list:
+    """[the callback] for a model whose ``clustering`` objective is set, else [].
+
+    ``config``: the PretrainConfig of that objective (schedule and seed).
+    """
+    if getattr(model, "clustering", None) is None:
+      return []
+    return [cls(model.clustering, model.encoder, dataset,
+                every_epochs=config.cluster_every_epochs, iterations=config.kmeans_iterations,
+                max_sequences=config.kmeans_max_sequences, seed=config.seed)]
+
   def recluster(self, epoch: int = 0) -> kmeans_lib.KMeansResult:
     points = sequence_representations(self.encoder, self.dataset, self.max_sequences)
     result = kmeans_lib.kmeans(points, self.objective.num_clusters, self.iterations,

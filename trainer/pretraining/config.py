@@ -9,14 +9,15 @@ An objective whose weight is 0 is not built and costs nothing.
 """
 
 import dataclasses
-import json
 from typing import Tuple
+
+from trainer.json_config import JsonConfig
 
 AUGMENTATIONS = ("crop", "mask", "reorder")
 
 
 @dataclasses.dataclass
-class PretrainConfig:
+class PretrainConfig(JsonConfig):
   """Weights and settings of the pre-training objectives (see ``trainer.pretraining``)."""
   # Objective weights (total loss = sum of weight * objective loss).
   masked_item_weight: float = 1.0     # Cloze / BERT4Rec, bidirectional encoder
@@ -97,17 +98,3 @@ class PretrainConfig:
     values["augmentations"] = list(self.augmentations)
     return values
 
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), sort_keys=True)
-
-  @classmethod
-  def from_json(cls, text: str) -> "PretrainConfig":
-    return cls.from_dict(json.loads(text))
-
-  @classmethod
-  def from_dict(cls, values: dict) -> "PretrainConfig":
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ValueError(f"Unknown PretrainConfig field(s) {unknown}; known: {sorted(known)}")
-    return cls(**values)

@@ -63,41 +63,11 @@ class PretrainingModel(tf.keras.Model):
     self.model_config = model_config
     self.pretrain_config = pretrain_config
     self.encoder = SequenceEncoder(num_items, model_config, name="encoder")
-    dim = model_config.embedding_dim
-    weights = {
-        MASKED_ITEM: pretrain_config.masked_item_weight,
-        NEXT_ITEM: pretrain_config.next_item_weight,
-        ATTRIBUTE: pretrain_config.attribute_weight,
-        CONTRASTIVE: pretrain_config.contrastive_weight,
-        CLUSTERING: pretrain_config.clustering_weight,
-    }
-    self.weights_by_objective = {k: float(v) for k, v in weights.items() if v > 0}
-    objectives = {}
-    if MASKED_ITEM in self.weights_by_objective:
-      objectives[MASKED_ITEM] = MaskedItemObjective(name=MASKED_ITEM)
-    if NEXT_ITEM in self.weights_by_objective:
-      objectives[NEXT_ITEM] = NextItemObjective(name=NEXT_ITEM)
-    if ATTRIBUTE in self.weights_by_objective:
-      if item_attributes is None:
-        raise ValueError("PretrainConfig.attribute_weight > 0 needs item_attributes "
-                         "(the transformed items split); set attribute_weight=0 otherwise")
-      if item_attributes.num_items != num_items:
-        raise ValueError(f"item_attributes covers {item_attributes.num_items} items; "
-                         f"the catalogue has {num_items}")
-      if item_attributes.num_items_with_attributes == 0:
-        raise ValueError("PretrainConfig.attribute_weight > 0 but no catalogue item has a "
-                         "known attribute; provide an item table or set attribute_weight=0")
-      objectives[ATTRIBUTE] = AttributeObjective(item_attributes, dim, name=ATTRIBUTE)
-    if CONTRASTIVE in self.weights_by_objective:
-      objectives[CONTRASTIVE] = ContrastiveObjective(pretrain_config.temperature,
-                                                     name=CONTRASTIVE)
-    if CLUSTERING in self.weights_by_objective:
-      objectives[CLUSTERING] = ClusteringObjective(
-          pretrain_config.num_clusters, dim, pretrain_config.temperature, name=CLUSTERING)
-    self.objectives = objectives
+    self.weights_by_objective, self.objectives = build_objectives(
+        pretrain_config, model_config.embedding_dim, num_items, item_attributes)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.objective_trackers = {
-        name: tf.keras.metrics.Mean(name=f"{name}_loss") for name in objectives}
+        name: tf.keras.metrics.Mean(name=f"{name}_loss") for name in self.objectives}
     # Create every variable now, outside any traced function.
     self(tf.zeros([1, model_config.max_seq_len], tf.int32))
     probe = tf.constant([[0, 1]], tf.int32)
@@ -155,3 +125,43 @@ class PretrainingModel(tf.keras.Model):
     seed = tf.constant([self.pretrain_config.seed, -1], tf.int64)
     losses = self.compute_losses(data, seed, training=False)
     return self._report(losses, self._total(losses))
+
+
+def build_objectives(pretrain_config: PretrainConfig, dim: int, num_items: int,
+                     item_attributes: Optional[ItemAttributeTable] = None):
+  """(weights, objectives): dicts name -> weight / objective layer, positive weights only.
+
+  Shared by ``PretrainingModel`` and by the fine-tuning model's auxiliary
+  objectives (``trainer.retrieval.RetrievalModel``).
+  """
+  weights = {
+      MASKED_ITEM: pretrain_config.masked_item_weight,
+      NEXT_ITEM: pretrain_config.next_item_weight,
+      ATTRIBUTE: pretrain_config.attribute_weight,
+      CONTRASTIVE: pretrain_config.contrastive_weight,
+      CLUSTERING: pretrain_config.clustering_weight,
+  }
+  weights = {k: float(v) for k, v in weights.items() if v > 0}
+  objectives = {}
+  if MASKED_ITEM in weights:
+    objectives[MASKED_ITEM] = MaskedItemObjective(name=MASKED_ITEM)
+  if NEXT_ITEM in weights:
+    objectives[NEXT_ITEM] = NextItemObjective(name=NEXT_ITEM)
+  if ATTRIBUTE in weights:
+    if item_attributes is None:
+      raise ValueError("PretrainConfig.attribute_weight > 0 needs item_attributes "
+                       "(the transformed items split); set attribute_weight=0 otherwise")
+    if item_attributes.num_items != num_items:
+      raise ValueError(f"item_attributes covers {item_attributes.num_items} items; "
+                       f"the catalogue has {num_items}")
+    if item_attributes.num_items_with_attributes == 0:
+      raise ValueError("PretrainConfig.attribute_weight > 0 but no catalogue item has a "
+                       "known attribute; provide an item table or set attribute_weight=0")
+    objectives[ATTRIBUTE] = AttributeObjective(item_attributes, dim, name=ATTRIBUTE)
+  if CONTRASTIVE in weights:
+    objectives[CONTRASTIVE] = ContrastiveObjective(pretrain_config.temperature,
+                                                   name=CONTRASTIVE)
+  if CLUSTERING in weights:
+    objectives[CLUSTERING] = ClusteringObjective(
+        pretrain_config.num_clusters, dim, pretrain_config.temperature, name=CLUSTERING)
+  return weights, objectives
