@@ -61,3 +61,17 @@ def test_aggregate_and_table():
       "machine": {"cpu": "cpu", "cores": 2}, "date": "2026-11-28"}})
   assert "| finetune_only | 2 | 0.0900 ± 0.0141 |" in table
   assert "BSARec" in table
+
+
+def test_cached_runs_depend_only_on_the_settings_their_variant_uses():
+  base = run.parse_args(["--dataset", "beauty"])
+  longer_pretraining = run.parse_args(["--dataset", "beauty", "--pretrain-epochs", "50"])
+  other_auxiliary = run.parse_args(["--dataset", "beauty", "--auxiliary-config", "{}"])
+  other_model = run.parse_args(["--dataset", "beauty", "--model-config", '{"dropout": 0.3}'])
+  key = run._settings_key   # pylint: disable=protected-access
+  assert key(base, "finetune_only") == key(longer_pretraining, "finetune_only")
+  assert key(base, "finetune_only") == key(other_auxiliary, "finetune_only")
+  assert key(base, "finetune_only") != key(other_model, "finetune_only")
+  assert key(base, "pretrain_finetune") != key(longer_pretraining, "pretrain_finetune")
+  assert key(base, "pretrain_finetune") == key(other_auxiliary, "pretrain_finetune")
+  assert key(base, "finetune_ssl") != key(other_auxiliary, "finetune_ssl")

@@ -333,12 +333,16 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
           "--record", record]
 
 
-def _settings_key(args) -> str:
-  """Short hash of the settings a run depends on: a finished run is reused only
-  when they are the same (so an interrupted benchmark resumes where it stopped)."""
+def _settings_key(args, variant: str) -> str:
+  """Short hash of the settings a run of ``variant`` depends on: a finished run is
+  reused only when they are the same (so an interrupted benchmark resumes where it
+  stopped, and changing the pre-training recipe keeps the fine-tune-only runs)."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
-              args.pretrain_epochs, args.model_config, args.pretrain_config,
-              args.retrieval_config, args.auxiliary_config]
+              args.model_config, args.retrieval_config]
+  if VARIANTS[variant].pretrain:
+    settings += [args.pretrain_epochs, args.pretrain_config]
+  if VARIANTS[variant].auxiliary:
+    settings += [args.auxiliary_config]
   return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
 
 
@@ -358,7 +362,7 @@ def main(argv=None) -> int:
   for variant in args.variants.split(","):
     seeds = args.seeds if variant in HEADLINE else args.ablation_seeds
     for seed in range(1, seeds + 1):
-      record = os.path.join(args.out_dir, "runs", f"{variant}-seed{seed}-{_settings_key(args)}.json")
+      record = os.path.join(args.out_dir, "runs", f"{variant}-seed{seed}-{_settings_key(args, variant)}.json")
       if os.path.exists(record):
         logging.info("%s seed %d: reusing %s", variant, seed, record)
       else:
