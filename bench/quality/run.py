@@ -82,7 +82,7 @@ VARIANTS = {
     "pretrain_finetune": Variant(pretrain=True, auxiliary=False),
     "pretrain_finetune_ssl": Variant(pretrain=True, auxiliary=True),
     **{f"pretrain_finetune_ssl_without_{name}": Variant(True, True, name)
-       for name in ("masked_item", "attribute", "contrastive", "clustering")},
+       for name in OBJECTIVES},
 }
 HEADLINE = ("finetune_only", "pretrain_finetune_ssl")
 DEFAULT_VARIANTS = ("finetune_only", "pretrain_finetune_ssl", "finetune_ssl",
