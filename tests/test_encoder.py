@@ -7,6 +7,8 @@ import tensorflow as tf
 from trainer.config import ModelConfig
 from trainer.encoder import SequenceEncoder
 from trainer.layers import attention_mask
+from trainer.layers import causal_low_pass_matrix
+from trainer.layers import low_pass_matrix
 from trainer.model import NextItemModel
 from trainer.tasks import NextItemTask
 from trainer.tasks import softmax_cross_entropy_sum
@@ -53,9 +55,55 @@ def test_causal_output_at_t_ignores_later_items_but_bidirectional_does_not():
   assert np.abs(full_a[:, 2:5] - full_b[:, 2:5]).max() > 1e-3
 
 
-@pytest.mark.parametrize("causal", [True, False])
-def test_item_positions_do_not_depend_on_extra_left_padding(causal):
-  encoder = _encoder()
+def test_low_pass_matrix_keeps_the_lowest_rfft_bins():
+  x = np.random.default_rng(0).normal(size=[10, 3])
+  spectrum = np.fft.rfft(x, axis=0, norm="ortho")
+  spectrum[3:] = 0
+  want = np.fft.irfft(spectrum, n=10, axis=0, norm="ortho")
+  np.testing.assert_allclose(low_pass_matrix(10, 3) @ x, want, atol=1e-5)
+  np.testing.assert_allclose(low_pass_matrix(10, 6) @ x, x, atol=1e-5)   # every bin kept
+  with pytest.raises(ValueError, match="frequency_bins"):
+    low_pass_matrix(10, 7)
+
+
+def test_causal_low_pass_row_t_is_the_filter_of_the_prefix_at_its_last_position():
+  n = 8
+  x = np.random.default_rng(1).normal(size=[n, 4])
+  causal = causal_low_pass_matrix(n, 3)
+  assert np.allclose(np.triu(causal, 1), 0)
+  for t in range(n):
+    window = np.zeros_like(x)
+    window[n - 1 - t:] = x[:t + 1]
+    np.testing.assert_allclose((causal @ x)[t], (low_pass_matrix(n, 3) @ window)[-1], atol=1e-5)
+
+
+def test_frequency_filter_keeps_causal_outputs_blind_to_later_items():
+  encoder = _encoder(filter_weight=0.7)
+  assert encoder.blocks[0].frequency_filter is not None
+  a = tf.constant([[0, 0, 3, 4, 5, 6, 7, 8]])
+  b = tf.constant([[0, 0, 3, 4, 5, 9, 10, 11]])
+  causal_a, causal_b = encoder(a, causal=True).numpy(), encoder(b, causal=True).numpy()
+  np.testing.assert_allclose(causal_a[:, :5], causal_b[:, :5], atol=1e-5)
+  full_a, full_b = encoder(a, causal=False).numpy(), encoder(b, causal=False).numpy()
+  assert np.abs(full_a[:, 2:5] - full_b[:, 2:5]).max() > 1e-3
+  # The filter changes the encoding (alpha = 0.7 of the mixer).
+  plain = _encoder()
+  assert np.abs(plain(a, causal=True).numpy() - causal_a).max() > 1e-3
+
+
+def test_model_config_validates_attention_and_filter():
+  with pytest.raises(ValueError, match="attention"):
+    _config(attention="sideways")
+  with pytest.raises(ValueError, match="filter_weight"):
+    _config(filter_weight=1.5)
+  with pytest.raises(ValueError, match="frequency_bins"):
+    _config(frequency_bins=6)   # max_seq_len 8 has 5 rfft bins
+
+
+@pytest.mark.parametrize("causal,filter_weight", [(True, 0.0), (False, 0.0), (True, 0.7),
+                                                  (False, 0.7)])
+def test_item_positions_do_not_depend_on_extra_left_padding(causal, filter_weight):
+  encoder = _encoder(filter_weight=filter_weight)
   items = [5, 1, 30, 7]
   short = encoder(tf.constant([items]), causal=causal).numpy()[0]
   padded = encoder(tf.constant([[0] * 4 + items]), causal=causal).numpy()[0]

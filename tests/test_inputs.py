@@ -74,6 +74,32 @@ def test_batch_pairs_match_single_example_pairs():
       assert (batch_inputs[row].numpy().tolist(), batch_labels[row].numpy().tolist()) == single
 
 
+def test_prefix_pairs_make_one_row_per_target_each_seeing_only_its_past():
+  inputs_, labels = inputs.batch_prefix_pairs(
+      tf.ragged.constant([[0, 1, 2], [5], [3, 9, 7, 7, 7]], tf.int64),   # 9 = OOV, dropped
+      tf.constant([3, 9, 1], tf.int64), oov_index=V, max_seq_len=3)
+  assert inputs_.numpy().tolist() == [
+      [0, 0, 1], [0, 1, 2], [1, 2, 3],      # s = 0 1 2 3
+      # s = 5 (its target is OOV): no row
+      [0, 0, 4], [0, 4, 8], [4, 8, 8], [8, 8, 8]]   # s = 3 7 7 7 1, last 3 items kept
+  assert labels.numpy().tolist() == [
+      [-1, -1, 1], [-1, -1, 2], [-1, -1, 3], [-1, -1, 7], [-1, -1, 7], [-1, -1, 7], [-1, -1, 1]]
+
+
+def test_prefix_pairs_have_the_targets_of_training_pairs():
+  histories, targets = [[1, 2, 3, 4, 5, 6], [], [8, 4]], [7, 0, 2]
+  ragged, target = tf.ragged.constant(histories, dtype=tf.int64), tf.constant(targets, tf.int64)
+  _, all_positions = inputs.batch_training_pairs(ragged, target, oov_index=V, max_seq_len=4)
+  prefix_inputs, prefix_labels = inputs.batch_prefix_pairs(ragged, target, oov_index=V,
+                                                           max_seq_len=4)
+  want = sorted(int(x) for x in all_positions.numpy().ravel() if x >= 0)
+  # all_positions keeps the last max_seq_len targets of a row; prefixes keep every one.
+  assert sorted(prefix_labels.numpy()[:, -1].tolist()) == sorted(want + [2, 3])
+  assert (prefix_labels.numpy()[:, :-1] == -1).all()
+  # The row predicting s[6] = 7 holds the 4 items before it, as model ids (+1).
+  assert prefix_inputs.numpy()[5].tolist() == [4, 5, 6, 7] and prefix_labels.numpy()[5, -1] == 7
+
+
 def _write_records(path, rows):
   with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
     for user, history, target in rows:
@@ -135,6 +161,21 @@ def test_training_dataset_yields_every_pair_once_per_epoch(records, bucket_by_le
   assert first != second   # reshuffled every epoch
   batch_sizes = [int(b["inputs"].shape[0]) for b in dataset]
   assert max(batch_sizes) == config.batch_size and sum(batch_sizes) == len(rows)
+
+
+def test_prefix_dataset_yields_every_prefix_once_per_epoch(records):
+  pattern, rows = records
+  config = _config()
+  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
+                                prefixes=True)
+  want = []
+  for _, history, target in rows:
+    x, y = inputs.batch_prefix_pairs(tf.ragged.constant([history], tf.int64),
+                                     tf.constant([target], tf.int64), V, config.max_seq_len)
+    want += [(tuple(a), tuple(b)) for a, b in zip(x.numpy().tolist(), y.numpy().tolist())]
+  assert collections.Counter(_rows_of(dataset, 5)) == collections.Counter(want)
+  with pytest.raises(ValueError, match="prefixes=True"):
+    inputs.make_dataset(pattern, SPEC, V, config, training=False, prefixes=True)
 
 
 def test_training_dataset_order_is_reproducible_with_the_same_seed(records):

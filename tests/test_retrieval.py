@@ -171,6 +171,31 @@ def test_config_errors_are_explicit():
       retrieval.RetrievalConfig()
 
 
+def test_bidirectional_query_tower_trains_on_prefixes_only():
+  bidirectional = dataclasses.replace(CONFIG, attention="bidirectional", filter_weight=0.5)
+  with pytest.raises(ValueError, match="prefixes"):
+    retrieval.RetrievalModel(V, bidirectional, retrieval.RetrievalConfig(), ATTRIBUTES)
+  tf.keras.utils.set_random_seed(0)
+  config = retrieval.RetrievalConfig(targets=retrieval.PREFIXES)
+  model = retrieval.RetrievalModel(V, bidirectional, config, ATTRIBUTES)
+  model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
+  rng = np.random.default_rng(0)
+  sequences = [[(s + i) % V for i in range(n)]
+               for s, n in zip(rng.integers(V, size=32), rng.integers(2, L + 2, size=32))]
+  batch = _batch(sequences, inputs.batch_prefix_pairs)
+  # The query is the bidirectional encoding's last position.
+  np.testing.assert_allclose(
+      model.query_embedding(batch[INPUTS]),
+      model.encoder(batch[INPUTS], causal=False)[:, -1, :], atol=1e-5)
+  before = float(model.compute_loss(batch))
+  for _ in range(40):
+    model.train_step(batch)
+  assert float(model.compute_loss(batch)) < 0.5 * before
+  test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
+  top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
+  assert np.mean(top1 == test[LABELS].numpy()[:, -1]) >= 0.9
+
+
 def test_item_probabilities_count_training_targets():
   batch = _batch([[1, 2, 3], [2, 3]])
   p_all = retrieval.item_probabilities([batch], V, smoothing=0.0)

@@ -9,6 +9,11 @@ from trainer.json_config import JsonConfig
 from trainer.pretraining.config import PretrainConfig
 
 
+CAUSAL = "causal"
+BIDIRECTIONAL = "bidirectional"
+ATTENTIONS = (CAUSAL, BIDIRECTIONAL)
+
+
 @dataclasses.dataclass
 class ModelConfig(JsonConfig):
   """SASRec-style Transformer encoder and its training schedule."""
@@ -18,6 +23,16 @@ class ModelConfig(JsonConfig):
   num_heads: int = 2
   ff_dim: int = 64               # inner width of the point-wise feed-forward
   dropout: float = 0.2
+  # How the query tower reads a history: "causal" (SASRec: each position sees
+  # the ones before it) or "bidirectional" (every history item sees every other;
+  # only the last position is a query, so it needs prefix or last-position
+  # training targets, see RetrievalConfig.targets).
+  attention: str = "causal"
+  # BSARec's frequency-domain inductive bias mixed into every block's attention:
+  # filter_weight (alpha, 0 = off) of a filter keeping the frequency_bins lowest
+  # frequencies of the sequence and rescaling the rest (trainer.layers.FrequencyFilter).
+  filter_weight: float = 0.0
+  frequency_bins: int = 3
   learning_rate: float = 1e-3
   batch_size: int = 256
   epochs: int = 20
@@ -27,6 +42,15 @@ class ModelConfig(JsonConfig):
   # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
   distribution_strategy: str = "default"
 
+  def __post_init__(self):
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"ModelConfig.attention must be one of {ATTENTIONS}; "
+                       f"got {self.attention!r}")
+    if not 0.0 <= self.filter_weight <= 1.0:
+      raise ValueError(f"ModelConfig.filter_weight must be in [0, 1]; got {self.filter_weight}")
+    if not 1 <= self.frequency_bins <= self.max_seq_len // 2 + 1:
+      raise ValueError(f"ModelConfig.frequency_bins must be in [1, max_seq_len // 2 + 1 = "
+                       f"{self.max_seq_len // 2 + 1}]; got {self.frequency_bins}")
 
 
 RETRIEVAL_CONFIG_KEY = "retrieval_config"   # custom_config key of a RetrievalConfig dict
@@ -38,6 +62,7 @@ UNIFORM = "uniform"
 MIXED = "mixed"
 ALL_POSITIONS = "all_positions"
 LAST_POSITION = "last_position"
+PREFIXES = "prefixes"
 
 
 @dataclasses.dataclass
@@ -48,7 +73,12 @@ class RetrievalConfig(JsonConfig):
   num_uniform_negatives: int = 1024    # uniform / mixed
   logq_correction: bool = True         # sampled_softmax only
   temperature: float = 1.0
-  targets: str = ALL_POSITIONS         # all_positions | last_position
+  # Training targets: "all_positions" (every position of a training sequence
+  # predicts the next item; causal attention only), "last_position" (only the
+  # example's target) or "prefixes" (every prefix of a training sequence is an
+  # example whose last position predicts the item after it: the targets of
+  # all_positions, with the history read as the query tower reads it).
+  targets: str = ALL_POSITIONS
   use_item_attributes: bool = True     # add the mean attribute embedding to candidates
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
@@ -58,7 +88,7 @@ class RetrievalConfig(JsonConfig):
 
   def __post_init__(self):
     choices = {"loss": (FULL_SOFTMAX, SAMPLED_SOFTMAX), "negatives": (IN_BATCH, UNIFORM, MIXED),
-               "targets": (ALL_POSITIONS, LAST_POSITION)}
+               "targets": (ALL_POSITIONS, LAST_POSITION, PREFIXES)}
     for name, allowed in choices.items():
       if getattr(self, name) not in allowed:
         raise ValueError(f"RetrievalConfig.{name} must be one of {allowed}; "

@@ -21,6 +21,7 @@ import math
 
 import tensorflow as tf
 
+from trainer.config import CAUSAL
 from trainer.config import ModelConfig
 from trainer.layers import TransformerBlock
 from trainer.layers import attention_mask
@@ -65,7 +66,10 @@ class SequenceEncoder(tf.keras.layers.Layer):
     self.embedding_dropout = tf.keras.layers.Dropout(config.dropout)
     self.blocks = [
         TransformerBlock(dim, config.num_heads, config.ff_dim, config.dropout,
-                         layer_norm_epsilon=LAYER_NORM_EPSILON, name=f"block_{i}")
+                         layer_norm_epsilon=LAYER_NORM_EPSILON,
+                         filter_weight=config.filter_weight,
+                         frequency_bins=config.frequency_bins,
+                         max_seq_len=config.max_seq_len, name=f"block_{i}")
         for i in range(config.num_blocks)]
     self.final_norm = tf.keras.layers.LayerNormalization(
         epsilon=LAYER_NORM_EPSILON, name="final_norm")
@@ -87,8 +91,9 @@ class SequenceEncoder(tf.keras.layers.Layer):
     Args:
       item_ids: int [B, L], L <= max_seq_len; 0 = padding, 1..V items, V+1 [MASK].
       training: enables dropout.
-      causal: True (SASRec) lets position t attend to positions <= t only; False
-        attends in both directions (masked-item pre-training).
+      causal: True (SASRec) lets position t attend to (and, with a frequency
+        filter, be filtered from) positions <= t only; False reads the sequence in
+        both directions (masked-item pre-training, a bidirectional query tower).
 
     Returns:
       float [B, L, d]; rows at padding positions are exactly zero.
@@ -117,13 +122,17 @@ class SequenceEncoder(tf.keras.layers.Layer):
     x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
     mask = attention_mask(padding_mask, causal)
     for block in self.blocks:
-      x = block(x, mask, training=training) * keep
+      x = block(x, mask, training=training, causal=causal) * keep
     return self.final_norm(x) * keep
 
   @tf.autograph.experimental.do_not_convert
   def last_hidden(self, item_ids, training=False) -> tf.Tensor:
-    """float [B, d]: causal hidden state at the last position (the user/query embedding)."""
-    return self(item_ids, training=training, causal=True)[:, -1, :]
+    """float [B, d]: hidden state at the last position (the user/query embedding).
+
+    The history is read with ``ModelConfig.attention`` (causal or bidirectional).
+    """
+    causal = self.config.attention == CAUSAL
+    return self(item_ids, training=training, causal=causal)[:, -1, :]
 
   def get_config(self) -> dict:
     config = super().get_config()

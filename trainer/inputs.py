@@ -109,6 +109,42 @@ def batch_training_pairs(history_ids, target_id, oov_index: int,
   return inputs, labels
 
 
+def batch_prefix_pairs(history_ids, target_id, oov_index: int,
+                       max_seq_len: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Every prefix of ``history ++ [target]`` as its own example: [B] rows -> [N] rows.
+
+  A sequence ``s`` of n items (OOV entries dropped) gives n - 1 rows, one per
+  ``i = 1 .. n-1``: inputs ``s[max(0, i-L):i] + 1`` (the last ``max_seq_len``
+  items before ``s[i]``, left-padded) and labels -1 except ``s[i]`` at the last
+  position. These are the targets of ``batch_training_pairs``, each with a
+  history that only reaches up to it, so a bidirectional encoder cannot see its
+  target (as S3-Rec, FMLP-Rec and BSARec train).
+
+  Returns:
+    (inputs, labels), int32 [N, L], N = sum over rows of (items - 1).
+  """
+  _check_args(oov_index, max_seq_len)
+  history = _check_indices(_batch_ragged(history_ids, features.HISTORY_IDS),
+                           oov_index, features.HISTORY_IDS)
+  target = _check_indices(_batch_vector(target_id, features.TARGET_ID),
+                          oov_index, features.TARGET_ID)
+  sequence = tf.concat([history, tf.RaggedTensor.from_tensor(target[:, tf.newaxis])], axis=1)
+  sequence = _drop_oov(sequence, oov_index)
+  lengths = sequence.row_lengths()
+  # ends: i = 1 .. n-1 of every row, flattened; starts: the first item each prefix keeps.
+  ends = tf.ragged.range(tf.ones_like(lengths), tf.maximum(lengths, 1)).flat_values
+  row_starts = tf.repeat(sequence.row_starts(), tf.maximum(lengths - 1, 0))
+  starts = tf.maximum(ends - max_seq_len, 0)
+  flat = sequence.flat_values
+  prefixes = tf.gather(flat, tf.ragged.range(row_starts + starts, row_starts + ends))
+  inputs = _left_pad(prefixes + 1, max_seq_len, PAD_ID)
+  last = tf.cast(tf.gather(flat, row_starts + ends), tf.int32)
+  labels = tf.concat(
+      [tf.fill(tf.stack([tf.shape(last)[0], max_seq_len - 1]), NO_LABEL), last[:, tf.newaxis]],
+      axis=1)
+  return inputs, labels
+
+
 def batch_eval_pairs(history_ids, target_id, oov_index: int,
                      max_seq_len: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """Batched ``eval_pair``: history [B, None] and target [B] -> two int32 [B, L]."""
@@ -217,7 +253,7 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
                  transformed_feature_spec: Mapping[str, object],
                  oov_index: int, config: ModelConfig, training: bool,
                  shuffle_seed: int = None, bucket_by_length: bool = True,
-                 cache: bool = True) -> tf.data.Dataset:
+                 cache: bool = True, prefixes: bool = False) -> tf.data.Dataset:
   """Batches of {"inputs", "labels"} from GZIP TFRecords of transformed tf.Examples.
 
   Args:
@@ -238,6 +274,9 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
       (~7.5x more encoder work on Beauty-like data). Either way every row is in
       exactly one batch per pass; only each window's last batch is partial.
     cache: keep the parsed sequences in memory after the first pass.
+    prefixes: (training only) every prefix of each sequence is a row whose last
+      position is the one label (``batch_prefix_pairs``), instead of one row per
+      sequence labelled at every position.
 
   Returns:
     tf.data.Dataset of dicts, ``inputs``/``labels`` int32 [B, L], L <= max_seq_len.
@@ -250,7 +289,12 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
   spec = {k: transformed_feature_spec[k] for k in (features.HISTORY_IDS, features.TARGET_ID)}
   max_seq_len = config.max_seq_len
   _check_args(oov_index, max_seq_len)
-  pairs_fn = batch_training_pairs if training else batch_eval_pairs
+  if prefixes and not training:
+    raise ValueError("prefixes=True expands training sequences; evaluation rows have one "
+                     "target each (training=False)")
+  pairs_fn = batch_eval_pairs
+  if training:
+    pairs_fn = batch_prefix_pairs if prefixes else batch_training_pairs
 
   def to_pairs(serialized):
     parsed = tf.io.parse_example(serialized, spec)

@@ -3,6 +3,7 @@
 Shapes: ``B`` batch, ``L`` sequence length, ``d`` model width.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -36,6 +37,74 @@ def attention_mask(padding_mask: tf.Tensor, causal: bool) -> tf.Tensor:
   return tf.logical_or(mask, tf.logical_and(empty_row, diagonal[tf.newaxis]))
 
 
+def low_pass_matrix(length: int, frequency_bins: int) -> np.ndarray:
+  """float32 [length, length] ``P``: ``P @ x`` keeps the ``frequency_bins`` lowest
+  frequencies of ``x`` along its first axis (rfft, zero the rest, irfft).
+
+  ``P[t, s]`` depends only on ``(t - s) mod length`` (the filter is circular).
+  """
+  if not 1 <= frequency_bins <= length // 2 + 1:
+    raise ValueError(f"frequency_bins must be in [1, {length // 2 + 1}] for length {length}; "
+                     f"got {frequency_bins}")
+  spectrum = np.fft.rfft(np.eye(length), axis=0, norm="ortho")
+  spectrum[frequency_bins:] = 0
+  return np.fft.irfft(spectrum, n=length, axis=0, norm="ortho").astype(np.float32)
+
+
+def causal_low_pass_matrix(length: int, frequency_bins: int) -> np.ndarray:
+  """float32 [length, length] lower-triangular ``C``: row ``t`` of ``C @ x`` is the
+  low-pass filter's output at the LAST position of a ``length`` window holding
+  ``x[:t+1]`` right-aligned (zeros before it), so position ``t`` sees no later one.
+
+  ``C[t, k] = P[length-1, length-1-(t-k)]`` for ``k <= t``, 0 above the diagonal.
+  """
+  last_row = low_pass_matrix(length, frequency_bins)[length - 1]
+  lags = np.arange(length)[:, np.newaxis] - np.arange(length)[np.newaxis, :]
+  return np.where(lags >= 0, last_row[length - 1 - np.clip(lags, 0, None)],
+                  0.0).astype(np.float32)
+
+
+class FrequencyFilter(tf.keras.layers.Layer):
+  """BSARec's frequency-domain inductive bias: ``low + beta * (x - low)``.
+
+  ``low`` is ``x`` with only its ``frequency_bins`` lowest frequencies along the
+  sequence (the items' shared, slowly varying interest); ``beta`` [d] (learned,
+  ``sqrt_beta ** 2``) rescales the high-frequency rest. Sequences are LEFT-padded
+  with zero rows (``trainer.encoder``) and filtered as a ``max_seq_len`` window,
+  so a batch trimmed to its longest row gives the same output.
+
+  Bidirectional (``causal=False``): ``low = P @ x`` (``low_pass_matrix``).
+  Causal: ``low = C @ x`` (``causal_low_pass_matrix``): position t gets the
+  filter's last-position output of its own prefix, so training every position on
+  its next item leaks nothing.
+  """
+
+  def __init__(self, max_seq_len: int, frequency_bins: int, **kwargs):
+    super().__init__(**kwargs)
+    self.max_seq_len = max_seq_len
+    self.frequency_bins = frequency_bins
+    self._full = tf.constant(low_pass_matrix(max_seq_len, frequency_bins))
+    self._causal = tf.constant(causal_low_pass_matrix(max_seq_len, frequency_bins))
+
+  def build(self, input_shape):
+    self.sqrt_beta = self.add_weight(
+        name="sqrt_beta", shape=[int(input_shape[-1])],
+        initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
+    super().build(input_shape)
+
+  def call(self, x: tf.Tensor, causal: bool) -> tf.Tensor:
+    """x float [B, L, d], L <= max_seq_len, padding rows zero -> float [B, L, d]."""
+    length = tf.shape(x)[1]
+    matrix = (self._causal if causal else self._full)[-length:, -length:]
+    low = tf.einsum("ts,bsd->btd", tf.cast(matrix, x.dtype), x)
+    return low + tf.square(self.sqrt_beta) * (x - low)
+
+  def get_config(self) -> dict:
+    config = super().get_config()
+    config.update(max_seq_len=self.max_seq_len, frequency_bins=self.frequency_bins)
+    return config
+
+
 class TransformerBlock(tf.keras.layers.Layer):
   """Pre-LN Transformer block: self-attention and point-wise feed-forward.
 
@@ -44,12 +113,25 @@ class TransformerBlock(tf.keras.layers.Layer):
   sub-layer follows SASRec's reference implementation (which also normalises the
   attention query first and ends the stack with a LayerNorm; the encoder applies
   that final LayerNorm). Pre-LN trains stably at lr 1e-3 without warm-up.
+
+  With ``filter_weight`` alpha > 0 the token mixer is BSARec's:
+  ``x = x + Dropout(alpha * FrequencyFilter(LN(x)) + (1 - alpha) * MHA(LN(x)))``.
   """
 
   def __init__(self, embedding_dim: int, num_heads: int, ff_dim: int,
                dropout: float, activation: str = "gelu",
-               layer_norm_epsilon: float = 1e-6, **kwargs):
+               layer_norm_epsilon: float = 1e-6, filter_weight: float = 0.0,
+               frequency_bins: int = 3, max_seq_len: int = 0, **kwargs):
     super().__init__(**kwargs)
+    if not 0.0 <= filter_weight <= 1.0:
+      raise ValueError(f"filter_weight must be in [0, 1]; got {filter_weight}")
+    if filter_weight > 0 and max_seq_len < 1:
+      raise ValueError("a frequency filter (filter_weight > 0) needs max_seq_len >= 1")
+    self.filter_weight = filter_weight
+    self.frequency_bins = frequency_bins
+    self.max_seq_len = max_seq_len
+    self.frequency_filter = (FrequencyFilter(max_seq_len, frequency_bins, name="frequency_filter")
+                             if filter_weight > 0 else None)
     if embedding_dim % num_heads:
       raise ValueError(
           f"embedding_dim ({embedding_dim}) must be divisible by num_heads ({num_heads})")
@@ -73,13 +155,19 @@ class TransformerBlock(tf.keras.layers.Layer):
     self.ff_dropout = tf.keras.layers.Dropout(dropout)
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training=False) -> tf.Tensor:
-    """x: float [B, L, d]; attention_mask: bool [B, L, L] (see ``attention_mask``).
+  def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training=False,
+           causal: bool = True) -> tf.Tensor:
+    """x: float [B, L, d], padding rows zero; attention_mask: bool [B, L, L] (see
+    ``attention_mask``); causal: how the frequency filter (if any) reads the
+    sequence, matching the mask.
 
     Returns float [B, L, d].
     """
-    h = self.attention_norm(x)
-    h = self.attention(h, h, attention_mask=attention_mask, training=training)
+    normed = self.attention_norm(x)
+    h = self.attention(normed, normed, attention_mask=attention_mask, training=training)
+    if self.frequency_filter is not None:
+      alpha = self.filter_weight
+      h = alpha * self.frequency_filter(normed, causal=causal) + (1.0 - alpha) * h
     x = x + self.attention_dropout(h, training=training)
     h = self.ff_inner(self.ff_norm(x))
     h = self.ff_outer(self.ff_inner_dropout(h, training=training))
@@ -89,5 +177,7 @@ class TransformerBlock(tf.keras.layers.Layer):
     config = super().get_config()
     config.update(embedding_dim=self.embedding_dim, num_heads=self.num_heads,
                   ff_dim=self.ff_dim, dropout=self.dropout, activation=self.activation,
-                  layer_norm_epsilon=self.layer_norm_epsilon)
+                  layer_norm_epsilon=self.layer_norm_epsilon,
+                  filter_weight=self.filter_weight, frequency_bins=self.frequency_bins,
+                  max_seq_len=self.max_seq_len)
     return config

@@ -9,7 +9,11 @@
 
 Training targets: with ``targets="all_positions"`` (default, like SASRec) every
 position of a training sequence predicts the item that follows it; with
-``"last_position"`` only the last one does (the ``target`` of the example).
+``"last_position"`` only the last one does (the ``target`` of the example);
+with ``"prefixes"`` every prefix of a training sequence is its own row
+(``trainer.inputs.batch_prefix_pairs``) whose last position predicts the next
+item, so the query tower may read the history bidirectionally
+(``ModelConfig.attention``).
 
 Losses (``RetrievalConfig.loss``):
 
@@ -46,10 +50,12 @@ import tensorflow_recommenders as tfrs
 
 from trainer import features
 from trainer.config import ALL_POSITIONS
+from trainer.config import CAUSAL
 from trainer.config import FULL_SOFTMAX
 from trainer.config import IN_BATCH
 from trainer.config import LAST_POSITION
 from trainer.config import MIXED
+from trainer.config import PREFIXES
 from trainer.config import ModelConfig
 from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import RetrievalConfig
@@ -77,12 +83,13 @@ def item_probabilities(dataset: tf.data.Dataset, num_items: int,
     dataset: ``trainer.inputs`` training batches.
     targets: which labels count (``all_positions`` or ``last_position``).
   """
-  if targets not in (ALL_POSITIONS, LAST_POSITION):
-    raise ValueError(f"targets must be {ALL_POSITIONS!r} or {LAST_POSITION!r}; got {targets!r}")
+  if targets not in (ALL_POSITIONS, LAST_POSITION, PREFIXES):
+    raise ValueError(f"targets must be {ALL_POSITIONS!r}, {LAST_POSITION!r} or {PREFIXES!r}; "
+                     f"got {targets!r}")
   counts = np.zeros([num_items], np.float64)
   for batch in dataset:
     labels = batch[LABELS].numpy()
-    labels = labels[:, -1] if targets == LAST_POSITION else labels.reshape(-1)
+    labels = labels.reshape(-1) if targets == ALL_POSITIONS else labels[:, -1]
     labels = labels[labels >= 0]
     if labels.size and labels.max() >= num_items:
       raise ValueError(f"training labels must be vocabulary indices < {num_items}; "
@@ -101,6 +108,12 @@ def _encode(encoder: SequenceEncoder, item_ids, training) -> tf.Tensor:
   it makes the first trace several times faster.
   """
   return encoder(item_ids, training=training, causal=True)
+
+
+@tf.autograph.experimental.do_not_convert
+def _last_hidden(encoder: SequenceEncoder, item_ids, training) -> tf.Tensor:
+  """The query tower's [B, d] output, kept out of AutoGraph conversion (see ``_encode``)."""
+  return encoder.last_hidden(item_ids, training=training)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -133,6 +146,11 @@ class RetrievalModel(tfrs.Model):
     """
     super().__init__(**kwargs)
     self.retrieval_config = retrieval_config or RetrievalConfig()
+    if config.attention != CAUSAL and self.retrieval_config.targets == ALL_POSITIONS:
+      raise ValueError(
+          f"ModelConfig.attention={config.attention!r} lets every position see the items "
+          f"after it, which all_positions targets would then predict; use "
+          f"RetrievalConfig.targets={PREFIXES!r} (or {LAST_POSITION!r})")
     self.num_items = num_items
     self.model_config = config
     self.encoder = SequenceEncoder(num_items, config, name="encoder")
@@ -224,10 +242,9 @@ class RetrievalModel(tfrs.Model):
       raise ValueError(f"RetrievalModel expects batches as dicts with '{INPUTS}' and "
                        f"'{LABELS}' (int32 [B, L]); got {got}")
     labels = tf.cast(data[LABELS], tf.int32)
-    hidden = _encode(self.encoder, data[INPUTS], training)
-    if self.retrieval_config.targets == LAST_POSITION:
-      hidden, labels = hidden[:, -1:, :], labels[:, -1:]
-    return hidden, labels
+    if self.retrieval_config.targets == ALL_POSITIONS:
+      return _encode(self.encoder, data[INPUTS], training), labels
+    return _last_hidden(self.encoder, data[INPUTS], training)[:, tf.newaxis, :], labels[:, -1:]
 
   def _queries_and_positives(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """(queries float [N, d], positives int32 [N]) of the batch's N training targets."""

@@ -78,8 +78,10 @@ def run_fn(fn_args):
   spec = tf_transform_output.transformed_feature_spec()
 
   def dataset(files, training):
-    return inputs.make_dataset(files, spec, oov_index=num_items, config=config,
-                               training=training, shuffle_seed=config.seed)
+    return inputs.make_dataset(
+        files, spec, oov_index=num_items, config=config, training=training,
+        shuffle_seed=config.seed,
+        prefixes=training and retrieval_config.targets == retrieval.PREFIXES)
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
