@@ -1,5 +1,6 @@
 """The quality benchmark's data preparation and report (the training it drives is tested elsewhere)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,9 @@ from bench.quality import run
 from trainer import features
 from trainer import inputs
 from trainer.config import ModelConfig
+from trainer.config import RetrievalConfig
+from trainer.pretraining.config import PretrainConfig
+from trainer.retrieval import RetrievalModel
 
 
 def _s3rec_folder(tmp_path):
@@ -75,3 +79,21 @@ def test_cached_runs_depend_only_on_the_settings_their_variant_uses():
   assert key(base, "pretrain_finetune") != key(longer_pretraining, "pretrain_finetune")
   assert key(base, "pretrain_finetune") == key(other_auxiliary, "pretrain_finetune")
   assert key(base, "finetune_ssl") != key(other_auxiliary, "finetune_ssl")
+
+
+def test_default_variants_are_the_headline_and_one_ablation_per_pretraining_objective():
+  used = [name for name in run.OBJECTIVES if getattr(PretrainConfig(), f"{name}_weight") > 0]
+  assert used   # the default pre-training recipe has objectives to ablate
+  assert run.DEFAULT_VARIANTS == run.HEADLINE + tuple(
+      f"pretrain_finetune_without_{name}" for name in used)
+  for name in used:
+    variant = run.VARIANTS[f"pretrain_finetune_without_{name}"]
+    assert variant.pretrain and not variant.auxiliary and variant.without == name
+
+
+def test_default_fine_tuning_recipe_is_a_valid_bidirectional_prefix_model():
+  args = run.parse_args(["--dataset", "beauty"])
+  model_config = ModelConfig.from_json(args.model_config)
+  retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
+  assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
+  RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
