@@ -20,6 +20,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from trainer.config import CAUSAL
 from trainer.encoder import SequenceEncoder
 from trainer.pretraining.config import PretrainConfig
 
@@ -62,7 +63,8 @@ class _EncoderModule(tf.Module):
                  autograph=False)
     def encode(item_ids):
       """item_ids int32 [B, L] model ids (0 pad, vocab index + 1) -> query [B, d], hidden [B, L, d]."""
-      hidden = encoder(item_ids, training=False, causal=True)
+      # The query tower's reading (ModelConfig.attention) of the history.
+      hidden = encoder(item_ids, training=False, causal=encoder.config.attention == CAUSAL)
       return {"query_embedding": hidden[:, -1, :], "hidden": hidden}
 
     @tf.function(input_signature=[], autograph=False)
