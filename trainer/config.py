@@ -42,6 +42,11 @@ class ModelConfig(JsonConfig):
   # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
   distribution_strategy: str = "default"
 
+  @property
+  def causal_query(self) -> bool:
+    """Whether the query tower reads a history causally (``attention``)."""
+    return self.attention == CAUSAL
+
   def __post_init__(self):
     if self.attention not in ATTENTIONS:
       raise ValueError(f"ModelConfig.attention must be one of {ATTENTIONS}; "
@@ -107,6 +112,11 @@ class RetrievalConfig(JsonConfig):
     no_objectives = {f"{name}_weight": 0.0 for name in (
         "masked_item", "next_item", "attribute", "contrastive", "clustering")}
     return PretrainConfig.from_dict({**no_objectives, **self.auxiliary})
+
+  @property
+  def trains_on_prefixes(self) -> bool:
+    """Whether the training split is expanded into prefixes (``trainer.inputs``)."""
+    return self.targets == PREFIXES
 
   @property
   def needs_item_probabilities(self) -> bool:

@@ -21,7 +21,6 @@ import math
 
 import tensorflow as tf
 
-from trainer.config import CAUSAL
 from trainer.config import ModelConfig
 from trainer.layers import TransformerBlock
 from trainer.layers import attention_mask
@@ -131,8 +130,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     The history is read with ``ModelConfig.attention`` (causal or bidirectional).
     """
-    causal = self.config.attention == CAUSAL
-    return self(item_ids, training=training, causal=causal)[:, -1, :]
+    return self(item_ids, training=training, causal=self.config.causal_query)[:, -1, :]
 
   def get_config(self) -> dict:
     config = super().get_config()

@@ -94,16 +94,36 @@ def _check_args(oov_index: int, max_seq_len: int):
     raise ValueError(f"max_seq_len must be >= 1, got {max_seq_len}")
 
 
-def batch_training_pairs(history_ids, target_id, oov_index: int,
-                         max_seq_len: int) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Batched ``training_pairs``: history [B, None] and target [B] -> two int32 [B, L]."""
+def _checked_batch(history_ids, target_id, oov_index: int,
+                   max_seq_len: int) -> Tuple[tf.RaggedTensor, tf.Tensor]:
+  """(history int64 [B, None], target int64 [B]) after checking every index and argument."""
   _check_args(oov_index, max_seq_len)
   history = _check_indices(_batch_ragged(history_ids, features.HISTORY_IDS),
                            oov_index, features.HISTORY_IDS)
   target = _check_indices(_batch_vector(target_id, features.TARGET_ID),
                           oov_index, features.TARGET_ID)
+  return history, target
+
+
+def _sequences(history_ids, target_id, oov_index: int, max_seq_len: int) -> tf.RaggedTensor:
+  """``history ++ [target]`` per row, checked, without OOV entries: int64 [B, None]."""
+  history, target = _checked_batch(history_ids, target_id, oov_index, max_seq_len)
   sequence = tf.concat([history, tf.RaggedTensor.from_tensor(target[:, tf.newaxis])], axis=1)
-  sequence = _drop_oov(sequence, oov_index)[:, -(max_seq_len + 1):]
+  return _drop_oov(sequence, oov_index)
+
+
+def _last_position_labels(last: tf.Tensor, max_seq_len: int) -> tf.Tensor:
+  """int32 [N, max_seq_len]: -1 everywhere except ``last`` [N] in the last column."""
+  last = tf.cast(last, tf.int32)
+  return tf.concat(
+      [tf.fill(tf.stack([tf.shape(last)[0], max_seq_len - 1]), NO_LABEL), last[:, tf.newaxis]],
+      axis=1)
+
+
+def batch_training_pairs(history_ids, target_id, oov_index: int,
+                         max_seq_len: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Batched ``training_pairs``: history [B, None] and target [B] -> two int32 [B, L]."""
+  sequence = _sequences(history_ids, target_id, oov_index, max_seq_len)[:, -(max_seq_len + 1):]
   inputs = _left_pad(sequence[:, :-1] + 1, max_seq_len, PAD_ID)
   labels = _left_pad(sequence[:, 1:], max_seq_len, NO_LABEL)
   return inputs, labels
@@ -123,13 +143,7 @@ def batch_prefix_pairs(history_ids, target_id, oov_index: int,
   Returns:
     (inputs, labels), int32 [N, L], N = sum over rows of (items - 1).
   """
-  _check_args(oov_index, max_seq_len)
-  history = _check_indices(_batch_ragged(history_ids, features.HISTORY_IDS),
-                           oov_index, features.HISTORY_IDS)
-  target = _check_indices(_batch_vector(target_id, features.TARGET_ID),
-                          oov_index, features.TARGET_ID)
-  sequence = tf.concat([history, tf.RaggedTensor.from_tensor(target[:, tf.newaxis])], axis=1)
-  sequence = _drop_oov(sequence, oov_index)
+  sequence = _sequences(history_ids, target_id, oov_index, max_seq_len)
   lengths = sequence.row_lengths()
   # ends: i = 1 .. n-1 of every row, flattened; starts: the first item each prefix keeps.
   ends = tf.ragged.range(tf.ones_like(lengths), tf.maximum(lengths, 1)).flat_values
@@ -138,28 +152,17 @@ def batch_prefix_pairs(history_ids, target_id, oov_index: int,
   flat = sequence.flat_values
   prefixes = tf.gather(flat, tf.ragged.range(row_starts + starts, row_starts + ends))
   inputs = _left_pad(prefixes + 1, max_seq_len, PAD_ID)
-  last = tf.cast(tf.gather(flat, row_starts + ends), tf.int32)
-  labels = tf.concat(
-      [tf.fill(tf.stack([tf.shape(last)[0], max_seq_len - 1]), NO_LABEL), last[:, tf.newaxis]],
-      axis=1)
-  return inputs, labels
+  return inputs, _last_position_labels(tf.gather(flat, row_starts + ends), max_seq_len)
 
 
 def batch_eval_pairs(history_ids, target_id, oov_index: int,
                      max_seq_len: int) -> Tuple[tf.Tensor, tf.Tensor]:
   """Batched ``eval_pair``: history [B, None] and target [B] -> two int32 [B, L]."""
-  _check_args(oov_index, max_seq_len)
-  history = _check_indices(_batch_ragged(history_ids, features.HISTORY_IDS),
-                           oov_index, features.HISTORY_IDS)
-  target = _check_indices(_batch_vector(target_id, features.TARGET_ID),
-                          oov_index, features.TARGET_ID)
+  history, target = _checked_batch(history_ids, target_id, oov_index, max_seq_len)
   history = _drop_oov(history, oov_index)[:, -max_seq_len:]
   inputs = _left_pad(history + 1, max_seq_len, PAD_ID)
-  last = tf.cast(tf.where(target < oov_index, target, NO_LABEL), tf.int32)
-  labels = tf.concat(
-      [tf.fill(tf.stack([tf.shape(last)[0], max_seq_len - 1]), NO_LABEL), last[:, tf.newaxis]],
-      axis=1)
-  return inputs, labels
+  last = tf.where(target < oov_index, target, NO_LABEL)
+  return inputs, _last_position_labels(last, max_seq_len)
 
 
 def _single(history_ids) -> tf.RaggedTensor:

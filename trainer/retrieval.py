@@ -50,7 +50,6 @@ import tensorflow_recommenders as tfrs
 
 from trainer import features
 from trainer.config import ALL_POSITIONS
-from trainer.config import CAUSAL
 from trainer.config import FULL_SOFTMAX
 from trainer.config import IN_BATCH
 from trainer.config import LAST_POSITION
@@ -146,7 +145,7 @@ class RetrievalModel(tfrs.Model):
     """
     super().__init__(**kwargs)
     self.retrieval_config = retrieval_config or RetrievalConfig()
-    if config.attention != CAUSAL and self.retrieval_config.targets == ALL_POSITIONS:
+    if not config.causal_query and self.retrieval_config.targets == ALL_POSITIONS:
       raise ValueError(
           f"ModelConfig.attention={config.attention!r} lets every position see the items "
           f"after it, which all_positions targets would then predict; use "

@@ -81,7 +81,7 @@ def run_fn(fn_args):
     return inputs.make_dataset(
         files, spec, oov_index=num_items, config=config, training=training,
         shuffle_seed=config.seed,
-        prefixes=training and retrieval_config.targets == retrieval.PREFIXES)
+        prefixes=training and retrieval_config.trains_on_prefixes)
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)

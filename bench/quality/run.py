@@ -60,7 +60,6 @@ from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
-from trainer import retrieval
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 
@@ -217,7 +216,7 @@ def run_one(args) -> Dict[str, object]:
     return inputs.make_dataset(
         data.files[split], spec, data.num_items, model_config, training=training,
         shuffle_seed=args.seed,
-        prefixes=training and retrieval_config.targets == retrieval.PREFIXES)
+        prefixes=training and retrieval_config.trains_on_prefixes)
 
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
   monitor = ranking_validation.ndcg_name(10)

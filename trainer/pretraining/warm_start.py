@@ -20,7 +20,6 @@ from typing import Optional
 
 import tensorflow as tf
 
-from trainer.config import CAUSAL
 from trainer.encoder import SequenceEncoder
 from trainer.pretraining.config import PretrainConfig
 
@@ -64,7 +63,7 @@ class _EncoderModule(tf.Module):
     def encode(item_ids):
       """item_ids int32 [B, L] model ids (0 pad, vocab index + 1) -> query [B, d], hidden [B, L, d]."""
       # The query tower's reading (ModelConfig.attention) of the history.
-      hidden = encoder(item_ids, training=False, causal=encoder.config.attention == CAUSAL)
+      hidden = encoder(item_ids, training=False, causal=encoder.config.causal_query)
       return {"query_embedding": hidden[:, -1, :], "hidden": hidden}
 
     @tf.function(input_signature=[], autograph=False)
