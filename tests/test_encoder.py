@@ -112,6 +112,20 @@ def test_item_positions_do_not_depend_on_extra_left_padding(causal, filter_weigh
   np.testing.assert_array_equal(padded[:4], 0.0)
 
 
+@pytest.mark.parametrize("causal,filter_weight,num_blocks", [
+    (True, 0.0, 2), (False, 0.0, 2), (True, 0.7, 2), (False, 0.7, 2), (False, 0.0, 1)])
+def test_last_only_equals_the_last_row_of_the_full_output(causal, filter_weight, num_blocks):
+  encoder = _encoder(filter_weight=filter_weight, num_blocks=num_blocks,
+                     attention="causal" if causal else "bidirectional")
+  ids = tf.constant([[0, 0, 0, 5, 1, 30, 7, 2], [3, 4, 5, 6, 7, 8, 9, 10], [0] * 8])
+  full = encoder(ids, causal=causal).numpy()
+  last = encoder(ids, causal=causal, last_only=True).numpy()
+  assert last.shape == (3, 1, 16)
+  np.testing.assert_allclose(last, full[:, -1:], atol=1e-5)
+  np.testing.assert_array_equal(last[2], 0.0)   # an empty history stays exactly zero
+  np.testing.assert_allclose(encoder.last_hidden(ids).numpy(), full[:, -1], atol=1e-5)
+
+
 def test_all_padding_and_mask_token_inputs_give_finite_outputs():
   encoder = _encoder()
   ids = tf.constant([[0] * 8, [0, 0, 0, 0, 0, 2, NUM_ITEMS + 1, 4]])

@@ -84,7 +84,8 @@ class SequenceEncoder(tf.keras.layers.Layer):
     return self.item_table.embeddings[1:self.num_items + 1]
 
   @tf.autograph.experimental.do_not_convert
-  def call(self, item_ids, training=False, causal: bool = True) -> tf.Tensor:
+  def call(self, item_ids, training=False, causal: bool = True,
+           last_only: bool = False) -> tf.Tensor:
     """Encodes left-padded model-id sequences.
 
     Args:
@@ -93,9 +94,14 @@ class SequenceEncoder(tf.keras.layers.Layer):
       causal: True (SASRec) lets position t attend to (and, with a frequency
         filter, be filtered from) positions <= t only; False reads the sequence in
         both directions (masked-item pre-training, a bidirectional query tower).
+      last_only: return the last position alone: the final block computes that
+        one query row (the earlier blocks still compute every position, which it
+        reads), the same numbers as ``[:, -1:]`` of the full output for about
+        half the work of a two-block encoder.
 
     Returns:
-      float [B, L, d]; rows at padding positions are exactly zero.
+      float [B, L, d], or [B, 1, d] with ``last_only``; rows at padding
+      positions are exactly zero.
     """
     item_ids = tf.cast(item_ids, tf.int32)
     item_ids = tf.ensure_shape(item_ids, [None, None])
@@ -120,8 +126,13 @@ class SequenceEncoder(tf.keras.layers.Layer):
     x = self.item_table(item_ids) * self._scale + positions[tf.newaxis]
     x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
     mask = attention_mask(padding_mask, causal)
-    for block in self.blocks:
-      x = block(x, mask, training=training, causal=causal) * keep
+    for i, block in enumerate(self.blocks):
+      final = last_only and i == len(self.blocks) - 1
+      if final:
+        keep = keep[:, -1:]
+      x = block(x, mask, training=training, causal=causal, last_only=final) * keep
+    if last_only and not self.blocks:
+      x, keep = x[:, -1:], keep[:, -1:]
     return self.final_norm(x) * keep
 
   @tf.autograph.experimental.do_not_convert
@@ -130,7 +141,8 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     The history is read with ``ModelConfig.attention`` (causal or bidirectional).
     """
-    return self(item_ids, training=training, causal=self.config.causal_query)[:, -1, :]
+    return self(item_ids, training=training, causal=self.config.causal_query,
+                last_only=True)[:, 0, :]
 
   def get_config(self) -> dict:
     config = super().get_config()

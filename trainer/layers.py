@@ -92,12 +92,17 @@ class FrequencyFilter(tf.keras.layers.Layer):
         initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
     super().build(input_shape)
 
-  def call(self, x: tf.Tensor, causal: bool) -> tf.Tensor:
-    """x float [B, L, d], L <= max_seq_len, padding rows zero -> float [B, L, d]."""
+  def call(self, x: tf.Tensor, causal: bool, last_only: bool = False) -> tf.Tensor:
+    """x float [B, L, d], L <= max_seq_len, padding rows zero -> float [B, L, d]
+    (the last row alone, [B, 1, d], with ``last_only``)."""
     length = tf.shape(x)[1]
     matrix = (self._causal if causal else self._full)[-length:, -length:]
+    if last_only:
+      matrix, x_out = matrix[-1:], x[:, -1:]
+    else:
+      x_out = x
     low = tf.einsum("ts,bsd->btd", tf.cast(matrix, x.dtype), x)
-    return low + tf.square(self.sqrt_beta) * (x - low)
+    return low + tf.square(self.sqrt_beta) * (x_out - low)
 
   def get_config(self) -> dict:
     config = super().get_config()
@@ -156,18 +161,25 @@ class TransformerBlock(tf.keras.layers.Layer):
 
   @tf.autograph.experimental.do_not_convert
   def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training=False,
-           causal: bool = True) -> tf.Tensor:
+           causal: bool = True, last_only: bool = False) -> tf.Tensor:
     """x: float [B, L, d], padding rows zero; attention_mask: bool [B, L, L] (see
     ``attention_mask``); causal: how the frequency filter (if any) reads the
-    sequence, matching the mask.
+    sequence, matching the mask; last_only: compute the output of the last
+    position alone (keys and values still span the whole sequence), the same
+    numbers as ``[:, -1:]`` of the full output for a fraction of the work.
 
-    Returns float [B, L, d].
+    Returns float [B, L, d], or [B, 1, d] with ``last_only``.
     """
     normed = self.attention_norm(x)
-    h = self.attention(normed, normed, attention_mask=attention_mask, training=training)
+    query = normed[:, -1:] if last_only else normed
+    if last_only:
+      attention_mask = attention_mask[:, -1:]
+      x = x[:, -1:]
+    h = self.attention(query, normed, attention_mask=attention_mask, training=training)
     if self.frequency_filter is not None:
       alpha = self.filter_weight
-      h = alpha * self.frequency_filter(normed, causal=causal) + (1.0 - alpha) * h
+      h = alpha * self.frequency_filter(normed, causal=causal, last_only=last_only) + (
+          1.0 - alpha) * h
     x = x + self.attention_dropout(h, training=training)
     h = self.ff_inner(self.ff_norm(x))
     h = self.ff_outer(self.ff_inner_dropout(h, training=training))
