@@ -23,6 +23,7 @@ from trainer.pretraining.item_attributes import ItemAttributeTable
 V = 12
 L = 6
 CONFIG = ModelConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
+                     attention="causal",
                      dropout=0.0)
 ATTRIBUTES = ItemAttributeTable([[j % 2, 2 + j % 3] for j in range(V - 1)] + [[]], 5)
 
@@ -74,7 +75,8 @@ def test_full_softmax_loss_matches_a_hand_computation(targets):
 
 def test_full_softmax_without_attributes_is_next_item_model_loss():
   next_item = NextItemModel(V, CONFIG)
-  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(use_item_attributes=False))
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(
+      use_item_attributes=False, targets=retrieval.ALL_POSITIONS))
   model.encoder.set_weights(next_item.encoder.get_weights())
   batch = _cycle_batch(num_rows=8)
   expected = next_item.task(next_item.encoder(batch[INPUTS], causal=True), batch[LABELS],
@@ -174,9 +176,10 @@ def test_config_errors_are_explicit():
 def test_bidirectional_query_tower_trains_on_prefixes_only():
   bidirectional = dataclasses.replace(CONFIG, attention="bidirectional", filter_weight=0.5)
   with pytest.raises(ValueError, match="prefixes"):
-    retrieval.RetrievalModel(V, bidirectional, retrieval.RetrievalConfig(), ATTRIBUTES)
+    retrieval.RetrievalModel(V, bidirectional,
+                             retrieval.RetrievalConfig(targets=retrieval.ALL_POSITIONS), ATTRIBUTES)
   tf.keras.utils.set_random_seed(0)
-  config = retrieval.RetrievalConfig(targets=retrieval.PREFIXES)
+  config = retrieval.RetrievalConfig()   # prefixes by default
   model = retrieval.RetrievalModel(V, bidirectional, config, ATTRIBUTES)
   model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
   rng = np.random.default_rng(0)

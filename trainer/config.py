@@ -23,11 +23,12 @@ class ModelConfig(JsonConfig):
   num_heads: int = 2
   ff_dim: int = 64               # inner width of the point-wise feed-forward
   dropout: float = 0.2
-  # How the query tower reads a history: "causal" (SASRec: each position sees
-  # the ones before it) or "bidirectional" (every history item sees every other;
-  # only the last position is a query, so it needs prefix or last-position
-  # training targets, see RetrievalConfig.targets).
-  attention: str = "causal"
+  # How the query tower reads a history: "bidirectional" (every history item
+  # sees every other; only the last position is a query, so it needs prefix or
+  # last-position training targets, see RetrievalConfig.targets) or "causal"
+  # (SASRec: each position sees the ones before it; trains on all positions at
+  # once, about 3x faster per epoch, 10% lower NDCG@10 on Beauty).
+  attention: str = "bidirectional"
   # BSARec's frequency-domain inductive bias mixed into every block's attention:
   # filter_weight (alpha, 0 = off) of a filter keeping the frequency_bins lowest
   # frequencies of the sequence and rescaling the rest (trainer.layers.FrequencyFilter).
@@ -78,12 +79,13 @@ class RetrievalConfig(JsonConfig):
   num_uniform_negatives: int = 1024    # uniform / mixed
   logq_correction: bool = True         # sampled_softmax only
   temperature: float = 1.0
-  # Training targets: "all_positions" (every position of a training sequence
-  # predicts the next item; causal attention only), "last_position" (only the
-  # example's target) or "prefixes" (every prefix of a training sequence is an
+  # Training targets: "prefixes" (every prefix of a training sequence is an
   # example whose last position predicts the item after it: the targets of
-  # all_positions, with the history read as the query tower reads it).
-  targets: str = ALL_POSITIONS
+  # all_positions, with the history read as the query tower reads it),
+  # "all_positions" (every position of a training sequence predicts the next
+  # item in one pass; causal attention only) or "last_position" (only the
+  # example's target).
+  targets: str = PREFIXES
   use_item_attributes: bool = True     # add the mean attribute embedding to candidates
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,

@@ -36,8 +36,13 @@ class NextItemModel(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def call(self, item_ids, training=False) -> tf.Tensor:
-    """item_ids int [B, L] model ids -> float [B, d] hidden state at the last position."""
-    return self.encoder.last_hidden(item_ids, training=training)
+    """item_ids int [B, L] model ids -> float [B, d] hidden state at the last position.
+
+    Read causally whatever ``ModelConfig.attention`` says: this model trains every
+    position on the item after it, which only a causal encoder can do without
+    seeing that item.
+    """
+    return self.encoder(item_ids, training=training, causal=True, last_only=True)[:, 0]
 
   @tf.autograph.experimental.do_not_convert
   def query_embedding(self, item_ids) -> tf.Tensor:

@@ -1,19 +1,21 @@
 """Two-tower retrieval fine-tuning as a ``tfrs.Model`` (sampled softmax via ``tfrs.tasks.Retrieval``).
 
-* Query tower: the SequenceEncoder's causal hidden state at the last position
-  (optionally warm-started from ``trainer.pretraining``).
+* Query tower: the SequenceEncoder's hidden state at the last position, the
+  history read as ``ModelConfig.attention`` says (bidirectional by default;
+  optionally warm-started from ``trainer.pretraining``).
 * Candidate tower: item ``j`` is ``item_embedding[j] + mean_a attribute_embedding[a]``
   over its attributes ``a`` (the item table is the encoder's own, so the towers
   share it; without attributes, or with ``use_item_attributes=False``, it is the
   item embedding alone, exactly ``trainer.model.NextItemModel``'s scorer).
 
-Training targets: with ``targets="all_positions"`` (default, like SASRec) every
-position of a training sequence predicts the item that follows it; with
-``"last_position"`` only the last one does (the ``target`` of the example);
-with ``"prefixes"`` every prefix of a training sequence is its own row
+Training targets: with ``targets="prefixes"`` (default, as S3-Rec and BSARec
+train) every prefix of a training sequence is its own row
 (``trainer.inputs.batch_prefix_pairs``) whose last position predicts the next
 item, so the query tower may read the history bidirectionally
-(``ModelConfig.attention``).
+(``ModelConfig.attention``); with ``"all_positions"`` (SASRec, causal
+attention only) every position of a training sequence predicts the item that
+follows it in one pass; with ``"last_position"`` only the last one does (the
+``target`` of the example).
 
 Losses (``RetrievalConfig.loss``):
 
@@ -137,7 +139,7 @@ class RetrievalModel(tfrs.Model):
     Args:
       num_items: catalogue size V.
       config: encoder shape and dropout.
-      retrieval_config: loss settings (defaults: full softmax, all positions).
+      retrieval_config: loss settings (defaults: full softmax, prefixes).
       item_attributes: attribute sets of the V items; used when
         ``use_item_attributes`` is True (ignored otherwise).
       item_probabilities: float [V] in-batch sampling probabilities (see
@@ -233,7 +235,8 @@ class RetrievalModel(tfrs.Model):
   def _hidden_and_labels(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """(hidden float [B, L', d], labels int32 [B, L']) of the training targets.
 
-    L' = L for ``all_positions``, 1 (the last position) for ``last_position``;
+    L' = L for ``all_positions``, 1 (the last position) for ``last_position``
+    and ``prefixes``;
     labels are vocabulary indices, -1 where there is no target.
     """
     if not isinstance(data, dict) or INPUTS not in data or LABELS not in data:
