@@ -90,19 +90,30 @@ class ClusteringObjective(tf.keras.layers.Layer):
     return mean * self.ready
 
 
-def sequence_representations(encoder, dataset: tf.data.Dataset,
-                             max_sequences: int = 0) -> np.ndarray:
-  """float32 [n, d]: causal last hidden states (no dropout) of the dataset's sequences.
+def representation_fn(encoder):
+  """A traced ``(inputs, labels) -> float [n, d]`` of a batch's non-empty sequences.
 
-  dataset: ``trainer.inputs`` batches; each row's whole sequence is encoded.
-  max_sequences: stop after this many rows (0 = all).
+  Made once per encoder (``ClusteringCallback`` keeps it), so re-clustering every
+  epoch reuses one trace instead of tracing a new function each time.
   """
   @tf.function(reduce_retracing=True, autograph=False)
   def encode(inputs, labels):
     sequence = augmentations.sequences_from_pairs(inputs, labels, encoder.config.max_seq_len)
     nonempty = augmentations.item_counts(sequence) > 0
     return tf.boolean_mask(encoder.last_hidden(sequence, training=False), nonempty)
+  return encode
 
+
+def sequence_representations(encoder, dataset: tf.data.Dataset,
+                             max_sequences: int = 0, encode=None) -> np.ndarray:
+  """float32 [n, d]: last hidden states (no dropout) of the dataset's sequences,
+  read as the query tower reads them (``ModelConfig.attention``).
+
+  dataset: ``trainer.inputs`` batches; each row's whole sequence is encoded.
+  max_sequences: stop after this many rows (0 = all).
+  encode: ``representation_fn(encoder)`` to reuse (default: a new one).
+  """
+  encode = encode or representation_fn(encoder)
   parts, total = [], 0
   for batch in dataset:
     parts.append(encode(batch[INPUTS], batch[LABELS]).numpy())
@@ -132,6 +143,7 @@ class ClusteringCallback(tf.keras.callbacks.Callback):
     self.max_sequences = max_sequences
     self.seed = seed
     self.last_result: Optional[kmeans_lib.KMeansResult] = None
+    self._encode = representation_fn(encoder)
 
   @classmethod
   def for_model(cls, model, dataset: tf.data.Dataset, config) -> list:
@@ -146,7 +158,8 @@ class ClusteringCallback(tf.keras.callbacks.Callback):
                 max_sequences=config.kmeans_max_sequences, seed=config.seed)]
 
   def recluster(self, epoch: int = 0) -> kmeans_lib.KMeansResult:
-    points = sequence_representations(self.encoder, self.dataset, self.max_sequences)
+    points = sequence_representations(self.encoder, self.dataset, self.max_sequences,
+                                      self._encode)
     result = kmeans_lib.kmeans(points, self.objective.num_clusters, self.iterations,
                                seed=self.seed + epoch, spherical=True)
     self.objective.set_centroids(result.centroids)
