@@ -97,3 +97,25 @@ def test_default_fine_tuning_recipe_is_a_valid_bidirectional_prefix_model():
   retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
   assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
   RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
+
+
+def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "toy", ("s3rec", str(_s3rec_folder(tmp_path))))
+  argv = ["--dataset", "toy", "--variants", "finetune_only,pretrain_finetune", "--seeds", "2",
+          "--out-dir", str(tmp_path / "out"), "--no-run"]
+  args = run.parse_args(argv)
+  record = {"variant": "finetune_only", "seed": 1,
+            "test": {"HR@10": 0.5, "NDCG@10": 0.25, "HR@20": 0.5, "NDCG@20": 0.25, "MRR": 0.2},
+            "median_epoch_seconds": 1.0, "train_predictions_per_second": 10.0,
+            "peak_rss_mb": 100.0, "finetune_seconds": 5.0, "best_epoch": 3}
+  (tmp_path / "out" / "runs").mkdir(parents=True)
+  name = f"finetune_only-seed1-{run._settings_key(args, 'finetune_only')}.json"   # pylint: disable=protected-access
+  (tmp_path / "out" / "runs" / name).write_text(json.dumps(record))
+
+  def no_training(*unused_args, **unused_kwargs):
+    raise AssertionError("--no-run started a training run")
+  monkeypatch.setattr(run, "_child_argv", no_training)
+  assert run.main(argv) == 0
+  result = json.loads((tmp_path / "out" / "results.json").read_text())
+  assert [(r["variant"], r["seed"]) for r in result["runs"]] == [("finetune_only", 1)]
+  assert "| finetune_only | 1 | 0.5000 |" in (tmp_path / "out" / "results.md").read_text()

@@ -299,8 +299,7 @@ def markdown(result: dict) -> str:
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--dataset", default="synthetic", choices=["beauty", "lastfm", "ml-100k",
-                                                                  "synthetic"])
+  parser.add_argument("--dataset", default="synthetic", choices=sorted(data_lib.DATASETS))
   parser.add_argument("--data-dir", default=None, help="dataset folder (default: ../shared/data/...)")
   parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                       help=f"comma-separated, of {list(VARIANTS)}")
@@ -322,6 +321,9 @@ def parse_args(argv=None):
                            "*_ssl variants (weights default to 0)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
+  parser.add_argument("--no-run", action="store_true",
+                      help="train nothing: write the table of the runs already recorded "
+                           "for these settings (a partial benchmark)")
   # Internal: run one (variant, seed) and write its record to --record.
   parser.add_argument("--variant", default=None, help=argparse.SUPPRESS)
   parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
@@ -379,6 +381,9 @@ def main(argv=None) -> int:
       record = os.path.join(args.out_dir, "runs", f"{variant}-seed{seed}-{_settings_key(args, variant)}.json")
       if os.path.exists(record):
         logging.info("%s seed %d: reusing %s", variant, seed, record)
+      elif args.no_run:
+        logging.info("%s seed %d: not run yet, left out (--no-run)", variant, seed)
+        continue
       else:
         logging.info("%s seed %d: running", variant, seed)
         subprocess.run(_child_argv(args, variant, seed, record + ".tmp"), check=True)
