@@ -56,7 +56,8 @@ def test_aggregate_and_table():
             "median_epoch_seconds": 10.0, "train_predictions_per_second": 1000.0,
             "peak_rss_mb": 900.0, "finetune_seconds": 100.0, "best_epoch": 7}
   runs = [record("finetune_only", 1, 0.08), record("finetune_only", 2, 0.10),
-          record("pretrain_finetune_ssl", 1, 0.11)]
+          record("pretrain_finetune_ssl", 1, 0.11), record("finetune_ssl", 1, 0.07),
+          record("finetune_ssl", 2, 0.07)]
   summary = run.aggregate(runs)
   assert np.isclose(summary["finetune_only"]["HR@10"]["mean"], 0.09)
   assert np.isclose(summary["finetune_only"]["HR@10"]["std"], np.std([0.08, 0.10], ddof=1))
@@ -64,6 +65,8 @@ def test_aggregate_and_table():
       "dataset": "beauty", "num_users": 2, "num_items": 5, "commit": "abc",
       "machine": {"cpu": "cpu", "cores": 2}, "date": "2026-11-28"}})
   assert "| finetune_only | 2 | 0.0900 ± 0.0141 |" in table
+  assert "| pretrain_finetune_ssl | 1 | 0.1100 |" in table
+  assert "| finetune_ssl | 2 | 0.0700 ± 0.0000 |" in table   # a spread of 0 is still shown
   assert "BSARec" in table
 
 

@@ -270,8 +270,9 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
   return summary
 
 
-def _cell(stat: dict, digits: int = 4) -> str:
-  if stat["std"]:
+def _cell(stat: dict, seeds: int, digits: int = 4) -> str:
+  """``mean ± std`` over several seeds (even when the std is 0), ``mean`` for one."""
+  if seeds > 1:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
   return f"{stat['mean']:.{digits}f}"
 
@@ -286,9 +287,10 @@ def markdown(result: dict) -> str:
            "train predictions/s | pre-training s | peak RSS MB |",
            "|---|---|---|---|---|---|---|---|---|---|"]
   for variant, row in summary.items():
+    n = len(row["seeds"])
     lines.append(
-        f"| {variant} | {len(row['seeds'])} | {_cell(row['HR@10'])} | {_cell(row['NDCG@10'])} | "
-        f"{_cell(row['MRR'])} | {row['best_epoch']:.0f} | {row['median_epoch_seconds']:.1f} | "
+        f"| {variant} | {n} | {_cell(row['HR@10'], n)} | {_cell(row['NDCG@10'], n)} | "
+        f"{_cell(row['MRR'], n)} | {row['best_epoch']:.0f} | {row['median_epoch_seconds']:.1f} | "
         f"{row['train_predictions_per_second']:.0f} | {row['pretrain_seconds']:.0f} | "
         f"{row['peak_rss_mb']:.0f} |")
   for name, hr, ndcg in REFERENCE_RESULTS.get(meta["dataset"], []):
