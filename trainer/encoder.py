@@ -128,10 +128,9 @@ class SequenceEncoder(tf.keras.layers.Layer):
     mask = attention_mask(padding_mask, causal)
     for i, block in enumerate(self.blocks):
       final = last_only and i == len(self.blocks) - 1
-      if final:
-        keep = keep[:, -1:]
-      x = block(x, mask, training=training, causal=causal, last_only=final) * keep
-    if last_only and not self.blocks:
+      x = block(x, mask, training=training, causal=causal, last_only=final)
+      x = x * (keep[:, -1:] if final else keep)
+    if last_only:   # a no-op after a last-only block; slices when there are no blocks
       x, keep = x[:, -1:], keep[:, -1:]
     return self.final_norm(x) * keep
 
