@@ -84,7 +84,7 @@ class PretrainingBatch:
     return self._cached("views", compute)
 
   def view_representations(self) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Last-position causal hidden states of the two views, float [B, d] each."""
+    """Query embeddings (``encoder.last_hidden``) of the two views, float [B, d] each."""
     def compute():
       view_a, view_b = self.views()
       both = self.encoder.last_hidden(tf.concat([view_a, view_b], axis=0),
@@ -93,6 +93,6 @@ class PretrainingBatch:
     return self._cached("view_representations", compute)
 
   def sequence_representation(self) -> tf.Tensor:
-    """float [B, d]: last-position causal hidden state of ``sequence``, no dropout, no gradient."""
+    """float [B, d]: query embedding of ``sequence`` (``encoder.last_hidden``), no dropout, no gradient."""
     return self._cached("sequence_representation", lambda: tf.stop_gradient(
         self.encoder.last_hidden(self.sequence, training=False)))

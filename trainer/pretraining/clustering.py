@@ -1,7 +1,7 @@
 """User-intent clustering (ICLRec): intent prototypes from k-means, InfoNCE to them.
 
-Every few epochs ``ClusteringCallback`` encodes the training sequences (causal
-last hidden state, no dropout), runs spherical k-means on them and stores the
+Every few epochs ``ClusteringCallback`` encodes the training sequences (the
+query embedding ``last_hidden``, no dropout), runs spherical k-means on them and stores the
 centroids (the intent prototypes) in ``ClusteringObjective``. In each step, a
 sequence's intent is its nearest prototype under the current encoder (as
 ICLRec's ``cluster.query``); the loss pulls both augmented views of the sequence

@@ -45,8 +45,8 @@ class ContrastiveObjective(tf.keras.layers.Layer):
   """NT-Xent between the last-position representations of two random views.
 
   Views come from ``PretrainingBatch.views`` (each row: crop, mask or reorder,
-  see ``trainer.pretraining.augmentations``); representations are the causal
-  encoder's last hidden state, the same vector the fine-tuned model queries with.
+  see ``trainer.pretraining.augmentations``); representations are the encoder's
+  query embeddings (``last_hidden``), the vector the fine-tuned model queries with.
   """
 
   def __init__(self, temperature: float, **kwargs):

@@ -75,7 +75,7 @@ class PretrainingModel(tf.keras.Model):
                         seed=tf.constant([0, 0], tf.int64), training=False)
 
   def call(self, item_ids, training=False) -> tf.Tensor:
-    """item_ids int [B, L] model ids -> float [B, d] causal hidden state at the last position."""
+    """item_ids int [B, L] model ids -> float [B, d] query embedding (``encoder.last_hidden``)."""
     return self.encoder.last_hidden(item_ids, training=training)
 
   @property
