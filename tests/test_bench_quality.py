@@ -94,12 +94,17 @@ def test_default_variants_are_the_headline_and_one_ablation_per_pretraining_obje
     assert variant.pretrain and not variant.auxiliary and variant.without == name
 
 
-def test_default_fine_tuning_recipe_is_a_valid_bidirectional_prefix_model():
-  args = run.parse_args(["--dataset", "beauty"])
-  model_config = ModelConfig.from_json(args.model_config)
-  retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
-  assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
-  RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
+def test_default_fine_tuning_recipes_are_valid_bidirectional_prefix_models():
+  for dataset in sorted(data_lib.DATASETS):
+    args = run.parse_args(["--dataset", dataset])
+    model_config = ModelConfig.from_json(args.model_config)
+    retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
+    assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
+    RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
+  # Beauty's recipe adds the frequency filter; an explicit --model-config wins.
+  assert ModelConfig.from_json(run.parse_args(["--dataset", "beauty"]).model_config).filter_weight > 0
+  assert ModelConfig.from_json(run.parse_args(["--dataset", "lastfm"]).model_config).filter_weight == 0
+  assert run.parse_args(["--dataset", "beauty", "--model-config", "{}"]).model_config == "{}"
 
 
 def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatch):
