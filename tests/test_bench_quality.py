@@ -54,7 +54,8 @@ def test_aggregate_and_table():
             "test": {"HR@10": hr, "NDCG@10": hr / 2, "HR@20": hr, "NDCG@20": hr / 2,
                      "MRR": hr / 3},
             "median_epoch_seconds": 10.0, "train_predictions_per_second": 1000.0,
-            "peak_rss_mb": 900.0, "finetune_seconds": 100.0, "best_epoch": 7}
+            "peak_rss_mb": 900.0, "finetune_seconds": 100.0, "best_epoch": 7,
+            "finetune_history": {"val_NDCG@10": [0.01, hr / 2 * 0.96, hr / 2]}}
   runs = [record("finetune_only", 1, 0.08), record("finetune_only", 2, 0.10),
           record("pretrain_finetune_ssl", 1, 0.11), record("finetune_ssl", 1, 0.07),
           record("finetune_ssl", 2, 0.07)]
@@ -65,9 +66,17 @@ def test_aggregate_and_table():
       "dataset": "beauty", "num_users": 2, "num_items": 5, "commit": "abc",
       "machine": {"cpu": "cpu", "cores": 2}, "date": "2026-11-28"}})
   assert "| finetune_only | 2 | 0.0900 ± 0.0141 |" in table
+  assert summary["finetune_only"]["epochs_to_95"] == 2
   assert "| pretrain_finetune_ssl | 1 | 0.1100 |" in table
   assert "| finetune_ssl | 2 | 0.0700 ± 0.0000 |" in table   # a spread of 0 is still shown
   assert "BSARec" in table
+
+
+def test_epochs_to_reach_is_the_first_epoch_within_the_fraction_of_the_best():
+  history = {"val_NDCG@10": [0.02, 0.05, 0.058, 0.061, 0.06]}
+  assert run.epochs_to_reach(history) == 3            # 0.058 >= 0.95 * 0.061
+  assert run.epochs_to_reach(history, fraction=1.0) == 4
+  assert run.epochs_to_reach({"val_NDCG@10": [0.0]}) == 1
 
 
 def test_cached_runs_depend_only_on_the_settings_their_variant_uses():
@@ -115,7 +124,8 @@ def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatc
   record = {"variant": "finetune_only", "seed": 1,
             "test": {"HR@10": 0.5, "NDCG@10": 0.25, "HR@20": 0.5, "NDCG@20": 0.25, "MRR": 0.2},
             "median_epoch_seconds": 1.0, "train_predictions_per_second": 10.0,
-            "peak_rss_mb": 100.0, "finetune_seconds": 5.0, "best_epoch": 3}
+            "peak_rss_mb": 100.0, "finetune_seconds": 5.0, "best_epoch": 3,
+            "finetune_history": {"val_NDCG@10": [0.1, 0.2, 0.25]}}
   (tmp_path / "out" / "runs").mkdir(parents=True)
   name = f"finetune_only-seed1-{run._settings_key(args, 'finetune_only')}.json"   # pylint: disable=protected-access
   (tmp_path / "out" / "runs" / name).write_text(json.dumps(record))

@@ -257,6 +257,14 @@ def run_one(args) -> Dict[str, object]:
 # The driver.
 
 
+def epochs_to_reach(history: Dict[str, List[float]], fraction: float = 0.95) -> int:
+  """The first fine-tuning epoch whose validation NDCG@10 reaches ``fraction`` of the
+  run's best: how much of the fine-tuning budget a warm start saves."""
+  values = history[ranking_validation.ndcg_name(10)]
+  target = fraction * max(values)
+  return next(epoch for epoch, value in enumerate(values, start=1) if value >= target)
+
+
 def aggregate(runs: List[dict]) -> Dict[str, dict]:
   """Per variant: mean and sample std over seeds of the test metrics and speed."""
   by_variant: Dict[str, List[dict]] = {}
@@ -273,6 +281,8 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
                 "finetune_seconds", "best_epoch"):
       row[key] = float(np.median([r[key] for r in group]))
     row["pretrain_seconds"] = float(np.median([r.get("pretrain_seconds", 0.0) for r in group]))
+    row["epochs_to_95"] = float(np.median([epochs_to_reach(r["finetune_history"])
+                                           for r in group]))
     summary[variant] = row
   return summary
 
@@ -290,19 +300,20 @@ def markdown(result: dict) -> str:
   lines = [f"Dataset **{meta['dataset']}** ({meta['num_users']} users, {meta['num_items']} "
            f"items); commit `{meta['commit']}`; {meta['machine']['cpu']}, "
            f"{meta['machine']['cores']} cores; {meta['date']}.", "",
-           "| model | seeds | HR@10 | NDCG@10 | MRR | best epoch | s/epoch (median) | "
-           "train predictions/s | pre-training s | peak RSS MB |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| model | seeds | HR@10 | NDCG@10 | MRR | best epoch | epochs to 95% of best | "
+           "s/epoch (median) | train predictions/s | pre-training s | peak RSS MB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
   for variant, row in summary.items():
     n = len(row["seeds"])
     lines.append(
         f"| {variant} | {n} | {_cell(row['HR@10'], n)} | {_cell(row['NDCG@10'], n)} | "
-        f"{_cell(row['MRR'], n)} | {row['best_epoch']:.0f} | {row['median_epoch_seconds']:.1f} | "
+        f"{_cell(row['MRR'], n)} | {row['best_epoch']:.0f} | {row['epochs_to_95']:.0f} | "
+        f"{row['median_epoch_seconds']:.1f} | "
         f"{row['train_predictions_per_second']:.0f} | {row['pretrain_seconds']:.0f} | "
         f"{row['peak_rss_mb']:.0f} |")
   for name, hr, ndcg in REFERENCE_RESULTS.get(meta["dataset"], []):
     lines.append(f"| {name} | | {hr:.4f} | "
-                 f"{'' if ndcg is None else f'{ndcg:.4f}'} | | | | | | |")
+                 f"{'' if ndcg is None else f'{ndcg:.4f}'} | | | | | | | |")
   return "\n".join(lines) + "\n"
 
 
