@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 
@@ -114,6 +115,16 @@ def test_default_fine_tuning_recipes_are_valid_bidirectional_prefix_models():
   assert ModelConfig.from_json(run.parse_args(["--dataset", "beauty"]).model_config).filter_weight > 0
   assert ModelConfig.from_json(run.parse_args(["--dataset", "lastfm"]).model_config).filter_weight == 0
   assert run.parse_args(["--dataset", "beauty", "--model-config", "{}"]).model_config == "{}"
+
+
+def test_make_run_beauty_trains_with_the_benchmark_recipe():
+  # The Makefile repeats Beauty's recipe for the pipeline; this keeps the two in step.
+  makefile = (pathlib.Path(run.__file__).parents[2] / "Makefile").read_text()
+  command = makefile.split("\nrun-beauty:", 1)[1].split("\n")[1]
+  pipeline_config = json.loads(command.split("--model-config '", 1)[1].split("'", 1)[0])
+  bench_config = json.loads(run.DATASET_MODEL_CONFIG["beauty"])
+  assert {key: pipeline_config.get(key, getattr(ModelConfig(), key))
+          for key in bench_config} == bench_config
 
 
 def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatch):
