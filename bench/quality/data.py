@@ -49,7 +49,7 @@ class BenchData:
   histories: Dict[str, List[List[int]]]  # split -> per-user history (vocabulary indices)
   targets: Dict[str, np.ndarray]         # split -> int64 [users]
   attributes: Optional[ItemAttributeTable]
-  train_labels: int                      # labelled positions per training epoch (L <= 50)
+  train_labels: int                      # labelled positions per training epoch (L <= max_seq_len)
 
 
 def _load_frames(name: str, data_dir: Optional[str]):

@@ -182,9 +182,10 @@ def run_one(args) -> Dict[str, object]:
 
   variant = VARIANTS[args.variant]
   without = {f"{variant.without}_weight": 0.0} if variant.without else {}
-  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir)
   model_config = ModelConfig(**{**json.loads(args.model_config), "seed": args.seed,
                                 "epochs": args.finetune_epochs})
+  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
+                          max_seq_len=model_config.max_seq_len)
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
