@@ -27,7 +27,7 @@ from pipeline import kubeflow_v2_runner
 from pipeline import schedule
 from pipeline.ingest import canonical
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE = "gcr.io/example-project/seqrec:test"
 RUN_EXECUTOR = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 

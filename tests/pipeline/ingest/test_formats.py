@@ -19,7 +19,7 @@ from pipeline.ingest import formats
 from pipeline.ingest.canonical import IngestError
 from trainer import features
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data"
 
 

@@ -521,8 +521,8 @@ def test_read_meta_graph_names_the_file_when_it_is_missing(tmp_path):
   assert os.path.join(str(tmp_path), "saved_model.pb") in error.value.message
 
 
-DEPLOY_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "serving", "deploy", "models.config")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEPLOY_CONFIG = os.path.join(REPO, "serving", "deploy", "models.config")
 
 
 def test_deploy_model_config_is_read_as_tf_serving_reads_it():
