@@ -23,6 +23,7 @@ from pipeline import progress
 from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
+from pipeline.ingest.canonical import check_trainable
 from trainer.config import ModelConfig, load_model_config
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
@@ -120,6 +121,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   try:
     config = build_config(args)
     data = prepare_data(args, config.data_root)
+    check_trainable(data, config.sequence.min_interactions, config.span_window)
   except (IngestError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1

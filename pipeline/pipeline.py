@@ -14,6 +14,7 @@ from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
 from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
+from pipeline.ingest.example_gen import canonical_example_gen
 from trainer import features
 from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.pretrain_run_fn import PRETRAIN_CONFIG_KEY
@@ -23,6 +24,9 @@ PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 PRETRAIN_RUN_FN = "trainer.pretrain_run_fn.run_fn"
 RUN_FN = "trainer.run_fn.run_fn"
 SPAN_FOLDER = "span-{SPAN}"
+# Not "CsvExampleGen": span windows must not gather the Examples it wrote with
+# inferred types (integer ids, float32 timestamps).
+LOG_EXAMPLE_GEN = "LogExampleGen"
 
 
 def create_pipeline(
@@ -32,13 +36,15 @@ def create_pipeline(
   """Builds the TFX pipeline for ``config``."""
   components = []
 
-  # Interaction log (and item table, if any) into tf.Examples. With daily spans,
-  # each run ingests the newest span and a resolver gathers the last N.
+  # Interaction log (and item table, if any) into tf.Examples, with declared
+  # feature types (ids stay strings, timestamps int64). With daily spans, each
+  # run ingests the newest span and a resolver gathers the last N.
+  span_input = tfx.proto.Input(splits=[
+      tfx.proto.Input.Split(name="log", pattern=f"{SPAN_FOLDER}/*")])
+  example_gen = canonical_example_gen(
+      config.interactions_root, span_input if config.span_window else None
+  ).with_id(LOG_EXAMPLE_GEN)
   if config.span_window:
-    example_gen = tfx.components.CsvExampleGen(
-        input_base=config.interactions_root,
-        input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name="log", pattern=f"{SPAN_FOLDER}/*")]))
     span_window = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
         config={"range_config": tfx.proto.RangeConfig(
@@ -49,13 +55,11 @@ def create_pipeline(
     log_examples = span_window.outputs["examples"]
     components += [example_gen, span_window]
   else:
-    example_gen = tfx.components.CsvExampleGen(input_base=config.interactions_root)
     log_examples = example_gen.outputs["examples"]
     components.append(example_gen)
   item_gen = None
   if config.has_item_table:
-    item_gen = tfx.components.CsvExampleGen(
-        input_base=config.items_root).with_id("ItemExampleGen")
+    item_gen = canonical_example_gen(config.items_root).with_id("ItemExampleGen")
     components.append(item_gen)
 
   # Statistics, schema (curated if given, else inferred) and anomalies of the log.

@@ -8,19 +8,45 @@ no-op instead of a duplicate model.
 
 import json
 import os
+import sys
+import time
 from typing import Dict, Optional
 
 from pipeline.ingest.canonical import file_digest
 
 STATE_FILE = "retrain_state.json"
+CORRUPT_SUFFIX = ".corrupt"
+
+
+def _read(path: str) -> Dict:
+  """The state in ``path``; ValueError if it is not a JSON object of objects."""
+  with open(path, "rb") as f:
+    state = json.loads(f.read().decode("utf-8"))
+  if not isinstance(state, dict) or not all(
+      isinstance(entry, dict) for entry in state.values()):
+    raise ValueError("expected a JSON object mapping spans to objects")
+  return state
 
 
 def _load(output_root: str) -> Dict:
+  """The recorded state; a corrupt file is moved aside and counts as none.
+
+  Refusing would stop every later nightly run until someone repairs the file;
+  starting empty costs at most one rerun per span that already ran, which
+  the pipeline cache keeps cheap, and the evidence is kept next to it.
+  """
   path = os.path.join(output_root, STATE_FILE)
   if not os.path.exists(path):
     return {}
-  with open(path) as f:
-    return json.load(f)
+  try:
+    return _read(path)
+  except ValueError as e:  # JSONDecodeError and UnicodeDecodeError included.
+    kept = f"{path}{CORRUPT_SUFFIX}-{int(time.time())}"
+    os.replace(path, kept)
+    print(f"warning: {path} is corrupt ({' '.join(str(e).split())}); moved "
+          f"it to {kept} and continuing as if no span had run yet",
+          file=sys.stderr, flush=True)
+    return {}
 
 
 def finished_run(output_root: str, span: Optional[int], data_path: str) -> Optional[Dict]:
@@ -34,7 +60,7 @@ def finished_run(output_root: str, span: Optional[int], data_path: str) -> Optio
 
 
 def record_run(output_root: str, span: Optional[int], data_path: str, summary: Dict) -> None:
-  """Records a finished run of ``span`` (atomically: temp file + rename)."""
+  """Records a finished run of ``span`` (atomically: synced temp file + rename)."""
   if span is None:
     return
   state = _load(output_root)
@@ -49,4 +75,6 @@ def record_run(output_root: str, span: Optional[int], data_path: str, summary: D
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(state, f, indent=2, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())  # else a crash may leave the renamed file empty
   os.replace(tmp, path)

@@ -9,9 +9,10 @@ one version (TF Serving's default ``latest { num_versions: 1 }``):
   version keeps serving, then swapped in with one reference assignment; requests
   already running finish on the version they started with;
 * a version that fails to load is logged and reported as END with the error; the
-  current version keeps serving. It is retried only once its ``saved_model.pb``
-  changes (size or modification time), so a broken folder is not reloaded on
-  every poll;
+  current version keeps serving. It is retried only once the folder changes
+  (any file's name, size or modification time), so a broken folder is not
+  reloaded on every poll, while one copied non-atomically (``saved_model.pb``
+  before ``variables/``, as ``cp -r`` and ``rsync`` do) is loaded once complete;
 * removing the served folder rolls back to the highest remaining one;
 * deviation from TF Serving: if the base path becomes empty or unreadable, the
   current version keeps serving (TF Serving would unload it) and a warning is logged.
@@ -66,12 +67,19 @@ def list_versions(base_path: str) -> List[int]:
 
 
 def _fingerprint(version_dir: str) -> Tuple:
-  """Identifies the folder's content cheaply: saved_model.pb's size and mtime."""
-  try:
-    stat = os.stat(os.path.join(version_dir, servable_lib.SAVED_MODEL_FILE))
-    return (stat.st_size, stat.st_mtime_ns)
-  except OSError:
-    return ()
+  """Identifies the folder's content cheaply: every file's relative path, size
+  and modification time (no file is read)."""
+  entries = []
+  for root, _, files in os.walk(version_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      try:
+        stat = os.stat(path)
+      except OSError:  # Removed while walking: the next poll sees the change.
+        continue
+      entries.append((os.path.relpath(path, version_dir), stat.st_size,
+                      stat.st_mtime_ns))
+  return tuple(sorted(entries))
 
 
 class ModelWatcher:

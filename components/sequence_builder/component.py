@@ -47,8 +47,8 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
 
     Args:
       examples: Examples channel of the interaction log (``user_id``,
-        ``item_id``, ``timestamp``; see ``trainer.features``), e.g. from
-        CsvExampleGen. Every split is read.
+        ``item_id`` BYTES, ``timestamp`` INT64; see ``trainer.features``), as
+        ``pipeline.ingest.example_gen`` writes it. Every split is read.
       items: optional Examples channel of the item table (``item_id``,
         ``title``, ``|``-separated ``attributes``).
       anomalies: optional ExampleAnomalies channel from ExampleValidator; the

@@ -66,7 +66,7 @@ def _input_file_patterns(artifact: types.Artifact, role: str) -> Dict[str, str]:
     raise ValueError(
         f"The {role} Examples at {artifact.uri} have payload format "
         f"{example_gen_pb2.PayloadFormat.Name(payload_format)}; SequenceBuilder "
-        "reads FORMAT_TF_EXAMPLE (what CsvExampleGen writes).")
+        "reads FORMAT_TF_EXAMPLE (what ExampleGen writes).")
   file_format = examples_utils.get_file_format(artifact)
   if file_format != _GZIP_FILE_FORMAT:
     raise ValueError(

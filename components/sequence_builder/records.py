@@ -1,13 +1,13 @@
-"""Reads the rows CsvExampleGen wrote (tf.Example) as typed Python records.
+"""Reads the rows the pipeline's ExampleGen wrote (tf.Example) as typed records.
 
-CsvExampleGen infers one type per CSV column: ids may come as INT64 or BYTES,
-the timestamp as INT64 or FLOAT; an empty cell is a feature with no value and a
-column that is empty everywhere is a feature with no kind. Ids are kept as the
-UTF-8 bytes of their string form (INT64 ``42`` -> ``b"42"``); byte order of
-UTF-8 equals code-point order, so comparing the bytes compares the strings.
+Ids must be BYTES and the timestamp INT64 (``pipeline.ingest.example_gen``
+declares them so): an INT64 id has lost its leading zeros ("0042" -> 42) and a
+FLOAT timestamp is float32, whose ties reorder events minutes apart, so both
+are refused rather than used. An empty cell is a feature with no value. Byte
+order of UTF-8 equals code-point order, so comparing id bytes compares the
+strings.
 """
 
-import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from trainer import features
 
-Number = Union[int, float]
 
 _KIND_NAMES = {
     "bytes_list": "BYTES",
@@ -29,7 +28,7 @@ class Interaction(NamedTuple):
   """One row of the interaction log."""
   user_id: bytes
   item_id: bytes
-  timestamp: Number
+  timestamp: int
 
 
 class ItemRow(NamedTuple):
@@ -89,15 +88,16 @@ def _single_value(example: tf.train.Example, name: str, table: str,
 
 def _id_bytes(example: tf.train.Example, name: str, table: str, split: str,
               required: Sequence[str]) -> bytes:
-  """Required id column as bytes (INT64 or BYTES, non-empty)."""
+  """Required id column as bytes (BYTES, non-empty)."""
   kind = _kind(example.features.feature[name]) if (
       name in example.features.feature) else "missing"
-  if kind == "float_list":
+  if kind in ("int64_list", "float_list"):
     raise ValueError(
-        f"Feature '{name}' of the {table} (split '{split}') must be an id "
-        "(INT64 or BYTES), got FLOAT; write ids as integers or strings. "
-        f"Row: {_describe(example)}")
-  value = _text_bytes(_single_value(example, name, table, split, required))
+        f"Feature '{name}' of the {table} (split '{split}') must be a string "
+        f"id (BYTES), got {_KIND_NAMES[kind]}: numbers lose what the client "
+        "sends (\"0042\" -> 42); read the canonical data with "
+        f"pipeline.ingest.example_gen. Row: {_describe(example)}")
+  value = _single_value(example, name, table, split, required)
   if not value:
     raise ValueError(
         f"A row of the {table} (split '{split}') has an empty '{name}'. "
@@ -109,12 +109,12 @@ def parse_interaction(serialized: bytes, split: str) -> Interaction:
   """Parses one serialized interaction-log tf.Example.
 
   Args:
-    serialized: a tf.Example with at least ``user_id``, ``item_id`` (INT64 or
-      BYTES, one value) and ``timestamp`` (INT64 or FLOAT, one finite value).
+    serialized: a tf.Example with at least ``user_id``, ``item_id`` (BYTES,
+      one value) and ``timestamp`` (INT64, one value).
     split: the input split it came from, named in errors.
 
   Returns:
-    The Interaction; ids as bytes, the timestamp as int or float.
+    The Interaction; ids as bytes, the timestamp as int.
 
   Raises:
     ValueError: a required column is missing, empty, multi-valued or of the
@@ -127,17 +127,14 @@ def parse_interaction(serialized: bytes, split: str) -> Interaction:
     if name not in example.features.feature:
       _single_value(example, name, table, split, required)
   kind = _kind(example.features.feature[features.LOG_TIMESTAMP])
-  if kind not in ("int64_list", "float_list"):
+  if kind != "int64_list":
     raise ValueError(
-        f"feature '{features.LOG_TIMESTAMP}' must be numeric (INT64 or FLOAT), "
-        f"got {_KIND_NAMES[kind]} in split '{split}' of the {table}; write "
-        f"timestamps as numbers (e.g. unix seconds). Row: {_describe(example)}")
+        f"feature '{features.LOG_TIMESTAMP}' must be INT64, got "
+        f"{_KIND_NAMES[kind]} in split '{split}' of the {table} (float32 ties "
+        "unix times minutes apart; pipeline.ingest.example_gen writes integer "
+        f"microseconds). Row: {_describe(example)}")
   timestamp = _single_value(
       example, features.LOG_TIMESTAMP, table, split, required)
-  if isinstance(timestamp, float) and not math.isfinite(timestamp):
-    raise ValueError(
-        f"feature '{features.LOG_TIMESTAMP}' must be finite, got {timestamp} in "
-        f"split '{split}' of the {table}. Row: {_describe(example)}")
   return Interaction(
       user_id=_id_bytes(example, features.LOG_USER_ID, table, split, required),
       item_id=_id_bytes(example, features.LOG_ITEM_ID, table, split, required),
@@ -169,8 +166,8 @@ def parse_item_row(serialized: bytes, split: str) -> Optional[ItemRow]:
     cell is empty (it cannot be attached to any item).
 
   Raises:
-    ValueError: the table has no ``item_id`` column, or the id is FLOAT or
-      has more than one value.
+    ValueError: the table has no ``item_id`` column, or the id is not BYTES
+      or has more than one value.
   """
   example = tf.train.Example.FromString(serialized)
   feature_map = example.features.feature

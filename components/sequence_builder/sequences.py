@@ -25,7 +25,7 @@ SCALAR_FEATURES = (
 LIST_FEATURES = (features.HISTORY, features.ITEM_ATTRIBUTES)
 
 
-def order_items(events: Iterable[Tuple[records.Number, bytes]]) -> List[bytes]:
+def order_items(events: Iterable[Tuple[int, bytes]]) -> List[bytes]:
   """Item ids of one user's (timestamp, item_id) events in time order.
 
   Ties on the timestamp are broken by the item id (as a string), so the order

@@ -4,9 +4,12 @@ Canonical interaction log (CSV, one row per interaction)::
 
     user_id,item_id,timestamp[,weight][,event_type]
 
-``user_id`` / ``item_id`` are non-empty strings, ``timestamp`` is a number
-(integer or float, e.g. unix seconds; only its order matters), ``weight`` is an
-optional number (e.g. a rating) and ``event_type`` an optional string.
+``user_id`` / ``item_id`` are non-empty strings, kept as written (stripped;
+"0042" stays "0042"). ``timestamp`` is seconds (unix time, or an order such as
+0, 1, 2; only its order matters), from 0 to now + ``FUTURE_TOLERANCE_SECONDS``;
+ExampleGen reads it as int64 microseconds, so fractions keep their order down
+to 1 us. ``weight`` is an optional number (e.g. a rating) and ``event_type`` an
+optional string.
 
 Canonical item table (CSV, optional, one row per catalogue item)::
 
@@ -15,8 +18,9 @@ Canonical item table (CSV, optional, one row per catalogue item)::
 ``attributes`` is a ``|``-separated list (``features.ATTRIBUTE_SEPARATOR``) and
 may be empty; titles hold no newlines.
 
-On disk each table lives alone in its own folder (a TFX ``CsvExampleGen``
-``input_base`` reads every file of a folder)::
+On disk each table lives alone in its own folder (an ExampleGen
+``input_base`` reads every file of a folder; ``pipeline.ingest.example_gen``
+declares each column's type)::
 
     out_dir/interactions/interactions.csv
     out_dir/items/items.csv
@@ -27,15 +31,23 @@ import filecmp
 import hashlib
 import dataclasses
 import os
+import re
 import tempfile
-from typing import Callable, Optional
+import time
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from trainer import features
 
 SUPPORTED_LOG_EXTENSIONS = (".csv", ".tsv", ".parquet")
+
+# Timestamps may be this far ahead of the clock of the machine that ingests
+# them (a user's clock running ahead, a time zone applied twice); later ones
+# are refused.
+FUTURE_TOLERANCE_SECONDS = 24 * 3600
 
 INTERACTIONS_DIR = "interactions"
 INTERACTIONS_FILE = "interactions.csv"
@@ -46,9 +58,6 @@ _OPTIONAL_LOG_COLUMNS = (features.LOG_WEIGHT, features.LOG_EVENT_TYPE)
 _LOG_COLUMNS = features.LOG_REQUIRED_COLUMNS + _OPTIONAL_LOG_COLUMNS
 _ITEM_COLUMNS = (features.ITEM_TABLE_ID, features.ITEM_TABLE_TITLE,
                  features.ITEM_TABLE_ATTRIBUTES)
-# Columns read as text from CSV/TSV files (never parsed as numbers).
-_TEXT_COLUMNS = (features.LOG_USER_ID, features.LOG_ITEM_ID,
-                 features.LOG_EVENT_TYPE) + _ITEM_COLUMNS
 
 
 class IngestError(ValueError):
@@ -101,6 +110,79 @@ def _extension(path: str) -> str:
   return os.path.splitext(path)[1].lower()
 
 
+def _one_line_error(error: BaseException) -> str:
+  return " ".join(str(error).split())
+
+
+def _read_parquet(path: str, what: str) -> pd.DataFrame:
+  """A Parquet file as a DataFrame with its stored types.
+
+  Read through pyarrow directly: ``pd.read_parquet`` on a file that is not
+  Parquet raises, and then the process aborts at exit.
+  """
+  try:
+    return pq.read_table(path).to_pandas().reset_index(drop=True)
+  except Exception as e:  # pyarrow raises several unrelated types.
+    raise IngestError(f"could not read {what} file {path} as Parquet: "
+                      f"{_one_line_error(e)}") from e
+
+
+def _field_count_error(path: str, what: str, sep: str,
+                       encoding: str) -> Optional[str]:
+  """Names the first line whose field count differs from the header's."""
+  with open(path, encoding=encoding, newline="") as f:
+    rows = csv.reader(f, delimiter=sep)
+    header = next(rows, [])
+    for row in rows:
+      if row and len(row) != len(header):
+        shown = sep.join(row)[:200]
+        return (f"{what} file {path}, line {rows.line_num}: expected "
+                f"{len(header)} fields ({sep.join(header)}), found {len(row)}: "
+                f"{shown!r}; quote a field that holds {sep!r}")
+  return None
+
+
+def _read_delimited(path: str, what: str,
+                    sep: str) -> Tuple[pd.DataFrame, np.ndarray]:
+  """A CSV/TSV file as text cells, each data row with the header's field count.
+
+  The header is read as a data row: the C reader then refuses any line with
+  more fields than it, where ``header=0`` would silently take a surplus first
+  field as the row index and shift every column.
+
+  Returns:
+    (df, lines): one str cell per field ("" when empty or missing), blank
+    lines dropped, and the 1-based line number of each row.
+  """
+  encoding = "utf-8-sig"
+  try:
+    raw = pd.read_csv(path, sep=sep, header=None, dtype=str, index_col=False,
+                      keep_default_na=False, skip_blank_lines=False,
+                      encoding=encoding)
+  except pd.errors.EmptyDataError as e:
+    raise IngestError(f"{what} file {path} is empty; expected a header and "
+                      "at least one data row") from e
+  except UnicodeDecodeError as e:
+    raise IngestError(f"could not parse {what} file {path}: "
+                      f"{_one_line_error(e)}") from e
+  except pd.errors.ParserError as e:
+    raise IngestError(
+        _field_count_error(path, what, sep, encoding) or
+        f"could not parse {what} file {path}: {_one_line_error(e)}") from e
+  header = [str(c).strip() for c in raw.iloc[0].fillna("")]
+  repeated = sorted({c for c in header if header.count(c) > 1})
+  if repeated:
+    raise IngestError(f"{what} file {path}, line 1: column(s) {repeated} "
+                      f"appear more than once in the header {header}")
+  df = raw.iloc[1:].reset_index(drop=True)
+  df.columns = header
+  lines = np.arange(2, len(df) + 2)
+  # A blank line is a row of empty cells (a short line's missing cells are
+  # empty too: validation names the first one).
+  blank = (df == "").to_numpy().all(axis=1)
+  return df.loc[~blank].reset_index(drop=True), lines[~blank]
+
+
 def _read_table(path: str, what: str):
   """Reads a .csv/.tsv/.parquet file.
 
@@ -109,15 +191,15 @@ def _read_table(path: str, what: str):
     what: what the file should hold, for messages ("interaction log").
 
   Returns:
-    (df, row_label): for CSV/TSV, ``df`` holds the id, label, title and
-    attribute columns as written (str) and other columns as numbers when every
-    cell parses, else as str ("" for an empty cell, NaN for a missing one);
-    for Parquet, the stored types. Blank lines are dropped; ``row_label(i)`` names the row at position ``i`` of ``df`` as a
-    user sees it in the file ("line 7" counting the header as line 1, or
-    "row 6" for Parquet).
+    (df, row_label): for CSV/TSV, ``df`` holds every cell as written (str,
+    "" when empty; numbers are parsed by validation, which names the cell);
+    for Parquet, the stored types. Blank lines are dropped; ``row_label(i)``
+    names the row at position ``i`` of ``df`` as a user sees it in the file
+    ("line 7" counting the header as line 1, or "row 6" for Parquet).
 
   Raises:
-    IngestError: missing or unreadable file, unsupported extension, no rows.
+    IngestError: missing or unreadable file, unsupported extension, a line
+      whose field count differs from the header's, no rows.
   """
   if not os.path.exists(path):
     raise IngestError(f"{what} file not found: {path}")
@@ -133,39 +215,11 @@ def _read_table(path: str, what: str):
     raise IngestError(f"{what} file {path} is empty; expected a header and "
                       "at least one data row")
   if ext == ".parquet":
-    try:
-      df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several unrelated types.
-      raise IngestError(f"could not read {what} file {path} as Parquet: "
-                        f"{e}") from e
-    df = df.reset_index(drop=True)
+    df = _read_parquet(path, what)
     labels = np.arange(1, len(df) + 1)
     row_label = lambda i: f"row {labels[i]}"
   else:
-    try:
-      # Ids and labels stay text; numeric columns are parsed by the C reader
-      # (any odd cell leaves them text, and validation names the cell).
-      df = pd.read_csv(path, sep="\t" if ext == ".tsv" else ",",
-                       dtype={c: str for c in _TEXT_COLUMNS},
-                       keep_default_na=False, skip_blank_lines=False,
-                       encoding="utf-8-sig")
-    except pd.errors.EmptyDataError as e:
-      raise IngestError(f"{what} file {path} is empty; expected a header and "
-                        "at least one data row") from e
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-      raise IngestError(f"could not parse {what} file {path}: {e}") from e
-    # With skip_blank_lines=False, position i is line i + 2 of the file;
-    # blank lines come back as rows of empty cells and are dropped here.
-    lines = np.arange(2, len(df) + 2)
-    first = df.iloc[:, 0]
-    candidates = np.flatnonzero((first.isna() | (first == "")).to_numpy())
-    blank = np.zeros(len(df), dtype=bool)
-    if len(candidates):
-      rows = df.iloc[candidates]
-      blank[candidates] = (rows.isna() | (rows == "")).all(axis=1).to_numpy()
-    if blank.any():
-      df = df.loc[~blank].reset_index(drop=True)
-      lines = lines[~blank]
+    df, lines = _read_delimited(path, what, "\t" if ext == ".tsv" else ",")
     row_label = lambda i: f"line {lines[i]}"
   df.columns = [str(c).strip() for c in df.columns]
   if df.empty:
@@ -231,6 +285,33 @@ def _numbers(values: pd.Series, source: str, column: str,
   return parsed.astype(np.int64)
 
 
+def latest_timestamp(now: Optional[float] = None) -> int:
+  """The largest accepted timestamp: ``now`` plus ``FUTURE_TOLERANCE_SECONDS``."""
+  return int(time.time() if now is None else now) + FUTURE_TOLERANCE_SECONDS
+
+
+def check_timestamps(timestamps: pd.Series, source: str,
+                     row_label: Callable[[int], str],
+                     now: Optional[float] = None) -> None:
+  """Refuses a timestamp outside ``[0, latest_timestamp(now)]``, naming its row.
+
+  Timestamps are seconds: unix time, or an order such as 0, 1, 2 (S3-Rec
+  positions). Milliseconds, a value before 1970 or years ahead are input
+  mistakes that would otherwise reorder a user's events or fail deep in the
+  pipeline.
+  """
+  latest = latest_timestamp(now)
+  values = timestamps.to_numpy()
+  bad = (values < 0) | (values > latest)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise IngestError(
+        f"{source}, {row_label(i)}: column '{features.LOG_TIMESTAMP}' has "
+        f"value {values[i].item()!r}; expected unix seconds (or an order 0, 1, 2, "
+        f"...) from 0 to {latest} (now + {FUTURE_TOLERANCE_SECONDS // 3600} "
+        "h); divide milliseconds by 1000")
+
+
 def validate_interactions(
     df: pd.DataFrame,
     source: str = "interactions DataFrame",
@@ -275,6 +356,7 @@ def validate_interactions(
     out[column] = ids
   out[features.LOG_TIMESTAMP] = _numbers(df[features.LOG_TIMESTAMP], source,
                                          features.LOG_TIMESTAMP, row_label)
+  check_timestamps(out[features.LOG_TIMESTAMP], source, row_label)
   if features.LOG_WEIGHT in df.columns:
     out[features.LOG_WEIGHT] = _numbers(df[features.LOG_WEIGHT], source,
                                         features.LOG_WEIGHT, row_label)
@@ -533,3 +615,57 @@ def write_canonical(interactions: pd.DataFrame,
       num_catalogue_items=0 if table is None else int(len(table)),
   )
 
+
+
+def _window_logs(data: CanonicalData, span_window: int) -> List[str]:
+  """The log files the pipeline trains on: this log, or with daily spans the
+  newest ``span_window`` span folders holding one (what the span resolver
+  gathers)."""
+  if span_window <= 0:
+    return [data.interactions_path]
+  root = os.path.dirname(data.interactions_dir)
+  spans = []
+  for name in os.listdir(root):
+    match = re.fullmatch(r"span-(\d+)", name)
+    path = os.path.join(root, name, INTERACTIONS_FILE)
+    if match and os.path.isfile(path):
+      spans.append((int(match.group(1)), path))
+  return [path for _, path in sorted(spans)[-span_window:]]
+
+
+def check_trainable(data: CanonicalData, min_interactions: int,
+                    span_window: int = 0) -> int:
+  """Refuses canonical data on which no user has ``min_interactions`` events.
+
+  SequenceBuilder drops every user with fewer events, and with none left the
+  pipeline fails long after ingestion; this says so before it starts.
+
+  Args:
+    data: what ``write_canonical`` wrote.
+    min_interactions: the pipeline's ``SequenceConfig.min_interactions``.
+    span_window: the pipeline's span window (0: no daily spans); the events of
+      the newest ``span_window`` spans are counted together.
+
+  Returns:
+    The number of users with at least ``min_interactions`` events.
+
+  Raises:
+    IngestError: no such user.
+  """
+  paths = _window_logs(data, span_window)
+  users = pd.concat(
+      [pd.read_csv(p, usecols=[features.LOG_USER_ID], dtype=str,
+                   keep_default_na=False)[features.LOG_USER_ID]
+       for p in paths], ignore_index=True)
+  counts = users.value_counts()
+  kept = int((counts >= min_interactions).sum())
+  if kept == 0:
+    where = (paths[0] if len(paths) == 1 else
+             f"{len(paths)} spans {os.path.dirname(os.path.dirname(paths[0]))}"
+             f"/span-*")
+    raise IngestError(
+        f"interaction log {where}: 0 of {len(counts)} users have at least "
+        f"min_interactions={min_interactions} events (the most any user has "
+        f"is {int(counts.max())}); training needs at least one such user: "
+        "lower --min-interactions or add events")
+  return kept

@@ -363,6 +363,13 @@ def _read_movielens_csv(path: str, columns: Sequence[str]) -> pd.DataFrame:
   except pd.errors.ParserError as e:
     raise IngestError(f"{path}: malformed CSV ({e}); expected columns "
                       f"{','.join(columns)}") from e
+  if not isinstance(df.index, pd.RangeIndex):
+    # Every row has more fields than the header: pandas took the surplus
+    # leading fields as the index, shifting every column.
+    header = ",".join(df.columns)
+    raise IngestError(f"{path}, line 2: expected {len(df.columns)} fields "
+                      f"({header}), found {len(df.columns) + df.index.nlevels}; "
+                      "quote a field that holds ','")
   df.columns = [c.strip() for c in df.columns]
   missing = [c for c in columns if c not in df.columns]
   if missing:
@@ -398,6 +405,7 @@ def load_ml_latest(folder: str) -> Frames:
   except Exception:  # pylint: disable=broad-except
     fast = None
   if (fast is not None and not fast.empty and
+      isinstance(fast.index, pd.RangeIndex) and
       all(pd.api.types.is_integer_dtype(fast[c])
           for c in ("userId", "movieId", "timestamp")) and
       pd.api.types.is_numeric_dtype(fast["rating"]) and

@@ -96,7 +96,7 @@ def test_compiled_job_holds_every_component_of_the_pipeline(compiled, job):
   expected = _compiled_task_names(pipeline)
   assert set(spec["root"]["dag"]["tasks"]) == expected
   assert set(spec["components"]) == expected
-  assert {"CsvExampleGen", "ItemExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
+  assert {"LogExampleGen", "ItemExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator",
           "SequenceBuilder", "Transform", "PretrainTrainer", "Trainer",
           "RankingEvaluator"} <= expected
   assert any("Pusher" in name for name in expected)
@@ -118,6 +118,11 @@ def test_every_executor_runs_the_project_image_with_tfx_entrypoint(job):
   # Custom components name project modules: the image must have the project installed.
   args = executors["SequenceBuilder_executor"]["container"]["args"]
   assert args[args.index("--executor_class_path") + 1].startswith("components.")
+  # Both ExampleGens declare feature types (ids stay strings) instead of inferring them.
+  for gen in ("LogExampleGen", "ItemExampleGen"):
+    args = executors[f"{gen}_executor"]["container"]["args"]
+    assert args[args.index("--executor_class_path") + 1] == (
+        "pipeline.ingest.example_gen.Executor"), gen
 
 
 def test_compiled_job_carries_pipeline_data_and_serving_roots(compiled, job):
@@ -126,7 +131,7 @@ def test_compiled_job_carries_pipeline_data_and_serving_roots(compiled, job):
   assert message.runtime_config.gcs_output_directory == config.pipeline_root
   assert config.pipeline_root == "gs://seqrec-test-bucket/out/tfx/seqrec"
   tasks = spec["root"]["dag"]["tasks"]
-  assert _parameter(tasks["CsvExampleGen"], "input_base") == config.interactions_root
+  assert _parameter(tasks["LogExampleGen"], "input_base") == config.interactions_root
   assert _parameter(tasks["ItemExampleGen"], "input_base") == config.items_root
   push = json.loads(_parameter(tasks["AtomicPusher"], "push_destination"))
   assert push["filesystem"]["base_directory"] == "gs://seqrec-serving/models/seqrec"
@@ -145,7 +150,7 @@ def test_yaml_output_is_a_spec_the_kfp_sdk_loads(tmp_path):
       "--output", str(out)]) == 0
   component = kfp_components.load_component_from_file(str(out))
   tasks = set(component.pipeline_spec.root.dag.tasks)
-  assert "CsvExampleGen" in tasks and "SequenceBuilder" in tasks
+  assert "LogExampleGen" in tasks and "SequenceBuilder" in tasks
   assert "ItemExampleGen" not in tasks  # no items/ folder under the data root
   # What kfp.Client.upload_pipeline / create_recurring_run read from a package.
   doc = kfp_client_module._extract_pipeline_yaml(str(out))  # pylint: disable=protected-access

@@ -1,6 +1,9 @@
 """The Pusher lands versions atomically, numbers them monotonically, and pushes only blessed models."""
 
 import os
+import threading
+
+import pytest
 
 from components.pusher import executor as pusher_executor
 from tfx.proto import pusher_pb2
@@ -66,3 +69,84 @@ def test_blessed_model_is_pushed_with_version_property(tmp_path):
   version = pushed.get_string_custom_property("pushed_version")
   assert os.listdir(base) == [version]
   assert pushed.get_string_custom_property("pushed_destination") == os.path.join(base, version)
+
+
+def _listing(base):
+  return sorted(os.listdir(base)) if os.path.isdir(base) else []
+
+
+def test_a_push_failing_mid_copy_leaves_no_version_and_no_staging(tmp_path):
+  # A dangling file fails any copy part-way (as a full disk would): a plain copy
+  # into <base>/<version> would leave a half version that TF Serving loads.
+  model = _saved_model(str(tmp_path / "model"))
+  os.symlink(str(tmp_path / "gone"),
+             os.path.join(model, "variables", "variables.data-00000-of-00001"))
+  base = str(tmp_path / "serving")
+  with pytest.raises(Exception):
+    pusher_executor.push_atomically(model, base, now=42.0)
+  assert _listing(base) == []
+
+
+def test_staging_folders_of_a_killed_push_are_removed_at_the_next_push(tmp_path):
+  model = _saved_model(str(tmp_path / "model"))
+  base = tmp_path / "serving"
+  (base / ".tmp-41" / "variables").mkdir(parents=True)
+  (base / ".tmp-41" / "saved_model.pb").write_bytes(b"half")
+  final = pusher_executor.push_atomically(model, str(base), now=50.0)
+  assert _listing(str(base)) == ["50"]
+  assert os.path.basename(final) == "50"
+
+
+def test_files_and_folders_are_fsynced_before_the_rename(tmp_path, monkeypatch):
+  events = []
+  real_fsync, real_rename = os.fsync, os.rename
+
+  def fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    real_fsync(fd)
+
+  def rename(src, dst):
+    events.append(("rename", str(src)))
+    real_rename(src, dst)
+
+  monkeypatch.setattr(os, "fsync", fsync)
+  monkeypatch.setattr(os, "rename", rename)
+  model = _saved_model(str(tmp_path / "model"))
+  base = str(tmp_path / "serving")
+  pusher_executor.push_atomically(model, base, now=7.0)
+  staging = os.path.join(base, ".tmp-7")
+  rename_at = events.index(("rename", staging))
+  synced_before = {path for kind, path in events[:rename_at] if kind == "fsync"}
+  assert {os.path.join(staging, "saved_model.pb"),
+          os.path.join(staging, "variables", "variables.index"),
+          os.path.join(staging, "variables"), staging} <= synced_before
+  # The rename itself is made durable by syncing the serving folder.
+  assert ("fsync", base) in events[rename_at:]
+
+
+def test_a_watcher_never_sees_an_incomplete_version(tmp_path):
+  model = _saved_model(str(tmp_path / "model"))
+  with open(os.path.join(model, "variables", "variables.data-00000-of-00001"), "wb") as f:
+    f.write(os.urandom(32 << 20))
+  base = str(tmp_path / "serving")
+  os.makedirs(base)
+  incomplete, stop = [], threading.Event()
+
+  def watch():
+    while not stop.is_set():
+      for name in os.listdir(base):
+        folder = os.path.join(base, name)
+        if name.isdigit() and not (
+            os.path.exists(os.path.join(folder, "saved_model.pb")) and
+            os.path.getsize(os.path.join(folder, "variables",
+                                         "variables.data-00000-of-00001")) == 32 << 20):
+          incomplete.append(name)
+
+  watcher = threading.Thread(target=watch)
+  watcher.start()
+  try:
+    pusher_executor.push_atomically(model, base, now=9.0)
+  finally:
+    stop.set()
+    watcher.join()
+  assert not incomplete

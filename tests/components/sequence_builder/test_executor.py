@@ -1,8 +1,8 @@
 """SequenceBuilder: time order, leave-one-out splits without leakage, catalogue, schema, errors.
 
 The executor runs directly on GZIP tf.Example TFRecords written here in the
-layout CsvExampleGen uses (``Split-<split>/*.gz``); ids and timestamps use the
-feature types CsvExampleGen infers (INT64 / BYTES ids, INT64 / FLOAT times,
+layout ExampleGen uses (``Split-<split>/*.gz``); ids and timestamps use the
+feature types the pipeline's ExampleGen declares (BYTES ids, INT64 times,
 empty cells as features without values).
 """
 
@@ -30,8 +30,8 @@ from components.sequence_builder import executor as executor_lib
 from trainer import features
 
 # ---------------------------------------------------------------------------
-# Input data. (user, item, timestamp) with INT64 ids, rows deliberately not in
-# time order. Expected time order per user, written out by hand:
+# Input data. (user, item, timestamp) with all-digit ids (written as BYTES),
+# rows deliberately not in time order. Expected time order per user, written out by hand:
 #   user 1: 20 (100), 30 (200), 10 (300), 50 (400), 40 (500)
 #   user 2: 8 (10), 9 (20), 7 (30)                      -> n = 3, empty train history
 #   user 3: two rows                                     -> dropped (min 3)
@@ -48,10 +48,10 @@ INT_LOG_ORDER = {
     b"2": [b"8", b"9", b"7"],
     b"4": [b"10", b"100", b"9", b"5"],
 }
-# Item table with INT64 ids and a single INT64 attribute per row.
+# Item table with all-digit ids and a single all-digit attribute per row.
 INT_ITEMS = [
-    {"item_id": 10, "title": "Ten", "attributes": 7},
-    {"item_id": 99, "title": "Never seen", "attributes": 8},
+    {"item_id": "10", "title": "Ten", "attributes": "7"},
+    {"item_id": "99", "title": "Never seen", "attributes": "8"},
 ]
 
 
@@ -72,7 +72,7 @@ def _feature(value) -> tf.train.Feature:
 
 def _write_examples(uri: str, rows_by_split: Dict[str, List[dict]],
                     shards: int = 1) -> standard_artifacts.Examples:
-  """An Examples artifact with GZIP TFRecords as CsvExampleGen writes them."""
+  """An Examples artifact with GZIP TFRecords as ExampleGen writes them."""
   artifact = standard_artifacts.Examples()
   artifact.uri = uri
   artifact.split_names = artifact_utils.encode_split_names(list(rows_by_split))
@@ -91,7 +91,8 @@ def _write_examples(uri: str, rows_by_split: Dict[str, List[dict]],
 
 
 def _log_rows(triples) -> List[dict]:
-  return [{features.LOG_USER_ID: u, features.LOG_ITEM_ID: i,
+  """Log rows with the ids as strings (BYTES), as ExampleGen writes them."""
+  return [{features.LOG_USER_ID: str(u), features.LOG_ITEM_ID: str(i),
            features.LOG_TIMESTAMP: t} for u, i, t in triples]
 
 
@@ -180,7 +181,7 @@ def _anomalies_artifact(root: str, bad: bool) -> standard_artifacts.ExampleAnoma
 
 @pytest.fixture(scope="module")
 def int_run(tmp_path_factory):
-  """INT64 ids and timestamps over two input splits, clean anomalies, item table."""
+  """All-digit ids, INT64 timestamps, two input splits, clean anomalies, item table."""
   root = str(tmp_path_factory.mktemp("int_run"))
   rows = _log_rows(INT_LOG)
   return _run(
@@ -339,11 +340,11 @@ def test_items_split_covers_log_and_item_table_with_int_ids(int_run):
 
 
 def test_item_table_attributes_titles_and_defaults(tmp_path):
-  # BYTES ids, FLOAT timestamps; default parameters (min_interactions = 5).
+  # Default parameters (min_interactions = 5).
   log = []
   for user, items in (("u1", "abcde"), ("u2", "bcafg"), ("u3", "akc")):
     for position, item in enumerate(items):
-      log.append((user, item, 1000.5 + position))
+      log.append((user, item, 1000 + position))
   table = [
       {"item_id": "a", "title": "Alpha", "attributes": "x|y"},
       {"item_id": "b", "title": None, "attributes": "y| |z|"},
@@ -430,9 +431,48 @@ def test_missing_column_names_it_and_lists_the_columns_found(tmp_path):
 def test_bytes_timestamp_is_rejected(tmp_path):
   rows = _log_rows([(1, 2, "2020-01-01")])
   with pytest.raises(ValueError, match=(
-      r"feature 'timestamp' must be numeric \(INT64 or FLOAT\), got BYTES "
-      r"in split 'eval'")):
+      r"feature 'timestamp' must be INT64, got BYTES in split 'eval'")):
     _run(str(tmp_path), {"eval": rows})
+
+
+def test_float_timestamps_are_rejected_as_they_lose_the_order(tmp_path):
+  # float32 holds 1700000000.123 and 1700000000.0 as the same value.
+  rows = _log_rows([(1, 2, 1700000000.123)])
+  with pytest.raises(ValueError, match=(
+      r"feature 'timestamp' must be INT64, got FLOAT in split 'train'")):
+    _run(str(tmp_path), {"train": rows})
+
+
+@pytest.mark.parametrize("column", [features.LOG_USER_ID, features.LOG_ITEM_ID])
+def test_integer_ids_are_rejected_as_they_lost_leading_zeros(tmp_path, column):
+  rows = _log_rows(INT_LOG)
+  for row in rows:
+    row[column] = int(row[column])
+  with pytest.raises(ValueError, match=(
+      rf"Feature '{column}' of the interaction log \(split 'train'\) must be "
+      r"a string id \(BYTES\), got INT64")):
+    _run(str(tmp_path), {"train": rows})
+
+
+def test_integer_item_table_ids_are_rejected(tmp_path):
+  with pytest.raises(ValueError, match=(
+      r"Feature 'item_id' of the item table \(split 'train'\) must be a "
+      r"string id \(BYTES\), got INT64")):
+    _run(str(tmp_path), {"train": _log_rows(INT_LOG)},
+         items={"train": [{"item_id": 10, "title": "Ten"}]})
+
+
+def test_ids_differing_only_in_leading_zeros_stay_distinct(tmp_path):
+  # Timestamps 1 microsecond apart keep their order against the item ids.
+  base = 1_700_000_000_000_000
+  rows = _log_rows([("007", "42", base + 2), ("007", "042", base + 1),
+                    ("007", "0042", base), ("7", "42", base),
+                    ("7", "1", base + 1), ("7", "2", base + 2)])
+  test = _by_user(_read(_run(str(tmp_path), {"train": rows})["output"],
+                        features.TEST_SPLIT))
+  assert set(test) == {b"007", b"7"}
+  assert test[b"007"][features.HISTORY] == [b"0042", b"042"]
+  assert test[b"007"][features.TARGET] == [b"42"]
 
 
 def test_no_user_left_reports_user_count_and_min_interactions(tmp_path):

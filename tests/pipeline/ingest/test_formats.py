@@ -132,6 +132,22 @@ def test_ml_latest_adapter_names_line_of_bad_timestamp(tmp_path):
   assert str(path) in str(e.value)
 
 
+
+@pytest.mark.parametrize("name, text", [
+    ("ratings.csv", "userId,movieId,rating,timestamp\n"
+     "1,1,9,4.0,964982703\n1,3,9,4.5,964981247\n"),
+    ("movies.csv", "movieId,title,genres\n1,Toy Story, The (1995),Comedy\n"),
+])
+def test_ml_latest_rows_with_an_extra_field_are_refused(tmp_path, name, text):
+  _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n"
+         "1,1,4.0,964982703\n")
+  path = _write(tmp_path / name, text)
+  with pytest.raises(IngestError, match=(
+      rf"{name}, line 2: expected \d fields \(.*\), found \d; quote a "
+      "field")) as e:
+    ingest.load_dataset("ml-latest", str(tmp_path))
+  assert str(path) in str(e.value)
+
 def _s3rec(folder: Path, name: str = "Toys") -> Path:
   _write(folder / f"{name}.txt", "1 10 11 12\n2 11 13\n3 12 10 13 11\n")
   _write(folder / f"{name}_item2attributes.json",
@@ -278,8 +294,8 @@ def test_log_line_with_missing_or_extra_fields_names_line(tmp_path):
     ingest.read_interactions(str(short))
   extra = _write(tmp_path / "extra.csv", "user_id,item_id,timestamp\n"
                  "1,2,3\n1,2,3,4\n")
-  with pytest.raises(IngestError, match=r"could not parse interaction log "
-                     r".*extra\.csv: .*Expected 3 fields in line 3, saw 4"):
+  with pytest.raises(IngestError, match=r"extra\.csv, line 3: expected 3 "
+                     r"fields \(user_id,item_id,timestamp\), found 4"):
     ingest.read_interactions(str(extra))
 
 

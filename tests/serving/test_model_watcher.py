@@ -1,0 +1,40 @@
+"""The watcher retries a version that failed to load once any file of its folder changes."""
+
+import grpc
+
+from serving import model_watcher
+from serving import servable as servable_lib
+
+MODEL = "seqrec"
+
+
+class _FakeServable:
+
+  def __init__(self, version):
+    self.version = version
+
+
+def test_a_version_copied_pb_first_is_loaded_once_its_variables_arrive(tmp_path):
+  # cp -r / rsync write saved_model.pb before variables/: the first poll fails.
+  calls = []
+
+  def loader(path, version):
+    calls.append(version)
+    if not (tmp_path / str(version) / "variables" / "variables.index").exists():
+      raise servable_lib.LoadError(grpc.StatusCode.DATA_LOSS, f"{path}: no variables")
+    return _FakeServable(version)
+
+  watcher = model_watcher.ModelWatcher(MODEL, str(tmp_path), loader, poll_seconds=60)
+  folder = tmp_path / "3"
+  folder.mkdir()
+  (folder / "saved_model.pb").write_bytes(b"model")
+  assert not watcher.poll_once() and not watcher.poll_once()
+  assert calls == [3]                         # a broken folder is not reloaded
+  assert watcher.version_states()[3].state == model_watcher.END
+  (folder / "variables").mkdir()
+  (folder / "variables" / "variables.data-00000-of-00001").write_bytes(b"weights")
+  assert not watcher.poll_once()              # still incomplete: retried, fails
+  (folder / "variables" / "variables.index").write_bytes(b"index")
+  assert watcher.poll_once() and watcher.serving_version() == 3
+  assert calls == [3, 3, 3]
+  assert watcher.version_states()[3].state == model_watcher.AVAILABLE
