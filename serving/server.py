@@ -53,7 +53,6 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline.configs import MODEL_NAME
 from serving import contract
 from serving import health
 from serving import model_watcher
@@ -358,7 +357,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   source.add_argument("--model-config-file",
                       help="TF Serving model config (text ModelServerConfig), e.g. "
                            "serving/deploy/models.config; names, base paths, version labels")
-  parser.add_argument("--model-name", default=MODEL_NAME,
+  parser.add_argument("--model-name", default=contract.MODEL_NAME,
                       help="with --model-base-path: the name clients use")
   parser.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one")
   parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1: local only)")

@@ -41,8 +41,8 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from pipeline.configs import MODEL_NAME
 from serving import client as client_lib
+from serving import contract
 from serving import testing
 from serving import toy_model
 
@@ -206,7 +206,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help="with --encoder-items: serve the ScaNN variant (needs scann)")
   parser.add_argument("--toy-dim", type=int, default=64)
   parser.add_argument("--description", help="the model, in the report (default: from the source)")
-  parser.add_argument("--model-name", default=MODEL_NAME)
+  parser.add_argument("--model-name", default=contract.MODEL_NAME)
   parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
   parser.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
   parser.add_argument("--max-seconds", type=float, default=60.0,

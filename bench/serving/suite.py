@@ -42,8 +42,8 @@ from typing import Dict, List, Optional
 
 from bench.serving import ann_recall
 from bench.serving import load
-from pipeline.configs import MODEL_NAME
 from serving import bench_model
+from serving import contract
 from serving import scann_variant
 
 BEAUTY_ITEMS = 12101
@@ -55,7 +55,7 @@ def _load_args(args: argparse.Namespace, model_path: str, description: str) -> L
           "--requests", str(args.requests), "--max-seconds", str(args.max_seconds),
           "--concurrency", *map(str, args.concurrency), "--history-length",
           str(args.history_length), "-k", str(args.k), "--warmup", str(args.warmup),
-          "--seed", str(args.seed), "--model-name", MODEL_NAME]
+          "--seed", str(args.seed), "--model-name", contract.MODEL_NAME]
 
 
 def _load_run(args: argparse.Namespace, name: str, model_path: str,

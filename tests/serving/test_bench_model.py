@@ -87,7 +87,7 @@ def test_the_server_loads_the_bench_export(exported):
       contract.INPUT_HISTORY: np.array([[b"item_3", b"nope"]], dtype=object),
       contract.INPUT_K: np.array(4, np.int32)})
   assert outputs[contract.OUTPUT_ITEM_IDS].shape == (1, 4)
-  assert outputs[servable_lib.OUTPUT_NUM_UNKNOWN].tolist() == [1]
+  assert outputs[contract.OUTPUT_NUM_UNKNOWN].tolist() == [1]
 
 
 def test_clustered_embeddings_are_deterministic_mixtures():

@@ -74,12 +74,12 @@ def test_server_servable_loads_the_variant_with_the_contract_outputs(exports):
   servable = servable_lib.Servable(exports["scann"], 1)
   assert set(servable.signature_defs) >= set(servable_lib.REQUIRED_SIGNATURES)
   assert servable.outputs_of(contract.DEFAULT_SIGNATURE) == [
-      contract.OUTPUT_ITEM_IDS, servable_lib.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_SCORES]
+      contract.OUTPUT_ITEM_IDS, contract.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_SCORES]
   outputs = servable.run(contract.DEFAULT_SIGNATURE, {
       contract.INPUT_HISTORY: _history(ROWS), contract.INPUT_K: np.array(10, np.int32)})
   ids, scores = outputs[contract.OUTPUT_ITEM_IDS], outputs[contract.OUTPUT_SCORES]
   assert ids.shape == scores.shape == (3, 10) and scores.dtype == np.float32
-  assert outputs[servable_lib.OUTPUT_NUM_UNKNOWN].tolist() == [1, 0, 0]
+  assert outputs[contract.OUTPUT_NUM_UNKNOWN].tolist() == [1, 0, 0]
   for row, id_row, score_row in zip(ROWS, ids, scores):
     assert not {i.encode() for i in row} & set(id_row.tolist())   # history excluded
     assert all(id_row) and np.all(np.diff(score_row) <= 0)
