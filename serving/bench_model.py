@@ -34,7 +34,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from serving import toy_model
+from serving.testing import toy_model
 from trainer import export
 from trainer.config import ModelConfig
 from trainer.model import NextItemModel

@@ -44,7 +44,7 @@ import tensorflow as tf
 from serving import client as client_lib
 from serving import contract
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 
 DEFAULT_CONCURRENCY = (1, 8, 32)
 

@@ -17,7 +17,7 @@ from serving import contract  # pylint: disable=g-import-not-at-top,wrong-import
 from serving import scann_variant  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import servable as servable_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import toy_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving.testing import toy_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from trainer.config import ModelConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 NUM_ITEMS = 400

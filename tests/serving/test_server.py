@@ -1,4 +1,4 @@
-"""serving.server on the toy model (serving.toy_model): fast, in-process, loopback only."""
+"""serving.server on the toy model (serving.testing.toy_model): fast, in-process, loopback only."""
 
 import os
 import shutil
@@ -21,7 +21,7 @@ from serving import model_watcher
 from serving import servable as servable_lib
 from serving import server as server_lib
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 from serving import validation
 
 MODEL = "seqrec"
