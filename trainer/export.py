@@ -11,7 +11,7 @@ Two pieces are separate so that other exports reuse the serving logic unchanged:
   export uses ``TransformItemVocabulary`` (the tf.Transform graph, exactly as in
   training); ``HashTableItemVocabulary`` maps them with a ``tf.lookup.StaticHashTable``
   over the same file (models without a tf.Transform run, such as the benchmark
-  models of ``serving.bench_model``);
+  models of ``bench.serving.bench_model``);
 * the retrieval (``RecommenderModule._top_k``): exact dot-product top-k over the
   whole catalogue here, approximate ScaNN search in ``serving.scann_variant``.
 

@@ -10,7 +10,7 @@
 SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.1 in a
 subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
 ``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
-``serving.bench_model`` first: the pipeline's serving export around an untrained
+``bench.serving.bench_model`` first: the pipeline's serving export around an untrained
 Transformer encoder (``ModelConfig`` defaults) over N synthetic items, exact
 top-k; with ``--scann`` its ScaNN variant (``serving.scann_variant``) instead.
 ``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
@@ -198,7 +198,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--model-path", help="model base path or one version's SavedModel folder")
   source.add_argument("--encoder-items", type=int,
-                      help="benchmark serving.bench_model (untrained Transformer encoder, "
+                      help="benchmark bench.serving.bench_model (untrained Transformer encoder, "
                            "ModelConfig defaults) over this many synthetic items")
   source.add_argument("--toy-items", type=int, help="benchmark a toy model with this many items")
   source.add_argument("--server", help="HOST:PORT of a running TF Serving gRPC endpoint")
@@ -231,7 +231,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
   """Exports the benchmark encoder model (exact, or its ScaNN variant) into ``scratch``."""
-  from serving import bench_model  # pylint: disable=g-import-not-at-top
+  from bench.serving import bench_model  # pylint: disable=g-import-not-at-top
   export_dir = os.path.join(scratch, "encoder")
   if not args.scann:
     return bench_model.export_bench_model(export_dir, args.encoder_items, seed=args.seed)
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
       elif args.encoder_items:
         base = _base_path(_export_encoder_model(args, scratch), scratch)
-        model_desc = (f"serving.bench_model: untrained Transformer encoder (ModelConfig "
+        model_desc = (f"bench.serving.bench_model: untrained Transformer encoder (ModelConfig "
                       f"defaults), {args.encoder_items} items, "
                       f"{'ScaNN variant' if args.scann else 'exact top-k'}")
       else:

@@ -3,7 +3,7 @@
     python -m bench.serving.suite --out-dir outputs/bench/serving
     python -m bench.serving.suite --requests 200 --max-seconds 10 --recall-queries 200  # smoke
 
-Models (``serving.bench_model``; untrained Transformer encoder with ``ModelConfig``
+Models (``bench.serving.bench_model``; untrained Transformer encoder with ``ModelConfig``
 defaults, clustered synthetic item embeddings, the pipeline's serving code with a
 hash-table id lookup):
 
@@ -41,8 +41,8 @@ import time
 from typing import Dict, List, Optional
 
 from bench.serving import ann_recall
+from bench.serving import bench_model
 from bench.serving import load
-from serving import bench_model
 from serving import contract
 from serving import scann_variant
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
   summary: Dict[str, object] = {
       "started": datetime.datetime.now().isoformat(timespec="seconds"),
       "machine_before": load.machine_info(),
-      "model": ("serving.bench_model: trainer.model.NextItemModel with ModelConfig "
+      "model": ("bench.serving.bench_model: trainer.model.NextItemModel with ModelConfig "
                 "defaults, UNTRAINED encoder weights (latency does not depend on them); "
                 "item embeddings: mixture of Gaussians, "
                 f"{bench_model.DEFAULT_ITEMS_PER_CLUSTER} items per cluster on average, "

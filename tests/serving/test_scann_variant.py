@@ -12,7 +12,7 @@ import tensorflow as tf
 
 pytest.importorskip("scann", reason="the ScaNN variant needs the scann package (the 'ann' extra)")
 
-from serving import bench_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bench.serving import bench_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import contract  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import scann_variant  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import servable as servable_lib  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -1,10 +1,10 @@
-"""serving.bench_model: the pipeline's serving export around an encoder over a synthetic catalogue."""
+"""bench.serving.bench_model: the serving export around an encoder over a synthetic catalogue."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import bench_model
+from bench.serving import bench_model
 from serving import contract
 from serving import servable as servable_lib
 from trainer.config import ModelConfig
