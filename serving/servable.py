@@ -16,7 +16,7 @@ What the server adds around the SavedModel's own ``serving_default``:
   keeps the lowest indices; the server makes this independent of the model.)
 
 A version whose graph uses ScaNN's custom ops (the ``seqrec_scann`` variant of
-``serving.scann_variant``) needs them registered before it loads:
+``trainer.scann_export``) needs them registered before it loads:
 ``load_scann_ops`` imports them from the ``scann`` package then, and only then,
 so the default path never imports scann.
 """
@@ -111,7 +111,7 @@ def load_scann_ops(export_dir: str, ops: Sequence[str]) -> None:
         grpc.StatusCode.FAILED_PRECONDITION,
         f"{export_dir} uses ScaNN ops {list(ops)}: install the scann package "
         f"(pip install -c constraints.txt scann) to serve it here, or serve it with a "
-        f"ScaNN-enabled TF Serving build (see serving/scann_variant.py): {e}") from e
+        f"ScaNN-enabled TF Serving build (see trainer/scann_export.py): {e}") from e
 
 
 def _num_unknown_info() -> meta_graph_pb2.TensorInfo:

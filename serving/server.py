@@ -29,7 +29,7 @@ pick a version (only the served one is loaded); ``signature_name`` defaults to
 (``serving.validation``) before the model runs, ``num_unknown`` is returned and rows
 without a known item get the popularity fallback (``serving.servable``).
 
-A version whose graph uses ScaNN's custom ops (``serving.scann_variant``, which
+A version whose graph uses ScaNN's custom ops (``trainer.scann_export``, which
 stock TF Serving cannot load) is served too when the ``scann`` package is
 installed: its ops are imported for that version only.
 """

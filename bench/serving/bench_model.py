@@ -22,7 +22,7 @@ synthetic 1M) this module builds the same export without one:
   tf.Transform graph. Ids are ``item_0 .. item_{N-1}``.
 
 The export uses only stock TensorFlow ops (matmul + top-k), so stock TF Serving
-loads it; ``serving.scann_variant`` builds the ScaNN variant of the same model.
+loads it; ``trainer.scann_export`` builds the ScaNN variant of the same model.
 ``expected_recommendations`` ranks with NumPy, for tests.
 """
 

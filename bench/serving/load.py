@@ -12,7 +12,7 @@ subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stoc
 ``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
 ``bench.serving.bench_model`` first: the pipeline's serving export around an untrained
 Transformer encoder (``ModelConfig`` defaults) over N synthetic items, exact
-top-k; with ``--scann`` its ScaNN variant (``serving.scann_variant``) instead.
+top-k; with ``--scann`` its ScaNN variant (``trainer.scann_export``) instead.
 ``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
 Histories are drawn uniformly from the served catalogue.
 
@@ -235,9 +235,9 @@ def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
   export_dir = os.path.join(scratch, "encoder")
   if not args.scann:
     return bench_model.export_bench_model(export_dir, args.encoder_items, seed=args.seed)
-  from serving import scann_variant  # pylint: disable=g-import-not-at-top
+  from trainer import scann_export  # pylint: disable=g-import-not-at-top
   model = bench_model.build_model(args.encoder_items, seed=args.seed)
-  return scann_variant.export_scann_model(
+  return scann_export.export_scann_model(
       model, bench_model.vocabulary(args.encoder_items, os.path.join(scratch, "vocab")),
       model.model_config.max_seq_len, export_dir)
 

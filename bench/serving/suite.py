@@ -11,7 +11,7 @@ hash-table id lookup):
 2. ``large-exact``: 1,000,000 items, exact top-k (brute force: one [d, N] matmul
    and top-k per history);
 3. ``large-scann``: the same model and catalogue, ScaNN variant
-   (``serving.scann_variant``, parameters from the flags).
+   (``trainer.scann_export``, parameters from the flags).
 
 For each: a load run over gRPC on loopback against ``serving.server`` in a
 subprocess (``bench.serving.load``; p50/p90/p99 latency and throughput at each
@@ -44,7 +44,7 @@ from bench.serving import ann_recall
 from bench.serving import bench_model
 from bench.serving import load
 from serving import contract
-from serving import scann_variant
+from trainer import scann_export
 
 BEAUTY_ITEMS = 12101
 LARGE_ITEMS = 1000000
@@ -77,7 +77,7 @@ def _timed(what: str, fn, timings: Dict[str, float]):
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
   """Runs every part; returns the summary (also written to ``args.out_dir``)."""
-  scann_config = scann_variant.ScannConfig(
+  scann_config = scann_export.ScannConfig(
       num_leaves=args.num_leaves, num_leaves_to_search=args.num_leaves_to_search,
       num_reordering_candidates=args.num_reordering_candidates)
   started = time.perf_counter()
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
       exact = _timed("export_large_exact", lambda: bench_model.export_bench_model(
           os.path.join(scratch, "large-exact"), args.large_items, model=model), timings)
       vocabulary = bench_model.vocabulary(args.large_items, os.path.join(scratch, "vocab"))
-      scann = _timed("export_large_scann", lambda: scann_variant.export_scann_variant(
+      scann = _timed("export_large_scann", lambda: scann_export.export_scann_variant(
           model, vocabulary, model.model_config.max_seq_len, os.path.join(scratch, "serving"),
           1, scann_config), timings)
       del model, vocabulary
@@ -228,7 +228,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--recall-queries", type=int, default=1000)
   parser.add_argument("--latency-queries", type=int, default=200,
                       help="one-history in-process calls per model")
-  defaults = scann_variant.ScannConfig()
+  defaults = scann_export.ScannConfig()
   parser.add_argument("--num-leaves", type=int, default=defaults.num_leaves)
   parser.add_argument("--num-leaves-to-search", type=int,
                       default=defaults.num_leaves_to_search)
