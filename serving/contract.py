@@ -1,7 +1,7 @@
 """The serving contract: model, signature, input and output names every client relies on.
 
 It imports nothing: the one module of ``serving`` that the trainer, the components
-and the pipeline may import.
+and the pipeline may import (tests/test_import_graph.py).
 
 ``serving_default``
     inputs:  ``history`` string [batch, max_len], raw item ids, oldest first, most
