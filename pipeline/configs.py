@@ -8,13 +8,13 @@ import dataclasses
 import os
 from typing import List, Optional, Tuple
 
+from serving.contract import MODEL_NAME
 from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
 from trainer.config import load_json_object
 from trainer.pretraining.config import PretrainConfig
 
 PIPELINE_NAME = "seqrec"
-MODEL_NAME = "seqrec"
 
 
 @dataclasses.dataclass

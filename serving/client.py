@@ -33,10 +33,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from pipeline.configs import MODEL_NAME
 from serving import contract
-from serving.servable import OUTPUT_NUM_UNKNOWN  # serving.server only; TF Serving lacks it
-from trainer import features
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -101,7 +98,7 @@ def history_tensor(histories: Sequence[Sequence[str]]) -> np.ndarray:
 class RecommenderClient:
   """Top-k recommendations, metadata and status from a TF Serving gRPC endpoint."""
 
-  def __init__(self, target: str, model_name: str = MODEL_NAME, timeout: float = 10.0,
+  def __init__(self, target: str, model_name: str = contract.MODEL_NAME, timeout: float = 10.0,
                signature_name: str = contract.DEFAULT_SIGNATURE,
                version: Optional[int] = None, version_label: Optional[str] = None,
                channel: Optional[grpc.Channel] = None):
@@ -151,8 +148,8 @@ class RecommenderClient:
               if math.isfinite(score)]
              for id_row, score_row in zip(ids, scores)]
     num_unknown = None
-    if OUTPUT_NUM_UNKNOWN in response.outputs:
-      num_unknown = tf.make_ndarray(response.outputs[OUTPUT_NUM_UNKNOWN]).tolist()
+    if contract.OUTPUT_NUM_UNKNOWN in response.outputs:   # serving.server only
+      num_unknown = tf.make_ndarray(response.outputs[contract.OUTPUT_NUM_UNKNOWN]).tolist()
     return Recommendations(items, num_unknown, response.model_spec.version.value)
 
   def catalogue(self) -> List[str]:
@@ -206,14 +203,14 @@ def load_titles(path: str) -> Dict[str, str]:
   with open(path, newline="", encoding="utf-8") as f:
     reader = csv.DictReader(f)
     columns = reader.fieldnames or []
-    missing = [c for c in (features.ITEM_TABLE_ID, features.ITEM_TABLE_TITLE)
+    missing = [c for c in (contract.ITEM_TABLE_ID, contract.ITEM_TABLE_TITLE)
                if c not in columns]
     if missing:
       raise ValueError(f"{path}: item table needs columns "
-                       f"{features.ITEM_TABLE_ID},{features.ITEM_TABLE_TITLE}"
-                       f"[,{features.ITEM_TABLE_ATTRIBUTES}]; missing {missing}, "
+                       f"{contract.ITEM_TABLE_ID},{contract.ITEM_TABLE_TITLE}"
+                       f"[,{contract.ITEM_TABLE_ATTRIBUTES}]; missing {missing}, "
                        f"header is {columns}")
-    return {row[features.ITEM_TABLE_ID]: row[features.ITEM_TABLE_TITLE] or "" for row in reader}
+    return {row[contract.ITEM_TABLE_ID]: row[contract.ITEM_TABLE_TITLE] or "" for row in reader}
 
 
 def _dtype_text(dtype_enum: int) -> str:
@@ -227,7 +224,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   commands = parser.add_subparsers(dest="command", required=True)
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("--server", default="localhost:8500", help="HOST:PORT of the gRPC API")
-  common.add_argument("--model-name", default=MODEL_NAME)
+  common.add_argument("--model-name", default=contract.MODEL_NAME)
   common.add_argument("--version", type=int, default=None)
   common.add_argument("--timeout", type=float, default=10.0)
   rec = commands.add_parser("recommend", parents=[common],

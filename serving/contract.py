@@ -1,6 +1,7 @@
-"""The serving contract: signature, input and output names every client relies on.
+"""The serving contract: model, signature, input and output names every client relies on.
 
-Kept free of training code so that clients and the server import it alone.
+It imports nothing: the one module of ``serving`` that the trainer, the components
+and the pipeline may import (tests/test_import_graph.py).
 
 ``serving_default``
     inputs:  ``history`` string [batch, max_len], raw item ids, oldest first, most
@@ -16,6 +17,8 @@ Kept free of training code so that clients and the server import it alone.
     [num_items, dim]. Score = dot(query embedding, item embedding).
 """
 
+MODEL_NAME = "seqrec"   # the model name the pipeline pushes and clients address
+
 DEFAULT_SIGNATURE = "serving_default"
 QUERY_EMBEDDING_SIGNATURE = "query_embedding"
 ITEM_EMBEDDINGS_SIGNATURE = "item_embeddings"
@@ -27,5 +30,12 @@ OUTPUT_ITEM_IDS = "item_ids"
 OUTPUT_SCORES = "scores"
 OUTPUT_EMBEDDING = "embedding"
 OUTPUT_EMBEDDINGS = "embeddings"
+# Extra output of serving.server: int32 [batch], unknown (dropped) history ids per row.
+OUTPUT_NUM_UNKNOWN = "num_unknown"
 
 PAD = ""
+
+# Canonical item table columns (CSV; clients read titles from it).
+ITEM_TABLE_ID = "item_id"
+ITEM_TABLE_TITLE = "title"
+ITEM_TABLE_ATTRIBUTES = "attributes"

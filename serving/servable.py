@@ -16,7 +16,7 @@ What the server adds around the SavedModel's own ``serving_default``:
   keeps the lowest indices; the server makes this independent of the model.)
 
 A version whose graph uses ScaNN's custom ops (the ``seqrec_scann`` variant of
-``serving.scann_variant``) needs them registered before it loads:
+``trainer.scann_export``) needs them registered before it loads:
 ``load_scann_ops`` imports them from the ``scann`` package then, and only then,
 so the default path never imports scann.
 """
@@ -37,9 +37,6 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from serving import contract
 from serving import validation
-
-OUTPUT_NUM_UNKNOWN = "num_unknown"
-"""Extra output of this server: int32 [batch], unknown (dropped) history ids per row."""
 
 SAVED_MODEL_FILE = "saved_model.pb"
 SERVE_TAG = "serve"
@@ -114,12 +111,12 @@ def load_scann_ops(export_dir: str, ops: Sequence[str]) -> None:
         grpc.StatusCode.FAILED_PRECONDITION,
         f"{export_dir} uses ScaNN ops {list(ops)}: install the scann package "
         f"(pip install -c constraints.txt scann) to serve it here, or serve it with a "
-        f"ScaNN-enabled TF Serving build (see serving/scann_variant.py): {e}") from e
+        f"ScaNN-enabled TF Serving build (see trainer/scann_export.py): {e}") from e
 
 
 def _num_unknown_info() -> meta_graph_pb2.TensorInfo:
   return meta_graph_pb2.TensorInfo(
-      name=OUTPUT_NUM_UNKNOWN, dtype=types_pb2.DT_INT32,
+      name=contract.OUTPUT_NUM_UNKNOWN, dtype=types_pb2.DT_INT32,
       tensor_shape=tensor_shape_pb2.TensorShapeProto(
           dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=-1)]))
 
@@ -173,7 +170,7 @@ class Servable:
       signature_def = meta_graph_pb2.SignatureDef().FromString(
           signature_def.SerializeToString())
       if contract.INPUT_HISTORY in signature_def.inputs:
-        signature_def.outputs[OUTPUT_NUM_UNKNOWN].CopyFrom(_num_unknown_info())
+        signature_def.outputs[contract.OUTPUT_NUM_UNKNOWN].CopyFrom(_num_unknown_info())
       self.signature_defs[name] = signature_def
     self.input_specs = {
         name: dict(fn.structured_input_signature[1]) for name, fn in self._functions.items()}
@@ -269,9 +266,9 @@ class Servable:
     tensors = {name: tf.constant(value, specs[name].dtype) for name, value in arrays.items()}
     model_outputs = self._functions[signature_name](**tensors)
     outputs = {alias: model_outputs[alias].numpy()
-               for alias in wanted if alias != OUTPUT_NUM_UNKNOWN}
-    if num_unknown is not None and OUTPUT_NUM_UNKNOWN in wanted:
-      outputs[OUTPUT_NUM_UNKNOWN] = num_unknown.astype(np.int32)
+               for alias in wanted if alias != contract.OUTPUT_NUM_UNKNOWN}
+    if num_unknown is not None and contract.OUTPUT_NUM_UNKNOWN in wanted:
+      outputs[contract.OUTPUT_NUM_UNKNOWN] = num_unknown.astype(np.int32)
     if (signature_name == contract.DEFAULT_SIGNATURE and
         self.fallback == FALLBACK_POPULARITY and history is not None):
       self._apply_fallback(history, num_unknown, int(arrays[contract.INPUT_K]), outputs)

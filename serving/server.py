@@ -29,7 +29,7 @@ pick a version (only the served one is loaded); ``signature_name`` defaults to
 (``serving.validation``) before the model runs, ``num_unknown`` is returned and rows
 without a known item get the popularity fallback (``serving.servable``).
 
-A version whose graph uses ScaNN's custom ops (``serving.scann_variant``, which
+A version whose graph uses ScaNN's custom ops (``trainer.scann_export``, which
 stock TF Serving cannot load) is served too when the ``scann`` package is
 installed: its ops are imported for that version only.
 """
@@ -53,7 +53,6 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline.configs import MODEL_NAME
 from serving import contract
 from serving import health
 from serving import model_watcher
@@ -358,7 +357,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   source.add_argument("--model-config-file",
                       help="TF Serving model config (text ModelServerConfig), e.g. "
                            "serving/deploy/models.config; names, base paths, version labels")
-  parser.add_argument("--model-name", default=MODEL_NAME,
+  parser.add_argument("--model-name", default=contract.MODEL_NAME,
                       help="with --model-base-path: the name clients use")
   parser.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one")
   parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1: local only)")

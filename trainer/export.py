@@ -11,9 +11,9 @@ Two pieces are separate so that other exports reuse the serving logic unchanged:
   export uses ``TransformItemVocabulary`` (the tf.Transform graph, exactly as in
   training); ``HashTableItemVocabulary`` maps them with a ``tf.lookup.StaticHashTable``
   over the same file (models without a tf.Transform run, such as the benchmark
-  models of ``serving.bench_model``);
+  models of ``bench.serving.bench_model``);
 * the retrieval (``RecommenderModule._top_k``): exact dot-product top-k over the
-  whole catalogue here, approximate ScaNN search in ``serving.scann_variant``.
+  whole catalogue here, approximate ScaNN search in ``trainer.scann_export``.
 
 ``RecommenderModule.recommend`` does the rest once for all of them: padding and
 unknown ids dropped, the last ``max_seq_len`` items left-padded for the encoder,

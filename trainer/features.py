@@ -1,5 +1,8 @@
 """Feature names, named once; every other module imports them from here.
 
+The item table's column names belong to the serving contract (clients read it) and
+are named in ``serving.contract``; this module re-exports them.
+
 Three layers of data flow through the pipeline:
 
 * Canonical interaction log (ExampleGen input, CSV): ``user_id``, ``item_id``,
@@ -19,6 +22,12 @@ Three layers of data flow through the pipeline:
   ``0 .. V-1`` for the V catalogue items and ``V`` for the OOV bucket.
 """
 
+# pylint: disable=unused-import
+from serving.contract import ITEM_TABLE_ATTRIBUTES
+from serving.contract import ITEM_TABLE_ID
+from serving.contract import ITEM_TABLE_TITLE
+# pylint: enable=unused-import
+
 # Canonical log columns.
 LOG_USER_ID = "user_id"
 LOG_ITEM_ID = "item_id"
@@ -28,9 +37,7 @@ LOG_EVENT_TYPE = "event_type"
 LOG_REQUIRED_COLUMNS = (LOG_USER_ID, LOG_ITEM_ID, LOG_TIMESTAMP)
 
 # Canonical item table columns.
-ITEM_TABLE_ID = "item_id"
-ITEM_TABLE_TITLE = "title"
-ITEM_TABLE_ATTRIBUTES = "attributes"
+# ITEM_TABLE_ID, ITEM_TABLE_TITLE, ITEM_TABLE_ATTRIBUTES: from serving.contract, above.
 ATTRIBUTE_SEPARATOR = "|"
 
 # Sequence examples (raw, before Transform).

@@ -4,8 +4,8 @@
         [--queries 1000] [--latency-queries 200] [--sweep 50 100 200 300]
 
 Both SavedModels must serve the same model and catalogue (``bench.serving.suite``
-exports them from one ``serving.bench_model`` model; the histories come from
-``serving.bench_model.interest_histories`` and so assume its catalogue).
+exports them from one ``bench.serving.bench_model`` model; the histories come from
+``bench.serving.bench_model.interest_histories`` and so assume its catalogue).
 
 * recall@k: for each history, |ScaNN top-k ∩ exact top-k| / k, both from the
   models' own ``serving_default`` (history items excluded by both), averaged;
@@ -146,18 +146,18 @@ def measure(exact_dir: str, scann_dir: str, histories: Sequence[Sequence[str]], 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--exact", required=True, help="exact export (serving.bench_model)")
+  parser.add_argument("--exact", required=True, help="exact export (bench.serving.bench_model)")
   parser.add_argument("--scann", required=True, help="its ScaNN variant")
   parser.add_argument("--queries", type=int, default=1000)
   parser.add_argument("--latency-queries", type=int, default=200)
   parser.add_argument("-k", type=int, default=10)
-  parser.add_argument("--seed", type=int, default=0, help="serving.bench_model seed")
+  parser.add_argument("--seed", type=int, default=0, help="bench.serving.bench_model seed")
   parser.add_argument("--out", help="write the report here (JSON)")
   return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  from serving import bench_model  # pylint: disable=g-import-not-at-top
+  from bench.serving import bench_model  # pylint: disable=g-import-not-at-top
   args = parse_args(argv)
   exact = _load(args.exact)
   num_items = int(exact.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[

@@ -10,9 +10,9 @@
 SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.1 in a
 subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
 ``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
-``serving.bench_model`` first: the pipeline's serving export around an untrained
+``bench.serving.bench_model`` first: the pipeline's serving export around an untrained
 Transformer encoder (``ModelConfig`` defaults) over N synthetic items, exact
-top-k; with ``--scann`` its ScaNN variant (``serving.scann_variant``) instead.
+top-k; with ``--scann`` its ScaNN variant (``trainer.scann_export``) instead.
 ``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
 Histories are drawn uniformly from the served catalogue.
 
@@ -41,10 +41,10 @@ from typing import Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
-from pipeline.configs import MODEL_NAME
 from serving import client as client_lib
+from serving import contract
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 
 DEFAULT_CONCURRENCY = (1, 8, 32)
 
@@ -198,7 +198,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--model-path", help="model base path or one version's SavedModel folder")
   source.add_argument("--encoder-items", type=int,
-                      help="benchmark serving.bench_model (untrained Transformer encoder, "
+                      help="benchmark bench.serving.bench_model (untrained Transformer encoder, "
                            "ModelConfig defaults) over this many synthetic items")
   source.add_argument("--toy-items", type=int, help="benchmark a toy model with this many items")
   source.add_argument("--server", help="HOST:PORT of a running TF Serving gRPC endpoint")
@@ -206,7 +206,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help="with --encoder-items: serve the ScaNN variant (needs scann)")
   parser.add_argument("--toy-dim", type=int, default=64)
   parser.add_argument("--description", help="the model, in the report (default: from the source)")
-  parser.add_argument("--model-name", default=MODEL_NAME)
+  parser.add_argument("--model-name", default=contract.MODEL_NAME)
   parser.add_argument("--requests", type=int, default=1000, help="requests per concurrency level")
   parser.add_argument("--concurrency", type=int, nargs="+", default=list(DEFAULT_CONCURRENCY))
   parser.add_argument("--max-seconds", type=float, default=60.0,
@@ -231,13 +231,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
   """Exports the benchmark encoder model (exact, or its ScaNN variant) into ``scratch``."""
-  from serving import bench_model  # pylint: disable=g-import-not-at-top
+  from bench.serving import bench_model  # pylint: disable=g-import-not-at-top
   export_dir = os.path.join(scratch, "encoder")
   if not args.scann:
     return bench_model.export_bench_model(export_dir, args.encoder_items, seed=args.seed)
-  from serving import scann_variant  # pylint: disable=g-import-not-at-top
+  from trainer import scann_export  # pylint: disable=g-import-not-at-top
   model = bench_model.build_model(args.encoder_items, seed=args.seed)
-  return scann_variant.export_scann_model(
+  return scann_export.export_scann_model(
       model, bench_model.vocabulary(args.encoder_items, os.path.join(scratch, "vocab")),
       model.model_config.max_seq_len, export_dir)
 
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
       elif args.encoder_items:
         base = _base_path(_export_encoder_model(args, scratch), scratch)
-        model_desc = (f"serving.bench_model: untrained Transformer encoder (ModelConfig "
+        model_desc = (f"bench.serving.bench_model: untrained Transformer encoder (ModelConfig "
                       f"defaults), {args.encoder_items} items, "
                       f"{'ScaNN variant' if args.scann else 'exact top-k'}")
       else:

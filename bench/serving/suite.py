@@ -3,7 +3,7 @@
     python -m bench.serving.suite --out-dir outputs/bench/serving
     python -m bench.serving.suite --requests 200 --max-seconds 10 --recall-queries 200  # smoke
 
-Models (``serving.bench_model``; untrained Transformer encoder with ``ModelConfig``
+Models (``bench.serving.bench_model``; untrained Transformer encoder with ``ModelConfig``
 defaults, clustered synthetic item embeddings, the pipeline's serving code with a
 hash-table id lookup):
 
@@ -11,7 +11,7 @@ hash-table id lookup):
 2. ``large-exact``: 1,000,000 items, exact top-k (brute force: one [d, N] matmul
    and top-k per history);
 3. ``large-scann``: the same model and catalogue, ScaNN variant
-   (``serving.scann_variant``, parameters from the flags).
+   (``trainer.scann_export``, parameters from the flags).
 
 For each: a load run over gRPC on loopback against ``serving.server`` in a
 subprocess (``bench.serving.load``; p50/p90/p99 latency and throughput at each
@@ -41,10 +41,10 @@ import time
 from typing import Dict, List, Optional
 
 from bench.serving import ann_recall
+from bench.serving import bench_model
 from bench.serving import load
-from pipeline.configs import MODEL_NAME
-from serving import bench_model
-from serving import scann_variant
+from serving import contract
+from trainer import scann_export
 
 BEAUTY_ITEMS = 12101
 LARGE_ITEMS = 1000000
@@ -55,7 +55,7 @@ def _load_args(args: argparse.Namespace, model_path: str, description: str) -> L
           "--requests", str(args.requests), "--max-seconds", str(args.max_seconds),
           "--concurrency", *map(str, args.concurrency), "--history-length",
           str(args.history_length), "-k", str(args.k), "--warmup", str(args.warmup),
-          "--seed", str(args.seed), "--model-name", MODEL_NAME]
+          "--seed", str(args.seed), "--model-name", contract.MODEL_NAME]
 
 
 def _load_run(args: argparse.Namespace, name: str, model_path: str,
@@ -77,7 +77,7 @@ def _timed(what: str, fn, timings: Dict[str, float]):
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
   """Runs every part; returns the summary (also written to ``args.out_dir``)."""
-  scann_config = scann_variant.ScannConfig(
+  scann_config = scann_export.ScannConfig(
       num_leaves=args.num_leaves, num_leaves_to_search=args.num_leaves_to_search,
       num_reordering_candidates=args.num_reordering_candidates)
   started = time.perf_counter()
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
   summary: Dict[str, object] = {
       "started": datetime.datetime.now().isoformat(timespec="seconds"),
       "machine_before": load.machine_info(),
-      "model": ("serving.bench_model: trainer.model.NextItemModel with ModelConfig "
+      "model": ("bench.serving.bench_model: trainer.model.NextItemModel with ModelConfig "
                 "defaults, UNTRAINED encoder weights (latency does not depend on them); "
                 "item embeddings: mixture of Gaussians, "
                 f"{bench_model.DEFAULT_ITEMS_PER_CLUSTER} items per cluster on average, "
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
       exact = _timed("export_large_exact", lambda: bench_model.export_bench_model(
           os.path.join(scratch, "large-exact"), args.large_items, model=model), timings)
       vocabulary = bench_model.vocabulary(args.large_items, os.path.join(scratch, "vocab"))
-      scann = _timed("export_large_scann", lambda: scann_variant.export_scann_variant(
+      scann = _timed("export_large_scann", lambda: scann_export.export_scann_variant(
           model, vocabulary, model.model_config.max_seq_len, os.path.join(scratch, "serving"),
           1, scann_config), timings)
       del model, vocabulary
@@ -228,7 +228,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--recall-queries", type=int, default=1000)
   parser.add_argument("--latency-queries", type=int, default=200,
                       help="one-history in-process calls per model")
-  defaults = scann_variant.ScannConfig()
+  defaults = scann_export.ScannConfig()
   parser.add_argument("--num-leaves", type=int, default=defaults.num_leaves)
   parser.add_argument("--num-leaves-to-search", type=int,
                       default=defaults.num_leaves_to_search)

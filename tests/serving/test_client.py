@@ -10,7 +10,7 @@ import pytest
 from serving import client as client_lib
 from serving import server as server_lib
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 
 MODEL = "seqrec"
 NUM_ITEMS = 50

@@ -1,4 +1,4 @@
-"""serving.server on the toy model (serving.toy_model): fast, in-process, loopback only."""
+"""serving.server on the toy model (serving.testing.toy_model): fast, in-process, loopback only."""
 
 import os
 import shutil
@@ -21,7 +21,7 @@ from serving import model_watcher
 from serving import servable as servable_lib
 from serving import server as server_lib
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 from serving import validation
 
 MODEL = "seqrec"
@@ -136,8 +136,8 @@ def test_num_unknown_counts_dropped_ids_per_row(channel):
   history = [["item_1", "nope", "", "also-nope"], ["item_2", "item_3", "", ""],
              ["zzz", "", "", ""]]
   _, outputs = _predict(channel, _request(history, 3))
-  np.testing.assert_array_equal(outputs[servable_lib.OUTPUT_NUM_UNKNOWN], [2, 0, 1])
-  assert outputs[servable_lib.OUTPUT_NUM_UNKNOWN].dtype == np.int32
+  np.testing.assert_array_equal(outputs[contract.OUTPUT_NUM_UNKNOWN], [2, 0, 1])
+  assert outputs[contract.OUTPUT_NUM_UNKNOWN].dtype == np.int32
   # Unknown ids are ignored: the first row ranks as if it held item_1 only.
   _assert_same_ranking(_as_pairs(outputs)[:1],
                        toy_model.expected_recommendations([["item_1"]], 3, NUM_ITEMS))
@@ -190,8 +190,8 @@ def test_output_filter_returns_only_the_requested_outputs(channel):
   _, outputs = _predict(channel, request)
   assert set(outputs) == {contract.OUTPUT_ITEM_IDS}
   request = _request(HISTORIES, 3)
-  request.output_filter.append(servable_lib.OUTPUT_NUM_UNKNOWN)
-  assert set(_predict(channel, request)[1]) == {servable_lib.OUTPUT_NUM_UNKNOWN}
+  request.output_filter.append(contract.OUTPUT_NUM_UNKNOWN)
+  assert set(_predict(channel, request)[1]) == {contract.OUTPUT_NUM_UNKNOWN}
 
 
 def test_other_signatures_are_served(channel):
@@ -200,7 +200,7 @@ def test_other_signatures_are_served(channel):
   embeddings = toy_model.toy_embeddings(NUM_ITEMS, 8, 0)
   np.testing.assert_allclose(query[contract.OUTPUT_EMBEDDING][0],
                              embeddings[[1, 2]].mean(axis=0), rtol=1e-5)
-  np.testing.assert_array_equal(query[servable_lib.OUTPUT_NUM_UNKNOWN], [1])
+  np.testing.assert_array_equal(query[contract.OUTPUT_NUM_UNKNOWN], [1])
   _, items = _predict(channel, _request(None, None, signature=contract.ITEM_EMBEDDINGS_SIGNATURE))
   assert [i.decode() for i in items[contract.OUTPUT_ITEM_IDS]] == CATALOGUE
   np.testing.assert_allclose(items[contract.OUTPUT_EMBEDDINGS], embeddings)
@@ -225,7 +225,7 @@ def test_metadata_is_a_signature_def_map_in_an_any(channel):
   assert default.inputs[contract.INPUT_HISTORY].dtype == tf.string.as_datatype_enum
   assert default.inputs[contract.INPUT_K].dtype == tf.int32.as_datatype_enum
   assert set(default.outputs) == {contract.OUTPUT_ITEM_IDS, contract.OUTPUT_SCORES,
-                                  servable_lib.OUTPUT_NUM_UNKNOWN}
+                                  contract.OUTPUT_NUM_UNKNOWN}
   assert {contract.QUERY_EMBEDDING_SIGNATURE, contract.ITEM_EMBEDDINGS_SIGNATURE} <= set(
       signature_map.signature_def)
 

@@ -8,7 +8,7 @@ import pytest
 from bench.serving import load
 from serving import server as server_lib
 from serving import testing
-from serving import toy_model
+from serving.testing import toy_model
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""serving.scann_variant: the ScaNN SavedModel variant, loaded in-process and by the server."""
+"""trainer.scann_export: the ScaNN SavedModel variant, loaded in-process and by the server."""
 
 import json
 import os
@@ -12,20 +12,20 @@ import tensorflow as tf
 
 pytest.importorskip("scann", reason="the ScaNN variant needs the scann package (the 'ann' extra)")
 
-from serving import bench_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bench.serving import bench_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import contract  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import scann_variant  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainer import scann_export  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import servable as servable_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
-from serving import toy_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from serving.testing import toy_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from trainer.config import ModelConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 NUM_ITEMS = 400
 CONFIG = ModelConfig(embedding_dim=16, ff_dim=16, max_seq_len=8)
 # Every leaf searched and 100 candidates reordered by exact dot product: on 400
 # items the variant must then return exactly what brute force returns.
-SCANN = scann_variant.ScannConfig(num_leaves=8, num_leaves_to_search=8,
-                                  num_reordering_candidates=100)
+SCANN = scann_export.ScannConfig(num_leaves=8, num_leaves_to_search=8,
+                                 num_reordering_candidates=100)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def exports(tmp_path_factory):
   model = bench_model.build_model(NUM_ITEMS, CONFIG, seed=5, items_per_cluster=40)
   exact = bench_model.export_bench_model(str(root / "exact"), NUM_ITEMS, model=model)
   vocabulary = bench_model.vocabulary(NUM_ITEMS, str(root / "vocab"))
-  scann = scann_variant.export_scann_variant(model, vocabulary, CONFIG.max_seq_len,
-                                             str(root / "serving"), 1, SCANN)
+  scann = scann_export.export_scann_variant(model, vocabulary, CONFIG.max_seq_len,
+                                            str(root / "serving"), 1, SCANN)
   return {"root": root, "model": model, "vocabulary": vocabulary, "exact": exact,
           "scann": scann}
 
@@ -55,12 +55,12 @@ ROWS = [
 
 def test_variant_is_written_under_its_own_model_name(exports):
   assert exports["scann"] == os.path.join(str(exports["root"]), "serving",
-                                          scann_variant.SCANN_MODEL_NAME, "1")
+                                          scann_export.SCANN_MODEL_NAME, "1")
   assert os.listdir(os.path.dirname(exports["scann"])) == ["1"]   # no staging left
   with pytest.raises(FileExistsError):
-    scann_variant.export_scann_variant(exports["model"], exports["vocabulary"],
-                                       CONFIG.max_seq_len, str(exports["root"] / "serving"), 1,
-                                       SCANN)
+    scann_export.export_scann_variant(exports["model"], exports["vocabulary"],
+                                      CONFIG.max_seq_len, str(exports["root"] / "serving"), 1,
+                                      SCANN)
 
 
 def test_variant_graph_uses_scann_and_the_default_export_does_not(exports):
@@ -74,12 +74,12 @@ def test_server_servable_loads_the_variant_with_the_contract_outputs(exports):
   servable = servable_lib.Servable(exports["scann"], 1)
   assert set(servable.signature_defs) >= set(servable_lib.REQUIRED_SIGNATURES)
   assert servable.outputs_of(contract.DEFAULT_SIGNATURE) == [
-      contract.OUTPUT_ITEM_IDS, servable_lib.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_SCORES]
+      contract.OUTPUT_ITEM_IDS, contract.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_SCORES]
   outputs = servable.run(contract.DEFAULT_SIGNATURE, {
       contract.INPUT_HISTORY: _history(ROWS), contract.INPUT_K: np.array(10, np.int32)})
   ids, scores = outputs[contract.OUTPUT_ITEM_IDS], outputs[contract.OUTPUT_SCORES]
   assert ids.shape == scores.shape == (3, 10) and scores.dtype == np.float32
-  assert outputs[servable_lib.OUTPUT_NUM_UNKNOWN].tolist() == [1, 0, 0]
+  assert outputs[contract.OUTPUT_NUM_UNKNOWN].tolist() == [1, 0, 0]
   for row, id_row, score_row in zip(ROWS, ids, scores):
     assert not {i.encode() for i in row} & set(id_row.tolist())   # history excluded
     assert all(id_row) and np.all(np.diff(score_row) <= 0)

@@ -22,7 +22,7 @@ synthetic 1M) this module builds the same export without one:
   tf.Transform graph. Ids are ``item_0 .. item_{N-1}``.
 
 The export uses only stock TensorFlow ops (matmul + top-k), so stock TF Serving
-loads it; ``serving.scann_variant`` builds the ScaNN variant of the same model.
+loads it; ``trainer.scann_export`` builds the ScaNN variant of the same model.
 ``expected_recommendations`` ranks with NumPy, for tests.
 """
 
@@ -34,7 +34,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from serving import toy_model
+from serving.testing import toy_model
 from trainer import export
 from trainer.config import ModelConfig
 from trainer.model import NextItemModel

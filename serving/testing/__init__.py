@@ -1,5 +1,6 @@
 """Helpers for tests and benchmarks of a model server: push versions, run servers.
 
+The toy SavedModel they serve lives in ``serving.testing.toy_model``.
 ``push_version`` lands a version the way the Pusher does (copy to a hidden staging
 folder, then one rename), so a polling server never sees half a folder.
 ``ServerProcess`` runs ``python -m serving.server`` or ``tensorflow_model_server``
@@ -24,7 +25,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 LOOPBACK = "127.0.0.1"
 TF_MODEL_SERVER = "tensorflow_model_server"
 _READY_LINE = re.compile(r"^Serving model .* on [^ ]+:(\d+)\s*$")
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def push_version(source_dir: str, base_path: str, version: int) -> str:

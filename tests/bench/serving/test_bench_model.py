@@ -1,10 +1,10 @@
-"""serving.bench_model: the pipeline's serving export around an encoder over a synthetic catalogue."""
+"""bench.serving.bench_model: the serving export around an encoder over a synthetic catalogue."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import bench_model
+from bench.serving import bench_model
 from serving import contract
 from serving import servable as servable_lib
 from trainer.config import ModelConfig
@@ -87,7 +87,7 @@ def test_the_server_loads_the_bench_export(exported):
       contract.INPUT_HISTORY: np.array([[b"item_3", b"nope"]], dtype=object),
       contract.INPUT_K: np.array(4, np.int32)})
   assert outputs[contract.OUTPUT_ITEM_IDS].shape == (1, 4)
-  assert outputs[servable_lib.OUTPUT_NUM_UNKNOWN].tolist() == [1]
+  assert outputs[contract.OUTPUT_NUM_UNKNOWN].tolist() == [1]
 
 
 def test_clustered_embeddings_are_deterministic_mixtures():
