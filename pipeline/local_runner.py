@@ -25,7 +25,7 @@ from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
 from trainer.config import ModelConfig, load_model_config
 
-DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "unisrec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
 
 
