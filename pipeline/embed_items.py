@@ -92,7 +92,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   start = time.time()
   try:
     items = load_items(args)
-    source = f"item table {args.items}" if args.items else f"{args.dataset} items in {args.data_dir}"
+    source = (f"item table {args.items}" if args.items
+              else f"{args.dataset} items in {args.data_dir}")
     vectors = embed(items, source, args)
     path = item_vectors.write_vectors(vectors, args.out)
   except (IngestError, item_text.ItemTextError, text_encoder.MissingTextExtraError) as e:

@@ -43,7 +43,8 @@ def save_tiny_bert(folder: str, pooling: Optional[str] = None, seed: int = 0,
   if pooling is not None:
     _write_json(os.path.join(folder, "modules.json"), [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}])
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"}])
     _write_json(os.path.join(folder, "1_Pooling", "config.json"),
                 {"word_embedding_dimension": HIDDEN_SIZE, "pooling_mode_mean_tokens": False,
                  f"pooling_mode_{pooling}": True})

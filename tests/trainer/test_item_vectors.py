@@ -111,15 +111,18 @@ def test_npz_and_numeric_column_parquet_vectors(tmp_path):
   np.savez(tmp_path / "v.npz", item_id=np.array(["i1", "i2"]), vector=np.eye(2))
   pd.DataFrame({"item_id": [7, 8], "a": [1.0, 0.0], "b": [0.0, 1.0]}).to_parquet(
       tmp_path / "v.parquet")
-  np.testing.assert_array_equal(item_vectors.read_vectors(str(tmp_path / "v.npz")).vectors, np.eye(2))
+  npz = item_vectors.read_vectors(str(tmp_path / "v.npz"))
+  np.testing.assert_array_equal(npz.vectors, np.eye(2))
   assert item_vectors.read_vectors(str(tmp_path / "v.parquet"), ["8"]).vectors.tolist() == [[0, 1]]
 
 
 @pytest.mark.parametrize("content, message", [
     ("item_id,vector\ni1,0 1\ni2,0 1 2\n", r"v.csv, line 3: item 'i2' has 3 values; expected 2"),
-    ("item_id,vector\ni1,0 1\ni1,1 0\n", r"v.csv, line 3: item_id 'i1' already has a vector at line 2"),
+    ("item_id,vector\ni1,0 1\ni1,1 0\n",
+     r"v.csv, line 3: item_id 'i1' already has a vector at line 2"),
     ("item_id,vector\ni1,0 x\n", r"v.csv, line 2: 'vector' is not a list of numbers"),
-    ("item_id,a,b\ni1,0,1\ni2,oops,1\n", r"v.csv, line 3: column 'a' has value 'oops'; expected a number"),
+    ("item_id,a,b\ni1,0,1\ni2,oops,1\n",
+     r"v.csv, line 3: column 'a' has value 'oops'; expected a number"),
     ("item_id,vector\ni1,0 nan\n", r"v.csv, line 2: item 'i1' has a non-finite value"),
     ("item_id,vector\n,0 1\n", r"v.csv, line 2: 'item_id' is empty"),
     ("id,vector\ni1,0 1\n", r"v.csv has no 'item_id' column"),

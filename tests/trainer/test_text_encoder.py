@@ -102,7 +102,8 @@ def test_unsupported_pooling_is_named(tmp_path):
   pytest.importorskip("transformers", reason="needs the 'text' extra (transformers)")
   from tests import text_models  # pylint: disable=g-import-not-at-top
   folder = text_models.save_tiny_bert(str(tmp_path / "max"), pooling="max_tokens")
-  with pytest.raises(ItemTextError, match=r"pooling \['pooling_mode_max_tokens'\] is not supported"):
+  with pytest.raises(ItemTextError,
+                     match=r"pooling \['pooling_mode_max_tokens'\] is not supported"):
     text_encoder.load_encoder(folder)
 
 
