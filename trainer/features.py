@@ -7,7 +7,8 @@ Three layers of data flow through the pipeline:
 
 * Canonical interaction log (ExampleGen input, CSV): ``user_id``, ``item_id``,
   ``timestamp`` and optionally ``weight`` / ``event_type``. Optional item table:
-  ``item_id``, ``title``, ``attributes`` (multi-valued, ``|``-separated).
+  ``item_id``, ``title``, ``attributes`` (multi-valued, ``|``-separated) and
+  optionally ``text`` (free text for a sentence encoder, see ``item_text``).
 * Sequence examples (SequenceBuilder output, Transform input), one per user and
   split. Every row carries every feature; rows of the ``items`` split describe one
   catalogue item and leave the sequence features empty, sequence rows leave the
@@ -38,6 +39,7 @@ LOG_REQUIRED_COLUMNS = (LOG_USER_ID, LOG_ITEM_ID, LOG_TIMESTAMP)
 
 # Canonical item table columns.
 # ITEM_TABLE_ID, ITEM_TABLE_TITLE, ITEM_TABLE_ATTRIBUTES: from serving.contract, above.
+ITEM_TABLE_TEXT = "text"  # optional
 ATTRIBUTE_SEPARATOR = "|"
 
 # Sequence examples (raw, before Transform).

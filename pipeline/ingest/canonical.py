@@ -13,10 +13,11 @@ optional string.
 
 Canonical item table (CSV, optional, one row per catalogue item)::
 
-    item_id,title,attributes
+    item_id,title,attributes[,text]
 
 ``attributes`` is a ``|``-separated list (``features.ATTRIBUTE_SEPARATOR``) and
-may be empty; titles hold no newlines.
+may be empty; titles hold no newlines. The optional ``text`` is the item's free
+text for a sentence encoder (``trainer.item_text``), one line, may be empty.
 
 On disk each table lives alone in its own folder (an ExampleGen
 ``input_base`` reads every file of a folder; ``pipeline.ingest.example_gen``
@@ -410,14 +411,15 @@ def validate_items(
   """Checks an item table and returns it in canonical form.
 
   Args:
-    df: one row per item, column ``item_id`` and optionally ``title`` and
-      ``attributes`` (a ``|``-separated string or a list per row).
+    df: one row per item, column ``item_id`` and optionally ``title``,
+      ``attributes`` (a ``|``-separated string or a list per row) and ``text``.
     source: names the data in error messages.
     row_label: names the row at position ``i`` in messages.
 
   Returns:
     A new DataFrame with str columns ``item_id``, ``title`` (one line, ""
-    when unknown) and ``attributes`` (canonical ``a|b|c``, "" when none).
+    when unknown) and ``attributes`` (canonical ``a|b|c``, "" when none), and
+    ``text`` (one line) when ``df`` has that column.
 
   Raises:
     IngestError: missing ``item_id`` column, empty or duplicated ids.
@@ -450,11 +452,15 @@ def validate_items(
     attributes = df[features.ITEM_TABLE_ATTRIBUTES].map(_attribute_string)
   else:
     attributes = pd.Series([""] * len(df))
-  return pd.DataFrame({
+  table = pd.DataFrame({
       features.ITEM_TABLE_ID: ids,
       features.ITEM_TABLE_TITLE: titles.astype(object),
       features.ITEM_TABLE_ATTRIBUTES: attributes.astype(object),
   })
+  if features.ITEM_TABLE_TEXT in df.columns:
+    table[features.ITEM_TABLE_TEXT] = df[features.ITEM_TABLE_TEXT].map(
+        _one_line).astype(object)
+  return table
 
 
 def read_items(path: str) -> pd.DataFrame:
@@ -462,7 +468,7 @@ def read_items(path: str) -> pd.DataFrame:
 
   Args:
     path: a file with a header naming ``item_id`` and optionally ``title``,
-      ``attributes``.
+      ``attributes``, ``text``.
 
   Returns:
     The table in canonical form, see ``validate_items``.

@@ -36,6 +36,7 @@ COLUMN_TYPES = {
     features.ITEM_TABLE_ID: _BYTES,
     features.ITEM_TABLE_TITLE: _BYTES,
     features.ITEM_TABLE_ATTRIBUTES: _BYTES,
+    features.ITEM_TABLE_TEXT: _BYTES,
 }
 
 

@@ -9,9 +9,11 @@ Kinds (``load_dataset``):
   * ``ml-100k``   MovieLens 100K folder (``u.data``, ``u.item``, ``u.genre``).
   * ``ml-1m``     MovieLens 1M folder (``ratings.dat``, ``movies.dat``).
   * ``ml-latest`` MovieLens latest / latest-small / 20M / 25M folder
-                  (``ratings.csv``, ``movies.csv``).
+                  (``ratings.csv``, ``movies.csv``, ``tags.csv``).
   * ``s3rec``     S3-Rec sequences (``Name.txt`` and
                   ``Name_item2attributes.json``).
+  * ``unisrec``   UniSRec's Amazon datasets (``Name.text``, ``Name.*.inter``),
+                  see ``unisrec``.
   * ``csv``       a user's own log (.csv/.tsv/.parquet file, or a folder holding
                   exactly one), optionally with an item table file.
 """
@@ -20,21 +22,24 @@ import glob
 import io
 import json
 import os
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
 from pipeline.ingest import canonical
+from pipeline.ingest import unisrec
 from pipeline.ingest.canonical import IngestError
 from trainer import features
+from trainer import item_text
 
 ML_100K = "ml-100k"
 ML_1M = "ml-1m"
 ML_LATEST = "ml-latest"
 S3REC = "s3rec"
 CSV = "csv"
-DATASET_KINDS = (ML_100K, ML_1M, ML_LATEST, S3REC, CSV)
+UNISREC = unisrec.UNISREC
+DATASET_KINDS = (ML_100K, ML_1M, ML_LATEST, S3REC, CSV, UNISREC)
 AUTO = "auto"  # load_dataset(AUTO, path) detects the kind with detect_format.
 
 S3REC_ATTRIBUTES_SUFFIX = "_item2attributes.json"
@@ -392,10 +397,13 @@ def load_ml_latest(folder: str) -> Frames:
   Args:
     folder: holds ``ratings.csv`` (userId,movieId,rating,timestamp) and
       optionally ``movies.csv`` (movieId,title,genres; genres ``|``-separated,
-      "(no genres listed)" for none).
+      "(no genres listed)" for none) and ``tags.csv``
+      (userId,movieId,tag,timestamp).
 
   Returns:
-    interactions with ``weight`` = rating, and items with genre attributes.
+    interactions with ``weight`` = rating, and items with genre attributes and
+    ``text`` = ``item_text.compose(title, genres, tags)``, the movie's distinct
+    tags most frequent first.
   """
   folder = _require_folder(folder, ML_LATEST)
   path = _require_file(folder, "ratings.csv", ML_LATEST)
@@ -436,8 +444,42 @@ def _read_ml_latest_movies(folder: str) -> Optional[pd.DataFrame]:
   numbers = np.arange(2, len(movies) + 2)
   ids = _integers(movies_path, movies["movieId"].tolist(), numbers, "movieId")
   _check_unique_ids(movies_path, ids, numbers)
-  return _items_frame(ids, movies["title"].tolist(),
-                      [g.split("|") for g in movies["genres"]])
+  items = _items_frame(ids, movies["title"].tolist(),
+                       [g.split("|") for g in movies["genres"]])
+  return _with_tag_texts(folder, items)
+
+
+def _with_tag_texts(folder: str, items: pd.DataFrame) -> pd.DataFrame:
+  """Adds ``text`` = title, genres and the movie's tags (tags.csv, if present)."""
+  tags = _ml_latest_tags(folder)
+  items[features.ITEM_TABLE_TEXT] = [
+      item_text.compose(title, attributes.split(features.ATTRIBUTE_SEPARATOR)
+                        if attributes else [], tags.get(item, []))
+      for item, title, attributes in zip(items[features.ITEM_TABLE_ID],
+                                         items[features.ITEM_TABLE_TITLE],
+                                         items[features.ITEM_TABLE_ATTRIBUTES])]
+  return items
+
+
+def _ml_latest_tags(folder: str) -> Dict[str, List[str]]:
+  """movieId -> its distinct tags (case-insensitive), most frequent first, then
+  first seen; empty without tags.csv."""
+  path = os.path.join(folder, "tags.csv")
+  if not os.path.isfile(path):
+    return {}
+  df = _read_movielens_csv(path, ("userId", "movieId", "tag", "timestamp"))
+  movies = _id_strings(_integers(path, df["movieId"].tolist(),
+                                 np.arange(2, len(df) + 2), "movieId"))
+  tags = pd.DataFrame({"movie": movies,
+                       "tag": [" ".join(t.split()) for t in df["tag"]]})
+  tags = tags[tags["tag"] != ""]
+  tags["key"] = tags["tag"].str.lower()
+  tags["first"] = np.arange(len(tags))
+  counted = tags.groupby(["movie", "key"], sort=False).agg(
+      tag=("tag", "first"), count=("tag", "size"), first=("first", "min"))
+  counted = counted.reset_index().sort_values(["movie", "count", "first"],
+                                              ascending=[True, False, True])
+  return counted.groupby("movie", sort=False)["tag"].agg(list).to_dict()
 
 
 # ----------------------------------------------------------------------------
@@ -598,8 +640,9 @@ def detect_format(path: str) -> str:
 
   Returns:
     One of ``DATASET_KINDS``: ``u.data`` -> ml-100k, ``ratings.dat`` -> ml-1m,
-    ``ratings.csv`` -> ml-latest, ``*_item2attributes.json`` -> s3rec, a
-    .csv/.tsv/.parquet file (or a folder with exactly one) -> csv.
+    ``ratings.csv`` -> ml-latest, ``*_item2attributes.json`` -> s3rec,
+    ``*.train.inter`` -> unisrec, a .csv/.tsv/.parquet file (or a folder with
+    exactly one) -> csv.
 
   Raises:
     IngestError: the path is missing or matches no known layout.
@@ -623,6 +666,8 @@ def detect_format(path: str) -> str:
     return ML_LATEST
   if any(f.endswith(S3REC_ATTRIBUTES_SUFFIX) for f in files):
     return S3REC
+  if any(f.endswith(".train.inter") for f in files):
+    return UNISREC
   supported = canonical.SUPPORTED_LOG_EXTENSIONS
   logs = [f for f in files if os.path.splitext(f)[1].lower() in supported]
   if len(logs) == 1:
@@ -631,8 +676,9 @@ def detect_format(path: str) -> str:
       f"cannot tell the dataset format of folder {path} (files: "
       f"{sorted(files)[:20]}): expected u.data (ml-100k), ratings.dat "
       f"(ml-1m), ratings.csv (ml-latest), Name{S3REC_ATTRIBUTES_SUFFIX} "
-      f"(s3rec) or exactly one {'/'.join(canonical.SUPPORTED_LOG_EXTENSIONS)} "
-      "log (csv); pass the kind explicitly")
+      f"(s3rec), Name.train.inter ({UNISREC}) or exactly one "
+      f"{'/'.join(canonical.SUPPORTED_LOG_EXTENSIONS)} log (csv); pass the kind "
+      "explicitly")
 
 
 def load_dataset(kind: str, path: str,
@@ -654,7 +700,7 @@ def load_dataset(kind: str, path: str,
   if kind == AUTO:
     kind = detect_format(path)
   loaders = {ML_100K: load_ml100k, ML_1M: load_ml1m, ML_LATEST: load_ml_latest,
-             S3REC: load_s3rec}
+             S3REC: load_s3rec, UNISREC: unisrec.load_unisrec}
   if kind == CSV:
     return load_log(path, items_path)
   if kind not in loaders:

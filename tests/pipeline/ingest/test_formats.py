@@ -18,6 +18,7 @@ from pipeline.ingest import download
 from pipeline.ingest import formats
 from pipeline.ingest.canonical import IngestError
 from trainer import features
+from trainer import item_text
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data"
@@ -522,3 +523,45 @@ def test_download_unpacks_and_checks_zip(tmp_path, capsys):
                         wrong.as_uri()]) == 1
   assert "is not a valid zip file" in capsys.readouterr().err
   assert sorted(os.listdir(dest)) == ["ml-latest-small"]
+
+
+# ----------------------------------------------------------------------------
+# Item text.
+
+
+def test_ml_latest_text_is_title_genres_and_tags_most_frequent_first(tmp_path):
+  _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+  _write(tmp_path / "movies.csv", "movieId,title,genres\n1,Toy Story (1995),Animation|Comedy\n"
+         "7,Unknown Film (2001),(no genres listed)\n")
+  _write(tmp_path / "tags.csv", "userId,movieId,tag,timestamp\n1,1,fun,1\n2,1,pixar,2\n"
+         "3,1,Pixar,3\n4,99,orphan,4\n")
+  _, items = ingest.load_dataset("ml-latest", str(tmp_path))
+  texts = items.set_index(features.ITEM_TABLE_ID)[features.ITEM_TABLE_TEXT]
+  assert texts.to_dict() == {"1": "Toy Story (1995). Animation, Comedy. pixar, fun.",
+                             "7": "Unknown Film (2001)."}
+  (tmp_path / "tags.csv").unlink()
+  _, items = ingest.load_dataset("ml-latest", str(tmp_path))
+  assert items[features.ITEM_TABLE_TEXT].tolist()[0] == "Toy Story (1995). Animation, Comedy."
+
+
+def test_ml_latest_small_every_movie_has_a_text_and_tags_reach_1572_movies():
+  folder = _data_dir("ml-latest-small")
+  interactions, items = ingest.load_dataset("ml-latest", str(folder))
+  assert (len(interactions), len(items)) == (100_836, 9_742)
+  texts = items.set_index(features.ITEM_TABLE_ID)[features.ITEM_TABLE_TEXT]
+  assert (texts != "").all()
+  assert texts["1"] == "Toy Story (1995). Adventure, Animation, Children, Comedy, Fantasy. pixar, fun."
+  plain = [item_text.compose(title, attributes.split("|") if attributes else [])
+           for title, attributes in zip(items.title, items.attributes)]
+  assert sum(text != p for text, p in zip(items.text, plain)) == 1_572
+
+
+def test_item_table_text_column_is_optional_one_line_and_written(tmp_path):
+  table = _write(tmp_path / "items.csv", 'item_id,title,text\n1,Heat,"A heist.\nIn LA."\n2,Up,\n')
+  items = ingest.read_items(str(table))
+  assert items.columns.tolist() == ["item_id", "title", "attributes", "text"]
+  assert items.text.tolist() == ["A heist. In LA.", ""]
+  assert "text" not in ingest.validate_items(pd.DataFrame({"item_id": ["1"]})).columns
+  log = pd.DataFrame({"user_id": ["u"], "item_id": ["1"], "timestamp": [1]})
+  data = ingest.write_canonical(log, items, str(tmp_path / "out"))
+  assert ingest.read_items(data.items_path).text.tolist() == ["A heist. In LA.", ""]
