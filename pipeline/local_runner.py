@@ -64,7 +64,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def _model_config(args) -> ModelConfig:
   config = load_model_config(args.model_config)
   if args.epochs is not None:
-    config.epochs = args.epochs
+    config.schedule.epochs = args.epochs
   return config
 
 

@@ -56,7 +56,8 @@ from components.ranking_evaluator import metrics
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
-from trainer.config import ModelConfig
+from trainer.config import load_json_object
+from trainer.config import load_model_config
 from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
 from trainer.pretraining.clustering import ClusteringCallback
@@ -152,7 +153,8 @@ def _commit() -> str:
 def _test_metrics(model, data, config) -> Dict[str, float]:
   """Full-ranking test metrics, the user's whole history excluded."""
   split = features.TEST_SPLIT
-  dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items, config,
+  dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items,
+                                config.encoder.max_seq_len, config.schedule.batch_size,
                                 training=False, bucket_by_length=False, cache=False)
   score = tf.function(model.score_all, reduce_retracing=True)
   ranks, start = [], 0
@@ -185,39 +187,44 @@ def run_one(args) -> Dict[str, object]:
 
   variant = VARIANTS[args.variant]
   without = {f"{variant.without}_weight": 0.0} if variant.without else {}
-  model_config = ModelConfig(**{**json.loads(args.model_config), "seed": args.seed,
-                                "epochs": args.finetune_epochs})
+  model_config = load_model_config(args.model_config)
+  model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
+                                              epochs=args.finetune_epochs)
+  encoder_config, schedule = model_config.encoder, model_config.schedule
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
-                          max_seq_len=model_config.max_seq_len)
+                          max_seq_len=encoder_config.max_seq_len)
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
-            "model_config": dataclasses.asdict(model_config)}
+            "model_config": model_config.to_dict()}
   spec = data_lib.SPEC
   pretrained = None
   if variant.pretrain:
-    pretrain_config = PretrainConfig.from_dict({
-        **json.loads(args.pretrain_config), **without, "seed": args.seed,
-        "epochs": args.pretrain_epochs})
+    pretrain_config = PretrainConfig.from_dict(
+        {**load_json_object(args.pretrain_config, "pretrain config"), **without})
+    pretrain_config.schedule = dataclasses.replace(pretrain_config.schedule, seed=args.seed,
+                                                   epochs=args.pretrain_epochs)
     if data.attributes is None and pretrain_config.attribute_weight > 0:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
     record["pretrain_config"] = pretrain_config.to_dict()
     start = time.perf_counter()
     pretrained, history = pretrain(data.files["train"], None, spec, data.num_items,
-                                   model_config, pretrain_config, data.attributes)
+                                   encoder_config, pretrain_config, data.attributes)
     record["pretrain_seconds"] = round(time.perf_counter() - start, 1)
     record["pretrain_history"] = history
 
   tf.keras.utils.set_random_seed(args.seed)
-  retrieval_values = {**json.loads(args.retrieval_config), "seed": args.seed, "auxiliary": {}}
+  retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
+                      "seed": args.seed, "auxiliary": {}}
   if variant.auxiliary:
-    auxiliary = {**json.loads(args.auxiliary_config), **without, "seed": args.seed}
+    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
+                 "seed": args.seed}
     if any(auxiliary.get(f"{name}_weight", 0) > 0 for name in OBJECTIVES):
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
-  model = RetrievalModel(data.num_items, model_config, retrieval_config, data.attributes)
-  model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
+  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes)
+  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -225,8 +232,8 @@ def run_one(args) -> Dict[str, object]:
 
   def dataset(split, training):
     return inputs.make_dataset(
-        data.files[split], spec, data.num_items, model_config, training=training,
-        shuffle_seed=args.seed,
+        data.files[split], spec, data.num_items, encoder_config.max_seq_len,
+        schedule.batch_size, training=training, shuffle_seed=args.seed,
         prefixes=training and retrieval_config.trains_on_prefixes)
 
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
@@ -238,7 +245,7 @@ def run_one(args) -> Dict[str, object]:
                    monitor=monitor, mode="max", patience=args.patience,
                    restore_best_weights=True)]
   start = time.perf_counter()
-  history = model.fit(train_ds, epochs=model_config.epochs,
+  history = model.fit(train_ds, epochs=schedule.epochs,
                       callbacks=callbacks, verbose=2)
   record["finetune_seconds"] = round(time.perf_counter() - start, 1)
   record["finetune_epochs_run"] = len(timer.seconds)

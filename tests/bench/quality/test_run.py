@@ -41,9 +41,8 @@ def test_leave_one_out_splits_vocabulary_and_attributes(tmp_path, monkeypatch):
   assert vocab[data.targets["train"][1]] == "11"
   assert data.attributes.num_items == 5 and data.attributes.num_items_with_attributes == 4
   # The Trainer's input pipeline reads the files: user 1 learns 10 -> 11.
-  config = ModelConfig(max_seq_len=4, batch_size=8)
   batch = next(iter(inputs.make_dataset(data.files[features.TRAIN_SPLIT], data_lib.SPEC,
-                                        data.num_items, config, training=False,
+                                        data.num_items, 4, 8, training=False,
                                         bucket_by_length=False)))
   assert batch["labels"].numpy()[0, -1] == vocab.index("11")
   assert data.train_labels == 1
@@ -109,11 +108,14 @@ def test_default_fine_tuning_recipes_are_valid_bidirectional_prefix_models():
     args = run.parse_args(["--dataset", dataset])
     model_config = ModelConfig.from_json(args.model_config)
     retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
-    assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
-    RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
+    assert (model_config.encoder.attention == "bidirectional"
+            and retrieval_config.targets == "prefixes")
+    RetrievalModel(7, dataclasses.replace(model_config.encoder, max_seq_len=4), retrieval_config)
   # Beauty's recipe adds the frequency filter; an explicit --model-config wins.
-  assert ModelConfig.from_json(run.parse_args(["--dataset", "beauty"]).model_config).filter_weight > 0
-  assert ModelConfig.from_json(run.parse_args(["--dataset", "lastfm"]).model_config).filter_weight == 0
+  assert ModelConfig.from_json(
+      run.parse_args(["--dataset", "beauty"]).model_config).encoder.filter_weight > 0
+  assert ModelConfig.from_json(
+      run.parse_args(["--dataset", "lastfm"]).model_config).encoder.filter_weight == 0
   assert run.parse_args(["--dataset", "beauty", "--model-config", "{}"]).model_config == "{}"
 
 
@@ -122,9 +124,10 @@ def test_make_run_beauty_trains_with_the_benchmark_recipe():
   makefile = (pathlib.Path(run.__file__).parents[2] / "Makefile").read_text()
   command = makefile.split("\nrun-beauty:", 1)[1].split("\n")[1]
   pipeline_config = json.loads(command.split("--model-config '", 1)[1].split("'", 1)[0])
-  bench_config = json.loads(run.DATASET_MODEL_CONFIG["beauty"])
-  assert {key: pipeline_config.get(key, getattr(ModelConfig(), key))
-          for key in bench_config} == bench_config
+  bench_config = ModelConfig.from_json(run.DATASET_MODEL_CONFIG["beauty"])
+  pipeline_config = ModelConfig.from_dict(pipeline_config)
+  assert pipeline_config.encoder == bench_config.encoder
+  assert pipeline_config.schedule.learning_rate == bench_config.schedule.learning_rate
 
 
 def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatch):
