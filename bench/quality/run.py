@@ -24,10 +24,11 @@ objective off (the ablation). The headline variants (``HEADLINE``:
 memory is its own.
 
 Every variant fine-tunes with the same recipe (``--model-config``,
-``--retrieval-config``; default the dataset's ``DATASET_MODEL_CONFIG``, else
-``DEFAULT_MODEL_CONFIG``, and ``DEFAULT_RETRIEVAL_CONFIG``): the query tower
+``--retrieval-config``; default the dataset's ``configs/<dataset>.json``, else
+``configs/default.json``, and ``DEFAULT_RETRIEVAL_CONFIG``): the query tower
 reads the history bidirectionally and trains on every prefix of the training
-sequences; on Beauty with BSARec's frequency filter at lr 5e-4.
+sequences; on Beauty with BSARec's frequency filter at lr 5e-4. ``--finetune-epochs``,
+``--patience`` and the run's seed replace the recipe's epochs, early stopping and seed.
 
 Writes ``<out-dir>/results.json`` (every run, plus mean/std per variant) and
 ``<out-dir>/results.md`` (the table, with the published numbers for Beauty and
@@ -98,18 +99,16 @@ HEADLINE = ("finetune_only", "pretrain_finetune")
 DEFAULT_VARIANTS = HEADLINE + tuple(
     f"pretrain_finetune_without_{name}" for name in OBJECTIVES
     if getattr(PretrainConfig(), f"{name}_weight") > 0)
-# The fine-tuning recipe every variant of a dataset shares: a bidirectional query
-# tower trained on every prefix of the training sequences (S3-Rec/BSARec targets),
-# dropout 0.5. On Beauty, BSARec's frequency filter (alpha 0.7, 3 bins) at lr 5e-4
-# gained on validation and test over three seeds; on LastFM it lost (one seed).
-# Beauty's encoder is d = 128 (feed-forward 128): it gains on validation for both
-# headline variants, and there pre-training comes out ahead of fine-tuning alone on
-# test, inside the seed spread (README, Results).
-DEFAULT_MODEL_CONFIG = '{"dropout": 0.5, "attention": "bidirectional"}'
-DATASET_MODEL_CONFIG = {
-    "beauty": ('{"dropout": 0.5, "attention": "bidirectional", "learning_rate": 0.0005, '
-               '"filter_weight": 0.7, "frequency_bins": 3, "embedding_dim": 128, "ff_dim": 128}'),
-}
+# The fine-tuning recipe every variant of a dataset shares, configs/<dataset>.json
+# (else configs/default.json): a bidirectional query tower trained on every prefix
+# of the training sequences (S3-Rec/BSARec targets), dropout 0.5. On Beauty,
+# BSARec's frequency filter (alpha 0.7, 3 bins) at lr 5e-4 gained on validation and
+# test over three seeds; on LastFM it lost (one seed). Beauty's encoder is d = 128
+# (feed-forward 128): it gains on validation for both headline variants, and there
+# pre-training comes out ahead of fine-tuning alone on test, inside the seed spread
+# (README, Results).
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+DEFAULT_RECIPE = "default"
 DEFAULT_RETRIEVAL_CONFIG = '{"targets": "prefixes"}'
 DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
@@ -328,6 +327,14 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def recipe_path(dataset: str) -> str:
+  """The dataset's fine-tuning recipe file, configs/<dataset>.json, else configs/default.json."""
+  path = os.path.join(RECIPES_DIR, f"{dataset}.json")
+  if not os.path.exists(path):
+    path = os.path.join(RECIPES_DIR, f"{DEFAULT_RECIPE}.json")
+  return os.path.relpath(os.path.normpath(path))
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dataset", default="synthetic", choices=sorted(data_lib.DATASETS))
@@ -343,9 +350,9 @@ def parse_args(argv=None):
                       help="fine-tuning epochs without a validation NDCG@10 gain before stopping")
   parser.add_argument("--pretrain-epochs", type=int, default=10)
   parser.add_argument("--model-config", default=None,
-                      help="JSON ModelConfig fields (seed and epochs are set per run); default: "
-                           "the dataset's recipe in DATASET_MODEL_CONFIG, else "
-                           "DEFAULT_MODEL_CONFIG")
+                      help="JSON ModelConfig fields or a JSON file (seed and epochs are set per "
+                           "run); default: the dataset's recipe configs/<dataset>.json, else "
+                           "configs/default.json")
   parser.add_argument("--pretrain-config", default="{}", help="JSON PretrainConfig fields")
   parser.add_argument("--retrieval-config", default=DEFAULT_RETRIEVAL_CONFIG,
                       help="JSON RetrievalConfig fields")
@@ -365,7 +372,7 @@ def parse_args(argv=None):
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "quality", args.dataset)
   args.work_dir = args.work_dir or os.path.join(args.out_dir, "work")
   if args.model_config is None:
-    args.model_config = DATASET_MODEL_CONFIG.get(args.dataset, DEFAULT_MODEL_CONFIG)
+    args.model_config = recipe_path(args.dataset)
   unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
   if unknown:
     parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
@@ -387,14 +394,16 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
 def _settings_key(args, variant: str) -> str:
   """Short hash of the settings a run of ``variant`` depends on: a finished run is
   reused only when they are the same (so an interrupted benchmark resumes where it
-  stopped, and changing the pre-training recipe keeps the fine-tune-only runs)."""
+  stopped, and changing the pre-training recipe keeps the fine-tune-only runs). JSON
+  settings count by content, so editing a recipe file is a change."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
-              args.model_config, args.retrieval_config]
+              load_model_config(args.model_config).to_dict(),
+              load_json_object(args.retrieval_config)]
   if VARIANTS[variant].pretrain:
-    settings += [args.pretrain_epochs, args.pretrain_config]
+    settings += [args.pretrain_epochs, load_json_object(args.pretrain_config)]
   if VARIANTS[variant].auxiliary:
-    settings += [args.auxiliary_config]
-  return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
+    settings += [load_json_object(args.auxiliary_config)]
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def main(argv=None) -> int:
