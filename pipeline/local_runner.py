@@ -23,7 +23,6 @@ from pipeline import progress
 from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
-from trainer.config import ModelConfig, load_model_config
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
@@ -39,17 +38,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--output-dir", default=None,
                       help="where pipeline outputs, metadata and the serving folder go "
                            "(default: outputs/<dataset>)")
-  parser.add_argument("--pipeline-name", default=None)
-  configs.add_training_flags(parser)
-  parser.add_argument("--epochs", type=int, default=None)
-  parser.add_argument("--min-interactions", type=int, default=None)
-  parser.add_argument("--max-history-length", type=int, default=None)
-  parser.add_argument("--min-ndcg", type=float, default=None,
-                      help="blessing threshold on NDCG@10 (default 0)")
-  parser.add_argument("--schema", default=None, help="curated schema.pbtxt for ExampleValidator")
-  parser.add_argument("--beam-arg", action="append", default=None,
-                      help="Beam pipeline arg, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
-  parser.add_argument("--enable-cache", action="store_true")
+  configs.add_flags(parser)
   parser.add_argument("--span", type=int, default=None,
                       help="nightly retraining: store this input as daily span N "
                            "(<output-dir>/data/interactions/span-N/) and train on the "
@@ -59,13 +48,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--verbose", action="store_true",
                       help="show every TFX/Beam log line, not only progress")
   return parser.parse_args(argv)
-
-
-def _model_config(args) -> ModelConfig:
-  config = load_model_config(args.model_config)
-  if args.epochs is not None:
-    config.schedule.epochs = args.epochs
-  return config
 
 
 def prepare_data(args, data_root: str):
@@ -83,22 +65,11 @@ def prepare_data(args, data_root: str):
 
 def build_config(args) -> configs.PipelineConfig:
   output_root = args.output_dir or os.path.join("outputs", args.dataset)
-  config = configs.PipelineConfig(
-      data_root=os.path.join(output_root, "data"),
-      output_root=output_root,
-      pipeline_name=args.pipeline_name or f"{configs.PIPELINE_NAME}-{args.dataset}",
-      model=_model_config(args),
-      schema_path=args.schema,
-      enable_cache=args.enable_cache)
-  configs.apply_overrides(
-      config, min_interactions=args.min_interactions,
-      max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
-      beam_pipeline_args=args.beam_arg, pretrain_config=args.pretrain_config,
-      retrieval_config=args.retrieval_config)
-  if args.span is not None:
-    config.span_window = args.span_window
-    config.enable_cache = True
-  return config
+  nightly = {} if args.span is None else {"span_window": args.span_window, "enable_cache": True}
+  return configs.from_flags(args, data_root=os.path.join(output_root, "data"),
+                            output_root=output_root,
+                            default_pipeline_name=f"{configs.PIPELINE_NAME}-{args.dataset}",
+                            **nightly)
 
 
 def run(config: configs.PipelineConfig) -> dict:
