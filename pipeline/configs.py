@@ -169,3 +169,36 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
   values.update(settings)
   return PipelineConfig(**values)
 
+
+def _schedule(schedule) -> str:
+  return (f"{schedule.epochs} epoch{'s' if schedule.epochs != 1 else ''}, batch "
+          f"{schedule.batch_size}, learning rate {schedule.learning_rate:g}, seed {schedule.seed}")
+
+
+def _objectives(pretrain: PretrainConfig) -> str:
+  """``objectives masked_item 1, contrastive 0.1``: the weighted ones of a PretrainConfig."""
+  weights = {f.name[:-len("_weight")]: getattr(pretrain, f.name)
+             for f in dataclasses.fields(pretrain) if f.name.endswith("_weight")}
+  return "objectives " + ", ".join(f"{name} {w:g}" for name, w in weights.items() if w > 0)
+
+
+def describe(config: PipelineConfig) -> List[str]:
+  """A few readable lines of what a run trains (the whole config is its JSON)."""
+  encoder, model, retrieval = config.model.encoder, config.model, config.retrieval
+  shape = (f"Encoder: {encoder.num_blocks} blocks x {encoder.num_heads} heads, "
+           f"d = {encoder.embedding_dim}, feed-forward {encoder.ff_dim}, history "
+           f"{encoder.max_seq_len} items, {encoder.attention} attention, "
+           f"dropout {encoder.dropout:g}")
+  if encoder.filter_weight:
+    shape += f", frequency filter {encoder.filter_weight:g} ({encoder.frequency_bins} bins)"
+  fine_tuning = (f"Fine-tuning: {_schedule(model.schedule)}; {retrieval.loss} on "
+                 f"{retrieval.targets}")
+  if retrieval.auxiliary_config() is not None:
+    fine_tuning += f" + {_objectives(retrieval.auxiliary_config())}"
+  if model.early_stopping_patience:
+    fine_tuning += f", early stopping after {model.early_stopping_patience} epochs"
+  pretraining = "Pre-training: off"
+  if config.pretrain is not None:
+    pretraining = (f"Pre-training: {_schedule(config.pretrain.schedule)}; "
+                   f"{_objectives(config.pretrain)}")
+  return [shape, fine_tuning, pretraining]

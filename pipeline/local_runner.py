@@ -26,6 +26,7 @@ from pipeline.ingest import synthetic
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
+CONFIG_FILE = "config.json"   # the run's whole PipelineConfig, under --output-dir
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -72,6 +73,23 @@ def build_config(args) -> configs.PipelineConfig:
                             **nightly)
 
 
+def describe_data(dataset: str, data) -> str:
+  """One line: the dataset, its sizes and where its canonical copy is."""
+  items = f" (item table: {data.num_catalogue_items} items)" if data.has_items else ""
+  return (f"Data: {dataset}, {data.num_users} users, {data.num_items} items, "
+          f"{data.num_interactions} interactions{items} in {data.out_dir}")
+
+
+def write_config(config: configs.PipelineConfig) -> str:
+  """Writes the whole config as JSON to ``<output_root>/config.json``; returns the path."""
+  path = os.path.join(config.output_root, CONFIG_FILE)
+  os.makedirs(config.output_root, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2, default=str)
+    f.write("\n")
+  return path
+
+
 def run(config: configs.PipelineConfig) -> dict:
   """Runs the pipeline with LocalDagRunner and returns the MLMD summary."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
@@ -94,13 +112,15 @@ def main(argv: Optional[List[str]] = None) -> int:
   except (IngestError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"Input: {data}", flush=True)
+  print(describe_data(args.dataset, data), flush=True)
   done = retrain_state.finished_run(config.output_root, args.span, data.interactions_path)
   if done is not None:
     print(f"Span {args.span} with this exact data was already trained: {done}. "
           "Nothing to do.", flush=True)
     return 0
-  print(f"Config: {json.dumps(dataclasses.asdict(config), default=str)}", flush=True)
+  print("\n".join(configs.describe(config)), flush=True)
+  print(f"Full config: {write_config(config)}", flush=True)
+  progress.import_tensorflow(args.verbose)
   result = run(config)
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   print(summary.format_summary(result, time.time() - start), flush=True)

@@ -5,6 +5,8 @@ import argparse
 import pytest
 
 from pipeline import configs
+from trainer.config import ModelConfig
+from trainer.pretraining.config import PretrainConfig
 
 
 def _args(*argv):
@@ -49,3 +51,21 @@ def test_a_bad_json_field_is_named():
   with pytest.raises(ValueError, match=r"Unknown ModelConfig field\(s\) \['epoch'\]"):
     configs.from_flags(_args("--model-config", '{"epoch": 3}'), data_root="d", output_root="o")
 
+
+def test_describe_is_a_few_readable_lines():
+  config = configs.PipelineConfig(data_root="d", model=ModelConfig.from_dict(
+      {"filter_weight": 0.7, "epochs": 1, "early_stopping_patience": 5}))
+  encoder, fine_tuning, pretraining = configs.describe(config)
+  assert encoder.startswith("Encoder: 2 blocks x 2 heads, d = 64, feed-forward 64, history 50")
+  assert "frequency filter 0.7 (3 bins)" in encoder
+  assert fine_tuning.startswith("Fine-tuning: 1 epoch, batch 256, learning rate 0.001")
+  assert "early stopping after 5 epochs" in fine_tuning
+  assert pretraining == ("Pre-training: 10 epochs, batch 256, learning rate 0.001, seed 42; "
+                         "objectives masked_item 1, attribute 0.2, contrastive 0.1, "
+                         "clustering 0.1")
+  config.pretrain = None
+  assert configs.describe(config)[2] == "Pre-training: off"
+  config.pretrain = PretrainConfig(masked_item_weight=0.0, next_item_weight=1.0,
+                                   attribute_weight=0.0, contrastive_weight=0.0,
+                                   clustering_weight=0.0)
+  assert configs.describe(config)[2].endswith("; objectives next_item 1")
