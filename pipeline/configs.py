@@ -14,6 +14,7 @@ from trainer.config import RetrievalConfig
 from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.pretraining.config import PretrainConfig
+from trainer.training_schedule import TrainingSchedule
 
 PIPELINE_NAME = "seqrec"
 MODEL_NAME = "seqrec"
@@ -153,7 +154,7 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
   """
   model = load_model_config(args.model_config)
   if args.epochs is not None:
-    model.schedule.epochs = args.epochs
+    model.schedule = dataclasses.replace(model.schedule, epochs=args.epochs)
   values = dict(
       data_root=data_root, output_root=output_root,
       pipeline_name=args.pipeline_name or default_pipeline_name,
@@ -170,7 +171,7 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
   return PipelineConfig(**values)
 
 
-def _schedule(schedule) -> str:
+def _schedule(schedule: TrainingSchedule) -> str:
   return (f"{schedule.epochs} epoch{'s' if schedule.epochs != 1 else ''}, batch "
           f"{schedule.batch_size}, learning rate {schedule.learning_rate:g}, seed {schedule.seed}")
 

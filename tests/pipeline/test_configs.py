@@ -50,6 +50,8 @@ def test_runner_settings_win_and_pretraining_can_be_switched_off():
 def test_a_bad_json_field_is_named():
   with pytest.raises(ValueError, match=r"Unknown ModelConfig field\(s\) \['epoch'\]"):
     configs.from_flags(_args("--model-config", '{"epoch": 3}'), data_root="d", output_root="o")
+  with pytest.raises(ValueError, match="TrainingSchedule.epochs must be >= 1"):
+    configs.from_flags(_args("--epochs", "0"), data_root="d", output_root="o")
 
 
 def test_describe_is_a_few_readable_lines():
