@@ -51,9 +51,9 @@ run: venv
 run-ml100k: venv
 	$(PY) -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
 
-# Beauty with the benchmark's recipe (bench/quality/run.py DATASET_MODEL_CONFIG).
+# Beauty with the recipe the quality benchmark measures (configs/beauty.json).
 run-beauty: venv
-	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty --model-config '{"dropout": 0.5, "learning_rate": 0.0005, "filter_weight": 0.7, "frequency_bins": 3, "embedding_dim": 128, "ff_dim": 128, "epochs": 200, "early_stopping_patience": 10}'
+	$(PY) -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty --model-config configs/beauty.json
 
 # Nightly retrain on one day's log (idempotent: a finished span is skipped):
 #   make retrain LOG=logs/2026-11-27.csv SPAN=20261127 [ITEMS=items.csv] [WINDOW=7] [OUT=outputs/nightly]

@@ -1,9 +1,10 @@
 """Named defaults of the pipeline in one place: one config object, nested by concern.
 
-Every runner (local, Kubeflow V2) builds a ``PipelineConfig`` and hands it to
-``pipeline.create_pipeline``; nothing else reads flags.
+Every runner (local, Kubeflow V2) takes the flags of ``add_flags``, builds its
+``PipelineConfig`` with ``from_flags`` and hands it to ``pipeline.create_pipeline``.
 """
 
+import argparse
 import dataclasses
 import os
 from typing import List, Optional, Tuple
@@ -12,7 +13,9 @@ from serving.contract import MODEL_NAME
 from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
 from trainer.config import load_json_object
+from trainer.config import load_model_config
 from trainer.pretraining.config import PretrainConfig
+from trainer.training_schedule import TrainingSchedule
 
 PIPELINE_NAME = "seqrec"
 
@@ -101,39 +104,102 @@ class PipelineConfig:
 NO_PRETRAINING = "off"
 
 
-def add_training_flags(parser) -> None:
-  """The flags every runner takes for the three training configs."""
+def add_flags(parser: argparse.ArgumentParser) -> None:
+  """The flags every runner takes; ``from_flags`` reads them."""
+  parser.add_argument("--pipeline-name", default=None,
+                      help=f"default: {PIPELINE_NAME} (local runs: {PIPELINE_NAME}-<dataset>)")
   parser.add_argument("--model-config", default=None,
-                      help="JSON object (or path to a JSON file) overriding ModelConfig fields")
+                      help="JSON object (or path to a JSON file, e.g. configs/beauty.json) of "
+                           "ModelConfig fields: encoder shape and fine-tuning schedule")
   parser.add_argument("--pretrain-config", default=None,
                       help="JSON object (or file) overriding PretrainConfig fields, or "
                            f"'{NO_PRETRAINING}' to skip self-supervised pre-training")
   parser.add_argument("--retrieval-config", default=None,
                       help="JSON object (or file) overriding RetrievalConfig fields "
                            "(fine-tuning loss, negatives, candidate features)")
+  parser.add_argument("--epochs", type=int, default=None,
+                      help="fine-tuning epochs (overrides the model config's)")
+  parser.add_argument("--min-interactions", type=int, default=None)
+  parser.add_argument("--max-history-length", type=int, default=None)
+  parser.add_argument("--min-ndcg", type=float, default=None,
+                      help="blessing threshold on NDCG@10 (default 0)")
+  parser.add_argument("--schema", default=None,
+                      help="curated schema.pbtxt for ExampleValidator (on a cluster: a path "
+                           "the pods can read)")
+  parser.add_argument("--beam-arg", action="append", default=None,
+                      help="Beam pipeline arg, repeatable; replaces the in-memory DirectRunner "
+                           "defaults (e.g. --beam-arg=--direct_num_workers=2, "
+                           "--beam-arg=--runner=DataflowRunner)")
+  parser.add_argument("--enable-cache", action="store_true",
+                      help="reuse the outputs of steps whose inputs did not change")
 
 
-def apply_overrides(config: PipelineConfig, *, min_interactions: Optional[int] = None,
-                    max_history_length: Optional[int] = None,
-                    min_ndcg: Optional[float] = None,
-                    beam_pipeline_args: Optional[List[str]] = None,
-                    pretrain_config: Optional[str] = None,
-                    retrieval_config: Optional[str] = None) -> PipelineConfig:
-  """Sets the values a runner's flags gave (None leaves the default)."""
-  if pretrain_config == NO_PRETRAINING:
-    config.pretrain = None
-  elif pretrain_config:
-    config.pretrain = PretrainConfig.from_dict(
-        load_json_object(pretrain_config, "pretrain config"))
-  if retrieval_config:
-    config.retrieval = RetrievalConfig.from_dict(
-        load_json_object(retrieval_config, "retrieval config"))
-  if min_interactions is not None:
-    config.sequence.min_interactions = min_interactions
-  if max_history_length is not None:
-    config.sequence.max_history_length = max_history_length
-  if min_ndcg is not None:
-    config.evaluation.min_value = min_ndcg
-  if beam_pipeline_args:
-    config.beam_pipeline_args = list(beam_pipeline_args)
-  return config
+def _given(**values) -> dict:
+  """The keyword arguments whose value is not None (a flag left out keeps the default)."""
+  return {k: v for k, v in values.items() if v is not None}
+
+
+def _pretrain_config(flag: Optional[str]) -> Optional[PretrainConfig]:
+  if flag == NO_PRETRAINING:
+    return None
+  return PretrainConfig.from_dict(load_json_object(flag, "pretrain config"))
+
+
+def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
+               default_pipeline_name: str = PIPELINE_NAME, **settings) -> PipelineConfig:
+  """The PipelineConfig of the flags ``add_flags`` defined, for data and outputs at these roots.
+
+  ``settings``: further PipelineConfig fields the runner decides itself (they win
+  over the flags). A bad JSON config raises ValueError naming the field.
+  """
+  model = load_model_config(args.model_config)
+  if args.epochs is not None:
+    model.schedule = dataclasses.replace(model.schedule, epochs=args.epochs)
+  values = dict(
+      data_root=data_root, output_root=output_root,
+      pipeline_name=args.pipeline_name or default_pipeline_name,
+      sequence=SequenceConfig(**_given(min_interactions=args.min_interactions,
+                                       max_history_length=args.max_history_length)),
+      model=model,
+      pretrain=_pretrain_config(args.pretrain_config),
+      retrieval=RetrievalConfig.from_dict(
+          load_json_object(args.retrieval_config, "retrieval config")),
+      evaluation=EvaluationConfig(**_given(min_value=args.min_ndcg)),
+      schema_path=args.schema, enable_cache=args.enable_cache,
+      **_given(beam_pipeline_args=args.beam_arg))
+  values.update(settings)
+  return PipelineConfig(**values)
+
+
+def _schedule(schedule: TrainingSchedule) -> str:
+  return (f"{schedule.epochs} epoch{'s' if schedule.epochs != 1 else ''}, batch "
+          f"{schedule.batch_size}, learning rate {schedule.learning_rate:g}, seed {schedule.seed}")
+
+
+def _objectives(pretrain: PretrainConfig) -> str:
+  """``objectives masked_item 1, contrastive 0.1``: the weighted ones of a PretrainConfig."""
+  weights = {f.name[:-len("_weight")]: getattr(pretrain, f.name)
+             for f in dataclasses.fields(pretrain) if f.name.endswith("_weight")}
+  return "objectives " + ", ".join(f"{name} {w:g}" for name, w in weights.items() if w > 0)
+
+
+def describe(config: PipelineConfig) -> List[str]:
+  """A few readable lines of what a run trains (the whole config is its JSON)."""
+  encoder, model, retrieval = config.model.encoder, config.model, config.retrieval
+  shape = (f"Encoder: {encoder.num_blocks} blocks x {encoder.num_heads} heads, "
+           f"d = {encoder.embedding_dim}, feed-forward {encoder.ff_dim}, history "
+           f"{encoder.max_seq_len} items, {encoder.attention} attention, "
+           f"dropout {encoder.dropout:g}")
+  if encoder.filter_weight:
+    shape += f", frequency filter {encoder.filter_weight:g} ({encoder.frequency_bins} bins)"
+  fine_tuning = (f"Fine-tuning: {_schedule(model.schedule)}; {retrieval.loss} on "
+                 f"{retrieval.targets}")
+  if retrieval.auxiliary_config() is not None:
+    fine_tuning += f" + {_objectives(retrieval.auxiliary_config())}"
+  if model.early_stopping_patience:
+    fine_tuning += f", early stopping after {model.early_stopping_patience} epochs"
+  pretraining = "Pre-training: off"
+  if config.pretrain is not None:
+    pretraining = (f"Pre-training: {_schedule(config.pretrain.schedule)}; "
+                   f"{_objectives(config.pretrain)}")
+  return [shape, fine_tuning, pretraining]

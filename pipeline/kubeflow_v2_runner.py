@@ -29,7 +29,6 @@ import sys
 from typing import List, Optional
 
 from pipeline import configs
-from trainer.config import load_model_config
 
 # Suffixes of the compiled file and what each one holds.
 JOB_SUFFIXES = (".json",)            # PipelineJob: spec plus runtime config
@@ -61,21 +60,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                            "<serving-root>/<model-name> (default: <output-root>/serving)")
   parser.add_argument("--output", required=True,
                       help="compiled file: .json (PipelineJob) or .yaml (PipelineSpec)")
-  parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME)
-  configs.add_training_flags(parser)
-  parser.add_argument("--min-interactions", type=int, default=None)
-  parser.add_argument("--max-history-length", type=int, default=None)
-  parser.add_argument("--min-ndcg", type=float, default=None,
-                      help="blessing threshold on NDCG@10 (default 0)")
-  parser.add_argument("--schema", default=None,
-                      help="curated schema.pbtxt for ExampleValidator; a path the pods can read")
-  parser.add_argument("--beam-arg", action="append", default=None,
-                      help="Beam pipeline arg, repeatable, replaces the in-memory DirectRunner "
-                           "defaults (e.g. --beam-arg=--runner=DataflowRunner)")
-  parser.add_argument("--enable-cache", action="store_true",
-                      help="let the cluster reuse step outputs whose inputs did not change")
+  configs.add_flags(parser)
   return parser.parse_args(argv)
-
 
 
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
@@ -84,21 +70,8 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     raise ValueError(f"--data-root {args.data_root} is remote, so it cannot be looked at here: "
                      "pass --item-table if <data-root>/items holds an item table, "
                      "else --no-item-table")
-  config = configs.PipelineConfig(
-      data_root=args.data_root,
-      output_root=args.output_root,
-      pipeline_name=args.pipeline_name,
-      model=load_model_config(args.model_config),
-      schema_path=args.schema,
-      enable_cache=args.enable_cache,
-      use_item_table=args.item_table,
-      serving_root=args.serving_root)
-  configs.apply_overrides(
-      config, min_interactions=args.min_interactions,
-      max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
-      beam_pipeline_args=args.beam_arg, pretrain_config=args.pretrain_config,
-      retrieval_config=args.retrieval_config)
-  return config
+  return configs.from_flags(args, data_root=args.data_root, output_root=args.output_root,
+                            use_item_table=args.item_table, serving_root=args.serving_root)
 
 
 def local_path_warnings(config: configs.PipelineConfig) -> List[str]:

@@ -24,10 +24,10 @@ from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
 from pipeline.ingest.canonical import check_trainable
-from trainer.config import ModelConfig, load_model_config
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "unisrec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
+CONFIG_FILE = "config.json"   # the run's whole PipelineConfig, under --output-dir
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -40,17 +40,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--output-dir", default=None,
                       help="where pipeline outputs, metadata and the serving folder go "
                            "(default: outputs/<dataset>)")
-  parser.add_argument("--pipeline-name", default=None)
-  configs.add_training_flags(parser)
-  parser.add_argument("--epochs", type=int, default=None)
-  parser.add_argument("--min-interactions", type=int, default=None)
-  parser.add_argument("--max-history-length", type=int, default=None)
-  parser.add_argument("--min-ndcg", type=float, default=None,
-                      help="blessing threshold on NDCG@10 (default 0)")
-  parser.add_argument("--schema", default=None, help="curated schema.pbtxt for ExampleValidator")
-  parser.add_argument("--beam-arg", action="append", default=None,
-                      help="Beam pipeline arg, repeatable (e.g. --beam-arg=--direct_num_workers=2)")
-  parser.add_argument("--enable-cache", action="store_true")
+  configs.add_flags(parser)
   parser.add_argument("--span", type=int, default=None,
                       help="nightly retraining: store this input as daily span N "
                            "(<output-dir>/data/interactions/span-N/) and train on the "
@@ -60,13 +50,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--verbose", action="store_true",
                       help="show every TFX/Beam log line, not only progress")
   return parser.parse_args(argv)
-
-
-def _model_config(args) -> ModelConfig:
-  config = load_model_config(args.model_config)
-  if args.epochs is not None:
-    config.epochs = args.epochs
-  return config
 
 
 def prepare_data(args, data_root: str):
@@ -84,22 +67,28 @@ def prepare_data(args, data_root: str):
 
 def build_config(args) -> configs.PipelineConfig:
   output_root = args.output_dir or os.path.join("outputs", args.dataset)
-  config = configs.PipelineConfig(
-      data_root=os.path.join(output_root, "data"),
-      output_root=output_root,
-      pipeline_name=args.pipeline_name or f"{configs.PIPELINE_NAME}-{args.dataset}",
-      model=_model_config(args),
-      schema_path=args.schema,
-      enable_cache=args.enable_cache)
-  configs.apply_overrides(
-      config, min_interactions=args.min_interactions,
-      max_history_length=args.max_history_length, min_ndcg=args.min_ndcg,
-      beam_pipeline_args=args.beam_arg, pretrain_config=args.pretrain_config,
-      retrieval_config=args.retrieval_config)
-  if args.span is not None:
-    config.span_window = args.span_window
-    config.enable_cache = True
-  return config
+  nightly = {} if args.span is None else {"span_window": args.span_window, "enable_cache": True}
+  return configs.from_flags(args, data_root=os.path.join(output_root, "data"),
+                            output_root=output_root,
+                            default_pipeline_name=f"{configs.PIPELINE_NAME}-{args.dataset}",
+                            **nightly)
+
+
+def describe_data(dataset: str, data) -> str:
+  """One line: the dataset, its sizes and where its canonical copy is."""
+  items = f" (item table: {data.num_catalogue_items} items)" if data.has_items else ""
+  return (f"Data: {dataset}, {data.num_users} users, {data.num_items} items, "
+          f"{data.num_interactions} interactions{items} in {data.out_dir}")
+
+
+def write_config(config: configs.PipelineConfig) -> str:
+  """Writes the whole config as JSON to ``<output_root>/config.json``; returns the path."""
+  path = os.path.join(config.output_root, CONFIG_FILE)
+  os.makedirs(config.output_root, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2, default=str)
+    f.write("\n")
+  return path
 
 
 def run(config: configs.PipelineConfig) -> dict:
@@ -125,13 +114,15 @@ def main(argv: Optional[List[str]] = None) -> int:
   except (IngestError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  print(f"Input: {data}", flush=True)
+  print(describe_data(args.dataset, data), flush=True)
   done = retrain_state.finished_run(config.output_root, args.span, data.interactions_path)
   if done is not None:
     print(f"Span {args.span} with this exact data was already trained: {done}. "
           "Nothing to do.", flush=True)
     return 0
-  print(f"Config: {json.dumps(dataclasses.asdict(config), default=str)}", flush=True)
+  print("\n".join(configs.describe(config)), flush=True)
+  print(f"Full config: {write_config(config)}", flush=True)
+  progress.import_tensorflow(args.verbose)
   result = run(config)
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   print(summary.format_summary(result, time.time() - start), flush=True)

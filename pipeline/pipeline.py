@@ -4,7 +4,6 @@ Nothing here knows which orchestrator runs it; see ``local_runner`` and
 ``kubeflow_v2_runner``.
 """
 
-import dataclasses
 from typing import Optional
 
 from tfx import v1 as tfx
@@ -16,9 +15,9 @@ from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from pipeline.ingest.example_gen import canonical_example_gen
 from trainer import features
+from trainer.config import MODEL_CONFIG_KEY
+from trainer.config import PRETRAIN_CONFIG_KEY
 from trainer.config import RETRIEVAL_CONFIG_KEY
-from trainer.pretrain_run_fn import PRETRAIN_CONFIG_KEY
-from trainer.run_fn import MODEL_CONFIG_KEY
 
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 PRETRAIN_RUN_FN = "trainer.pretrain_run_fn.run_fn"
@@ -103,7 +102,7 @@ def create_pipeline(
     components.append(latest_blessed)
   baseline = latest_blessed.outputs["model"] if latest_blessed else None
 
-  model_config = dataclasses.asdict(config.model)
+  model_config = config.model.to_dict()
   train_args = tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT])
   eval_args = tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT])
 

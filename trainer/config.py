@@ -1,22 +1,39 @@
-"""Model and training hyper-parameters: one typed object, passed to the Trainer as JSON."""
+"""Model and training hyper-parameters: typed objects, passed to the Trainers as JSON.
+
+``--model-config`` is a ``ModelConfig``: the encoder's shape (``EncoderConfig``, all the
+encoder and its layers read) and the fine-tuning run's ``TrainingSchedule``. Its JSON
+keys are written flat (``{"epochs": 40, "max_seq_len": 200}``) or in sections
+(``{"encoder": {"max_seq_len": 200}, "schedule": {"epochs": 40}}``); see
+``trainer.json_config``. Nothing here imports TensorFlow: the pipeline definition reads
+the ``custom_config`` keys below without loading the training code.
+"""
 
 import dataclasses
 import json
 import os
-from typing import Optional
+from typing import Literal, Optional, Tuple
 
 from trainer.json_config import JsonConfig
+from trainer.json_config import literal_choices
 from trainer.pretraining.config import PretrainConfig
+from trainer.training_schedule import TrainingSchedule
 
+# custom_config keys of the Trainers (trainer.run_fn, trainer.pretrain_run_fn).
+MODEL_CONFIG_KEY = "model_config"          # a ModelConfig dict (both Trainers)
+RETRIEVAL_CONFIG_KEY = "retrieval_config"  # a RetrievalConfig dict (fine-tuning)
+PRETRAIN_CONFIG_KEY = "pretrain_config"    # a PretrainConfig dict (pre-training)
+ITEMS_FILES_KEY = "items_files"            # glob of the transformed items split (pre-training)
 
 CAUSAL = "causal"
 BIDIRECTIONAL = "bidirectional"
-ATTENTIONS = (CAUSAL, BIDIRECTIONAL)
+Attention = Literal["causal", "bidirectional"]
+ATTENTIONS: Tuple[str, ...] = literal_choices(Attention)
+DistributionStrategy = Literal["default", "mirrored", "multi_worker_mirrored"]
 
 
 @dataclasses.dataclass
-class ModelConfig(JsonConfig):
-  """SASRec-style Transformer encoder and its training schedule."""
+class EncoderConfig(JsonConfig):
+  """Shape of the SASRec-style Transformer encoder (``trainer.encoder``)."""
   max_seq_len: int = 50          # items the encoder sees (most recent kept)
   embedding_dim: int = 64
   num_blocks: int = 2
@@ -28,38 +45,36 @@ class ModelConfig(JsonConfig):
   # last-position training targets, see RetrievalConfig.targets) or "causal"
   # (SASRec: each position sees the ones before it; trains on all positions at
   # once, about 3x faster per epoch, 10% lower NDCG@10 on Beauty).
-  attention: str = "bidirectional"
+  attention: Attention = BIDIRECTIONAL
   # BSARec's frequency-domain inductive bias mixed into every block's attention:
   # filter_weight (alpha, 0 = off) of a filter keeping the frequency_bins lowest
   # frequencies of the sequence and rescaling the rest (trainer.layers.FrequencyFilter).
   filter_weight: float = 0.0
   frequency_bins: int = 3
-  learning_rate: float = 1e-3
-  batch_size: int = 256
-  epochs: int = 20
-  seed: int = 42
-  early_stopping_patience: int = 0   # 0 = off; else epochs without a validation NDCG@10 gain
-  # tf.distribute strategy of the Trainer: "default" (one device), "mirrored"
-  # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
-  distribution_strategy: str = "default"
 
   @property
   def causal_query(self) -> bool:
     """Whether the query tower reads a history causally (``attention``)."""
     return self.attention == CAUSAL
 
-  def __post_init__(self):
-    if self.attention not in ATTENTIONS:
-      raise ValueError(f"ModelConfig.attention must be one of {ATTENTIONS}; "
-                       f"got {self.attention!r}")
+  def validate(self) -> None:
     if not 0.0 <= self.filter_weight <= 1.0:
-      raise ValueError(f"ModelConfig.filter_weight must be in [0, 1]; got {self.filter_weight}")
+      raise ValueError(f"EncoderConfig.filter_weight must be in [0, 1]; got {self.filter_weight}")
     if not 1 <= self.frequency_bins <= self.max_seq_len // 2 + 1:
-      raise ValueError(f"ModelConfig.frequency_bins must be in [1, max_seq_len // 2 + 1 = "
+      raise ValueError(f"EncoderConfig.frequency_bins must be in [1, max_seq_len // 2 + 1 = "
                        f"{self.max_seq_len // 2 + 1}]; got {self.frequency_bins}")
 
 
-RETRIEVAL_CONFIG_KEY = "retrieval_config"   # custom_config key of a RetrievalConfig dict
+@dataclasses.dataclass
+class ModelConfig(JsonConfig):
+  """The fine-tuning Trainer's model: encoder shape and training schedule."""
+  encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+  schedule: TrainingSchedule = dataclasses.field(default_factory=TrainingSchedule)
+  early_stopping_patience: int = 0   # 0 = off; else epochs without a validation NDCG@10 gain
+  # tf.distribute strategy of the Trainer: "default" (one device), "mirrored"
+  # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).
+  distribution_strategy: DistributionStrategy = "default"
+
 
 FULL_SOFTMAX = "full_softmax"
 SAMPLED_SOFTMAX = "sampled_softmax"
@@ -69,13 +84,16 @@ MIXED = "mixed"
 ALL_POSITIONS = "all_positions"
 LAST_POSITION = "last_position"
 PREFIXES = "prefixes"
+Loss = Literal["full_softmax", "sampled_softmax"]
+Negatives = Literal["in_batch", "uniform", "mixed"]
+Targets = Literal["all_positions", "last_position", "prefixes"]
 
 
 @dataclasses.dataclass
 class RetrievalConfig(JsonConfig):
   """Loss and candidate tower of the retrieval fine-tuning model."""
-  loss: str = FULL_SOFTMAX             # full_softmax | sampled_softmax
-  negatives: str = IN_BATCH            # sampled_softmax only: in_batch | uniform | mixed
+  loss: Loss = FULL_SOFTMAX
+  negatives: Negatives = IN_BATCH      # sampled_softmax only
   num_uniform_negatives: int = 1024    # uniform / mixed
   logq_correction: bool = True         # sampled_softmax only
   temperature: float = 1.0
@@ -85,7 +103,7 @@ class RetrievalConfig(JsonConfig):
   # "all_positions" (every position of a training sequence predicts the next
   # item in one pass; causal attention only) or "last_position" (only the
   # example's target).
-  targets: str = PREFIXES
+  targets: Targets = PREFIXES
   use_item_attributes: bool = True     # add the mean attribute embedding to candidates
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
@@ -93,13 +111,7 @@ class RetrievalConfig(JsonConfig):
   auxiliary: dict = dataclasses.field(default_factory=dict)
   seed: int = 42
 
-  def __post_init__(self):
-    choices = {"loss": (FULL_SOFTMAX, SAMPLED_SOFTMAX), "negatives": (IN_BATCH, UNIFORM, MIXED),
-               "targets": (ALL_POSITIONS, LAST_POSITION, PREFIXES)}
-    for name, allowed in choices.items():
-      if getattr(self, name) not in allowed:
-        raise ValueError(f"RetrievalConfig.{name} must be one of {allowed}; "
-                         f"got {getattr(self, name)!r}")
+  def validate(self) -> None:
     if self.num_uniform_negatives < 1:
       raise ValueError(f"RetrievalConfig.num_uniform_negatives must be >= 1; "
                        f"got {self.num_uniform_negatives}")

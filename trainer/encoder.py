@@ -21,7 +21,7 @@ import math
 
 import tensorflow as tf
 
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.layers import TransformerBlock
 from trainer.layers import attention_mask
 
@@ -43,13 +43,13 @@ class SequenceEncoder(tf.keras.layers.Layer):
   output layer (``item_embeddings``), as in SASRec.
   """
 
-  def __init__(self, num_items: int, config: ModelConfig, **kwargs):
+  def __init__(self, num_items: int, config: EncoderConfig, **kwargs):
     """num_items: catalogue size V (vocabulary size without the OOV bucket)."""
     super().__init__(**kwargs)
     if num_items < 1:
       raise ValueError(f"num_items must be >= 1 (catalogue size), got {num_items}")
     if config.max_seq_len < 1:
-      raise ValueError(f"ModelConfig.max_seq_len must be >= 1, got {config.max_seq_len}")
+      raise ValueError(f"EncoderConfig.max_seq_len must be >= 1, got {config.max_seq_len}")
     self.num_items = num_items
     self.config = config
     self.mask_id = num_items + 1
@@ -138,7 +138,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
   def last_hidden(self, item_ids, training=False) -> tf.Tensor:
     """float [B, d]: hidden state at the last position (the user/query embedding).
 
-    The history is read with ``ModelConfig.attention`` (causal or bidirectional).
+    The history is read with ``EncoderConfig.attention`` (causal or bidirectional).
     """
     return self(item_ids, training=training, causal=self.config.causal_query,
                 last_only=True)[:, 0, :]
@@ -151,5 +151,5 @@ class SequenceEncoder(tf.keras.layers.Layer):
   @classmethod
   def from_config(cls, config: dict) -> "SequenceEncoder":
     config = dict(config)
-    model_config = ModelConfig.from_json(config.pop("config"))
-    return cls(config.pop("num_items"), model_config, **config)
+    encoder_config = EncoderConfig.from_json(config.pop("config"))
+    return cls(config.pop("num_items"), encoder_config, **config)

@@ -22,7 +22,6 @@ from typing import Mapping, Sequence, Tuple, Union
 import tensorflow as tf
 
 from trainer import features
-from trainer.config import ModelConfig
 from trainer.encoder import PAD_ID
 from trainer.model import INPUTS
 from trainer.model import LABELS
@@ -254,7 +253,7 @@ def _files(file_pattern: Union[str, Sequence[str]]) -> list:
 
 def make_dataset(file_pattern: Union[str, Sequence[str]],
                  transformed_feature_spec: Mapping[str, object],
-                 oov_index: int, config: ModelConfig, training: bool,
+                 oov_index: int, max_seq_len: int, batch_size: int, training: bool,
                  shuffle_seed: int = None, bucket_by_length: bool = True,
                  cache: bool = True, prefixes: bool = False) -> tf.data.Dataset:
   """Batches of {"inputs", "labels"} from GZIP TFRecords of transformed tf.Examples.
@@ -264,7 +263,8 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     transformed_feature_spec: ``TFTransformOutput.transformed_feature_spec()``;
       needs ``history_ids`` and ``target_id``.
     oov_index: V, the OOV bucket index (= catalogue size).
-    config: uses ``max_seq_len`` and ``batch_size``.
+    max_seq_len: the encoder's ``EncoderConfig.max_seq_len`` (longer rows keep the end).
+    batch_size: rows per batch (the run's ``TrainingSchedule.batch_size``).
     training: True: every position of ``history ++ [target]`` is a label, rows
       are shuffled (one pass per iteration; each iteration reshuffles). False:
       only the target is a label and nothing is shuffled (rows come in file
@@ -290,7 +290,6 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     raise ValueError(f"transformed_feature_spec lacks {missing}; "
                      f"has {sorted(transformed_feature_spec)}")
   spec = {k: transformed_feature_spec[k] for k in (features.HISTORY_IDS, features.TARGET_ID)}
-  max_seq_len = config.max_seq_len
   _check_args(oov_index, max_seq_len)
   if prefixes and not training:
     raise ValueError("prefixes=True expands training sequences; evaluation rows have one "
@@ -313,12 +312,12 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     dataset = dataset.shuffle(SHUFFLE_BUFFER_SIZE, seed=shuffle_seed,
                               reshuffle_each_iteration=True)
   if bucket_by_length:
-    dataset = dataset.batch(config.batch_size * SORT_WINDOW_BATCHES)
-    dataset = dataset.flat_map(_length_sorted_batches(config.batch_size))
+    dataset = dataset.batch(batch_size * SORT_WINDOW_BATCHES)
+    dataset = dataset.flat_map(_length_sorted_batches(batch_size))
     if training:
       dataset = dataset.shuffle(SORT_WINDOW_BATCHES, seed=shuffle_seed,
                                 reshuffle_each_iteration=True)
     dataset = dataset.map(_trim_to_longest)
   else:
-    dataset = dataset.batch(config.batch_size)
+    dataset = dataset.batch(batch_size)
   return dataset.prefetch(tf.data.AUTOTUNE)

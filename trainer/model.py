@@ -12,7 +12,7 @@ plain TensorFlow on the encoder's variables and can be traced into a
 
 import tensorflow as tf
 
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.tasks import NextItemTask
 
@@ -23,10 +23,10 @@ LABELS = "labels"
 class NextItemModel(tf.keras.Model):
   """SequenceEncoder + NextItemTask; ``model(item_ids)`` is the [B, d] query embedding."""
 
-  def __init__(self, num_items: int, config: ModelConfig, **kwargs):
+  def __init__(self, num_items: int, config: EncoderConfig, **kwargs):
     super().__init__(**kwargs)
     self.num_items = num_items
-    self.model_config = config
+    self.encoder_config = config
     self.encoder = SequenceEncoder(num_items, config, name="encoder")
     self.task = NextItemTask(name="next_item")
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -38,7 +38,7 @@ class NextItemModel(tf.keras.Model):
   def call(self, item_ids, training=False) -> tf.Tensor:
     """item_ids int [B, L] model ids -> float [B, d] hidden state at the last position.
 
-    Read causally whatever ``ModelConfig.attention`` says: this model trains every
+    Read causally whatever ``EncoderConfig.attention`` says: this model trains every
     position on the item after it, which only a causal encoder can do without
     seeing that item.
     """
@@ -104,8 +104,8 @@ class NextItemModel(tf.keras.Model):
     return {"loss": self.loss_tracker.result()}
 
   def get_config(self) -> dict:
-    return {"num_items": self.num_items, "config": self.model_config.to_json()}
+    return {"num_items": self.num_items, "config": self.encoder_config.to_json()}
 
   @classmethod
   def from_config(cls, config: dict) -> "NextItemModel":
-    return cls(config["num_items"], ModelConfig.from_json(config["config"]))
+    return cls(config["num_items"], EncoderConfig.from_json(config["config"]))

@@ -4,13 +4,12 @@ Wiring (a first Trainer with ``run_fn="trainer.pretrain_run_fn.run_fn"``):
 
 * ``examples``: the Transform's ``transformed_examples``; train split ``train``,
   eval split ``eval`` (eval only reports the objectives' losses).
-* ``custom_config``: ``{"model_config": {...ModelConfig...},
+* ``custom_config`` (keys in ``trainer.config``): ``{"model_config": {...ModelConfig...},
   "pretrain_config": {...PretrainConfig...}}`` and optionally ``"items_files"``
   (glob of the transformed items split; by default derived from
   ``fn_args.train_files``: ``<uri>/Split-train/*`` -> ``<uri>/Split-items/*``).
-  The ModelConfig must give the same encoder shape as the fine-tuning Trainer's.
-  Training uses PretrainConfig's epochs, learning rate, batch size and seed;
-  ModelConfig's dropout applies.
+  The ModelConfig must give the same encoder shape as the fine-tuning Trainer's;
+  only its ``encoder`` is read. Training uses PretrainConfig's ``schedule``.
 
 Outputs, in the Model artifact:
 
@@ -29,7 +28,6 @@ Outputs, in the Model artifact:
 pre-training continues from that model's encoder instead of a fresh one.
 """
 
-import dataclasses
 import json
 import logging
 import os
@@ -41,7 +39,10 @@ import tensorflow_transform as tft
 from trainer import features
 from trainer import inputs
 from trainer import warm_start as model_warm_start
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
+from trainer.config import ITEMS_FILES_KEY
+from trainer.config import MODEL_CONFIG_KEY
+from trainer.config import PRETRAIN_CONFIG_KEY
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
@@ -49,12 +50,8 @@ from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
 from trainer.pretraining.warm_start import load_pretrained_encoder  # pylint: disable=unused-import  (re-exported for run_fns)
 from trainer.pretraining.warm_start import save_pretrained_encoder
-from trainer.run_fn import MODEL_CONFIG_KEY
 from trainer.run_fn import model_config_from
 from trainer.run_fn import read_item_vocab
-
-PRETRAIN_CONFIG_KEY = "pretrain_config"
-ITEMS_FILES_KEY = "items_files"
 
 Files = Union[str, Sequence[str]]
 
@@ -66,7 +63,7 @@ def pretrain_config_from(custom_config) -> PretrainConfig:
 
 
 def pretrain(train_files: Files, eval_files: Optional[Files], transformed_feature_spec,
-             num_items: int, model_config: ModelConfig, pretrain_config: PretrainConfig,
+             num_items: int, encoder_config: EncoderConfig, pretrain_config: PretrainConfig,
              item_attributes: Optional[ItemAttributeTable] = None,
              log_dir: Optional[str] = None,
              warm_start_from: Optional[Tuple[Sequence[str], str]] = None
@@ -78,7 +75,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
       (eval may be None or empty: no validation).
     transformed_feature_spec: ``TFTransformOutput.transformed_feature_spec()``.
     num_items: V.
-    model_config: encoder shape and dropout.
+    encoder_config: encoder shape and dropout.
     pretrain_config: objectives and schedule.
     item_attributes: required iff ``attribute_weight > 0``.
     log_dir: TensorBoard logs, if given.
@@ -89,18 +86,19 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   Returns:
     (the trained PretrainingModel, its fit history as {metric: [per-epoch floats]}).
   """
-  tf.keras.utils.set_random_seed(pretrain_config.seed)
-  data_config = dataclasses.replace(model_config, batch_size=pretrain_config.batch_size)
+  schedule = pretrain_config.schedule
+  tf.keras.utils.set_random_seed(schedule.seed)
 
   def dataset(files, training):
     return inputs.make_dataset(files, transformed_feature_spec, oov_index=num_items,
-                               config=data_config, training=training,
-                               shuffle_seed=pretrain_config.seed)
+                               max_seq_len=encoder_config.max_seq_len,
+                               batch_size=schedule.batch_size, training=training,
+                               shuffle_seed=schedule.seed)
 
   train_ds = dataset(train_files, True)
   eval_ds = dataset(eval_files, False) if eval_files else None
-  model = PretrainingModel(num_items, model_config, pretrain_config, item_attributes)
-  model.compile(optimizer=tf.keras.optimizers.Adam(pretrain_config.learning_rate))
+  model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes)
+  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
   if warm_start_from is not None:
     model_warm_start.restore(model.encoder, *warm_start_from)
   callbacks = []
@@ -108,8 +106,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
   callbacks += ClusteringCallback.for_model(model, train_ds, pretrain_config)
   logging.info("Pre-training on %d catalogue items with %s and %s", num_items,
-               model_config, pretrain_config)
-  history = model.fit(train_ds, validation_data=eval_ds, epochs=pretrain_config.epochs,
+               encoder_config, pretrain_config)
+  history = model.fit(train_ds, validation_data=eval_ds, epochs=schedule.epochs,
                       callbacks=callbacks, verbose=2)
   return model, {k: [float(x) for x in v] for k, v in history.history.items()}
 
@@ -144,7 +142,7 @@ def run_fn(fn_args):
               if getattr(fn_args, "base_model", None) else None)
   model, history = pretrain(
       fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
-      num_items, model_config, pretrain_config, attributes, log_dir=fn_args.model_run_dir,
+      num_items, model_config.encoder, pretrain_config, attributes, log_dir=fn_args.model_run_dir,
       warm_start_from=(item_vocab, base_dir) if base_dir else None)
   save_pretrained_encoder(
       model.encoder, fn_args.serving_model_dir, pretrain_config,

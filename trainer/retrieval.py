@@ -1,7 +1,7 @@
 """Two-tower retrieval fine-tuning as a ``tfrs.Model`` (sampled softmax via ``tfrs.tasks.Retrieval``).
 
 * Query tower: the SequenceEncoder's hidden state at the last position, the
-  history read as ``ModelConfig.attention`` says (bidirectional by default;
+  history read as ``EncoderConfig.attention`` says (bidirectional by default;
   optionally warm-started from ``trainer.pretraining``).
 * Candidate tower: item ``j`` is ``item_embedding[j] + mean_a attribute_embedding[a]``
   over its attributes ``a`` (the item table is the encoder's own, so the towers
@@ -12,7 +12,7 @@ Training targets: with ``targets="prefixes"`` (default, as S3-Rec and BSARec
 train) every prefix of a training sequence is its own row
 (``trainer.inputs.batch_prefix_pairs``) whose last position predicts the next
 item, so the query tower may read the history bidirectionally
-(``ModelConfig.attention``); with ``"all_positions"`` (SASRec, causal
+(``EncoderConfig.attention``); with ``"all_positions"`` (SASRec, causal
 attention only) every position of a training sequence predicts the item that
 follows it in one pass; with ``"last_position"`` only the last one does (the
 ``target`` of the example).
@@ -57,8 +57,7 @@ from trainer.config import IN_BATCH
 from trainer.config import LAST_POSITION
 from trainer.config import MIXED
 from trainer.config import PREFIXES
-from trainer.config import ModelConfig
-from trainer.config import RETRIEVAL_CONFIG_KEY
+from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
 from trainer.config import SAMPLED_SOFTMAX
 from trainer.config import UNIFORM
@@ -130,7 +129,7 @@ class RetrievalModel(tfrs.Model):
   ``model(item_ids)`` is the [B, d] query embedding.
   """
 
-  def __init__(self, num_items: int, config: ModelConfig,
+  def __init__(self, num_items: int, config: EncoderConfig,
                retrieval_config: Optional[RetrievalConfig] = None,
                item_attributes: Optional[ItemAttributeTable] = None,
                item_probabilities: Optional[np.ndarray] = None, **kwargs):
@@ -149,11 +148,11 @@ class RetrievalModel(tfrs.Model):
     self.retrieval_config = retrieval_config or RetrievalConfig()
     if not config.causal_query and self.retrieval_config.targets == ALL_POSITIONS:
       raise ValueError(
-          f"ModelConfig.attention={config.attention!r} lets every position see the items "
+          f"EncoderConfig.attention={config.attention!r} lets every position see the items "
           f"after it, which all_positions targets would then predict; use "
           f"RetrievalConfig.targets={PREFIXES!r} (or {LAST_POSITION!r})")
     self.num_items = num_items
-    self.model_config = config
+    self.encoder_config = config
     self.encoder = SequenceEncoder(num_items, config, name="encoder")
     self.item_attributes = None
     self.attribute_table = None
@@ -346,7 +345,7 @@ class RetrievalModel(tfrs.Model):
 
 
 def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Dataset,
-                  config: ModelConfig, retrieval_config: RetrievalConfig,
+                  config: EncoderConfig, retrieval_config: RetrievalConfig,
                   items_files: Optional[str] = None) -> RetrievalModel:
   """A RetrievalModel wired from a Trainer's inputs (for a fine-tuning run_fn).
 

@@ -9,7 +9,7 @@ fine-tuning starts from, items matched by raw id: the pre-training Trainer's
 output, or, without pre-training, the latest blessed model.
 
 ``custom_config``: ``{"model_config": {...ModelConfig...},
-"retrieval_config": {...RetrievalConfig...}}``. With
+"retrieval_config": {...RetrievalConfig...}}`` (keys in ``trainer.config``). With
 ``ModelConfig.early_stopping_patience`` > 0 training stops after that many
 epochs without a validation NDCG@10 gain (full ranking on the eval split, see
 ``trainer.ranking_validation``) and keeps the best epoch's weights.
@@ -28,10 +28,10 @@ from trainer import inputs
 from trainer import ranking_validation
 from trainer import retrieval
 from trainer import warm_start
+from trainer.config import MODEL_CONFIG_KEY
+from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import ModelConfig
 from trainer.pretraining.clustering import ClusteringCallback
-
-MODEL_CONFIG_KEY = "model_config"
 
 
 def model_config_from(custom_config) -> ModelConfig:
@@ -48,10 +48,7 @@ STRATEGIES = {
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
-  """The tf.distribute strategy a ModelConfig names."""
-  if name not in STRATEGIES:
-    raise ValueError(f"ModelConfig.distribution_strategy must be one of "
-                     f"{sorted(STRATEGIES)}, got {name!r}")
+  """The tf.distribute strategy ``ModelConfig.distribution_strategy`` names."""
   return STRATEGIES[name]()
 
 
@@ -65,30 +62,31 @@ def retrieval_config_from(custom_config) -> retrieval.RetrievalConfig:
   """The RetrievalConfig a pipeline passed in ``custom_config`` (defaults if none)."""
   custom_config = custom_config or {}
   return retrieval.RetrievalConfig.from_dict(
-      custom_config.get(retrieval.RETRIEVAL_CONFIG_KEY, {}))
+      custom_config.get(RETRIEVAL_CONFIG_KEY, {}))
 
 
 def run_fn(fn_args):
   """Fine-tunes the retrieval model on the train split, validates on eval, exports."""
   config = model_config_from(fn_args.custom_config)
   retrieval_config = retrieval_config_from(fn_args.custom_config)
-  tf.keras.utils.set_random_seed(config.seed)
+  schedule = config.schedule
+  tf.keras.utils.set_random_seed(schedule.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
   num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
   spec = tf_transform_output.transformed_feature_spec()
 
   def dataset(files, training):
     return inputs.make_dataset(
-        files, spec, oov_index=num_items, config=config, training=training,
-        shuffle_seed=config.seed,
+        files, spec, oov_index=num_items, max_seq_len=config.encoder.max_seq_len,
+        batch_size=schedule.batch_size, training=training, shuffle_seed=schedule.seed,
         prefixes=training and retrieval_config.trains_on_prefixes)
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
   with distribution_strategy(config.distribution_strategy).scope():
     model = retrieval.build_for_run(tf_transform_output, fn_args.train_files, train_ds,
-                                    config, retrieval_config)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+                                    config.encoder, retrieval_config)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
   callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
@@ -99,9 +97,9 @@ def run_fn(fn_args):
         monitor=ranking_validation.ndcg_name(10), mode="max",
         patience=config.early_stopping_patience, restore_best_weights=True))
   logging.info("Training on %d catalogue items with %s", num_items, config)
-  history = model.fit(train_ds, validation_data=eval_ds, epochs=config.epochs,
+  history = model.fit(train_ds, validation_data=eval_ds, epochs=schedule.epochs,
                       callbacks=callbacks, verbose=2)
-  export.export_serving_model(model, tf_transform_output, config.max_seq_len,
+  export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
                               fn_args.serving_model_dir)
   warm_start.save(model, item_vocab, warm_start.warm_start_dir(fn_args.serving_model_dir))
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:

@@ -24,10 +24,11 @@ objective off (the ablation). The headline variants (``HEADLINE``:
 memory is its own.
 
 Every variant fine-tunes with the same recipe (``--model-config``,
-``--retrieval-config``; default the dataset's ``DATASET_MODEL_CONFIG``, else
-``DEFAULT_MODEL_CONFIG``, and ``DEFAULT_RETRIEVAL_CONFIG``): the query tower
+``--retrieval-config``; default the dataset's ``configs/<dataset>.json``, else
+``configs/default.json``, and ``DEFAULT_RETRIEVAL_CONFIG``): the query tower
 reads the history bidirectionally and trains on every prefix of the training
-sequences; on Beauty with BSARec's frequency filter at lr 5e-4.
+sequences; on Beauty with BSARec's frequency filter at lr 5e-4. ``--finetune-epochs``,
+``--patience`` and the run's seed replace the recipe's epochs, early stopping and seed.
 
 Writes ``<out-dir>/results.json`` (every run, plus mean/std per variant) and
 ``<out-dir>/results.md`` (the table, with the published numbers for Beauty and
@@ -56,7 +57,8 @@ from components.ranking_evaluator import metrics
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
-from trainer.config import ModelConfig
+from trainer.config import load_json_object
+from trainer.config import load_model_config
 from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
 from trainer.pretraining.clustering import ClusteringCallback
@@ -97,18 +99,16 @@ HEADLINE = ("finetune_only", "pretrain_finetune")
 DEFAULT_VARIANTS = HEADLINE + tuple(
     f"pretrain_finetune_without_{name}" for name in OBJECTIVES
     if getattr(PretrainConfig(), f"{name}_weight") > 0)
-# The fine-tuning recipe every variant of a dataset shares: a bidirectional query
-# tower trained on every prefix of the training sequences (S3-Rec/BSARec targets),
-# dropout 0.5. On Beauty, BSARec's frequency filter (alpha 0.7, 3 bins) at lr 5e-4
-# gained on validation and test over three seeds; on LastFM it lost (one seed).
-# Beauty's encoder is d = 128 (feed-forward 128): it gains on validation for both
-# headline variants, and there pre-training comes out ahead of fine-tuning alone on
-# test, inside the seed spread (README, Results).
-DEFAULT_MODEL_CONFIG = '{"dropout": 0.5, "attention": "bidirectional"}'
-DATASET_MODEL_CONFIG = {
-    "beauty": ('{"dropout": 0.5, "attention": "bidirectional", "learning_rate": 0.0005, '
-               '"filter_weight": 0.7, "frequency_bins": 3, "embedding_dim": 128, "ff_dim": 128}'),
-}
+# The fine-tuning recipe every variant of a dataset shares, configs/<dataset>.json
+# (else configs/default.json): a bidirectional query tower trained on every prefix
+# of the training sequences (S3-Rec/BSARec targets), dropout 0.5. On Beauty,
+# BSARec's frequency filter (alpha 0.7, 3 bins) at lr 5e-4 gained on validation and
+# test over three seeds; on LastFM it lost (one seed). Beauty's encoder is d = 128
+# (feed-forward 128): it gains on validation for both headline variants, and there
+# pre-training comes out ahead of fine-tuning alone on test, inside the seed spread
+# (README, Results).
+RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+DEFAULT_RECIPE = "default"
 DEFAULT_RETRIEVAL_CONFIG = '{"targets": "prefixes"}'
 DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
@@ -152,7 +152,8 @@ def _commit() -> str:
 def _test_metrics(model, data, config) -> Dict[str, float]:
   """Full-ranking test metrics, the user's whole history excluded."""
   split = features.TEST_SPLIT
-  dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items, config,
+  dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items,
+                                config.encoder.max_seq_len, config.schedule.batch_size,
                                 training=False, bucket_by_length=False, cache=False)
   score = tf.function(model.score_all, reduce_retracing=True)
   ranks, start = [], 0
@@ -185,39 +186,44 @@ def run_one(args) -> Dict[str, object]:
 
   variant = VARIANTS[args.variant]
   without = {f"{variant.without}_weight": 0.0} if variant.without else {}
-  model_config = ModelConfig(**{**json.loads(args.model_config), "seed": args.seed,
-                                "epochs": args.finetune_epochs})
+  model_config = load_model_config(args.model_config)
+  model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
+                                              epochs=args.finetune_epochs)
+  encoder_config, schedule = model_config.encoder, model_config.schedule
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
-                          max_seq_len=model_config.max_seq_len)
+                          max_seq_len=encoder_config.max_seq_len)
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
-            "model_config": dataclasses.asdict(model_config)}
+            "model_config": model_config.to_dict()}
   spec = data_lib.SPEC
   pretrained = None
   if variant.pretrain:
-    pretrain_config = PretrainConfig.from_dict({
-        **json.loads(args.pretrain_config), **without, "seed": args.seed,
-        "epochs": args.pretrain_epochs})
+    pretrain_config = PretrainConfig.from_dict(
+        {**load_json_object(args.pretrain_config, "pretrain config"), **without})
+    pretrain_config.schedule = dataclasses.replace(pretrain_config.schedule, seed=args.seed,
+                                                   epochs=args.pretrain_epochs)
     if data.attributes is None and pretrain_config.attribute_weight > 0:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
     record["pretrain_config"] = pretrain_config.to_dict()
     start = time.perf_counter()
     pretrained, history = pretrain(data.files["train"], None, spec, data.num_items,
-                                   model_config, pretrain_config, data.attributes)
+                                   encoder_config, pretrain_config, data.attributes)
     record["pretrain_seconds"] = round(time.perf_counter() - start, 1)
     record["pretrain_history"] = history
 
   tf.keras.utils.set_random_seed(args.seed)
-  retrieval_values = {**json.loads(args.retrieval_config), "seed": args.seed, "auxiliary": {}}
+  retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
+                      "seed": args.seed, "auxiliary": {}}
   if variant.auxiliary:
-    auxiliary = {**json.loads(args.auxiliary_config), **without, "seed": args.seed}
+    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
+                 "seed": args.seed}
     if any(auxiliary.get(f"{name}_weight", 0) > 0 for name in OBJECTIVES):
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
-  model = RetrievalModel(data.num_items, model_config, retrieval_config, data.attributes)
-  model.compile(optimizer=tf.keras.optimizers.Adam(model_config.learning_rate))
+  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes)
+  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -225,8 +231,8 @@ def run_one(args) -> Dict[str, object]:
 
   def dataset(split, training):
     return inputs.make_dataset(
-        data.files[split], spec, data.num_items, model_config, training=training,
-        shuffle_seed=args.seed,
+        data.files[split], spec, data.num_items, encoder_config.max_seq_len,
+        schedule.batch_size, training=training, shuffle_seed=args.seed,
         prefixes=training and retrieval_config.trains_on_prefixes)
 
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
@@ -238,7 +244,7 @@ def run_one(args) -> Dict[str, object]:
                    monitor=monitor, mode="max", patience=args.patience,
                    restore_best_weights=True)]
   start = time.perf_counter()
-  history = model.fit(train_ds, epochs=model_config.epochs,
+  history = model.fit(train_ds, epochs=schedule.epochs,
                       callbacks=callbacks, verbose=2)
   record["finetune_seconds"] = round(time.perf_counter() - start, 1)
   record["finetune_epochs_run"] = len(timer.seconds)
@@ -321,6 +327,14 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def recipe_path(dataset: str) -> str:
+  """The dataset's fine-tuning recipe file, configs/<dataset>.json, else configs/default.json."""
+  path = os.path.join(RECIPES_DIR, f"{dataset}.json")
+  if not os.path.exists(path):
+    path = os.path.join(RECIPES_DIR, f"{DEFAULT_RECIPE}.json")
+  return os.path.relpath(os.path.normpath(path))
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dataset", default="synthetic", choices=sorted(data_lib.DATASETS))
@@ -336,9 +350,9 @@ def parse_args(argv=None):
                       help="fine-tuning epochs without a validation NDCG@10 gain before stopping")
   parser.add_argument("--pretrain-epochs", type=int, default=10)
   parser.add_argument("--model-config", default=None,
-                      help="JSON ModelConfig fields (seed and epochs are set per run); default: "
-                           "the dataset's recipe in DATASET_MODEL_CONFIG, else "
-                           "DEFAULT_MODEL_CONFIG")
+                      help="JSON ModelConfig fields or a JSON file (seed and epochs are set per "
+                           "run); default: the dataset's recipe configs/<dataset>.json, else "
+                           "configs/default.json")
   parser.add_argument("--pretrain-config", default="{}", help="JSON PretrainConfig fields")
   parser.add_argument("--retrieval-config", default=DEFAULT_RETRIEVAL_CONFIG,
                       help="JSON RetrievalConfig fields")
@@ -358,7 +372,7 @@ def parse_args(argv=None):
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "quality", args.dataset)
   args.work_dir = args.work_dir or os.path.join(args.out_dir, "work")
   if args.model_config is None:
-    args.model_config = DATASET_MODEL_CONFIG.get(args.dataset, DEFAULT_MODEL_CONFIG)
+    args.model_config = recipe_path(args.dataset)
   unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
   if unknown:
     parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
@@ -380,14 +394,16 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
 def _settings_key(args, variant: str) -> str:
   """Short hash of the settings a run of ``variant`` depends on: a finished run is
   reused only when they are the same (so an interrupted benchmark resumes where it
-  stopped, and changing the pre-training recipe keeps the fine-tune-only runs)."""
+  stopped, and changing the pre-training recipe keeps the fine-tune-only runs). JSON
+  settings count by content, so editing a recipe file is a change."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
-              args.model_config, args.retrieval_config]
+              load_model_config(args.model_config).to_dict(),
+              load_json_object(args.retrieval_config)]
   if VARIANTS[variant].pretrain:
-    settings += [args.pretrain_epochs, args.pretrain_config]
+    settings += [args.pretrain_epochs, load_json_object(args.pretrain_config)]
   if VARIANTS[variant].auxiliary:
-    settings += [args.auxiliary_config]
-  return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
+    settings += [load_json_object(args.auxiliary_config)]
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def main(argv=None) -> int:

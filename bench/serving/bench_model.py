@@ -7,7 +7,7 @@ synthetic 1M) this module builds the same export without one:
 * the model is ``trainer.model.NextItemModel`` (SASRec encoder: item + position
   embeddings, ``num_blocks`` Transformer blocks, query = hidden state at the last
   position, score = dot product with every item embedding), with
-  ``trainer.config.ModelConfig`` defaults unless told otherwise (d = 64, 2 blocks,
+  ``trainer.config.EncoderConfig`` defaults unless told otherwise (d = 64, 2 blocks,
   2 heads, max_seq_len 50). It is NOT trained: the encoder keeps its random
   initial weights. Latency does not depend on the weights; rankings are
   meaningless (for ANN recall they only need to be a fixed function, see below);
@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from serving.testing import toy_model
 from trainer import export
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.model import NextItemModel
 
 DEFAULT_ITEMS_PER_CLUSTER = 100
@@ -115,11 +115,11 @@ def interest_histories(num_items: int, count: int, seed: int = 0,
   return histories
 
 
-def build_model(num_items: int, config: Optional[ModelConfig] = None, seed: int = 0,
+def build_model(num_items: int, config: Optional[EncoderConfig] = None, seed: int = 0,
                 items_per_cluster: int = DEFAULT_ITEMS_PER_CLUSTER,
                 spread: float = DEFAULT_SPREAD) -> NextItemModel:
   """An untrained ``NextItemModel`` whose item embeddings are ``clustered_embeddings``."""
-  config = config or ModelConfig()
+  config = config or EncoderConfig()
   tf.keras.utils.set_random_seed(seed)
   model = NextItemModel(num_items, config)
   table = model.encoder.item_table.embeddings   # [V + 2, d]: padding, items, [MASK]
@@ -146,13 +146,13 @@ def vocabulary(num_items: int, directory: str) -> export.HashTableItemVocabulary
 
 
 def export_bench_model(export_dir: str, num_items: int,
-                       config: Optional[ModelConfig] = None, seed: int = 0,
+                       config: Optional[EncoderConfig] = None, seed: int = 0,
                        model: Optional[NextItemModel] = None) -> str:
   """Writes the exact (brute-force top-k) benchmark SavedModel; returns ``export_dir``.
 
   ``model`` (from ``build_model``) is built here when not given.
   """
-  config = config or (model.model_config if model is not None else ModelConfig())
+  config = config or (model.encoder_config if model is not None else EncoderConfig())
   model = model or build_model(num_items, config, seed)
   with tempfile.TemporaryDirectory(prefix="bench-vocab-") as scratch:
     module = export.RecommenderModule(model, vocabulary(num_items, scratch),
@@ -187,7 +187,7 @@ def expected_recommendations(model: NextItemModel, histories: Sequence[Sequence[
   so a row has fewer than k pairs when fewer items remain.
   """
   num_items = model.num_items
-  inputs, known = model_inputs(histories, num_items, model.model_config.max_seq_len)
+  inputs, known = model_inputs(histories, num_items, model.encoder_config.max_seq_len)
   queries = model.query_embedding(tf.constant(inputs)).numpy().astype(np.float32)
   items = model.item_embeddings.numpy().astype(np.float32)
   ids = item_ids(num_items)

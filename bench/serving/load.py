@@ -11,7 +11,7 @@ SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.
 subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
 ``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
 ``bench.serving.bench_model`` first: the pipeline's serving export around an untrained
-Transformer encoder (``ModelConfig`` defaults) over N synthetic items, exact
+Transformer encoder (``EncoderConfig`` defaults) over N synthetic items, exact
 top-k; with ``--scann`` its ScaNN variant (``trainer.scann_export``) instead.
 ``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
 Histories are drawn uniformly from the served catalogue.
@@ -199,7 +199,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   source.add_argument("--model-path", help="model base path or one version's SavedModel folder")
   source.add_argument("--encoder-items", type=int,
                       help="benchmark bench.serving.bench_model (untrained Transformer encoder, "
-                           "ModelConfig defaults) over this many synthetic items")
+                           "EncoderConfig defaults) over this many synthetic items")
   source.add_argument("--toy-items", type=int, help="benchmark a toy model with this many items")
   source.add_argument("--server", help="HOST:PORT of a running TF Serving gRPC endpoint")
   parser.add_argument("--scann", action="store_true",
@@ -239,7 +239,7 @@ def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
   model = bench_model.build_model(args.encoder_items, seed=args.seed)
   return scann_export.export_scann_model(
       model, bench_model.vocabulary(args.encoder_items, os.path.join(scratch, "vocab")),
-      model.model_config.max_seq_len, export_dir)
+      model.encoder_config.max_seq_len, export_dir)
 
 
 def run(args: argparse.Namespace) -> Dict[str, object]:
@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
         model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
       elif args.encoder_items:
         base = _base_path(_export_encoder_model(args, scratch), scratch)
-        model_desc = (f"bench.serving.bench_model: untrained Transformer encoder (ModelConfig "
+        model_desc = (f"bench.serving.bench_model: untrained Transformer encoder (EncoderConfig "
                       f"defaults), {args.encoder_items} items, "
                       f"{'ScaNN variant' if args.scann else 'exact top-k'}")
       else:

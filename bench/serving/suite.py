@@ -3,7 +3,7 @@
     python -m bench.serving.suite --out-dir outputs/bench/serving
     python -m bench.serving.suite --requests 200 --max-seconds 10 --recall-queries 200  # smoke
 
-Models (``bench.serving.bench_model``; untrained Transformer encoder with ``ModelConfig``
+Models (``bench.serving.bench_model``; untrained Transformer encoder with ``EncoderConfig``
 defaults, clustered synthetic item embeddings, the pipeline's serving code with a
 hash-table id lookup):
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
   summary: Dict[str, object] = {
       "started": datetime.datetime.now().isoformat(timespec="seconds"),
       "machine_before": load.machine_info(),
-      "model": ("bench.serving.bench_model: trainer.model.NextItemModel with ModelConfig "
+      "model": ("bench.serving.bench_model: trainer.model.NextItemModel with EncoderConfig "
                 "defaults, UNTRAINED encoder weights (latency does not depend on them); "
                 "item embeddings: mixture of Gaussians, "
                 f"{bench_model.DEFAULT_ITEMS_PER_CLUSTER} items per cluster on average, "
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
           os.path.join(scratch, "large-exact"), args.large_items, model=model), timings)
       vocabulary = bench_model.vocabulary(args.large_items, os.path.join(scratch, "vocab"))
       scann = _timed("export_large_scann", lambda: scann_export.export_scann_variant(
-          model, vocabulary, model.model_config.max_seq_len, os.path.join(scratch, "serving"),
+          model, vocabulary, model.encoder_config.max_seq_len, os.path.join(scratch, "serving"),
           1, scann_config), timings)
       del model, vocabulary
       gc.collect()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.layers import attention_mask
 from trainer.layers import causal_low_pass_matrix
@@ -16,11 +16,11 @@ from trainer.tasks import softmax_cross_entropy_sum
 NUM_ITEMS = 30
 
 
-def _config(**overrides) -> ModelConfig:
+def _config(**overrides) -> EncoderConfig:
   values = dict(max_seq_len=8, embedding_dim=16, num_blocks=2, num_heads=2, ff_dim=32,
-                dropout=0.0, learning_rate=1e-2, batch_size=32, seed=1)
+                dropout=0.0)
   values.update(overrides)
-  return ModelConfig(**values)
+  return EncoderConfig(**values)
 
 
 def _encoder(**overrides) -> SequenceEncoder:
@@ -262,9 +262,9 @@ def test_training_lowers_loss_and_learns_the_successor_pattern():
   for row, keep in enumerate(rng.integers(1, config.max_seq_len + 1, len(train))):
     data["inputs"][row, :-keep] = 0
     data["labels"][row, :-keep] = -1
-  dataset = tf.data.Dataset.from_tensor_slices(data).batch(config.batch_size)
+  dataset = tf.data.Dataset.from_tensor_slices(data).batch(32)
   model = NextItemModel(NUM_ITEMS, config)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
   history = model.fit(dataset, epochs=8, verbose=0).history["loss"]
   assert history[-1] < 0.5 * history[0], history
 

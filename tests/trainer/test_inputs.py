@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from trainer import features
 from trainer import inputs
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 
 V = 9   # catalogue size; 9 is the OOV index
 
@@ -128,8 +128,13 @@ def records(tmp_path):
   return str(tmp_path / "part-*.gz"), rows
 
 
-def _config():
-  return ModelConfig(max_seq_len=5, batch_size=8)
+MAX_SEQ_LEN = 5
+BATCH_SIZE = 8
+
+
+def _dataset(pattern, training, spec=SPEC, **kwargs):
+  return inputs.make_dataset(pattern, spec, V, MAX_SEQ_LEN, BATCH_SIZE, training=training,
+                             **kwargs)
 
 
 def _rows_of(dataset, max_seq_len):
@@ -152,84 +157,73 @@ def _expected(fn, rows, max_seq_len):
 @pytest.mark.parametrize("bucket_by_length", [True, False])
 def test_training_dataset_yields_every_pair_once_per_epoch(records, bucket_by_length):
   pattern, rows = records
-  config = _config()
-  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
-                                bucket_by_length=bucket_by_length)
-  expected = collections.Counter(_expected(inputs.training_pairs, rows, config.max_seq_len))
+  dataset = _dataset(pattern, training=True, shuffle_seed=3, bucket_by_length=bucket_by_length)
+  expected = collections.Counter(_expected(inputs.training_pairs, rows, MAX_SEQ_LEN))
   first, second = _rows_of(dataset, 5), _rows_of(dataset, 5)
   assert collections.Counter(first) == expected == collections.Counter(second)
   assert first != second   # reshuffled every epoch
   batch_sizes = [int(b["inputs"].shape[0]) for b in dataset]
-  assert max(batch_sizes) == config.batch_size and sum(batch_sizes) == len(rows)
+  assert max(batch_sizes) == BATCH_SIZE and sum(batch_sizes) == len(rows)
 
 
 def test_prefix_dataset_yields_every_prefix_once_per_epoch(records):
   pattern, rows = records
-  config = _config()
-  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
-                                prefixes=True)
+  dataset = _dataset(pattern, training=True, shuffle_seed=3, prefixes=True)
   want = []
   for _, history, target in rows:
     x, y = inputs.batch_prefix_pairs(tf.ragged.constant([history], tf.int64),
-                                     tf.constant([target], tf.int64), V, config.max_seq_len)
+                                     tf.constant([target], tf.int64), V, MAX_SEQ_LEN)
     want += [(tuple(a), tuple(b)) for a, b in zip(x.numpy().tolist(), y.numpy().tolist())]
   assert collections.Counter(_rows_of(dataset, 5)) == collections.Counter(want)
   with pytest.raises(ValueError, match="prefixes=True"):
-    inputs.make_dataset(pattern, SPEC, V, config, training=False, prefixes=True)
+    _dataset(pattern, training=False, prefixes=True)
 
 
 def test_training_dataset_order_is_reproducible_with_the_same_seed(records):
   pattern, _ = records
-  runs = [_rows_of(inputs.make_dataset(pattern, SPEC, V, _config(), training=True,
-                                       shuffle_seed=11), 5) for _ in range(2)]
+  runs = [_rows_of(_dataset(pattern, training=True, shuffle_seed=11), 5) for _ in range(2)]
   assert runs[0] == runs[1]
 
 
 def test_length_bucketing_trims_batches_to_their_longest_row(records):
   pattern, rows = records
-  config = _config()
-  bucketed = list(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3))
+  bucketed = list(_dataset(pattern, training=True, shuffle_seed=3))
   widths = [b["inputs"].shape[1] for b in bucketed]
-  assert min(widths) < config.max_seq_len
+  assert min(widths) < MAX_SEQ_LEN
   for batch in bucketed:   # no all-padding leading column is kept
     used = (batch["inputs"].numpy()[:, 0] != 0) | (batch["labels"].numpy()[:, 0] != -1)
     assert used.any() or batch["inputs"].shape[1] == 1
-  plain = list(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=3,
-                                   bucket_by_length=False))
-  assert {b["inputs"].shape[1] for b in plain} == {config.max_seq_len}
+  plain = list(_dataset(pattern, training=True, shuffle_seed=3, bucket_by_length=False))
+  assert {b["inputs"].shape[1] for b in plain} == {MAX_SEQ_LEN}
   assert sum(b["inputs"].shape[0] * b["inputs"].shape[1] for b in bucketed) < sum(
       b["inputs"].shape[0] * b["inputs"].shape[1] for b in plain)
 
 
 def test_eval_dataset_labels_each_target_once_in_file_order_without_bucketing(records):
   pattern, rows = records
-  config = _config()
-  dataset = inputs.make_dataset(pattern, SPEC, V, config, training=False,
-                                bucket_by_length=False)
-  assert _rows_of(dataset, 5) == _expected(inputs.eval_pair, rows, config.max_seq_len)
-  bucketed = inputs.make_dataset(pattern, SPEC, V, config, training=False)
+  dataset = _dataset(pattern, training=False, bucket_by_length=False)
+  assert _rows_of(dataset, 5) == _expected(inputs.eval_pair, rows, MAX_SEQ_LEN)
+  bucketed = _dataset(pattern, training=False)
   assert collections.Counter(_rows_of(bucketed, 5)) == collections.Counter(
-      _expected(inputs.eval_pair, rows, config.max_seq_len))
+      _expected(inputs.eval_pair, rows, MAX_SEQ_LEN))
   assert all(b["inputs"].dtype == tf.int32 and b["labels"].dtype == tf.int32 for b in bucketed)
 
 
 def test_make_dataset_reports_missing_files_and_features(tmp_path, records):
   pattern, _ = records
   with pytest.raises(ValueError, match="No TFRecord files match"):
-    inputs.make_dataset(str(tmp_path / "nothing-*.gz"), SPEC, V, _config(), training=True)
+    _dataset(str(tmp_path / "nothing-*.gz"), training=True)
   with pytest.raises(ValueError, match=features.TARGET_ID):
-    inputs.make_dataset(pattern, {features.HISTORY_IDS: SPEC[features.HISTORY_IDS]}, V,
-                        _config(), training=True)
+    _dataset(pattern, training=True, spec={features.HISTORY_IDS: SPEC[features.HISTORY_IDS]})
 
 
 def test_make_dataset_feeds_the_model(records):
   from trainer.model import NextItemModel   # pylint: disable=g-import-not-at-top
   pattern, _ = records
-  config = ModelConfig(max_seq_len=5, batch_size=8, embedding_dim=8, num_blocks=1,
-                       num_heads=1, ff_dim=8)
-  model = NextItemModel(V, config)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-  history = model.fit(inputs.make_dataset(pattern, SPEC, V, config, training=True, shuffle_seed=1),
-                      validation_data=inputs.make_dataset(pattern, SPEC, V, config, training=False),
+  model = NextItemModel(V, EncoderConfig(max_seq_len=MAX_SEQ_LEN, embedding_dim=8,
+                                         num_blocks=1, num_heads=1, ff_dim=8))
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+  history = model.fit(_dataset(pattern, training=True, shuffle_seed=1),
+                      validation_data=_dataset(pattern, training=False),
                       epochs=1, verbose=0).history
   assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])

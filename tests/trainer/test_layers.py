@@ -3,11 +3,11 @@
 import numpy as np
 import tensorflow as tf
 
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 
-CONFIG = ModelConfig(embedding_dim=16, ff_dim=16, num_blocks=2, num_heads=2, max_seq_len=8,
-                     dropout=0.0)
+CONFIG = EncoderConfig(embedding_dim=16, ff_dim=16, num_blocks=2, num_heads=2, max_seq_len=8,
+                       dropout=0.0)
 
 
 def _encoder():

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from components.ranking_evaluator import metrics
 from trainer import ranking_validation
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.model import NextItemModel
@@ -28,8 +28,7 @@ def test_target_ranks_exclude_history_but_not_the_target_and_match_the_evaluator
 
 
 def test_callback_logs_metrics_that_early_stopping_can_monitor():
-  config = ModelConfig(embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1, max_seq_len=4,
-                       batch_size=8)
+  config = EncoderConfig(embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1, max_seq_len=4)
   model = NextItemModel(6, config)
   model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   # Every sequence is 1 -> 2 -> 3 ...: item i is followed by item i + 1.

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from trainer import inputs
 from trainer import retrieval
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
@@ -22,9 +22,9 @@ from trainer.pretraining.item_attributes import ItemAttributeTable
 
 V = 12
 L = 6
-CONFIG = ModelConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
-                     attention="causal",
-                     dropout=0.0)
+CONFIG = EncoderConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
+                       attention="causal",
+                       dropout=0.0)
 ATTRIBUTES = ItemAttributeTable([[j % 2, 2 + j % 3] for j in range(V - 1)] + [[]], 5)
 
 

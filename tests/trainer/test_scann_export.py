@@ -18,10 +18,10 @@ from trainer import scann_export  # pylint: disable=g-import-not-at-top,wrong-im
 from serving import servable as servable_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving import testing  # pylint: disable=g-import-not-at-top,wrong-import-position
 from serving.testing import toy_model  # pylint: disable=g-import-not-at-top,wrong-import-position
-from trainer.config import ModelConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
+from trainer.config import EncoderConfig  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 NUM_ITEMS = 400
-CONFIG = ModelConfig(embedding_dim=16, ff_dim=16, max_seq_len=8)
+CONFIG = EncoderConfig(embedding_dim=16, ff_dim=16, max_seq_len=8)
 # Every leaf searched and 100 candidates reordered by exact dot product: on 400
 # items the variant must then return exactly what brute force returns.
 SCANN = scann_export.ScannConfig(num_leaves=8, num_leaves_to_search=8,

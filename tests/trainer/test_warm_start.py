@@ -3,13 +3,13 @@
 import numpy as np
 
 from trainer import warm_start
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
 from trainer.model import NextItemModel
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.retrieval import RetrievalModel
 
-CONFIG = ModelConfig(embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1, max_seq_len=5)
+CONFIG = EncoderConfig(embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1, max_seq_len=5)
 
 
 def test_known_items_keep_their_vectors_and_new_items_stay_fresh(tmp_path):
@@ -41,7 +41,7 @@ def test_grown_catalogue_keeps_old_rows(tmp_path):
 def test_changed_architecture_trains_from_scratch(tmp_path):
   old = NextItemModel(3, CONFIG)
   warm_start.save(old, ["a", "b", "c"], str(tmp_path))
-  wider = ModelConfig(embedding_dim=8, ff_dim=16, num_blocks=1, num_heads=1, max_seq_len=5)
+  wider = EncoderConfig(embedding_dim=8, ff_dim=16, num_blocks=1, num_heads=1, max_seq_len=5)
   new = NextItemModel(3, wider)
   before = [w.numpy().copy() for w in new.weights]
   assert warm_start.restore(new, ["a", "b", "c"], str(tmp_path))["weights"] == 0

@@ -107,7 +107,7 @@ def representation_fn(encoder):
 def sequence_representations(encoder, dataset: tf.data.Dataset,
                              max_sequences: int = 0, encode=None) -> np.ndarray:
   """float32 [n, d]: last hidden states (no dropout) of the dataset's sequences,
-  read as the query tower reads them (``ModelConfig.attention``).
+  read as the query tower reads them (``EncoderConfig.attention``).
 
   dataset: ``trainer.inputs`` batches; each row's whole sequence is encoded.
   max_sequences: stop after this many rows (0 = all).
@@ -155,7 +155,7 @@ class ClusteringCallback(tf.keras.callbacks.Callback):
       return []
     return [cls(model.clustering, model.encoder, dataset,
                 every_epochs=config.cluster_every_epochs, iterations=config.kmeans_iterations,
-                max_sequences=config.kmeans_max_sequences, seed=config.seed)]
+                max_sequences=config.kmeans_max_sequences, seed=config.schedule.seed)]
 
   def recluster(self, epoch: int = 0) -> kmeans_lib.KMeansResult:
     points = sequence_representations(self.encoder, self.dataset, self.max_sequences,

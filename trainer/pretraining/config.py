@@ -1,19 +1,23 @@
 """Self-supervised pre-training hyper-parameters: one typed object, passed as JSON.
 
-The encoder's shape (width, depth, ``max_seq_len``) is ``trainer.config.ModelConfig``;
+The encoder's shape (width, depth, ``max_seq_len``) is ``trainer.config.EncoderConfig``;
 this object holds what only pre-training uses: which objectives run and how much
-each weighs, the augmentations, the clustering schedule and the optimisation
-schedule of the pre-training run (its own epochs, learning rate and batch size).
+each weighs, the augmentations, the clustering schedule and the pre-training run's
+own ``TrainingSchedule`` (epochs, learning rate, batch size, seed; JSON keys flat or
+under "schedule", see ``trainer.json_config``).
 
 An objective whose weight is 0 is not built and costs nothing.
 """
 
 import dataclasses
-from typing import Tuple
+from typing import Literal, Tuple
 
 from trainer.json_config import JsonConfig
+from trainer.json_config import literal_choices
+from trainer.training_schedule import TrainingSchedule
 
-AUGMENTATIONS = ("crop", "mask", "reorder")
+Augmentation = Literal["crop", "mask", "reorder"]
+AUGMENTATIONS: Tuple[str, ...] = literal_choices(Augmentation)
 
 
 @dataclasses.dataclass
@@ -35,7 +39,7 @@ class PretrainConfig(JsonConfig):
 
   # Contrastive views (CL4SRec): each view applies one augmentation, drawn
   # uniformly per sequence from `augmentations`.
-  augmentations: Tuple[str, ...] = AUGMENTATIONS
+  augmentations: Tuple[Augmentation, ...] = AUGMENTATIONS
   crop_ratio: float = 0.6             # eta: kept fraction of the items
   item_mask_ratio: float = 0.3        # gamma: fraction of items set to [MASK]
   reorder_ratio: float = 0.3          # beta: fraction of items in the shuffled span
@@ -49,12 +53,10 @@ class PretrainConfig(JsonConfig):
   cluster_every_epochs: int = 1
 
   # Schedule of the pre-training run.
-  epochs: int = 10
-  learning_rate: float = 1e-3
-  batch_size: int = 256
-  seed: int = 42
+  schedule: TrainingSchedule = dataclasses.field(
+      default_factory=lambda: TrainingSchedule(epochs=10))
 
-  def __post_init__(self):
+  def validate(self) -> None:
     self.augmentations = tuple(self.augmentations)
     weights = {f: getattr(self, f) for f in (
         "masked_item_weight", "next_item_weight", "attribute_weight",
@@ -77,21 +79,17 @@ class PretrainConfig(JsonConfig):
           f"{self.mask_random_fraction} + {self.mask_keep_fraction}")
     if not 0.0 < self.crop_ratio <= 1.0:
       raise ValueError(f"PretrainConfig.crop_ratio must be in (0, 1]; got {self.crop_ratio}")
-    unknown = sorted(set(self.augmentations) - set(AUGMENTATIONS))
-    if unknown or not self.augmentations:
+    if not self.augmentations:
       raise ValueError(f"PretrainConfig.augmentations must be a non-empty subset of "
-                       f"{AUGMENTATIONS}; got {list(self.augmentations)}")
+                       f"{AUGMENTATIONS}; got []")
     if self.temperature <= 0:
       raise ValueError(f"PretrainConfig.temperature must be > 0; got {self.temperature}")
-    for name in ("num_clusters", "kmeans_iterations", "cluster_every_epochs", "epochs",
-                 "batch_size"):
+    for name in ("num_clusters", "kmeans_iterations", "cluster_every_epochs"):
       if getattr(self, name) < 1:
         raise ValueError(f"PretrainConfig.{name} must be >= 1; got {getattr(self, name)}")
     if self.kmeans_max_sequences < 0:
       raise ValueError(
           f"PretrainConfig.kmeans_max_sequences must be >= 0; got {self.kmeans_max_sequences}")
-    if self.learning_rate <= 0:
-      raise ValueError(f"PretrainConfig.learning_rate must be > 0; got {self.learning_rate}")
 
   def to_dict(self) -> dict:
     values = dataclasses.asdict(self)

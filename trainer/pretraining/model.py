@@ -8,7 +8,7 @@ as means over the epoch's batches.
 
 Batches are ``trainer.inputs.make_dataset`` batches (``inputs``/``labels``),
 the same ones ``trainer.model.NextItemModel`` trains on. Augmentation randomness
-is stateless, seeded by ``(PretrainConfig.seed, optimizer step)``, so a run is
+is stateless, seeded by ``(PretrainConfig.schedule.seed, optimizer step)``, so a run is
 reproducible given the data order.
 """
 
@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 import tensorflow as tf
 
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
@@ -47,29 +47,29 @@ class PretrainingModel(tf.keras.Model):
     weights_by_objective: dict name -> weight.
   """
 
-  def __init__(self, num_items: int, model_config: ModelConfig,
+  def __init__(self, num_items: int, encoder_config: EncoderConfig,
                pretrain_config: PretrainConfig,
                item_attributes: Optional[ItemAttributeTable] = None, **kwargs):
     """Builds the encoder and the enabled objectives.
 
     Args:
       num_items: catalogue size V.
-      model_config: encoder shape (``max_seq_len``, width, depth, dropout).
+      encoder_config: encoder shape (``max_seq_len``, width, depth, dropout).
       pretrain_config: objective weights and settings.
       item_attributes: needed iff ``attribute_weight > 0``.
     """
     super().__init__(**kwargs)
     self.num_items = num_items
-    self.model_config = model_config
+    self.encoder_config = encoder_config
     self.pretrain_config = pretrain_config
-    self.encoder = SequenceEncoder(num_items, model_config, name="encoder")
+    self.encoder = SequenceEncoder(num_items, encoder_config, name="encoder")
     self.weights_by_objective, self.objectives = build_objectives(
-        pretrain_config, model_config.embedding_dim, num_items, item_attributes)
+        pretrain_config, encoder_config.embedding_dim, num_items, item_attributes)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     self.objective_trackers = {
         name: tf.keras.metrics.Mean(name=f"{name}_loss") for name in self.objectives}
     # Create every variable now, outside any traced function.
-    self(tf.zeros([1, model_config.max_seq_len], tf.int32))
+    self(tf.zeros([1, encoder_config.max_seq_len], tf.int32))
     probe = tf.constant([[0, 1]], tf.int32)
     self.compute_losses({INPUTS: probe, LABELS: tf.constant([[-1, 0]], tf.int32)},
                         seed=tf.constant([0, 0], tf.int64), training=False)
@@ -108,7 +108,7 @@ class PretrainingModel(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
-    seed = tf.stack([tf.constant(self.pretrain_config.seed, tf.int64),
+    seed = tf.stack([tf.constant(self.pretrain_config.schedule.seed, tf.int64),
                      tf.cast(self.optimizer.iterations, tf.int64)])
     with tf.GradientTape() as tape:
       losses = self.compute_losses(data, seed, training=True)
@@ -122,7 +122,7 @@ class PretrainingModel(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def test_step(self, data):
-    seed = tf.constant([self.pretrain_config.seed, -1], tf.int64)
+    seed = tf.constant([self.pretrain_config.schedule.seed, -1], tf.int64)
     losses = self.compute_losses(data, seed, training=False)
     return self._report(losses, self._total(losses))
 

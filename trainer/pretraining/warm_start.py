@@ -6,7 +6,7 @@ of the pre-training Trainer, which a fine-tuning Trainer receives as
 
   <dir>/saved_model.pb, variables/      SavedModel: signatures "encode" and
                                         "item_embeddings" (TF-loadable, for inspection)
-  <dir>/pretrained_encoder/metadata.json  num_items, ModelConfig, PretrainConfig,
+  <dir>/pretrained_encoder/metadata.json  num_items, EncoderConfig, PretrainConfig,
                                         item vocabulary fingerprint, checkpoint names
   <dir>/pretrained_encoder/encoder*     tf.train.Checkpoint(encoder=SequenceEncoder)
   <dir>/pretrained_encoder/attributes*  tf.train.Checkpoint(attribute_embeddings=[A, d])
@@ -30,8 +30,8 @@ ATTRIBUTES_PREFIX = "attributes"
 FORMAT_VERSION = 1
 ENCODE_SIGNATURE = "encode"
 ITEM_EMBEDDINGS_SIGNATURE = "item_embeddings"
-# ModelConfig fields that decide the encoder's variables; the others (dropout,
-# learning rate, epochs, ...) may differ between pre-training and fine-tuning.
+# EncoderConfig fields that decide the encoder's variables; the others (dropout,
+# attention, filter) and the schedules may differ between pre-training and fine-tuning.
 SHAPE_FIELDS = ("max_seq_len", "embedding_dim", "num_blocks", "num_heads", "ff_dim")
 
 
@@ -62,7 +62,7 @@ class _EncoderModule(tf.Module):
                  autograph=False)
     def encode(item_ids):
       """item_ids int32 [B, L] model ids (0 pad, vocab index + 1) -> query [B, d], hidden [B, L, d]."""
-      # The query tower's reading (ModelConfig.attention) of the history.
+      # The query tower's reading (EncoderConfig.attention) of the history.
       hidden = encoder(item_ids, training=False, causal=encoder.config.causal_query)
       return {"query_embedding": hidden[:, -1, :], "hidden": hidden}
 
@@ -105,7 +105,7 @@ def save_pretrained_encoder(encoder: SequenceEncoder, export_dir: str,
   metadata = {
       "format_version": FORMAT_VERSION,
       "num_items": int(encoder.num_items),
-      "model_config": json.loads(encoder.config.to_json()),
+      "model_config": json.loads(encoder.config.to_json()),   # the EncoderConfig
       "pretrain_config": pretrain_config.to_dict() if pretrain_config else None,
       "item_vocab_sha256": file_fingerprint(item_vocab_file) if item_vocab_file else None,
       "encoder_checkpoint": ENCODER_PREFIX,
@@ -154,7 +154,7 @@ def load_pretrained_encoder(base_model_dir: str, encoder: SequenceEncoder,
 
   Raises:
     ValueError: no pre-trained encoder there; num_items, an encoder shape field
-      of ModelConfig or the item vocabulary differ; the checkpoint does not
+      of EncoderConfig or the item vocabulary differ; the checkpoint does not
       cover every encoder variable.
   """
   metadata = read_metadata(base_model_dir)
@@ -162,8 +162,8 @@ def load_pretrained_encoder(base_model_dir: str, encoder: SequenceEncoder,
   if metadata["num_items"] != encoder.num_items:
     raise ValueError(f"{path}: pre-trained on num_items={metadata['num_items']}, the encoder "
                      f"to warm-start has num_items={encoder.num_items}")
-  # Only the shape fields are compared (read from the JSON, so a later
-  # ModelConfig with more or fewer unrelated fields still loads old metadata).
+  # Only the shape fields are compared (read from the JSON, so metadata with other
+  # fields, e.g. the flat ModelConfig older runs wrote, still loads).
   saved = metadata["model_config"]
   missing = [f for f in SHAPE_FIELDS if f not in saved]
   if missing:
@@ -171,7 +171,7 @@ def load_pretrained_encoder(base_model_dir: str, encoder: SequenceEncoder,
   mismatched = {f: (saved[f], getattr(encoder.config, f)) for f in SHAPE_FIELDS
                 if saved[f] != getattr(encoder.config, f)}
   if mismatched:
-    raise ValueError(f"{path}: ModelConfig differs from the encoder to warm-start in "
+    raise ValueError(f"{path}: EncoderConfig differs from the encoder to warm-start in "
                      f"{ {k: f'pre-trained {a}, now {b}' for k, (a, b) in mismatched.items()} }")
   expected = metadata.get("item_vocab_sha256")
   if item_vocab_file and expected and file_fingerprint(item_vocab_file) != expected:

@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import os
 import pathlib
+import shlex
 
 import numpy as np
 
@@ -10,10 +12,13 @@ from bench.quality import data as data_lib
 from bench.quality import run
 from trainer import features
 from trainer import inputs
-from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
+from trainer.config import load_model_config
 from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalModel
+
+
+REPO = pathlib.Path(run.__file__).resolve().parents[2]
 
 
 def _s3rec_folder(tmp_path):
@@ -41,9 +46,8 @@ def test_leave_one_out_splits_vocabulary_and_attributes(tmp_path, monkeypatch):
   assert vocab[data.targets["train"][1]] == "11"
   assert data.attributes.num_items == 5 and data.attributes.num_items_with_attributes == 4
   # The Trainer's input pipeline reads the files: user 1 learns 10 -> 11.
-  config = ModelConfig(max_seq_len=4, batch_size=8)
   batch = next(iter(inputs.make_dataset(data.files[features.TRAIN_SPLIT], data_lib.SPEC,
-                                        data.num_items, config, training=False,
+                                        data.num_items, 4, 8, training=False,
                                         bucket_by_length=False)))
   assert batch["labels"].numpy()[0, -1] == vocab.index("11")
   assert data.train_labels == 1
@@ -104,27 +108,37 @@ def test_default_variants_are_the_headline_and_one_ablation_per_pretraining_obje
     assert variant.pretrain and not variant.auxiliary and variant.without == name
 
 
+def _encoder(args):
+  return load_model_config(args.model_config).encoder
+
+
 def test_default_fine_tuning_recipes_are_valid_bidirectional_prefix_models():
   for dataset in sorted(data_lib.DATASETS):
     args = run.parse_args(["--dataset", dataset])
-    model_config = ModelConfig.from_json(args.model_config)
+    encoder_config = _encoder(args)
     retrieval_config = RetrievalConfig.from_json(args.retrieval_config)
-    assert model_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
-    RetrievalModel(7, dataclasses.replace(model_config, max_seq_len=4), retrieval_config)
+    assert encoder_config.attention == "bidirectional" and retrieval_config.targets == "prefixes"
+    RetrievalModel(7, dataclasses.replace(encoder_config, max_seq_len=4), retrieval_config)
   # Beauty's recipe adds the frequency filter; an explicit --model-config wins.
-  assert ModelConfig.from_json(run.parse_args(["--dataset", "beauty"]).model_config).filter_weight > 0
-  assert ModelConfig.from_json(run.parse_args(["--dataset", "lastfm"]).model_config).filter_weight == 0
+  assert _encoder(run.parse_args(["--dataset", "beauty"])).filter_weight > 0
+  assert _encoder(run.parse_args(["--dataset", "lastfm"])).filter_weight == 0
   assert run.parse_args(["--dataset", "beauty", "--model-config", "{}"]).model_config == "{}"
 
 
-def test_make_run_beauty_trains_with_the_benchmark_recipe():
-  # The Makefile repeats Beauty's recipe for the pipeline; this keeps the two in step.
-  makefile = (pathlib.Path(run.__file__).parents[2] / "Makefile").read_text()
-  command = makefile.split("\nrun-beauty:", 1)[1].split("\n")[1]
-  pipeline_config = json.loads(command.split("--model-config '", 1)[1].split("'", 1)[0])
-  bench_config = json.loads(run.DATASET_MODEL_CONFIG["beauty"])
-  assert {key: pipeline_config.get(key, getattr(ModelConfig(), key))
-          for key in bench_config} == bench_config
+def test_each_recipe_file_is_a_valid_model_config():
+  recipes = sorted((REPO / "configs").glob("*.json"))
+  assert {path.stem for path in recipes} >= {"default", "beauty", "lastfm"}
+  for path in recipes:
+    load_model_config(str(path))
+  assert run.recipe_path("beauty") == os.path.relpath(REPO / "configs" / "beauty.json")
+  assert run.recipe_path("ml-100k") == os.path.relpath(REPO / "configs" / "default.json")
+
+
+def test_make_run_beauty_and_the_benchmark_read_the_same_recipe_file():
+  makefile = (REPO / "Makefile").read_text()
+  command = shlex.split(makefile.split("\nrun-beauty:", 1)[1].split("\n")[1])
+  recipe = REPO / command[command.index("--model-config") + 1]
+  assert recipe.samefile(run.parse_args(["--dataset", "beauty"]).model_config)
 
 
 def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatch):

@@ -7,10 +7,10 @@ import tensorflow as tf
 from bench.serving import bench_model
 from serving import contract
 from serving import servable as servable_lib
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 
 NUM_ITEMS = 300
-CONFIG = ModelConfig(embedding_dim=16, ff_dim=16, max_seq_len=8)
+CONFIG = EncoderConfig(embedding_dim=16, ff_dim=16, max_seq_len=8)
 PER_CLUSTER = 30
 
 

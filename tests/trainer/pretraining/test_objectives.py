@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import inputs
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.pretraining import kmeans as kmeans_lib
 from trainer.pretraining import model as model_lib
@@ -19,12 +19,13 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.contrastive import nt_xent
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
+from trainer.training_schedule import TrainingSchedule
 
 V = 24
 L = 8
 NUM_ATTRIBUTES = 6
-TINY = ModelConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
-                   dropout=0.0, seed=0)
+TINY = EncoderConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
+                     dropout=0.0)
 ALL_OFF = dict(masked_item_weight=0.0, next_item_weight=0.0, attribute_weight=0.0,
                contrastive_weight=0.0, clustering_weight=0.0)
 
@@ -71,7 +72,8 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
   # gradient path); every loss, evaluated with a fixed seed and fixed intent
   # prototypes, must drop after a few dozen joint steps.
   config = PretrainConfig(**{f"{name}_weight": 1.0 for name in model_lib.OBJECTIVES},
-                          num_clusters=4, mask_probability=0.3, seed=1)
+                          num_clusters=4, mask_probability=0.3,
+                          schedule=TrainingSchedule(seed=1))
   tf.keras.utils.set_random_seed(0)
   model = PretrainingModel(V, TINY, config, _attributes())
   assert list(model.objectives) == list(model_lib.OBJECTIVES)
@@ -90,7 +92,7 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
 def test_model_reports_every_objective_and_the_weighted_total():
   config = PretrainConfig(masked_item_weight=1.0, next_item_weight=0.5, attribute_weight=0.2,
                           contrastive_weight=0.1, clustering_weight=0.3, num_clusters=4,
-                          epochs=2)
+                          schedule=TrainingSchedule(epochs=2))
   model = PretrainingModel(V, TINY, config, _attributes())
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), run_eagerly=True)
   batch = _batch()

@@ -17,15 +17,15 @@ from tensorflow_transform.tf_metadata import schema_utils
 from trainer import features
 from trainer import pretrain_run_fn
 from trainer import warm_start as model_warm_start
-from trainer.config import ModelConfig
+from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.model import NextItemModel
 from trainer.pretraining import warm_start
 
 V = 20
 NUM_ATTRIBUTES = 4
-CONFIG = ModelConfig(max_seq_len=6, embedding_dim=8, num_blocks=1, num_heads=1, ff_dim=8,
-                     dropout=0.0)
+CONFIG = EncoderConfig(max_seq_len=6, embedding_dim=8, num_blocks=1, num_heads=1, ff_dim=8,
+                       dropout=0.0)
 
 
 def _weights(encoder):
@@ -176,7 +176,7 @@ def test_run_fn_pretrains_and_a_fine_tuning_model_warm_starts(tmp_path):
       serving_model_dir=str(tmp_path / "model" / "Format-Serving"),
       model_run_dir=str(tmp_path / "model_run"),
       custom_config={
-          pretrain_run_fn.MODEL_CONFIG_KEY: dataclasses.asdict(CONFIG),
+          pretrain_run_fn.MODEL_CONFIG_KEY: {"encoder": CONFIG.to_dict()},
           pretrain_run_fn.PRETRAIN_CONFIG_KEY: {
               "masked_item_weight": 1.0, "attribute_weight": 0.5, "contrastive_weight": 0.0,
               "clustering_weight": 0.0, "epochs": 2, "batch_size": 64},
@@ -228,8 +228,8 @@ def test_retrieval_build_for_run_reads_attributes_and_target_frequencies(tmp_pat
   transform_dir, examples = _fake_transform_run(tmp_path)
   output = tft.TFTransformOutput(transform_dir)
   train_files = [os.path.join(examples, f"Split-{features.TRAIN_SPLIT}", "*")]
-  dataset = inputs.make_dataset(train_files, output.transformed_feature_spec(), V, CONFIG,
-                                training=True, shuffle_seed=0)
+  dataset = inputs.make_dataset(train_files, output.transformed_feature_spec(), V,
+                                CONFIG.max_seq_len, 256, training=True, shuffle_seed=0)
   config = retrieval.RetrievalConfig(loss=retrieval.SAMPLED_SOFTMAX)
   model = retrieval.build_for_run(output, train_files, dataset, CONFIG, config)
   # _fake_transform_run gives item j the attribute j % 4 (plus an OOV one, dropped).

@@ -1,0 +1,57 @@
+"""ModelConfig: encoder shape and training schedule, from the JSON users write."""
+
+import pytest
+
+from trainer.config import EncoderConfig
+from trainer.config import ModelConfig
+from trainer.config import RetrievalConfig
+from trainer.config import load_model_config
+from trainer.pretraining.config import PretrainConfig
+from trainer.training_schedule import TrainingSchedule
+
+
+def test_flat_model_config_keys_reach_the_encoder_and_the_schedule():
+  config = load_model_config('{"epochs": 40, "max_seq_len": 200, "early_stopping_patience": 3}')
+  assert config == ModelConfig(encoder=EncoderConfig(max_seq_len=200),
+                               schedule=TrainingSchedule(epochs=40), early_stopping_patience=3)
+  assert load_model_config(config.to_json()) == config
+  assert load_model_config(None) == ModelConfig()
+
+
+def test_model_config_file_is_read(tmp_path):
+  path = tmp_path / "recipe.json"
+  path.write_text('{"encoder": {"dropout": 0.5}, "schedule": {"learning_rate": 0.0005}}')
+  config = load_model_config(str(path))
+  assert config.encoder.dropout == 0.5 and config.schedule.learning_rate == 0.0005
+
+
+def test_unknown_model_config_key_is_named():
+  with pytest.raises(ValueError, match=r"Unknown ModelConfig field\(s\) \['epoch'\]"):
+    load_model_config('{"epoch": 3}')
+
+
+def test_pretraining_schedule_keeps_its_own_defaults():
+  assert PretrainConfig().schedule == TrainingSchedule(epochs=10)
+  config = PretrainConfig.from_dict({"learning_rate": 0.01, "seed": 3})
+  assert config.schedule == TrainingSchedule(epochs=10, learning_rate=0.01, seed=3)
+  assert PretrainConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 0}, "TrainingSchedule.epochs must be >= 1"),
+    ({"batch_size": 0}, "TrainingSchedule.batch_size must be >= 1"),
+    ({"learning_rate": 0.0}, "TrainingSchedule.learning_rate must be > 0"),
+    ({"attention": "sideways"}, "EncoderConfig.attention must be one of"),
+])
+def test_bad_values_are_refused_naming_the_field(values, message):
+  with pytest.raises(ValueError, match=message):
+    ModelConfig.from_dict(values)
+  if "attention" not in values:
+    with pytest.raises(ValueError, match=message):
+      PretrainConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("field", ["loss", "negatives", "targets"])
+def test_retrieval_choices_are_checked(field):
+  with pytest.raises(ValueError, match=f"RetrievalConfig.{field} must be one of"):
+    RetrievalConfig.from_dict({field: "bogus"})
