@@ -2,7 +2,7 @@
 
 * Query tower: the SequenceEncoder's hidden state at the last position, the
   history read as ``ModelConfig.attention`` says (bidirectional by default;
-  optionally warm-started from ``trainer.pretraining``).
+  ``trainer.warm_start`` may start it from an earlier Model's encoder).
 * Candidate tower: item ``j`` is ``item_embedding[j] + mean_a attribute_embedding[a]``
   over its attributes ``a`` (the item table is the encoder's own, so the towers
   share it; without attributes, or with ``use_item_attributes=False``, it is the
@@ -66,7 +66,6 @@ from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
-from trainer.pretraining import warm_start
 from trainer.pretraining.batch import PretrainingBatch
 from trainer.pretraining.model import CLUSTERING
 from trainer.pretraining.model import build_objectives
@@ -221,14 +220,6 @@ class RetrievalModel(tfrs.Model):
   def score_all(self, item_ids) -> tf.Tensor:
     """float [B, V] scores; column j = vocabulary index j."""
     return tf.matmul(self.query_embedding(item_ids), self.item_embeddings, transpose_b=True)
-
-  def warm_start(self, base_model_dir: str, item_vocab_file: Optional[str] = None) -> dict:
-    """Loads a pre-trained encoder (and attribute table, if both have one); returns metadata."""
-    metadata = warm_start.load_pretrained_encoder(base_model_dir, self.encoder, item_vocab_file)
-    if self.attribute_table is not None and metadata.get("attributes_checkpoint"):
-      warm_start.load_pretrained_attribute_embeddings(
-          base_model_dir, self.attribute_table.embeddings)
-    return metadata
 
   # Training.
 

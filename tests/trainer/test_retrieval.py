@@ -8,15 +8,16 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 
+from tests.trainer import fake_transform
+from trainer import features
 from trainer import inputs
 from trainer import retrieval
 from trainer.config import ModelConfig
-from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.model import NextItemModel
-from trainer.pretraining import warm_start
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
@@ -151,19 +152,6 @@ def test_without_attributes_the_candidates_are_the_encoder_item_rows():
   np.testing.assert_array_equal(model.item_embeddings, model.encoder.item_embeddings)
 
 
-def test_warm_start_restores_encoder_and_attribute_table(tmp_path):
-  encoder = SequenceEncoder(V, CONFIG)
-  encoder(tf.zeros([1, L], tf.int32))
-  table = tf.Variable(tf.random.normal([ATTRIBUTES.num_attributes, 16]))
-  warm_start.save_pretrained_encoder(encoder, str(tmp_path), attribute_embeddings=table)
-  model = retrieval.RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.2),
-                                   retrieval.RetrievalConfig(), ATTRIBUTES)
-  model.warm_start(str(tmp_path))
-  np.testing.assert_array_equal(model.attribute_table.embeddings.numpy(), table.numpy())
-  for want, got in zip(encoder.weights, model.encoder.weights):
-    np.testing.assert_array_equal(got.numpy(), want.numpy())
-
-
 def test_config_errors_are_explicit():
   with pytest.raises(ValueError, match="RetrievalConfig.loss must be one of"):
     retrieval.RetrievalConfig(loss="bpr")
@@ -206,6 +194,23 @@ def test_item_probabilities_count_training_targets():
   p_last = retrieval.item_probabilities([batch], V, targets=retrieval.LAST_POSITION,
                                         smoothing=1.0)
   assert p_last[3] == pytest.approx(3 / (2 + V))
+
+
+def test_build_for_run_reads_attributes_and_target_frequencies(tmp_path):
+  transform_dir, examples = fake_transform.write(tmp_path)
+  output = tft.TFTransformOutput(transform_dir)
+  train_files = fake_transform.split_files(examples, features.TRAIN_SPLIT)
+  num_items = fake_transform.V
+  dataset = inputs.make_dataset(train_files, output.transformed_feature_spec(), num_items,
+                                CONFIG, training=True, shuffle_seed=0)
+  config = retrieval.RetrievalConfig(loss=retrieval.SAMPLED_SOFTMAX)
+  model = retrieval.build_for_run(output, train_files, dataset, CONFIG, config)
+  # fake_transform gives item j the attribute j % NUM_ATTRIBUTES (plus an OOV one, dropped).
+  assert model.item_attributes.attribute_ids.to_list() == [
+      [j % fake_transform.NUM_ATTRIBUTES] for j in range(num_items)]
+  probabilities = model._probabilities.numpy()  # pylint: disable=protected-access
+  assert probabilities.shape == (num_items,) and probabilities.sum() == pytest.approx(1.0)
+  assert len(set(np.round(probabilities, 6))) > 1, "frequencies must come from the data"
 
 
 def test_auxiliary_objectives_train_jointly_and_report_their_losses():

@@ -13,5 +13,4 @@ Modules, one concept each:
 * ``clustering``      ICLRec intent prototypes: objective and re-clustering callback.
 * ``model``           PretrainingModel: weighted sum of the enabled objectives.
 * ``item_attributes`` ItemAttributeTable and the transformed items split reader.
-* ``warm_start``      save / load the pre-trained encoder across Trainer runs.
 """

@@ -40,8 +40,7 @@ class AttributeObjective(tf.keras.layers.Layer):
   """S3-Rec AAP + MAP on the Cloze pass, with its own attribute embedding table.
 
   Attributes:
-    attribute_table: Embedding [A, d]; row a = attribute vocabulary index a. It is
-      saved with the pre-trained encoder so fine-tuning can reuse it.
+    attribute_table: Embedding [A, d]; row a = attribute vocabulary index a.
   """
 
   def __init__(self, item_attributes: ItemAttributeTable, embedding_dim: int, **kwargs):

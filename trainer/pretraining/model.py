@@ -42,7 +42,7 @@ class PretrainingModel(tf.keras.Model):
 
   Attributes:
     encoder: the SequenceEncoder being pre-trained (save it with
-      ``trainer.pretraining.warm_start.save_pretrained_encoder``).
+      ``trainer.warm_start.save``).
     objectives: dict name -> objective layer, only those with a positive weight.
     weights_by_objective: dict name -> weight.
   """
