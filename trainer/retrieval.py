@@ -1,4 +1,4 @@
-"""Two-tower retrieval fine-tuning as a ``tfrs.Model`` (sampled softmax via ``tfrs.tasks.Retrieval``).
+"""Two-tower retrieval fine-tuning as a Keras model (sampled softmax via ``tfrs.tasks.Retrieval``).
 
 * Query tower: the SequenceEncoder's hidden state at the last position, the
   history read as ``ModelConfig.attention`` says (bidirectional by default;
@@ -122,11 +122,13 @@ def _apply_gradients(optimizer, gradients, variables):
   optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
 
 
-class RetrievalModel(tfrs.Model):
+class RetrievalModel(tf.keras.Model):
   """Sequence-encoder query tower + item(+attribute) candidate tower, ``tfrs.tasks.Retrieval``.
 
   Batches are ``trainer.inputs`` dicts (``inputs`` / ``labels`` int32 [B, L]).
-  ``model(item_ids)`` is the [B, d] query embedding.
+  ``model(item_ids)`` is the [B, d] query embedding. ``train_step`` / ``test_step``
+  are its own (per-target mean losses, auxiliary objectives, stateless step
+  seeds); TFRS contributes the sampled-softmax task only.
   """
 
   def __init__(self, num_items: int, config: ModelConfig,
@@ -290,15 +292,6 @@ class RetrievalModel(tfrs.Model):
       count = tf.cast(tf.size(positives), tf.float32)
     return tf.math.divide_no_nan(tf.cast(loss_sum, tf.float32), count), count
 
-  def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
-    """Mean loss per training target: the configured loss when training, else full softmax."""
-    full = not training or self.retrieval_config.loss == FULL_SOFTMAX
-    return self._loss(inputs, training, full, seed=self._step_seed())[0]
-
-  def _step_seed(self):
-    step = self.optimizer.iterations if self.optimizer is not None else tf.constant(0, tf.int64)
-    return tf.stack([tf.constant(self.retrieval_config.seed, tf.int64), tf.cast(step, tf.int64)])
-
   @property
   def metrics(self):
     return [self.loss_tracker] + list(self.auxiliary_trackers.values())
@@ -314,7 +307,8 @@ class RetrievalModel(tfrs.Model):
 
   def train_step(self, data):
     full = self.retrieval_config.loss == FULL_SOFTMAX
-    seed = self._step_seed()
+    seed = tf.stack([tf.constant(self.retrieval_config.seed, tf.int64),
+                     tf.cast(self.optimizer.iterations, tf.int64)])
     with tf.GradientTape() as tape:
       loss, count = self._loss(data, training=True, full=full, seed=seed)
       total = loss + tf.add_n(self.losses) if self.losses else loss

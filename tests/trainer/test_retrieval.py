@@ -46,6 +46,12 @@ def _cycle_batch(num_rows=48, seed=0):
   return _batch(sequences)
 
 
+def _validation_loss(model, batch) -> float:
+  """The loss ``model.evaluate`` reports for this one batch (full softmax, per target)."""
+  model.reset_metrics()
+  return float(model.test_step(batch)["loss"])
+
+
 def _log_softmax(x):
   x = x - x.max(axis=-1, keepdims=True)
   return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
@@ -71,7 +77,19 @@ def test_full_softmax_loss_matches_a_hand_computation(targets):
   np.testing.assert_allclose(model.item_embeddings, candidates, atol=1e-6)
   log_p = _log_softmax(queries @ candidates.T / 0.5)
   expected = -np.mean(log_p[np.arange(len(positives)), positives])
-  assert float(model.compute_loss(batch, training=False)) == pytest.approx(expected, rel=1e-5)
+  assert _validation_loss(model, batch) == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_reports_the_mean_over_every_target_of_the_epoch():
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(), ATTRIBUTES)
+  model.compile(optimizer=tf.keras.optimizers.Adam())
+  batches = [_cycle_batch(num_rows=8, seed=1), _cycle_batch(num_rows=2, seed=2)]
+  losses = [_validation_loss(model, b) for b in batches]
+  counts = [int(np.sum(b[LABELS].numpy()[:, -1] >= 0)) for b in batches]   # prefixes: last one
+  dataset = tf.data.Dataset.from_tensors(batches[0]).concatenate(
+      tf.data.Dataset.from_tensors(batches[1]))
+  got = model.evaluate(dataset, verbose=0, return_dict=True)
+  assert got == {"loss": pytest.approx(np.dot(losses, counts) / sum(counts), rel=1e-5)}
 
 
 def test_full_softmax_without_attributes_is_next_item_model_loss():
@@ -82,7 +100,7 @@ def test_full_softmax_without_attributes_is_next_item_model_loss():
   batch = _cycle_batch(num_rows=8)
   expected = next_item.task(next_item.encoder(batch[INPUTS], causal=True), batch[LABELS],
                             next_item.item_embeddings)
-  assert float(model.compute_loss(batch)) == pytest.approx(float(expected), rel=1e-6)
+  assert _validation_loss(model, batch) == pytest.approx(float(expected), rel=1e-6)
   np.testing.assert_allclose(model.score_all(batch[INPUTS]), next_item.score_all(batch[INPUTS]),
                              atol=1e-6)
 
@@ -118,10 +136,10 @@ def test_retrieval_model_learns_a_tiny_next_item_pattern(loss, negatives):
   config = retrieval.RetrievalConfig(loss=loss, negatives=negatives, num_uniform_negatives=8)
   model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES, probabilities)
   model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
-  before = float(model.compute_loss(batch))
+  before = _validation_loss(model, batch)
   for _ in range(40):   # eager: cheaper than tracing for a few tiny steps
     model.train_step(batch)
-  assert float(model.compute_loss(batch)) < 0.5 * before
+  assert _validation_loss(model, batch) < 0.5 * before
   test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   accuracy = np.mean(top1 == test[LABELS].numpy()[:, -1])
@@ -178,10 +196,10 @@ def test_bidirectional_query_tower_trains_on_prefixes_only():
   np.testing.assert_allclose(
       model.query_embedding(batch[INPUTS]),
       model.encoder(batch[INPUTS], causal=False)[:, -1, :], atol=1e-5)
-  before = float(model.compute_loss(batch))
+  before = _validation_loss(model, batch)
   for _ in range(40):
     model.train_step(batch)
-  assert float(model.compute_loss(batch)) < 0.5 * before
+  assert _validation_loss(model, batch) < 0.5 * before
   test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   assert np.mean(top1 == test[LABELS].numpy()[:, -1]) >= 0.9
@@ -224,6 +242,7 @@ def test_auxiliary_objectives_train_jointly_and_report_their_losses():
   callbacks = ClusteringCallback.for_model(model, dataset, model.auxiliary_config)
   assert len(callbacks) == 1
   history = model.fit(dataset, epochs=5, callbacks=callbacks, verbose=0).history
+  assert set(history) == {"loss", "contrastive_loss", "clustering_loss"}
   for name in ("loss", "contrastive_loss", "clustering_loss"):
     assert history[name][-1] < history[name][0], (name, history[name])
   # Without auxiliary objectives nothing extra is built or reported.
