@@ -6,6 +6,7 @@ import os
 from typing import Optional
 
 from trainer.json_config import JsonConfig
+from trainer.pretraining import objectives
 from trainer.pretraining.config import PretrainConfig
 
 
@@ -111,8 +112,7 @@ class RetrievalConfig(JsonConfig):
     """The auxiliary objectives as a ``PretrainConfig``, or None when there are none."""
     if not self.auxiliary:
       return None
-    no_objectives = {f"{name}_weight": 0.0 for name in (
-        "masked_item", "next_item", "attribute", "contrastive", "clustering")}
+    no_objectives = dict.fromkeys(objectives.WEIGHT_FIELDS, 0.0)
     return PretrainConfig.from_dict({**no_objectives, **self.auxiliary})
 
   @property

@@ -67,9 +67,9 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.batch import PretrainingBatch
-from trainer.pretraining.model import CLUSTERING
-from trainer.pretraining.model import build_objectives
 from trainer.pretraining.item_attributes import ItemAttributeTable
+from trainer.pretraining.model import build_objectives
+from trainer.pretraining.objectives import CLUSTERING
 from trainer.tasks import NextItemTask
 
 

@@ -59,12 +59,13 @@ from trainer import ranking_validation
 from trainer.config import ModelConfig
 from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
+from trainer.pretraining import objectives
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 
-OBJECTIVES = ("masked_item", "next_item", "attribute", "contrastive", "clustering")
+OBJECTIVES = objectives.NAMES
 
 
 @dataclasses.dataclass(frozen=True)

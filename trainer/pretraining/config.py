@@ -12,6 +12,7 @@ import dataclasses
 from typing import Tuple
 
 from trainer.json_config import JsonConfig
+from trainer.pretraining import objectives
 
 AUGMENTATIONS = ("crop", "mask", "reorder")
 
@@ -56,9 +57,7 @@ class PretrainConfig(JsonConfig):
 
   def __post_init__(self):
     self.augmentations = tuple(self.augmentations)
-    weights = {f: getattr(self, f) for f in (
-        "masked_item_weight", "next_item_weight", "attribute_weight",
-        "contrastive_weight", "clustering_weight")}
+    weights = {f: getattr(self, f) for f in objectives.WEIGHT_FIELDS}
     negative = {k: v for k, v in weights.items() if v < 0}
     if negative:
       raise ValueError(f"PretrainConfig weights must be >= 0; got {negative}")
