@@ -1,11 +1,8 @@
-"""TFRS retrieval fine-tuning model (trainer.retrieval)."""
+"""Retrieval fine-tuning model (trainer.retrieval)."""
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft

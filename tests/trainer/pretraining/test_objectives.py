@@ -1,14 +1,11 @@
 """Pre-training objectives, k-means and PretrainingModel (trainer.pretraining)."""
 
 import dataclasses
-import os
 import pathlib
 import subprocess
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 import tensorflow as tf
 
