@@ -67,6 +67,7 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.batch import step_seed
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import build_objectives
 from trainer.pretraining.objectives import CLUSTERING
@@ -307,8 +308,7 @@ class RetrievalModel(tf.keras.Model):
 
   def train_step(self, data):
     full = self.retrieval_config.loss == FULL_SOFTMAX
-    seed = tf.stack([tf.constant(self.retrieval_config.seed, tf.int64),
-                     tf.cast(self.optimizer.iterations, tf.int64)])
+    seed = step_seed(self.retrieval_config.seed, self.optimizer)
     with tf.GradientTape() as tape:
       loss, count = self._loss(data, training=True, full=full, seed=seed)
       total = loss + tf.add_n(self.losses) if self.losses else loss

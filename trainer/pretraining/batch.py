@@ -18,6 +18,11 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
 
+def step_seed(seed: int, optimizer) -> tf.Tensor:
+  """int64 [2] stateless seed of a training step: ``(seed, optimizer step)``."""
+  return tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
+
+
 class PretrainingBatch:
   """A ``trainer.inputs`` batch (``inputs``/``labels`` int [B, L]) plus shared passes.
 

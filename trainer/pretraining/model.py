@@ -1,7 +1,8 @@
 """PretrainingModel: a SequenceEncoder trained on a weighted sum of SSL objectives.
 
 The model's only job is composition: each objective (a Keras layer in this
-package, registered by name in ``trainer.pretraining.objectives``) turns a ``PretrainingBatch`` into a scalar loss, and the model minimises
+package, registered by name in ``trainer.pretraining.objectives``) turns a
+``PretrainingBatch`` into a scalar loss, and the model minimises
 ``sum_i weight_i * loss_i`` over the objectives whose weight is positive. Fit
 logs report ``loss`` (the weighted total) and ``<objective>_loss`` for each one,
 as means over the epoch's batches.
@@ -26,6 +27,7 @@ from trainer.pretraining import masked_item  # pylint: disable=unused-import  (r
 from trainer.pretraining import next_item  # pylint: disable=unused-import  (registers its objective)
 from trainer.pretraining import objectives
 from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.batch import step_seed
 from trainer.pretraining.clustering import ClusteringObjective
 from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
@@ -103,8 +105,7 @@ class PretrainingModel(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
-    seed = tf.stack([tf.constant(self.pretrain_config.seed, tf.int64),
-                     tf.cast(self.optimizer.iterations, tf.int64)])
+    seed = step_seed(self.pretrain_config.seed, self.optimizer)
     with tf.GradientTape() as tape:
       losses = self.compute_losses(data, seed, training=True)
       total = self._total(losses)
