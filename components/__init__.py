@@ -1,5 +1,3 @@
-"""TFRS and this project's models need Keras 2: select tf-keras before TensorFlow loads."""
+"""Custom TFX components; importing ``trainer`` first selects Keras 2 before TensorFlow loads."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import trainer  # pylint: disable=unused-import  (selects Keras 2)

@@ -1,4 +1,8 @@
-"""TFRS and this project's models need Keras 2: select tf-keras before TensorFlow loads."""
+"""TFRS and this project's models need Keras 2: select tf-keras before TensorFlow loads.
+
+The one place that sets the switch in Python: ``components``, ``pipeline`` and the tests
+(``tests/conftest.py``) import this package first; child processes inherit it.
+"""
 
 import os
 

@@ -15,6 +15,7 @@ from typing import Literal, Optional, Tuple
 
 from trainer.json_config import JsonConfig
 from trainer.json_config import literal_choices
+from trainer.pretraining import objectives
 from trainer.pretraining.config import PretrainConfig
 from trainer.training_schedule import TrainingSchedule
 
@@ -123,8 +124,7 @@ class RetrievalConfig(JsonConfig):
     """The auxiliary objectives as a ``PretrainConfig``, or None when there are none."""
     if not self.auxiliary:
       return None
-    no_objectives = {f"{name}_weight": 0.0 for name in (
-        "masked_item", "next_item", "attribute", "contrastive", "clustering")}
+    no_objectives = dict.fromkeys(objectives.WEIGHT_FIELDS, 0.0)
     return PretrainConfig.from_dict({**no_objectives, **self.auxiliary})
 
   @property

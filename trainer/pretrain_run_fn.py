@@ -13,16 +13,12 @@ Wiring (a first Trainer with ``run_fn="trainer.pretrain_run_fn.run_fn"``):
 
 Outputs, in the Model artifact:
 
-* ``Format-Serving/`` (``fn_args.serving_model_dir``): the pre-trained encoder
-  (SavedModel + ``pretrained_encoder/`` checkpoint and metadata, see
-  ``trainer.pretraining.warm_start``). A fine-tuning Trainer that gets this Model
-  as ``base_model`` receives that folder as ``fn_args.base_model`` and may call
-  ``load_pretrained_encoder(fn_args.base_model, model.encoder, item_vocab_file)``
-  (strict: same num_items, shape and vocabulary) or, for a RetrievalModel,
-  ``model.warm_start(fn_args.base_model, item_vocab_file)``.
-* ``warm_start/``: the same encoder in ``trainer.warm_start``'s format (encoder
-  weights plus the item vocabulary), which ``trainer.run_fn`` restores into the
-  fine-tuning model's encoder, items matched by raw id.
+* ``warm_start/``: the pre-trained encoder in ``trainer.warm_start``'s format
+  (encoder weights plus the item vocabulary). A fine-tuning Trainer that gets
+  this Model as ``base_model`` (``trainer.run_fn``) restores it into its model's
+  encoder, items matched by raw id.
+* ``Format-Serving/`` (``fn_args.serving_model_dir``): empty. TFX's Trainer
+  requires it; the encoder alone serves nothing.
 
 ``base_model`` (optional, e.g. the latest blessed model in nightly retraining):
 pre-training continues from that model's encoder instead of a fresh one.
@@ -38,7 +34,7 @@ import tensorflow_transform as tft
 
 from trainer import features
 from trainer import inputs
-from trainer import warm_start as model_warm_start
+from trainer import warm_start
 from trainer.config import EncoderConfig
 from trainer.config import ITEMS_FILES_KEY
 from trainer.config import MODEL_CONFIG_KEY
@@ -48,8 +44,6 @@ from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
-from trainer.pretraining.warm_start import load_pretrained_encoder  # pylint: disable=unused-import  (re-exported for run_fns)
-from trainer.pretraining.warm_start import save_pretrained_encoder
 from trainer.run_fn import model_config_from
 from trainer.run_fn import read_item_vocab
 
@@ -79,8 +73,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     pretrain_config: objectives and schedule.
     item_attributes: required iff ``attribute_weight > 0``.
     log_dir: TensorBoard logs, if given.
-    warm_start_from: ``(item_vocab, warm_start folder)``: continue from the
-      encoder saved there (``trainer.warm_start``; items matched by raw id), e.g.
+    warm_start_from: ``(item_vocab, base Model's serving folder)``: continue from
+      that Model's encoder (``trainer.warm_start``; items matched by raw id), e.g.
       the served model's, so a nightly run refreshes rather than restarts it.
 
   Returns:
@@ -100,7 +94,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes)
   model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
   if warm_start_from is not None:
-    model_warm_start.restore(model.encoder, *warm_start_from)
+    warm_start.restore(model, *warm_start_from)
   callbacks = []
   if log_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
@@ -112,18 +106,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   return model, {k: [float(x) for x in v] for k, v in history.history.items()}
 
 
-def save_for_fine_tuning(encoder, item_vocab: Sequence[str], serving_model_dir: str) -> str:
-  """Writes ``<artifact>/warm_start`` (``trainer.warm_start`` format) of the encoder.
-
-  Returns the folder written.
-  """
-  directory = model_warm_start.warm_start_dir(serving_model_dir)
-  model_warm_start.save(encoder, item_vocab, directory)
-  return directory
-
-
 def run_fn(fn_args):
-  """Pre-trains on the train split and saves the encoder to ``fn_args.serving_model_dir``."""
+  """Pre-trains on the train split and saves the encoder beside ``fn_args.serving_model_dir``."""
   custom_config = fn_args.custom_config or {}
   model_config = model_config_from(custom_config)
   pretrain_config = pretrain_config_from(custom_config)
@@ -138,21 +122,17 @@ def run_fn(fn_args):
     logging.info("Item attributes: %d of %d items have some of %d attributes",
                  attributes.num_items_with_attributes, num_items, num_attributes)
   item_vocab = read_item_vocab(tf_transform_output)
-  base_dir = (model_warm_start.warm_start_dir(fn_args.base_model)
-              if getattr(fn_args, "base_model", None) else None)
+  base_model = getattr(fn_args, "base_model", None)
   model, history = pretrain(
       fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
       num_items, model_config.encoder, pretrain_config, attributes, log_dir=fn_args.model_run_dir,
-      warm_start_from=(item_vocab, base_dir) if base_dir else None)
-  save_pretrained_encoder(
-      model.encoder, fn_args.serving_model_dir, pretrain_config,
-      item_vocab_file=tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB),
-      attribute_embeddings=model.attribute_embeddings, history=history)
-  save_for_fine_tuning(model.encoder, item_vocab, fn_args.serving_model_dir)
+      warm_start_from=(item_vocab, base_model) if base_model else None)
+  warm_start.save(model, item_vocab, fn_args.serving_model_dir)
+  tf.io.gfile.makedirs(fn_args.serving_model_dir)   # TFX requires it; nothing to serve
   tf.io.gfile.makedirs(fn_args.model_run_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
     json.dump(history, f)
 
 
 __all__ = ["MODEL_CONFIG_KEY", "PRETRAIN_CONFIG_KEY", "ITEMS_FILES_KEY", "pretrain",
-           "pretrain_config_from", "run_fn", "save_for_fine_tuning", "load_pretrained_encoder"]
+           "pretrain_config_from", "run_fn"]

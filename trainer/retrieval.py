@@ -1,8 +1,8 @@
-"""Two-tower retrieval fine-tuning as a ``tfrs.Model`` (sampled softmax via ``tfrs.tasks.Retrieval``).
+"""Two-tower retrieval fine-tuning as a Keras model (sampled softmax via ``tfrs.tasks.Retrieval``).
 
 * Query tower: the SequenceEncoder's hidden state at the last position, the
   history read as ``EncoderConfig.attention`` says (bidirectional by default;
-  optionally warm-started from ``trainer.pretraining``).
+  ``trainer.warm_start`` may start it from an earlier Model's encoder).
 * Candidate tower: item ``j`` is ``item_embedding[j] + mean_a attribute_embedding[a]``
   over its attributes ``a`` (the item table is the encoder's own, so the towers
   share it; without attributes, or with ``use_item_attributes=False``, it is the
@@ -65,11 +65,11 @@ from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
-from trainer.pretraining import warm_start
 from trainer.pretraining.batch import PretrainingBatch
-from trainer.pretraining.model import CLUSTERING
-from trainer.pretraining.model import build_objectives
+from trainer.pretraining.batch import step_seed
 from trainer.pretraining.item_attributes import ItemAttributeTable
+from trainer.pretraining.model import build_objectives
+from trainer.pretraining.objectives import CLUSTERING
 from trainer.tasks import NextItemTask
 
 
@@ -122,11 +122,13 @@ def _apply_gradients(optimizer, gradients, variables):
   optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
 
 
-class RetrievalModel(tfrs.Model):
+class RetrievalModel(tf.keras.Model):
   """Sequence-encoder query tower + item(+attribute) candidate tower, ``tfrs.tasks.Retrieval``.
 
   Batches are ``trainer.inputs`` dicts (``inputs`` / ``labels`` int32 [B, L]).
-  ``model(item_ids)`` is the [B, d] query embedding.
+  ``model(item_ids)`` is the [B, d] query embedding. ``train_step`` / ``test_step``
+  are its own (per-target mean losses, auxiliary objectives, stateless step
+  seeds); TFRS contributes the sampled-softmax task only.
   """
 
   def __init__(self, num_items: int, config: EncoderConfig,
@@ -221,14 +223,6 @@ class RetrievalModel(tfrs.Model):
     """float [B, V] scores; column j = vocabulary index j."""
     return tf.matmul(self.query_embedding(item_ids), self.item_embeddings, transpose_b=True)
 
-  def warm_start(self, base_model_dir: str, item_vocab_file: Optional[str] = None) -> dict:
-    """Loads a pre-trained encoder (and attribute table, if both have one); returns metadata."""
-    metadata = warm_start.load_pretrained_encoder(base_model_dir, self.encoder, item_vocab_file)
-    if self.attribute_table is not None and metadata.get("attributes_checkpoint"):
-      warm_start.load_pretrained_attribute_embeddings(
-          base_model_dir, self.attribute_table.embeddings)
-    return metadata
-
   # Training.
 
   def _hidden_and_labels(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -298,15 +292,6 @@ class RetrievalModel(tfrs.Model):
       count = tf.cast(tf.size(positives), tf.float32)
     return tf.math.divide_no_nan(tf.cast(loss_sum, tf.float32), count), count
 
-  def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
-    """Mean loss per training target: the configured loss when training, else full softmax."""
-    full = not training or self.retrieval_config.loss == FULL_SOFTMAX
-    return self._loss(inputs, training, full, seed=self._step_seed())[0]
-
-  def _step_seed(self):
-    step = self.optimizer.iterations if self.optimizer is not None else tf.constant(0, tf.int64)
-    return tf.stack([tf.constant(self.retrieval_config.seed, tf.int64), tf.cast(step, tf.int64)])
-
   @property
   def metrics(self):
     return [self.loss_tracker] + list(self.auxiliary_trackers.values())
@@ -322,7 +307,7 @@ class RetrievalModel(tfrs.Model):
 
   def train_step(self, data):
     full = self.retrieval_config.loss == FULL_SOFTMAX
-    seed = self._step_seed()
+    seed = step_seed(self.retrieval_config.seed, self.optimizer)
     with tf.GradientTape() as tape:
       loss, count = self._loss(data, training=True, full=full, seed=seed)
       total = loss + tf.add_n(self.losses) if self.losses else loss

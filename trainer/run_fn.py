@@ -88,7 +88,7 @@ def run_fn(fn_args):
                                     config.encoder, retrieval_config)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if fn_args.base_model:
-      warm_start.restore(model, item_vocab, warm_start.warm_start_dir(fn_args.base_model))
+      warm_start.restore(model, item_vocab, fn_args.base_model)
   callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
                *ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
                ranking_validation.RankingValidation(eval_ds, k=10)]
@@ -101,6 +101,6 @@ def run_fn(fn_args):
                       callbacks=callbacks, verbose=2)
   export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
                               fn_args.serving_model_dir)
-  warm_start.save(model, item_vocab, warm_start.warm_start_dir(fn_args.serving_model_dir))
+  warm_start.save(model, item_vocab, fn_args.serving_model_dir)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

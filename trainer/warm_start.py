@@ -1,11 +1,14 @@
-"""Warm start across retrains: known items keep their embeddings, new items start fresh.
+"""Warm start across Trainer runs: known items keep their embeddings, new items start fresh.
 
-Each trained Model artifact carries, beside its SavedModel (``Format-Serving``), a
-``warm_start/`` folder with every weight of the model's sequence encoder (in
-``encoder.weights`` order) and the item vocabulary those weights were trained
-with. Pre-training and fine-tuning models share the encoder, so either kind of
-artifact warm-starts either kind of model. The next run builds its
-model for the new vocabulary and copies:
+The one warm-start format. Each Model artifact of either Trainer (pre-training,
+``trainer.pretrain_run_fn``; fine-tuning, ``trainer.run_fn``) carries, beside its
+serving folder (``Format-Serving``), a ``warm_start/`` folder with every weight of
+the model's sequence encoder (in ``encoder.weights`` order) and the item vocabulary
+those weights were trained with. Both models share the encoder, so either kind of
+artifact warm-starts either kind of model: the fine-tuning run from the
+pre-training run, or, without pre-training, from the latest blessed model; the
+pre-training run from the latest blessed model. The next run builds its model for
+the new vocabulary and copies:
 
 * every weight whose shape is unchanged, as is;
 * the item embedding table row by row, matched by raw item id: items of the old
@@ -29,9 +32,9 @@ _WEIGHTS = "weights.npz"
 _VOCAB = "item_vocab.json"
 
 
-def warm_start_dir(model_artifact_dir: str) -> str:
-  """``<Model artifact>/warm_start`` for a ``.../Format-Serving`` SavedModel path."""
-  return os.path.join(os.path.dirname(model_artifact_dir.rstrip("/")), WARM_START_DIR)
+def warm_start_dir(serving_model_dir: str) -> str:
+  """``<Model artifact>/warm_start`` for the artifact's ``.../Format-Serving`` folder."""
+  return os.path.join(os.path.dirname(serving_model_dir.rstrip("/")), WARM_START_DIR)
 
 
 def _encoder(model):
@@ -44,12 +47,17 @@ def _table_index(encoder) -> int:
   return next(i for i, w in enumerate(encoder.weights) if w is table)
 
 
-def save(model, item_vocab: Sequence[str], directory: str) -> None:
+def save(model, item_vocab: Sequence[str], serving_model_dir: str) -> None:
   """Writes the encoder's weights and item vocabulary for a later warm start.
 
-  ``model``: a SequenceEncoder or a model holding one as ``.encoder``.
+  Args:
+    model: a SequenceEncoder or a model holding one as ``.encoder``.
+    item_vocab: raw item ids in vocabulary-index order.
+    serving_model_dir: the Model artifact's serving folder
+      (``fn_args.serving_model_dir``); the files go to ``warm_start_dir`` of it.
   """
   encoder = _encoder(model)
+  directory = warm_start_dir(serving_model_dir)
   tf.io.gfile.makedirs(directory)
   buffer = io.BytesIO()
   np.savez(buffer, *[w.numpy() for w in encoder.weights])
@@ -59,13 +67,16 @@ def save(model, item_vocab: Sequence[str], directory: str) -> None:
     json.dump({"item_vocab": list(item_vocab), "table_index": _table_index(encoder)}, f)
 
 
-def restore(model, item_vocab: Sequence[str], directory: str) -> Dict[str, int]:
+def restore(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]:
   """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
-  Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
-  ``items_new``; all zero when nothing could be copied.
+  ``base_model`` is the serving folder of the Model artifact to start from
+  (``fn_args.base_model``). Returns counts: ``weights`` copied, ``items_kept``
+  (embeddings carried over), ``items_new``; ``weights`` is zero when nothing
+  could be copied.
   """
   model = _encoder(model)
+  directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
   with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "rb") as f:

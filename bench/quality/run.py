@@ -61,12 +61,13 @@ from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.model import INPUTS
 from trainer.pretrain_run_fn import pretrain
+from trainer.pretraining import objectives
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 
-OBJECTIVES = ("masked_item", "next_item", "attribute", "contrastive", "clustering")
+OBJECTIVES = objectives.NAMES
 
 
 @dataclasses.dataclass(frozen=True)

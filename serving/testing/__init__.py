@@ -103,7 +103,7 @@ class ServerProcess:
     command = [sys.executable, "-m", "serving.server", "--model-base-path", base_path,
                "--model-name", model_name, "--host", LOOPBACK, "--port", "0",
                "--poll-seconds", str(poll_seconds)] + list(extra_args or [])
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2",
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return cls(command, None, model_name, env)
 

@@ -1,22 +1,20 @@
-"""TFRS retrieval fine-tuning model (trainer.retrieval)."""
+"""Retrieval fine-tuning model (trainer.retrieval)."""
 
 import dataclasses
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 
+from tests.trainer import fake_transform
+from trainer import features
 from trainer import inputs
 from trainer import retrieval
 from trainer.config import EncoderConfig
-from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.model import NextItemModel
-from trainer.pretraining import warm_start
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
@@ -45,6 +43,12 @@ def _cycle_batch(num_rows=48, seed=0):
   return _batch(sequences)
 
 
+def _validation_loss(model, batch) -> float:
+  """The loss ``model.evaluate`` reports for this one batch (full softmax, per target)."""
+  model.reset_metrics()
+  return float(model.test_step(batch)["loss"])
+
+
 def _log_softmax(x):
   x = x - x.max(axis=-1, keepdims=True)
   return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
@@ -70,7 +74,19 @@ def test_full_softmax_loss_matches_a_hand_computation(targets):
   np.testing.assert_allclose(model.item_embeddings, candidates, atol=1e-6)
   log_p = _log_softmax(queries @ candidates.T / 0.5)
   expected = -np.mean(log_p[np.arange(len(positives)), positives])
-  assert float(model.compute_loss(batch, training=False)) == pytest.approx(expected, rel=1e-5)
+  assert _validation_loss(model, batch) == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_reports_the_mean_over_every_target_of_the_epoch():
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(), ATTRIBUTES)
+  model.compile(optimizer=tf.keras.optimizers.Adam())
+  batches = [_cycle_batch(num_rows=8, seed=1), _cycle_batch(num_rows=2, seed=2)]
+  losses = [_validation_loss(model, b) for b in batches]
+  counts = [int(np.sum(b[LABELS].numpy()[:, -1] >= 0)) for b in batches]   # prefixes: last one
+  dataset = tf.data.Dataset.from_tensors(batches[0]).concatenate(
+      tf.data.Dataset.from_tensors(batches[1]))
+  got = model.evaluate(dataset, verbose=0, return_dict=True)
+  assert got == {"loss": pytest.approx(np.dot(losses, counts) / sum(counts), rel=1e-5)}
 
 
 def test_full_softmax_without_attributes_is_next_item_model_loss():
@@ -81,7 +97,7 @@ def test_full_softmax_without_attributes_is_next_item_model_loss():
   batch = _cycle_batch(num_rows=8)
   expected = next_item.task(next_item.encoder(batch[INPUTS], causal=True), batch[LABELS],
                             next_item.item_embeddings)
-  assert float(model.compute_loss(batch)) == pytest.approx(float(expected), rel=1e-6)
+  assert _validation_loss(model, batch) == pytest.approx(float(expected), rel=1e-6)
   np.testing.assert_allclose(model.score_all(batch[INPUTS]), next_item.score_all(batch[INPUTS]),
                              atol=1e-6)
 
@@ -117,10 +133,10 @@ def test_retrieval_model_learns_a_tiny_next_item_pattern(loss, negatives):
   config = retrieval.RetrievalConfig(loss=loss, negatives=negatives, num_uniform_negatives=8)
   model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES, probabilities)
   model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
-  before = float(model.compute_loss(batch))
+  before = _validation_loss(model, batch)
   for _ in range(40):   # eager: cheaper than tracing for a few tiny steps
     model.train_step(batch)
-  assert float(model.compute_loss(batch)) < 0.5 * before
+  assert _validation_loss(model, batch) < 0.5 * before
   test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   accuracy = np.mean(top1 == test[LABELS].numpy()[:, -1])
@@ -151,19 +167,6 @@ def test_without_attributes_the_candidates_are_the_encoder_item_rows():
   np.testing.assert_array_equal(model.item_embeddings, model.encoder.item_embeddings)
 
 
-def test_warm_start_restores_encoder_and_attribute_table(tmp_path):
-  encoder = SequenceEncoder(V, CONFIG)
-  encoder(tf.zeros([1, L], tf.int32))
-  table = tf.Variable(tf.random.normal([ATTRIBUTES.num_attributes, 16]))
-  warm_start.save_pretrained_encoder(encoder, str(tmp_path), attribute_embeddings=table)
-  model = retrieval.RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.2),
-                                   retrieval.RetrievalConfig(), ATTRIBUTES)
-  model.warm_start(str(tmp_path))
-  np.testing.assert_array_equal(model.attribute_table.embeddings.numpy(), table.numpy())
-  for want, got in zip(encoder.weights, model.encoder.weights):
-    np.testing.assert_array_equal(got.numpy(), want.numpy())
-
-
 def test_config_errors_are_explicit():
   with pytest.raises(ValueError, match="RetrievalConfig.loss must be one of"):
     retrieval.RetrievalConfig(loss="bpr")
@@ -190,10 +193,10 @@ def test_bidirectional_query_tower_trains_on_prefixes_only():
   np.testing.assert_allclose(
       model.query_embedding(batch[INPUTS]),
       model.encoder(batch[INPUTS], causal=False)[:, -1, :], atol=1e-5)
-  before = float(model.compute_loss(batch))
+  before = _validation_loss(model, batch)
   for _ in range(40):
     model.train_step(batch)
-  assert float(model.compute_loss(batch)) < 0.5 * before
+  assert _validation_loss(model, batch) < 0.5 * before
   test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   assert np.mean(top1 == test[LABELS].numpy()[:, -1]) >= 0.9
@@ -208,6 +211,23 @@ def test_item_probabilities_count_training_targets():
   assert p_last[3] == pytest.approx(3 / (2 + V))
 
 
+def test_build_for_run_reads_attributes_and_target_frequencies(tmp_path):
+  transform_dir, examples = fake_transform.write(tmp_path)
+  output = tft.TFTransformOutput(transform_dir)
+  train_files = fake_transform.split_files(examples, features.TRAIN_SPLIT)
+  num_items = fake_transform.V
+  dataset = inputs.make_dataset(train_files, output.transformed_feature_spec(), num_items,
+                                CONFIG.max_seq_len, 256, training=True, shuffle_seed=0)
+  config = retrieval.RetrievalConfig(loss=retrieval.SAMPLED_SOFTMAX)
+  model = retrieval.build_for_run(output, train_files, dataset, CONFIG, config)
+  # fake_transform gives item j the attribute j % NUM_ATTRIBUTES (plus an OOV one, dropped).
+  assert model.item_attributes.attribute_ids.to_list() == [
+      [j % fake_transform.NUM_ATTRIBUTES] for j in range(num_items)]
+  probabilities = model._probabilities.numpy()  # pylint: disable=protected-access
+  assert probabilities.shape == (num_items,) and probabilities.sum() == pytest.approx(1.0)
+  assert len(set(np.round(probabilities, 6))) > 1, "frequencies must come from the data"
+
+
 def test_auxiliary_objectives_train_jointly_and_report_their_losses():
   config = retrieval.RetrievalConfig(auxiliary={"contrastive_weight": 0.1,
                                                 "clustering_weight": 0.1, "num_clusters": 4})
@@ -219,6 +239,7 @@ def test_auxiliary_objectives_train_jointly_and_report_their_losses():
   callbacks = ClusteringCallback.for_model(model, dataset, model.auxiliary_config)
   assert len(callbacks) == 1
   history = model.fit(dataset, epochs=5, callbacks=callbacks, verbose=0).history
+  assert set(history) == {"loss", "contrastive_loss", "clustering_loss"}
   for name in ("loss", "contrastive_loss", "clustering_loss"):
     assert history[name][-1] < history[name][0], (name, history[name])
   # Without auxiliary objectives nothing extra is built or reported.

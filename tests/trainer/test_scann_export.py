@@ -151,7 +151,7 @@ def test_a_fresh_server_process_imports_scann_only_for_the_variant(exports, tmp_
   result = subprocess.run(
       [sys.executable, "-c", _FRESH_PROCESS, toy, exports["scann"]], capture_output=True,
       text=True, timeout=180, cwd=testing.REPO_ROOT,
-      env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"))
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["scann_after_default"] is False

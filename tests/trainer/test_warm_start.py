@@ -1,28 +1,62 @@
 """Warm start: known items keep their embeddings by raw id, other weights carry over."""
 
+import dataclasses
+import logging
+import os
+
 import numpy as np
+import pytest
 
 from trainer import warm_start
 from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
-from trainer.model import NextItemModel
+from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
+from trainer.pretraining.model import PretrainingModel
 from trainer.retrieval import RetrievalModel
 
 CONFIG = EncoderConfig(embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1, max_seq_len=5)
+PRETRAIN = PretrainConfig(masked_item_weight=1.0, attribute_weight=0.2, contrastive_weight=0.0,
+                          clustering_weight=0.0)
 
 
-def test_known_items_keep_their_vectors_and_new_items_stay_fresh(tmp_path):
-  old = NextItemModel(3, CONFIG)
-  warm_start.save(old, ["a", "b", "c"], str(tmp_path))
-  new = NextItemModel(3, CONFIG)
-  fresh_d = new.item_embeddings.numpy()[2].copy()
-  stats = warm_start.restore(new, ["c", "a", "d"], str(tmp_path))
+def _attributes(num_items):
+  return ItemAttributeTable([[j % 2] for j in range(num_items)], num_attributes=2)
+
+
+def _retrieval(num_items, config=CONFIG):
+  return RetrievalModel(num_items, config, RetrievalConfig(), _attributes(num_items))
+
+
+def _pretraining(num_items, config=CONFIG):
+  return PretrainingModel(num_items, config, PRETRAIN, _attributes(num_items))
+
+
+def _table(model):
+  """Rows [pad, item 0..V-1, MASK] of the model's item table."""
+  return model.encoder.item_table.embeddings.numpy()
+
+
+def _save(model, vocab, tmp_path):
+  """Saves as a Trainer does; returns the serving folder a later run gets as base_model."""
+  serving = str(tmp_path / "Format-Serving")
+  warm_start.save(model, vocab, serving)
+  assert os.path.isdir(tmp_path / warm_start.WARM_START_DIR)
+  return serving
+
+
+def test_retrain_on_a_changed_vocabulary_matches_items_by_raw_id(tmp_path):
+  old = _retrieval(3)
+  base = _save(old, ["a", "b", "c"], tmp_path)
+  new = _retrieval(3)
+  fresh_d = _table(new)[3].copy()
+  stats = warm_start.restore(new, ["c", "a", "d"], base)
   assert stats == {"weights": len(new.encoder.weights), "items_kept": 2, "items_new": 1}
-  old_rows, new_rows = old.item_embeddings.numpy(), new.item_embeddings.numpy()
-  np.testing.assert_array_equal(new_rows[0], old_rows[2])  # c
-  np.testing.assert_array_equal(new_rows[1], old_rows[0])  # a
-  np.testing.assert_array_equal(new_rows[2], fresh_d)      # d: new item
+  old_rows, new_rows = _table(old), _table(new)
+  np.testing.assert_array_equal(new_rows[1], old_rows[3])  # c
+  np.testing.assert_array_equal(new_rows[2], old_rows[1])  # a
+  np.testing.assert_array_equal(new_rows[3], fresh_d)      # d: new item
+  np.testing.assert_array_equal(new_rows[[0, 4]], old_rows[[0, 4]])  # pad and [MASK]
   table = new.encoder.item_table.embeddings
   for w_new, w_old in zip(new.encoder.weights, old.encoder.weights):
     if w_new is not table:
@@ -30,35 +64,49 @@ def test_known_items_keep_their_vectors_and_new_items_stay_fresh(tmp_path):
 
 
 def test_grown_catalogue_keeps_old_rows(tmp_path):
-  old = NextItemModel(2, CONFIG)
-  warm_start.save(old, ["a", "b"], str(tmp_path))
-  new = NextItemModel(4, CONFIG)
-  stats = warm_start.restore(new, ["a", "b", "x", "y"], str(tmp_path))
+  old = _retrieval(2)
+  base = _save(old, ["a", "b"], tmp_path)
+  new = _retrieval(4)
+  stats = warm_start.restore(new, ["a", "b", "x", "y"], base)
   assert stats["items_kept"] == 2 and stats["items_new"] == 2
-  np.testing.assert_array_equal(new.item_embeddings.numpy()[:2], old.item_embeddings.numpy())
+  np.testing.assert_array_equal(_table(new)[1:3], _table(old)[1:3])
+  np.testing.assert_array_equal(_table(new)[-1], _table(old)[-1])  # [MASK]
 
 
-def test_changed_architecture_trains_from_scratch(tmp_path):
-  old = NextItemModel(3, CONFIG)
-  warm_start.save(old, ["a", "b", "c"], str(tmp_path))
-  wider = EncoderConfig(embedding_dim=8, ff_dim=16, num_blocks=1, num_heads=1, max_seq_len=5)
-  new = NextItemModel(3, wider)
+@pytest.mark.parametrize("change,reason", [
+    ({"ff_dim": 16}, "has shape"),
+    ({"embedding_dim": 16, "ff_dim": 16}, "has shape"),
+    ({"num_blocks": 2}, "architecture changed"),
+])
+def test_changed_architecture_trains_from_scratch_and_logs_why(tmp_path, caplog, change, reason):
+  base = _save(_retrieval(3), ["a", "b", "c"], tmp_path)
+  new = _retrieval(3, dataclasses.replace(CONFIG, **change))
   before = [w.numpy().copy() for w in new.weights]
-  assert warm_start.restore(new, ["a", "b", "c"], str(tmp_path))["weights"] == 0
+  with caplog.at_level(logging.WARNING):
+    assert warm_start.restore(new, ["a", "b", "c"], base)["weights"] == 0
+  assert reason in caplog.text and "training from scratch" in caplog.text
   for w, b in zip(new.weights, before):
     np.testing.assert_array_equal(w.numpy(), b)
 
 
-def test_encoder_carries_over_between_model_kinds(tmp_path):
-  """A next-item (or pre-training) encoder warm-starts the retrieval model, whose
-  extra candidate-tower weights keep their initialisation."""
-  old = NextItemModel(3, CONFIG)
-  warm_start.save(old, ["a", "b", "c"], str(tmp_path))
-  attributes = ItemAttributeTable([[0], [1], []], num_attributes=2)
-  new = RetrievalModel(3, CONFIG, RetrievalConfig(), attributes)
-  attribute_table = new.attribute_table.embeddings.numpy().copy()
-  stats = warm_start.restore(new, ["a", "b", "c"], str(tmp_path))
+@pytest.mark.parametrize("source,target", [(_pretraining, _retrieval),
+                                           (_retrieval, _pretraining)])
+def test_encoder_carries_over_between_pretraining_and_fine_tuning(tmp_path, source, target):
+  """Pre-training hands its encoder to fine-tuning; a nightly pre-training run
+  starts from the served (fine-tuned) model's. Nothing else is copied (attribute
+  tables and objective weights keep their initialisation)."""
+  old = source(3)
+  base = _save(old, ["a", "b", "c"], tmp_path)
+  new = target(3)
+  others = {id(w): w.numpy().copy() for w in new.weights}
+  for w in new.encoder.weights:
+    others.pop(id(w))
+  assert others, "the target model has weights outside its encoder"
+  stats = warm_start.restore(new, ["a", "b", "c"], base)
   assert stats["weights"] == len(old.encoder.weights) and stats["items_kept"] == 3
   for w_new, w_old in zip(new.encoder.weights, old.encoder.weights):
     np.testing.assert_array_equal(w_new.numpy(), w_old.numpy())
-  np.testing.assert_array_equal(new.attribute_table.embeddings.numpy(), attribute_table)
+  for w in new.weights:
+    if id(w) in others:
+      np.testing.assert_array_equal(w.numpy(), others[id(w)])
+

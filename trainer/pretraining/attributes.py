@@ -17,6 +17,8 @@ The loss is AAP + MAP (one weight in ``PretrainConfig.attribute_weight``).
 
 import tensorflow as tf
 
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.batch import PretrainingBatch
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
@@ -36,12 +38,12 @@ def _attribute_bce(hidden, items, projection, attribute_embeddings,
                                tf.cast(tf.size(per_position), tf.float32))
 
 
-class AttributeObjective(tf.keras.layers.Layer):
+@objectives.register(objectives.ATTRIBUTE)
+class AttributeObjective(Objective):
   """S3-Rec AAP + MAP on the Cloze pass, with its own attribute embedding table.
 
   Attributes:
-    attribute_table: Embedding [A, d]; row a = attribute vocabulary index a. It is
-      saved with the pre-trained encoder so fine-tuning can reuse it.
+    attribute_table: Embedding [A, d]; row a = attribute vocabulary index a.
   """
 
   def __init__(self, item_attributes: ItemAttributeTable, embedding_dim: int, **kwargs):
@@ -58,6 +60,19 @@ class AttributeObjective(tf.keras.layers.Layer):
     self.attribute_table.build(None)
     self.aap_projection.build([None, embedding_dim])
     self.map_projection.build([None, embedding_dim])
+
+  @classmethod
+  def from_pretrain_config(cls, config, embedding_dim, num_items, item_attributes, **kwargs):
+    if item_attributes is None:
+      raise ValueError("PretrainConfig.attribute_weight > 0 needs item_attributes "
+                       "(the transformed items split); set attribute_weight=0 otherwise")
+    if item_attributes.num_items != num_items:
+      raise ValueError(f"item_attributes covers {item_attributes.num_items} items; "
+                       f"the catalogue has {num_items}")
+    if item_attributes.num_items_with_attributes == 0:
+      raise ValueError("PretrainConfig.attribute_weight > 0 but no catalogue item has a "
+                       "known attribute; provide an item table or set attribute_weight=0")
+    return cls(item_attributes, embedding_dim, **kwargs)
 
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: AAP loss + MAP loss."""

@@ -1,4 +1,4 @@
-"""One pre-training batch and the encoder passes its objectives share.
+"""One pre-training batch, the encoder passes its objectives share, and their base class.
 
 Objectives read what they need from a ``PretrainingBatch``; each encoder pass
 (causal next-item pass, bidirectional Cloze pass, the two augmented views, the
@@ -6,7 +6,7 @@ clean sequence representation) is computed the first time an objective asks for
 it and reused by the others within the same step.
 """
 
-from typing import Mapping, Tuple
+from typing import Mapping, Optional, Tuple
 
 import tensorflow as tf
 
@@ -15,6 +15,12 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import augmentations
 from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.item_attributes import ItemAttributeTable
+
+
+def step_seed(seed: int, optimizer) -> tf.Tensor:
+  """int64 [2] stateless seed of a training step: ``(seed, optimizer step)``."""
+  return tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
 
 
 class PretrainingBatch:
@@ -96,3 +102,22 @@ class PretrainingBatch:
     """float [B, d]: query embedding of ``sequence`` (``encoder.last_hidden``), no dropout, no gradient."""
     return self._cached("sequence_representation", lambda: tf.stop_gradient(
         self.encoder.last_hidden(self.sequence, training=False)))
+
+
+class Objective(tf.keras.layers.Layer):
+  """A pre-training loss: ``call(PretrainingBatch)`` -> float scalar.
+
+  Each subclass is registered under its name (``objectives.register``); models build
+  the enabled ones with ``from_pretrain_config``.
+  """
+
+  @classmethod
+  def from_pretrain_config(cls, config: PretrainConfig, embedding_dim: int, num_items: int,
+                           item_attributes: Optional[ItemAttributeTable],
+                           **kwargs) -> "Objective":
+    """The objective for these settings (``kwargs``: Keras layer arguments, e.g. ``name``).
+
+    This default takes no settings; objectives with some override it.
+    """
+    del config, embedding_dim, num_items, item_attributes
+    return cls(**kwargs)

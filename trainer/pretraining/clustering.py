@@ -22,12 +22,15 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import augmentations
 from trainer.pretraining import kmeans as kmeans_lib
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.batch import PretrainingBatch
 
 _NEG_INF = -1e9
 
 
-class ClusteringObjective(tf.keras.layers.Layer):
+@objectives.register(objectives.CLUSTERING)
+class ClusteringObjective(Objective):
   """InfoNCE between sequence views and their intent prototype.
 
   Attributes:
@@ -51,6 +54,10 @@ class ClusteringObjective(tf.keras.layers.Layer):
     self.valid = self.add_weight(name="valid", shape=[num_clusters], initializer="zeros",
                                  trainable=False)
     self.ready = self.add_weight(name="ready", shape=[], initializer="zeros", trainable=False)
+
+  @classmethod
+  def from_pretrain_config(cls, config, embedding_dim, num_items, item_attributes, **kwargs):
+    return cls(config.num_clusters, embedding_dim, config.temperature, **kwargs)
 
   def set_centroids(self, centroids: np.ndarray):
     """Stores k <= K prototypes (float [k, d]); unused slots are masked out."""

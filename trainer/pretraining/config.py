@@ -15,6 +15,7 @@ from typing import Literal, Tuple
 from trainer.json_config import JsonConfig
 from trainer.json_config import literal_choices
 from trainer.training_schedule import TrainingSchedule
+from trainer.pretraining import objectives
 
 Augmentation = Literal["crop", "mask", "reorder"]
 AUGMENTATIONS: Tuple[str, ...] = literal_choices(Augmentation)
@@ -58,9 +59,7 @@ class PretrainConfig(JsonConfig):
 
   def validate(self) -> None:
     self.augmentations = tuple(self.augmentations)
-    weights = {f: getattr(self, f) for f in (
-        "masked_item_weight", "next_item_weight", "attribute_weight",
-        "contrastive_weight", "clustering_weight")}
+    weights = {f: getattr(self, f) for f in objectives.WEIGHT_FIELDS}
     negative = {k: v for k, v in weights.items() if v < 0}
     if negative:
       raise ValueError(f"PretrainConfig weights must be >= 0; got {negative}")

@@ -4,6 +4,8 @@ from typing import Optional
 
 import tensorflow as tf
 
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.batch import PretrainingBatch
 
 _NEG_INF = -1e9
@@ -41,7 +43,8 @@ def nt_xent(view_a: tf.Tensor, view_b: tf.Tensor, temperature: float,
   return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), tf.float32))
 
 
-class ContrastiveObjective(tf.keras.layers.Layer):
+@objectives.register(objectives.CONTRASTIVE)
+class ContrastiveObjective(Objective):
   """NT-Xent between the last-position representations of two random views.
 
   Views come from ``PretrainingBatch.views`` (each row: crop, mask or reorder,
@@ -54,6 +57,10 @@ class ContrastiveObjective(tf.keras.layers.Layer):
     if temperature <= 0:
       raise ValueError(f"temperature must be > 0, got {temperature}")
     self.temperature = temperature
+
+  @classmethod
+  def from_pretrain_config(cls, config, embedding_dim, num_items, item_attributes, **kwargs):
+    return cls(config.temperature, **kwargs)
 
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: NT-Xent over the non-empty sequences of the batch."""

@@ -2,11 +2,14 @@
 
 import tensorflow as tf
 
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.batch import PretrainingBatch
 from trainer.tasks import NextItemTask
 
 
-class MaskedItemObjective(tf.keras.layers.Layer):
+@objectives.register(objectives.MASKED_ITEM)
+class MaskedItemObjective(Objective):
   """Predicts each masked item from the bidirectional hidden state at its position.
 
   Loss: full-softmax cross-entropy over the whole catalogue (logits = hidden @

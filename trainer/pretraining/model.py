@@ -1,7 +1,8 @@
 """PretrainingModel: a SequenceEncoder trained on a weighted sum of SSL objectives.
 
 The model's only job is composition: each objective (a Keras layer in this
-package) turns a ``PretrainingBatch`` into a scalar loss, and the model minimises
+package, registered by name in ``trainer.pretraining.objectives``) turns a
+``PretrainingBatch`` into a scalar loss, and the model minimises
 ``sum_i weight_i * loss_i`` over the objectives whose weight is positive. Fit
 logs report ``loss`` (the weighted total) and ``<objective>_loss`` for each one,
 as means over the epoch's batches.
@@ -20,29 +21,25 @@ from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.model import INPUTS
 from trainer.model import LABELS
-from trainer.pretraining.attributes import AttributeObjective
+from trainer.pretraining import attributes  # pylint: disable=unused-import  (registers its objective)
+from trainer.pretraining import contrastive  # pylint: disable=unused-import  (registers its objective)
+from trainer.pretraining import masked_item  # pylint: disable=unused-import  (registers its objective)
+from trainer.pretraining import next_item  # pylint: disable=unused-import  (registers its objective)
+from trainer.pretraining import objectives
 from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.batch import step_seed
 from trainer.pretraining.clustering import ClusteringObjective
 from trainer.pretraining.config import PretrainConfig
-from trainer.pretraining.contrastive import ContrastiveObjective
 from trainer.pretraining.item_attributes import ItemAttributeTable
-from trainer.pretraining.masked_item import MaskedItemObjective
-from trainer.pretraining.next_item import NextItemObjective
-
-MASKED_ITEM = "masked_item"
-NEXT_ITEM = "next_item"
-ATTRIBUTE = "attribute"
-CONTRASTIVE = "contrastive"
-CLUSTERING = "clustering"
-OBJECTIVES = (MASKED_ITEM, NEXT_ITEM, ATTRIBUTE, CONTRASTIVE, CLUSTERING)
-
+from trainer.pretraining.objectives import ATTRIBUTE
+from trainer.pretraining.objectives import CLUSTERING
 
 class PretrainingModel(tf.keras.Model):
   """Encoder + weighted SSL objectives; ``model(item_ids)`` is the [B, d] last hidden state.
 
   Attributes:
     encoder: the SequenceEncoder being pre-trained (save it with
-      ``trainer.pretraining.warm_start.save_pretrained_encoder``).
+      ``trainer.warm_start.save``).
     objectives: dict name -> objective layer, only those with a positive weight.
     weights_by_objective: dict name -> weight.
   """
@@ -108,8 +105,7 @@ class PretrainingModel(tf.keras.Model):
 
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
-    seed = tf.stack([tf.constant(self.pretrain_config.schedule.seed, tf.int64),
-                     tf.cast(self.optimizer.iterations, tf.int64)])
+    seed = step_seed(self.pretrain_config.schedule.seed, self.optimizer)
     with tf.GradientTape() as tape:
       losses = self.compute_losses(data, seed, training=True)
       total = self._total(losses)
@@ -131,37 +127,14 @@ def build_objectives(pretrain_config: PretrainConfig, dim: int, num_items: int,
                      item_attributes: Optional[ItemAttributeTable] = None):
   """(weights, objectives): dicts name -> weight / objective layer, positive weights only.
 
-  Shared by ``PretrainingModel`` and by the fine-tuning model's auxiliary
-  objectives (``trainer.retrieval.RetrievalModel``).
+  Iterates the registry (``trainer.pretraining.objectives``), in its order. Shared by
+  ``PretrainingModel`` and by the fine-tuning model's auxiliary objectives
+  (``trainer.retrieval.RetrievalModel``).
   """
-  weights = {
-      MASKED_ITEM: pretrain_config.masked_item_weight,
-      NEXT_ITEM: pretrain_config.next_item_weight,
-      ATTRIBUTE: pretrain_config.attribute_weight,
-      CONTRASTIVE: pretrain_config.contrastive_weight,
-      CLUSTERING: pretrain_config.clustering_weight,
-  }
-  weights = {k: float(v) for k, v in weights.items() if v > 0}
-  objectives = {}
-  if MASKED_ITEM in weights:
-    objectives[MASKED_ITEM] = MaskedItemObjective(name=MASKED_ITEM)
-  if NEXT_ITEM in weights:
-    objectives[NEXT_ITEM] = NextItemObjective(name=NEXT_ITEM)
-  if ATTRIBUTE in weights:
-    if item_attributes is None:
-      raise ValueError("PretrainConfig.attribute_weight > 0 needs item_attributes "
-                       "(the transformed items split); set attribute_weight=0 otherwise")
-    if item_attributes.num_items != num_items:
-      raise ValueError(f"item_attributes covers {item_attributes.num_items} items; "
-                       f"the catalogue has {num_items}")
-    if item_attributes.num_items_with_attributes == 0:
-      raise ValueError("PretrainConfig.attribute_weight > 0 but no catalogue item has a "
-                       "known attribute; provide an item table or set attribute_weight=0")
-    objectives[ATTRIBUTE] = AttributeObjective(item_attributes, dim, name=ATTRIBUTE)
-  if CONTRASTIVE in weights:
-    objectives[CONTRASTIVE] = ContrastiveObjective(pretrain_config.temperature,
-                                                   name=CONTRASTIVE)
-  if CLUSTERING in weights:
-    objectives[CLUSTERING] = ClusteringObjective(
-        pretrain_config.num_clusters, dim, pretrain_config.temperature, name=CLUSTERING)
-  return weights, objectives
+  weights = {name: float(getattr(pretrain_config, objectives.weight_field(name)))
+             for name in objectives.NAMES}
+  weights = {name: weight for name, weight in weights.items() if weight > 0}
+  layers = {name: objectives.layer_class(name).from_pretrain_config(
+                pretrain_config, dim, num_items, item_attributes, name=name)
+            for name in weights}
+  return weights, layers

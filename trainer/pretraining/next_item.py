@@ -2,11 +2,14 @@
 
 import tensorflow as tf
 
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.batch import PretrainingBatch
 from trainer.tasks import NextItemTask
 
 
-class NextItemObjective(tf.keras.layers.Layer):
+@objectives.register(objectives.NEXT_ITEM)
+class NextItemObjective(Objective):
   """``trainer.tasks.NextItemTask`` on the causal pass: every labelled position
   predicts the item that follows it (full softmax over the catalogue)."""
 

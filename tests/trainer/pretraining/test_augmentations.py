@@ -1,10 +1,6 @@
 """Sequence augmentations of trainer.pretraining.augmentations (left-padded model ids)."""
 
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -1,10 +1,11 @@
 """Pre-training objectives, k-means and PretrainingModel (trainer.pretraining)."""
 
-import os
+import dataclasses
+import pathlib
+import subprocess
+import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -13,6 +14,8 @@ from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.pretraining import kmeans as kmeans_lib
 from trainer.pretraining import model as model_lib
+from trainer.pretraining import objectives
+from trainer.pretraining.batch import Objective
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.clustering import ClusteringObjective
 from trainer.pretraining.config import PretrainConfig
@@ -21,13 +24,13 @@ from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
 from trainer.training_schedule import TrainingSchedule
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 V = 24
 L = 8
 NUM_ATTRIBUTES = 6
 TINY = EncoderConfig(max_seq_len=L, embedding_dim=16, num_blocks=1, num_heads=1, ff_dim=16,
                      dropout=0.0)
-ALL_OFF = dict(masked_item_weight=0.0, next_item_weight=0.0, attribute_weight=0.0,
-               contrastive_weight=0.0, clustering_weight=0.0)
+ALL_OFF = dict.fromkeys(objectives.WEIGHT_FIELDS, 0.0)
 
 
 def _attributes():
@@ -46,6 +49,21 @@ def _batch(num_rows=32, seed=0):
   target = tf.constant([s[-1] for s in sequences], tf.int64)
   x, y = inputs.batch_training_pairs(history, target, V, L)
   return {model_lib.INPUTS: x, model_lib.LABELS: y}
+
+
+def test_the_registry_names_every_weight_field_and_loss_layer():
+  weight_fields = {f.name for f in dataclasses.fields(PretrainConfig) if f.name.endswith("_weight")}
+  assert set(objectives.WEIGHT_FIELDS) == weight_fields
+  for name in objectives.NAMES:
+    assert issubclass(objectives.layer_class(name), Objective), name
+  with pytest.raises(ValueError, match="Unknown pre-training objective 'cloze'"):
+    objectives.register("cloze")
+
+
+def test_configs_and_the_registry_import_without_tensorflow():
+  code = ("import sys; import trainer.config, trainer.pretraining.config; "
+          "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'")
+  subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
 
 
 def test_causal_output_ignores_later_items_and_bidirectional_does_not():
@@ -71,12 +89,12 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
   # One model with all five objectives (each with its own parameters or
   # gradient path); every loss, evaluated with a fixed seed and fixed intent
   # prototypes, must drop after a few dozen joint steps.
-  config = PretrainConfig(**{f"{name}_weight": 1.0 for name in model_lib.OBJECTIVES},
+  config = PretrainConfig(**dict.fromkeys(objectives.WEIGHT_FIELDS, 1.0),
                           num_clusters=4, mask_probability=0.3,
                           schedule=TrainingSchedule(seed=1))
   tf.keras.utils.set_random_seed(0)
   model = PretrainingModel(V, TINY, config, _attributes())
-  assert list(model.objectives) == list(model_lib.OBJECTIVES)
+  assert list(model.objectives) == list(objectives.NAMES)
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
   batch = _batch()
   ClusteringCallback(model.clustering, model.encoder, [batch], iterations=10).recluster(0)
@@ -84,7 +102,7 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
   before = {k: float(v) for k, v in model.compute_losses(batch, seed, training=False).items()}
   _train(model, batch, steps=40)
   after = {k: float(v) for k, v in model.compute_losses(batch, seed, training=False).items()}
-  for name in model_lib.OBJECTIVES:
+  for name in objectives.NAMES:
     assert np.isfinite(before[name]) and before[name] > 0, (name, before)
     assert after[name] < 0.9 * before[name], f"{name}: {before[name]:.4f} -> {after[name]:.4f}"
 
@@ -99,7 +117,7 @@ def test_model_reports_every_objective_and_the_weighted_total():
   dataset = tf.data.Dataset.from_tensors(batch)
   callback = ClusteringCallback(model.clustering, model.encoder, dataset, iterations=5)
   history = model.fit(dataset, epochs=2, callbacks=[callback], verbose=0).history
-  names = [f"{n}_loss" for n in model_lib.OBJECTIVES]
+  names = [f"{n}_loss" for n in objectives.NAMES]
   assert set(history) == {"loss", *names}
   weights = {"masked_item": 1.0, "next_item": 0.5, "attribute": 0.2, "contrastive": 0.1,
              "clustering": 0.3}

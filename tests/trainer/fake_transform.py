@@ -1,0 +1,81 @@
+"""A fake Transform output for Trainer run_fn tests: schema, vocabularies, transformed splits.
+
+``write(root)`` gives V items ``item0 ..``, NUM_ATTRIBUTES attributes (item j has
+attribute j % NUM_ATTRIBUTES), train / eval sequences of consecutive items and the items split.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_transform.tf_metadata import dataset_metadata
+from tensorflow_transform.tf_metadata import metadata_io
+from tensorflow_transform.tf_metadata import schema_utils
+
+from trainer import features
+
+V = 20
+NUM_ATTRIBUTES = 4
+ITEM_VOCAB = [f"item{i}" for i in range(V)]
+
+
+def _lines(path, lines):
+  with open(path, "w") as f:
+    f.write("".join(f"{line}\n" for line in lines))
+
+
+def _example(**values):
+  feature = {}
+  for key, value in values.items():
+    if isinstance(value, bytes):
+      feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+    else:
+      value = value if isinstance(value, list) else [value]
+      feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write(path, examples):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for example in examples:
+      writer.write(example)
+
+
+def split_files(examples: str, split: str) -> list:
+  """``fn_args.train_files``-style glob list of one transformed split."""
+  return [os.path.join(examples, f"Split-{split}", "*")]
+
+
+def write(root):
+  """Writes under ``root`` (a pathlib.Path); returns (Transform output dir, examples dir)."""
+  spec = {
+      features.USER_ID: tf.io.FixedLenFeature([], tf.string),
+      features.HISTORY_IDS: tf.io.VarLenFeature(tf.int64),
+      features.TARGET_ID: tf.io.FixedLenFeature([], tf.int64),
+      features.ITEM_INDEX: tf.io.FixedLenFeature([], tf.int64),
+      features.ITEM_ATTRIBUTE_IDS: tf.io.VarLenFeature(tf.int64),
+  }
+  transform_dir = root / "transform_graph"
+  metadata_io.write_metadata(
+      dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec)),
+      str(transform_dir / "transformed_metadata"))
+  assets = transform_dir / "transform_fn" / "assets"
+  os.makedirs(assets)
+  _lines(assets / features.ITEM_VOCAB, ITEM_VOCAB)
+  _lines(assets / features.ATTRIBUTE_VOCAB, [f"attr{a}" for a in range(NUM_ATTRIBUTES)])
+  rng = np.random.default_rng(0)
+  examples = root / "transformed_examples"
+  for split, count in ((features.TRAIN_SPLIT, 48), (features.EVAL_SPLIT, 16)):
+    rows = []
+    for u in range(count):
+      start, n = int(rng.integers(V)), int(rng.integers(3, 8))
+      items = [(start + i) % V for i in range(n)]
+      rows.append(_example(user_id=f"u{u}".encode(), history_ids=items[:-1],
+                           target_id=items[-1], item_index=V, item_attribute_ids=[]))
+    _write(str(examples / f"Split-{split}" / "data.gz"), rows)
+  items_rows = [_example(user_id=b"", history_ids=[], target_id=V, item_index=j,
+                         item_attribute_ids=[j % NUM_ATTRIBUTES, NUM_ATTRIBUTES])
+                for j in range(V)]
+  _write(str(examples / f"Split-{features.ITEMS_SPLIT}" / "data.gz"), items_rows)
+  return str(transform_dir), str(examples)

@@ -1,0 +1,61 @@
+"""The pre-training run_fn: trains, logs every objective and hands its encoder to fine-tuning."""
+
+import dataclasses
+import json
+import os
+import types
+
+import numpy as np
+import pytest
+
+from tests.trainer import fake_transform
+from trainer import features
+from trainer import pretrain_run_fn
+from trainer import warm_start
+from trainer.config import EncoderConfig
+from trainer.config import RetrievalConfig
+from trainer.retrieval import RetrievalModel
+
+V = fake_transform.V
+CONFIG = EncoderConfig(max_seq_len=6, embedding_dim=8, num_blocks=1, num_heads=1, ff_dim=8,
+                       dropout=0.0)
+
+
+def test_run_fn_pretrains_an_encoder_fine_tuning_warm_starts_from(tmp_path):
+  transform_dir, examples = fake_transform.write(tmp_path)
+  fn_args = types.SimpleNamespace(
+      transform_output=transform_dir,
+      train_files=fake_transform.split_files(examples, features.TRAIN_SPLIT),
+      eval_files=fake_transform.split_files(examples, features.EVAL_SPLIT),
+      serving_model_dir=str(tmp_path / "model" / "Format-Serving"),
+      model_run_dir=str(tmp_path / "model_run"),
+      custom_config={
+          pretrain_run_fn.MODEL_CONFIG_KEY: dataclasses.asdict(CONFIG),
+          pretrain_run_fn.PRETRAIN_CONFIG_KEY: {
+              "masked_item_weight": 1.0, "attribute_weight": 0.5, "contrastive_weight": 0.0,
+              "clustering_weight": 0.0, "epochs": 2, "batch_size": 64},
+      })
+  pretrain_run_fn.run_fn(fn_args)
+
+  with open(os.path.join(fn_args.model_run_dir, "history.json")) as f:
+    history = json.load(f)
+  assert set(history) >= {"loss", "masked_item_loss", "attribute_loss", "val_loss"}
+  assert len(history["loss"]) == 2
+  assert os.path.isdir(fn_args.serving_model_dir)   # TFX's Trainer checks it exists
+
+  # The fine-tuning run_fn gets this Model as base_model (fn_args.base_model).
+  model = RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.1), RetrievalConfig())
+  fresh = model.encoder.item_embeddings.numpy()
+  stats = warm_start.restore(model, fake_transform.ITEM_VOCAB, fn_args.serving_model_dir)
+  assert stats == {"weights": len(model.encoder.weights), "items_kept": V, "items_new": 0}
+  assert not np.array_equal(fresh, model.encoder.item_embeddings.numpy())
+
+
+def test_run_fn_names_the_items_split_it_cannot_find(tmp_path):
+  transform_dir, _ = fake_transform.write(tmp_path)
+  fn_args = types.SimpleNamespace(
+      transform_output=transform_dir, train_files=[str(tmp_path / "elsewhere" / "*")],
+      eval_files=[], serving_model_dir=str(tmp_path / "out"), model_run_dir=str(tmp_path / "run"),
+      custom_config={pretrain_run_fn.PRETRAIN_CONFIG_KEY: {"attribute_weight": 0.5}})
+  with pytest.raises(ValueError, match="Cannot derive the 'items' split"):
+    pretrain_run_fn.run_fn(fn_args)
