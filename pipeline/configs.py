@@ -7,7 +7,7 @@ Every runner (local, Kubeflow V2) takes the flags of ``add_flags``, builds its
 import argparse
 import dataclasses
 import os
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from serving.contract import MODEL_NAME
 from trainer.config import ModelConfig
@@ -38,6 +38,9 @@ class EvaluationConfig:
   # With a served (latest blessed) model: blessed only if not worse than it by
   # more than this fraction of its gating metric.
   baseline_tolerance: float = 0.0
+  # [{"slice": "popularity:tail", "metric": "NDCG@10", "max_drop": 0.05}]: blessed
+  # only if no such slice drops more than that below the baseline (else popularity).
+  slice_gates: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

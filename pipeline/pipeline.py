@@ -145,7 +145,8 @@ def create_pipeline(
       ks=list(config.evaluation.ks),
       gating_metric=config.evaluation.gating_metric,
       min_value=config.evaluation.min_value,
-      must_beat_popularity=int(config.evaluation.must_beat_popularity))
+      must_beat_popularity=int(config.evaluation.must_beat_popularity),
+      slice_gates=config.evaluation.slice_gates)
   components.append(evaluator)
 
   # Only a blessed model lands in the folder TF Serving watches.

@@ -1,4 +1,5 @@
-"""The end-of-run summary: data sizes, metrics next to popularity, the pushed path.
+"""The end-of-run summary: data sizes, metrics next to popularity (overall and per
+slice), the pushed path.
 
 Read from ML Metadata, so it reports what the pipeline actually produced.
 """
@@ -9,6 +10,8 @@ from typing import Dict, Optional
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+
+from components.ranking_evaluator import slices
 
 METRICS_FILE = "metrics.json"
 STATS_FILE = "stats.json"
@@ -67,15 +70,22 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
         f"({stats.get('num_users_dropped_short', 0)} below min_interactions), "
         f"{stats.get('num_items', '?')} items")
   evaluation = summary.get("evaluation") or {}
-  model, popularity = evaluation.get("model", {}), evaluation.get("popularity", {})
-  if model:
+  beyond = evaluation.get("beyond_accuracy", {})
+  model = {**evaluation.get("model", {}), **beyond.get("model", {})}
+  popularity = {**evaluation.get("popularity", {}), **beyond.get("popularity", {})}
+  if evaluation.get("model"):
     names = [n for n in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
-                         "coverage@10") if n in model]
+                         "coverage@10", "novelty@10", "diversity@10") if n in model]
     lines.append(f"full-ranking metrics on split '{evaluation.get('split', 'test')}' "
                  f"({model.get('num_users', '?')} users):")
     lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}")
     for name in names:
       lines.append(f"  {name:<12}{model[name]:>10.4f}{popularity.get(name, float('nan')):>12.4f}")
+  table = slices.format_table(evaluation.get("slices", {}),
+                              [n for n in ("HR@10", "NDCG@10") if n in model])
+  if table:
+    lines.append("per slice:")
+    lines += ["  " + line for line in table.splitlines()]
   gating = evaluation.get("gating", {})
   if gating:
     verdict = "BLESSED" if gating.get("blessed") else "NOT BLESSED"

@@ -7,7 +7,7 @@ its blessing unchanged.
 """
 
 import json
-from typing import Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from tfx import types
 from tfx.dsl.components.base import base_component
@@ -26,9 +26,9 @@ class RankingEvaluator(base_component.BaseComponent):
   """Ranks each user's held-out item against the catalogue; blesses the model.
 
   Outputs ``evaluation`` (``metrics.json``: model, popularity and optional
-  baseline metrics, and the gating decision) and ``blessing`` (a ``BLESSED`` or
-  ``NOT_BLESSED`` marker file and the ``blessed`` custom property, as the
-  standard Evaluator writes them).
+  baseline metrics, overall and per slice, and the gating decision) and
+  ``blessing`` (a ``BLESSED`` or ``NOT_BLESSED`` marker file and the ``blessed``
+  custom property, as the standard Evaluator writes them).
   """
 
   SPEC_CLASS = RankingEvaluatorSpec
@@ -44,7 +44,8 @@ class RankingEvaluator(base_component.BaseComponent):
                min_value: float = spec_lib.DEFAULT_MIN_VALUE,
                must_beat_popularity: int = spec_lib.DEFAULT_MUST_BEAT_POPULARITY,
                baseline_tolerance: float = spec_lib.DEFAULT_BASELINE_TOLERANCE,
-               batch_size: int = spec_lib.DEFAULT_BATCH_SIZE):
+               batch_size: int = spec_lib.DEFAULT_BATCH_SIZE,
+               slice_gates: Sequence[Mapping[str, Any]] = spec_lib.DEFAULT_SLICE_GATES):
     """Builds the component.
 
     Args:
@@ -60,11 +61,15 @@ class RankingEvaluator(base_component.BaseComponent):
       baseline_tolerance: with a baseline, blessed only if the gating metric is
         ``>= baseline's * (1 - baseline_tolerance)``.
       batch_size: users scored at a time.
+      slice_gates: ``[{"slice", "metric", "max_drop"}]``: blessed only if the
+        model's metric on the slice is ``>= reference's - max_drop``, the
+        reference being the baseline model if given, else popularity.
     """
     ks = metrics.check_ks(ks)
     gating.check_gating_metric(gating_metric, ks)
     gating.check_thresholds(min_value, baseline_tolerance)
     evaluation.check_batch_size(batch_size)
+    slice_gates = gating.check_slice_gates(list(slice_gates or ()), ks)
     spec = RankingEvaluatorSpec(
         examples=examples,
         model=model,
@@ -76,6 +81,7 @@ class RankingEvaluator(base_component.BaseComponent):
         must_beat_popularity=int(bool(must_beat_popularity)),
         baseline_tolerance=float(baseline_tolerance),
         batch_size=int(batch_size),
+        slice_gates=json.dumps(slice_gates),
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

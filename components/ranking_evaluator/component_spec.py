@@ -25,6 +25,7 @@ MIN_VALUE_KEY = "min_value"
 MUST_BEAT_POPULARITY_KEY = "must_beat_popularity"
 BASELINE_TOLERANCE_KEY = "baseline_tolerance"
 BATCH_SIZE_KEY = "batch_size"
+SLICE_GATES_KEY = "slice_gates"                # JSON list of gating.check_slice_gates
 
 DEFAULT_EVAL_SPLIT = features.TEST_SPLIT
 DEFAULT_KS = evaluation.DEFAULT_KS
@@ -33,6 +34,7 @@ DEFAULT_MIN_VALUE = 0.0
 DEFAULT_MUST_BEAT_POPULARITY = 1
 DEFAULT_BASELINE_TOLERANCE = 0.0
 DEFAULT_BATCH_SIZE = evaluation.DEFAULT_BATCH_SIZE
+DEFAULT_SLICE_GATES = ()
 
 
 class RankingEvaluatorSpec(ComponentSpec):
@@ -46,6 +48,7 @@ class RankingEvaluatorSpec(ComponentSpec):
       MUST_BEAT_POPULARITY_KEY: ExecutionParameter(type=int, optional=True),
       BASELINE_TOLERANCE_KEY: ExecutionParameter(type=float, optional=True),
       BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
+      SLICE_GATES_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -9,19 +9,22 @@ the [users, items] score matrix never exists as a whole.
 
 The catalogue is the model's: the items its ``item_embeddings`` signature
 returns. Targets outside it are misses; history items outside it are not
-excluded from anything (they cannot be recommended anyway).
+excluded from anything (they cannot be recommended anyway). The same ranking
+pass gives the per-slice metrics (``slices``) and novelty / diversity.
 """
 
 import abc
 import collections
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import (Callable, Collection, Dict, Iterator, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple)
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from components.ranking_evaluator import metrics
+from components.ranking_evaluator import slices
 from serving import contract
 from trainer import features
 
@@ -95,9 +98,8 @@ def _bytes_values(example: tf.train.Example, name: str, where: str) -> list:
   return list(feature.bytes_list.value)
 
 
-def read_sequences(files: Sequence[str]) -> List[SequenceRow]:
-  """Parses the sequence rows (tf.Example, GZIP or plain TFRecords) of ``files``."""
-  rows = []
+def _read_examples(files: Sequence[str]) -> Iterator[Tuple[str, tf.train.Example]]:
+  """(where, example) of every tf.Example record (GZIP or plain) of ``files``."""
   for path in files:
     dataset = tf.data.TFRecordDataset(path, compression_type=_compression(path))
     for number, record in enumerate(dataset.as_numpy_iterator()):
@@ -106,17 +108,35 @@ def read_sequences(files: Sequence[str]) -> List[SequenceRow]:
         example = tf.train.Example.FromString(record)
       except Exception as e:  # pylint: disable=broad-except
         raise ValueError(f"{where}: not a tf.train.Example ({e})") from e
-      user = _bytes_values(example, features.USER_ID, where)
-      user_id = user[0] if user else b""
-      where = f"{where} (user_id {user_id.decode('utf-8', 'replace')!r})"
-      history = tuple(v for v in _bytes_values(example, features.HISTORY, where) if v)
-      target = _bytes_values(example, features.TARGET, where)
-      if len(target) != 1 or not target[0]:
-        raise ValueError(
-            f"{where}: feature '{features.TARGET}' must hold exactly one non-empty "
-            f"item id, got {target!r}")
-      rows.append(SequenceRow(user_id, history, target[0]))
+      yield where, example
+
+
+def read_sequences(files: Sequence[str]) -> List[SequenceRow]:
+  """Parses the sequence rows (tf.Example, GZIP or plain TFRecords) of ``files``."""
+  rows = []
+  for where, example in _read_examples(files):
+    user = _bytes_values(example, features.USER_ID, where)
+    user_id = user[0] if user else b""
+    where = f"{where} (user_id {user_id.decode('utf-8', 'replace')!r})"
+    history = tuple(v for v in _bytes_values(example, features.HISTORY, where) if v)
+    target = _bytes_values(example, features.TARGET, where)
+    if len(target) != 1 or not target[0]:
+      raise ValueError(
+          f"{where}: feature '{features.TARGET}' must hold exactly one non-empty "
+          f"item id, got {target!r}")
+    rows.append(SequenceRow(user_id, history, target[0]))
   return rows
+
+
+def read_item_attributes(files: Sequence[str]) -> Dict[bytes, Tuple[bytes, ...]]:
+  """Item id -> attributes ("" dropped) of the ``items`` split rows in ``files``."""
+  attributes = {}
+  for where, example in _read_examples(files):
+    item = [v for v in _bytes_values(example, features.ITEM_ID, where) if v]
+    if item:
+      attributes[item[0]] = tuple(
+          v for v in _bytes_values(example, features.ITEM_ATTRIBUTES, where) if v)
+  return attributes
 
 
 def load_split(examples: str, split: str) -> List[SequenceRow]:
@@ -193,33 +213,40 @@ class SavedModelScorer(Scorer):
     return self.query_embeddings(histories) @ self.item_embeddings.T
 
 
+def train_item_counts(train_rows: Sequence[SequenceRow]) -> collections.Counter:
+  """Raw item id -> occurrences in the training sequences (history and target)."""
+  counts = collections.Counter()
+  for row in train_rows:
+    counts.update(row.history + (row.target,))
+  return counts
+
+
 class PopularityScorer(Scorer):
   """Every user gets the same scores: the items' training interaction counts."""
 
-  def __init__(self, train_rows: Sequence[SequenceRow], item_ids: Sequence[bytes]):
+  def __init__(self, train_counts: Mapping[bytes, int], item_ids: Sequence[bytes]):
     self.item_ids = list(item_ids)
-    index = {item: row for row, item in enumerate(self.item_ids)}
-    counts = collections.Counter()
-    for row in train_rows:
-      for item in row.history + (row.target,):
-        if item in index:
-          counts[index[item]] += 1
-    self.counts = counts
-    self.popularity = metrics.popularity_scores(counts, len(self.item_ids))
+    self.popularity = metrics.popularity_scores(
+        {row: train_counts[item] for row, item in enumerate(self.item_ids)
+         if item in train_counts}, len(self.item_ids))
 
   def scores(self, histories):
     return np.broadcast_to(self.popularity, (len(histories), len(self.item_ids)))
 
 
-def rank_users(scorer: Scorer, rows: Sequence[SequenceRow],
-               ks: Sequence[int] = DEFAULT_KS,
-               batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, float]:
-  """``metrics.summarize`` of ``scorer`` over ``rows``, batch by batch.
+class Ranking(NamedTuple):
+  """One scorer's ranking of the evaluated rows."""
+  ranks: np.ndarray      # [U] rank of each target (``inf``: not in the catalogue)
+  top_items: np.ndarray  # [U, k] catalogue indices, best first, MISSING padding
 
-  Ranks exclude each user's history except the target; top-k lists (for
-  coverage) exclude the whole history, as the serving signature does.
+
+def rank_rows(scorer: Scorer, rows: Sequence[SequenceRow], k: int,
+              batch_size: int = DEFAULT_BATCH_SIZE) -> Ranking:
+  """Ranks of the targets of ``rows`` and their top-k lists, batch by batch.
+
+  Ranks exclude each user's history except the target; top-k lists exclude the
+  whole history, as the serving signature does.
   """
-  ks = metrics.check_ks(ks)
   check_batch_size(batch_size)
   if not rows:
     raise ValueError("no rows to evaluate")
@@ -238,14 +265,71 @@ def rank_users(scorer: Scorer, rows: Sequence[SequenceRow],
     known = np.flatnonzero(targets != metrics.MISSING)
     rank_mask[known, targets[known]] = False
     all_ranks.append(metrics.ranks_with_mask(scores, targets, rank_mask))
-    all_top.append(metrics.top_k_with_mask(scores, max(ks), history_mask))
-  return metrics.summarize(np.concatenate(all_ranks), ks,
-                           top_items=np.concatenate(all_top), num_items=num_items)
+    all_top.append(metrics.top_k_with_mask(scores, k, history_mask))
+  return Ranking(np.concatenate(all_ranks), np.concatenate(all_top))
+
+
+class SliceContext(NamedTuple):
+  """What slices and beyond-accuracy metrics need besides a scorer's ranking."""
+  masks: Dict[str, np.ndarray]        # slice name -> [U] users in it
+  train_counts: Mapping[bytes, int]   # raw item id -> training interactions
+  item_attributes: Optional[Mapping[bytes, Sequence[bytes]]]
+
+
+def slice_context(eval_rows: Sequence[SequenceRow], train_counts: Mapping[bytes, int],
+                  item_attributes: Optional[Mapping[bytes, Sequence[bytes]]] = None,
+                  cold_items: Optional[Collection[bytes]] = None) -> SliceContext:
+  """Slices of ``eval_rows`` (``slices.assign``) and the data of the other metrics."""
+  masks = slices.assign([len(row.history) for row in eval_rows],
+                        [row.target for row in eval_rows], train_counts, cold_items)
+  return SliceContext(masks, train_counts, item_attributes)
+
+
+def beyond_accuracy(ranking: Ranking, item_ids: Sequence[bytes], context: SliceContext,
+                    ks: Sequence[int]) -> Dict[str, float]:
+  """``novelty@k`` and (with item attributes) ``diversity@k``; a metric that is
+  undefined (e.g. diversity without attributes) is left out."""
+  counts = [context.train_counts.get(item, 0) for item in item_ids]
+  information = metrics.self_information(counts, sum(context.train_counts.values()))
+  values = {metrics.novelty_key(k): metrics.novelty_at_k(ranking.top_items, information, k)
+            for k in ks}
+  attributes = context.item_attributes or {}
+  if any(attributes.values()):
+    diversity = metrics.intra_list_diversity(
+        ranking.top_items, [attributes.get(item, ()) for item in item_ids], ks)
+    values.update({metrics.diversity_key(k): v for k, v in diversity.items()})
+  return {name: value for name, value in values.items() if value is not None}
+
+
+def evaluate_scorer(scorer: Scorer, rows: Sequence[SequenceRow], ks: Sequence[int],
+                    context: SliceContext,
+                    batch_size: int = DEFAULT_BATCH_SIZE) -> Dict[str, Dict]:
+  """Every metric of one scorer from one ranking pass over ``rows``.
+
+  Returns:
+    ``{"metrics": metrics.summarize(...), "slices": {slice: summary},
+    "beyond_accuracy": {"novelty@k", "diversity@k"}}``.
+  """
+  ks = metrics.check_ks(ks)
+  ranking = rank_rows(scorer, rows, max(ks), batch_size)
+  return {
+      "metrics": metrics.summarize(ranking.ranks, ks, top_items=ranking.top_items,
+                                   num_items=len(scorer.item_ids)),
+      "slices": slices.slice_metrics(ranking.ranks, context.masks, ks),
+      "beyond_accuracy": beyond_accuracy(ranking, scorer.item_ids, context, ks),
+  }
+
+
+def report_k(ks: Sequence[int]) -> int:
+  """The cut-off of the slice tables: 10 if evaluated, else the largest."""
+  return 10 if 10 in ks else max(ks)
 
 
 def format_table(results: Dict[str, Dict[str, float]], ks: Sequence[int]) -> str:
   """A fixed-width table: one row per metric, one column per evaluated scorer."""
-  names = metrics.metric_names(ks) + [metrics.NUM_USERS_KEY, metrics.NUM_MISSING_TARGETS_KEY]
+  names = (metrics.metric_names(ks)
+           + [metrics.novelty_key(k) for k in ks] + [metrics.diversity_key(k) for k in ks]
+           + [metrics.NUM_USERS_KEY, metrics.NUM_MISSING_TARGETS_KEY])
   columns = list(results)
   width = max(len(name) for name in names) + 2
   lines = [f"{'metric':<{width}}" + "".join(f"{c:>12}" for c in columns)]
@@ -263,6 +347,18 @@ def format_table(results: Dict[str, Dict[str, float]], ks: Sequence[int]) -> str
   return "\n".join(lines)
 
 
+def format_report(result: Dict, ks: Sequence[int]) -> str:
+  """The metric table (with beyond-accuracy rows) and the slice table of a result."""
+  scorers = [name for name in ("model", "popularity", "baseline") if name in result]
+  beyond = result.get("beyond_accuracy", {})
+  tables = {name: {**result[name], **beyond.get(name, {})} for name in scorers}
+  k = report_k(ks)
+  slice_table = slices.format_table(
+      {name: result["slices"][name] for name in scorers if name in result.get("slices", {})},
+      [metrics.hr_key(k), metrics.ndcg_key(k)])
+  return format_table(tables, ks) + ("\n" + slice_table if slice_table else "")
+
+
 def evaluate_saved_model(saved_model_path: str, examples: str, *,
                          eval_split: str = features.TEST_SPLIT,
                          train_split: str = features.TRAIN_SPLIT,
@@ -271,6 +367,8 @@ def evaluate_saved_model(saved_model_path: str, examples: str, *,
                          with_popularity: bool = True,
                          eval_rows: Optional[Sequence[SequenceRow]] = None,
                          train_rows: Optional[Sequence[SequenceRow]] = None,
+                         item_attributes: Optional[Mapping[bytes, Sequence[bytes]]] = None,
+                         cold_items: Optional[Collection[bytes]] = None,
                          log: Callable[[str], None] = logging.info) -> Dict:
   """Full-ranking metrics of the SavedModel at ``saved_model_path``.
 
@@ -281,29 +379,41 @@ def evaluate_saved_model(saved_model_path: str, examples: str, *,
       pattern with ``{split}`` (see ``split_files``).
     eval_split: split whose targets are ranked.
     train_split: split whose sequences (history + target) give the popularity
-      counts.
-    ks: cut-offs of HR/NDCG/coverage.
+      counts, the popularity slices and the novelty.
+    ks: cut-offs of HR/NDCG/coverage/novelty/diversity.
     batch_size: users scored at a time.
     with_popularity: also rank with the popularity baseline.
     eval_rows, train_rows: already-read rows, to skip reading ``examples``.
-    log: where the metrics table goes.
+    item_attributes: raw item id -> attributes, for ``diversity@k``; None
+      leaves diversity out.
+    cold_items: ids of the cold items (``slices.assign``); None: the targets
+      without training interactions.
+    log: where the metrics tables go.
   Returns:
-    ``{"split", "num_items", "model": {metric: value}, "popularity": {...}}``
-    (no ``popularity`` without ``with_popularity``).
+    ``{"split", "num_items", "model": {metric: value}, "popularity": {...},
+    "slices": {"model": {slice: {metric: value}}, "popularity": {...}},
+    "beyond_accuracy": {"model": {...}, "popularity": {...}}}`` (no
+    ``popularity`` entries without ``with_popularity``).
   """
   ks = metrics.check_ks(ks)
   if eval_rows is None:
     eval_rows = load_split(examples, eval_split)
   scorer = SavedModelScorer(saved_model_path)
-  result = {"split": eval_split, "num_items": len(scorer.item_ids),
-            "model": rank_users(scorer, eval_rows, ks, batch_size)}
+  if train_rows is None:
+    train_rows = load_split(examples, train_split)
+  counts = train_item_counts(train_rows)
+  context = slice_context(eval_rows, counts, item_attributes, cold_items)
+  scorers = {"model": scorer}
   if with_popularity:
-    if train_rows is None:
-      train_rows = load_split(examples, train_split)
-    result["popularity"] = rank_users(PopularityScorer(train_rows, scorer.item_ids),
-                                      eval_rows, ks, batch_size)
-  tables = {k: result[k] for k in ("model", "popularity") if k in result}
+    scorers["popularity"] = PopularityScorer(counts, scorer.item_ids)
+  result = {"split": eval_split, "num_items": len(scorer.item_ids),
+            "slices": {}, "beyond_accuracy": {}}
+  for name, each in scorers.items():
+    evaluated = evaluate_scorer(each, eval_rows, ks, context, batch_size)
+    result[name] = evaluated["metrics"]
+    result["slices"][name] = evaluated["slices"]
+    result["beyond_accuracy"][name] = evaluated["beyond_accuracy"]
   log(f"Full-ranking metrics of {saved_model_path} on split '{eval_split}' "
       f"({len(eval_rows)} users, {len(scorer.item_ids)} items):\n"
-      + format_table(tables, ks))
+      + format_report(result, ks))
   return result

@@ -5,9 +5,13 @@ standard Pusher reads them unchanged:
 
 * ``evaluation`` (ModelEvaluation): ``metrics.json`` =
   ``{"split", "num_items", "model": {...}, "popularity": {...},
-  "baseline": {...} (with a baseline model), "gating": {"metric", "value",
-  "min_value", "blessed", "reasons", ...}}``; the model's and popularity's
-  metrics are also float custom properties (``NDCG@10``, ``popularity/NDCG@10``).
+  "baseline": {...} (with a baseline model), "slices": {"model":
+  {"history_len:<=3": {"HR@10", ..., "num_users"}, ...}, "popularity": ...,
+  "baseline": ...}, "beyond_accuracy": {"model": {"novelty@10",
+  "diversity@10" (with item attributes)}, ...}, "gating": {"metric", "value",
+  "min_value", "slice_gates", "blessed", "reasons", ...}}``; the model's and
+  popularity's overall and beyond-accuracy metrics are also float custom
+  properties (``NDCG@10``, ``popularity/NDCG@10``).
 * ``blessing`` (ModelBlessing): an empty ``BLESSED`` or ``NOT_BLESSED`` file,
   custom properties ``blessed`` (1/0), ``current_model`` (uri),
   ``current_model_id`` and, with a baseline, ``baseline_model`` /
@@ -16,7 +20,7 @@ standard Pusher reads them unchanged:
 
 import json
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
@@ -66,6 +70,8 @@ def parse_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
                                 spec.DEFAULT_BASELINE_TOLERANCE),
       "batch_size": evaluation.check_batch_size(
           get(spec.BATCH_SIZE_KEY, spec.DEFAULT_BATCH_SIZE)),
+      "slice_gates": gating.check_slice_gates(
+          get(spec.SLICE_GATES_KEY, list(spec.DEFAULT_SLICE_GATES)), ks),
   }
   gating.check_thresholds(params["min_value"], params["baseline_tolerance"])
   params["min_value"] = float(params["min_value"])
@@ -87,6 +93,15 @@ def _split_rows(examples: types.Artifact, split: str) -> List[evaluation.Sequenc
   if not rows:
     raise ValueError(f"Split '{split}' of {examples.uri} has no rows")
   return rows
+
+
+def _item_attributes(examples: types.Artifact) -> Optional[Dict[bytes, tuple]]:
+  """Item id -> attributes from the ``items`` split; None without that split."""
+  if features.ITEMS_SPLIT not in artifact_utils.decode_split_names(examples.split_names):
+    return None
+  directory = _split_dir(examples, features.ITEMS_SPLIT)
+  return evaluation.read_item_attributes(
+      evaluation.files_in(directory, features.ITEMS_SPLIT))
 
 
 def _no_log(unused_message: str) -> None:
@@ -116,37 +131,36 @@ class Executor(base_executor.BaseExecutor):
 
     eval_rows = _split_rows(examples, params["eval_split"])
     train_rows = _split_rows(examples, features.TRAIN_SPLIT)
+    shared = {"eval_split": params["eval_split"], "ks": ks, "batch_size": batch_size,
+              "eval_rows": eval_rows, "train_rows": train_rows,
+              "item_attributes": _item_attributes(examples), "log": _no_log}
 
     result = evaluation.evaluate_saved_model(
-        _serving_model_path(model), examples.uri, eval_split=params["eval_split"],
-        ks=ks, batch_size=batch_size, eval_rows=eval_rows, train_rows=train_rows,
-        log=_no_log)
+        _serving_model_path(model), examples.uri, **shared)
     result["model_uri"] = model.uri
     baseline = None
     if baseline_model is not None:
       baseline_result = evaluation.evaluate_saved_model(
-          _serving_model_path(baseline_model), examples.uri,
-          eval_split=params["eval_split"], ks=ks, batch_size=batch_size,
-          with_popularity=False, eval_rows=eval_rows, log=_no_log)
+          _serving_model_path(baseline_model), examples.uri, with_popularity=False,
+          **shared)
       baseline = baseline_result["model"]
       result["baseline"] = baseline
+      result["slices"]["baseline"] = baseline_result["slices"]["model"]
+      result["beyond_accuracy"]["baseline"] = baseline_result["beyond_accuracy"]["model"]
       result["baseline_uri"] = baseline_model.uri
       result["baseline_num_items"] = baseline_result["num_items"]
 
     decision = gating.decide(
         result["model"], result["popularity"], baseline, params["gating_metric"],
         params["min_value"], params["must_beat_popularity"],
-        params["baseline_tolerance"])
+        params["baseline_tolerance"], params["slice_gates"], result["slices"])
     result["gating"] = decision
 
-    tables = {"model": result["model"], "popularity": result["popularity"]}
-    if baseline is not None:
-      tables["baseline"] = baseline
     verdict = "BLESSED" if decision["blessed"] else "NOT BLESSED"
     logging.info(
         "Full-ranking metrics on split '%s' (%d users, %d items):\n%s\n%s: %s = %.4f%s",
         params["eval_split"], len(eval_rows), result["num_items"],
-        evaluation.format_table(tables, ks), verdict, decision["metric"],
+        evaluation.format_report(result, ks), verdict, decision["metric"],
         decision["value"], "".join(f"\n  - {r}" for r in decision["reasons"]))
 
     self._write_evaluation(
@@ -158,8 +172,10 @@ class Executor(base_executor.BaseExecutor):
   def _write_evaluation(self, artifact: types.Artifact, result: Dict[str, Any]) -> None:
     io_utils.write_string_file(os.path.join(artifact.uri, METRICS_FILE),
                                json.dumps(result, indent=2, sort_keys=True))
-    for prefix, values in (("", result["model"]),
-                           (POPULARITY_PROPERTY_PREFIX, result["popularity"])):
+    beyond = result["beyond_accuracy"]
+    for prefix, values in (("", {**result["model"], **beyond["model"]}),
+                           (POPULARITY_PROPERTY_PREFIX,
+                            {**result["popularity"], **beyond["popularity"]})):
       for name, value in values.items():
         if isinstance(value, float):
           artifact.set_float_custom_property(prefix + name, value)

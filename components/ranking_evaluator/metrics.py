@@ -351,3 +351,113 @@ def popularity_scores(train_item_counts: Mapping[int, float], num_items: int) ->
       raise ValueError(f"count of item {index} must be >= 0, got {count!r}")
     scores[int(index)] = float(count)
   return scores
+
+
+# Beyond-accuracy metrics of the top-k lists (as RecBole / Microsoft Recommenders
+# report them). Both skip ``MISSING`` padding and average per user, then over users.
+
+def novelty_key(k: int) -> str:
+  return f"novelty@{k}"
+
+
+def diversity_key(k: int) -> str:
+  return f"diversity@{k}"
+
+
+def self_information(train_item_counts, total_interactions: int) -> np.ndarray:
+  """``-log2 p(i)`` per item, ``p(i) = max(count_i, 1) / total_interactions``.
+
+  An item without training interactions counts as seen once: it scores as the
+  rarest observed item, not as infinitely novel.
+  """
+  counts = np.asarray(train_item_counts, dtype=np.float64)
+  if counts.ndim != 1 or (counts < 0).any():
+    raise ValueError(f"train item counts must be a 1-D array of counts >= 0, got {counts}")
+  if isinstance(total_interactions, bool) or \
+      not isinstance(total_interactions, (int, np.integer)) or total_interactions < 1 \
+      or counts.size and counts.max() > total_interactions:
+    raise ValueError(f"total_interactions must be a positive int >= every count, "
+                     f"got {total_interactions!r}")
+  return np.log2(total_interactions / np.maximum(counts, 1.0))
+
+
+def _top_lists(top_items, k: int, num_items: int) -> np.ndarray:
+  top = np.asarray(top_items)
+  if top.ndim != 2 or top.shape[1] < _check_k(k):
+    raise ValueError(f"top_items must have shape [U, >= {k}], got {top.shape}")
+  top = top[:, :k].astype(np.int64)
+  if ((top < MISSING) | (top >= num_items)).any():
+    raise ValueError(f"top_items hold indices outside the catalogue [0, {num_items})")
+  return top
+
+
+def novelty_at_k(top_items, item_information, k: int) -> Optional[float]:
+  """Mean over users of the mean self-information of their top-k items.
+
+  Args:
+    top_items: [U, >= k] catalogue indices, best first, ``MISSING`` padding.
+    item_information: [N] self-information per catalogue item
+      (``self_information``).
+    k: cut-off.
+  Returns:
+    The novelty, or None when no user has a recommended item.
+  """
+  information = np.asarray(item_information, dtype=np.float64)
+  top = _top_lists(top_items, k, information.size)
+  present = top != MISSING
+  per_item = np.where(present, information[np.where(present, top, 0)], 0.0)
+  counts = present.sum(axis=1)
+  users = counts > 0
+  if not users.any():
+    return None
+  return float(np.mean(per_item[users].sum(axis=1) / counts[users]))
+
+
+def jaccard_distances(attribute_sets: Sequence[Iterable]) -> np.ndarray:
+  """[k, k] pairwise ``1 - |A & B| / |A | B|``; NaN on the diagonal and for any
+  pair with an empty set (no attributes: no distance)."""
+  sets = [frozenset(s) for s in attribute_sets]
+  vocabulary = {a: j for j, a in enumerate(frozenset().union(*sets))}
+  matrix = np.zeros((len(sets), len(vocabulary)), dtype=np.float64)
+  for row, attributes in enumerate(sets):
+    matrix[row, [vocabulary[a] for a in attributes]] = 1.0
+  intersection = matrix @ matrix.T
+  sizes = matrix.sum(axis=1)
+  union = sizes[:, None] + sizes[None, :] - intersection
+  with np.errstate(invalid="ignore", divide="ignore"):
+    distances = 1.0 - intersection / union
+  distances[(sizes[:, None] == 0) | (sizes[None, :] == 0)] = np.nan
+  np.fill_diagonal(distances, np.nan)
+  return distances
+
+
+def intra_list_diversity(top_items, item_attributes: Sequence[Iterable],
+                         ks: Sequence[int]) -> Dict[int, Optional[float]]:
+  """Intra-list diversity at every k of ``ks``.
+
+  Per user: the mean ``jaccard_distances`` over the pairs of its top-k items
+  that both have attributes (items without attributes are left out of the
+  pairs); then the mean over users with at least one such pair. None at a k
+  where no user has one (e.g. k = 1, or no item has attributes).
+
+  Args:
+    top_items: [U, >= max(ks)] catalogue indices, best first, ``MISSING`` padding.
+    item_attributes: per catalogue index, that item's attributes.
+    ks: cut-offs.
+  """
+  ks = check_ks(ks)
+  width = max(ks)
+  top = _top_lists(top_items, width, len(item_attributes))
+  distances = np.full((top.shape[0], width, width), np.nan)
+  for user, items in enumerate(top):
+    items = items[items != MISSING]
+    distances[user, :items.size, :items.size] = jaccard_distances(
+        [item_attributes[i] for i in items])
+  result = {}
+  for k in ks:
+    block = distances[:, :k, :k][:, np.triu(np.ones((k, k), dtype=bool), 1)]
+    pairs = (~np.isnan(block)).sum(axis=1)
+    users = pairs > 0
+    result[k] = float(np.mean(np.nansum(block[users], axis=1) / pairs[users])) \
+        if users.any() else None
+  return result

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from components.ranking_evaluator import slices
 from pipeline import local_runner
 from tests import lineage
 from serving import contract
@@ -21,6 +22,20 @@ def test_run_beats_popularity_and_pushes(tiny_run):
   version = os.path.basename(summary["pushed_destination"])
   assert os.listdir(config.serving_model_dir) == [version]
   assert summary["sequences"]["num_users_kept"] == model["num_users"]
+
+
+def test_run_reports_every_slice_novelty_and_diversity(tiny_run):
+  _, summary = tiny_run
+  evaluation = summary["evaluation"]
+  users = evaluation["model"]["num_users"]
+  for scorer in ("model", "popularity"):
+    by_slice = evaluation["slices"][scorer]
+    assert set(by_slice) == set(slices.slice_names())
+    for family in (slices.HISTORY_LENGTH, slices.POPULARITY, slices.COLD_START):
+      assert sum(row["num_users"] for name, row in by_slice.items()
+                 if name.startswith(family + ":")) == users
+    assert {"novelty@10", "diversity@10"} <= set(evaluation["beyond_accuracy"][scorer])
+  assert evaluation["gating"]["slice_gates"] == []
 
 
 @pytest.fixture(scope="module")

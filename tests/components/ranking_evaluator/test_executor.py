@@ -9,8 +9,11 @@ Catalogue: i1..i6 (indices 0..5). Test split:
   u2 history [i4]               target i5
   u3 history [i2, qq, i6, i1]   target i1 (repeat; qq is not in the catalogue)
   u4 history [i3]               target zz (not in the catalogue: a miss)
-Train split (popularity counts i1:2, i2:4, i3:3, i4:1, i5:0, i6:0):
+Train split (popularity counts i1:2, i2:4, i3:3, i4:1, i5:0, i6:0; zz:1):
   [i1, i2] -> i3, [i2, i3] -> i2, [i4, i1, zz] -> i2, [] -> i3
+Slices: history length u1 2, u2 1, u3 4, u4 1; of the 11 training interactions
+i2 is head, i3 and i1 torso, i4 and zz tail (i5, i6 unseen: tail and cold), so
+targets u1 torso, u2 tail + cold, u3 torso, u4 tail.
 """
 
 import json
@@ -33,6 +36,8 @@ from serving import contract
 from trainer import features
 
 ITEMS = ["i1", "i2", "i3", "i4", "i5", "i6"]
+ATTRIBUTES = {"i1": ["a"], "i2": ["a", "b"], "i3": ["b"], "i4": [], "i5": ["a", "c"],
+              "i6": ["c"]}
 KS = [1, 3, 5]
 TEST_ROWS = [("u1", ["i1", "i2"], "i3"),
              ("u2", ["i4"], "i5"),
@@ -74,6 +79,32 @@ EXPECTED_POPULARITY = {
 }
 # Baseline ranks [1, 1, 1, inf].
 EXPECTED_BASELINE_NDCG3 = 0.75
+
+
+def _info(count):
+  """Self-information of an item with ``count`` of the 11 training interactions."""
+  return math.log2(11 / count)
+
+
+L = _info(1)  # i4; and i5, i6, unseen in training, count as seen once
+# Top-3 lists above; diversity pairs without i4 (no attributes).
+EXPECTED_MODEL_BEYOND = {
+    "novelty@1": (L + _info(2) + L + L) / 4,
+    "novelty@3": ((2 * L + _info(3)) / 3 + (_info(2) + 2 * L) / 3
+                  + (2 * L + _info(3)) / 3 + L) / 4,
+    # u1 (i5, i3) 1; u2 (i1, i5) .5, (i1, i6) 1, (i5, i6) .5; u3 (i5, i3) 1; u4 (i6, i5) .5.
+    "diversity@3": (1 + 2 / 3 + 1 + 0.5) / 4,
+}
+# Model ranks by slice: <=3 [2, 2, inf], 4-7 [1], torso [2, 1], tail [2, inf],
+# cold [2], warm [2, 1, inf].
+EXPECTED_MODEL_SLICES_NDCG3 = {
+    "history_len:<=3": 2 / LOG3 / 3, "history_len:4-7": 1.0,
+    "popularity:torso": (1 / LOG3 + 1) / 2, "popularity:tail": 1 / LOG3 / 2,
+    "cold_start:cold_items": 1 / LOG3, "cold_start:warm_items": (1 / LOG3 + 1) / 3,
+}
+EMPTY_SLICES = ["history_len:8-15", "history_len:>15", "popularity:head"]
+# Popularity ranks by slice: tail [4, inf]; baseline: tail [1, inf].
+TAIL_GATE = {"slice": "popularity:tail", "metric": "NDCG@3"}
 
 
 class LastItemModel(tf.Module):
@@ -132,7 +163,7 @@ def _item_example(item):
       features.HISTORY: _bytes_feature([]),
       features.TARGET: _bytes_feature([""]),
       features.ITEM_ID: _bytes_feature([item]),
-      features.ITEM_ATTRIBUTES: _bytes_feature(["a"]),
+      features.ITEM_ATTRIBUTES: _bytes_feature(ATTRIBUTES[item]),
       features.TITLE: _bytes_feature([f"title {item}"]),
   }))
 
@@ -282,6 +313,70 @@ def test_baseline_model_gates_with_tolerance(tmp_path, examples, models):
   assert _marker_files(blessing) == ["BLESSED"]
 
 
+def test_metrics_json_holds_slices_and_beyond_accuracy_metrics(tmp_path, examples, models):
+  result, evaluation_artifact, _ = _run(tmp_path, examples, models[0])
+  model_slices = result["slices"]["model"]
+  names = ["history_len:<=3", "history_len:4-7", "history_len:8-15", "history_len:>15",
+           "popularity:head", "popularity:torso", "popularity:tail",
+           "cold_start:cold_items", "cold_start:warm_items"]
+  assert sorted(model_slices) == sorted(names)
+  assert {name: model_slices[name]["NDCG@3"] for name in EXPECTED_MODEL_SLICES_NDCG3} == \
+      pytest.approx(EXPECTED_MODEL_SLICES_NDCG3)
+  assert model_slices["popularity:tail"] == pytest.approx({
+      "HR@1": 0.0, "HR@3": 0.5, "HR@5": 0.5, "NDCG@1": 0.0, "NDCG@3": 1 / LOG3 / 2,
+      "NDCG@5": 1 / LOG3 / 2, "MRR": 0.25, "num_users": 2, "num_missing_targets": 1})
+  assert [model_slices[name]["num_users"] for name in names] == [3, 1, 0, 0, 0, 2, 2, 1, 3]
+  for name in EMPTY_SLICES:
+    assert model_slices[name] == {"num_users": 0}
+  assert result["slices"]["popularity"]["popularity:tail"]["NDCG@5"] == pytest.approx(
+      1 / math.log2(5) / 2)
+  beyond = result["beyond_accuracy"]["model"]
+  assert {name: beyond[name] for name in EXPECTED_MODEL_BEYOND} == pytest.approx(
+      EXPECTED_MODEL_BEYOND)
+  assert "diversity@1" not in beyond                  # no pairs in a list of one
+  assert result["beyond_accuracy"]["popularity"]["novelty@1"] == pytest.approx(
+      (_info(3) + _info(4) + _info(3) + _info(4)) / 4)  # i3, i2, i3, i2
+  assert evaluation_artifact.get_float_custom_property("novelty@3") == pytest.approx(
+      EXPECTED_MODEL_BEYOND["novelty@3"])
+  assert evaluation_artifact.has_custom_property("popularity/diversity@3")
+
+
+def test_slice_gate_blesses_and_refuses(tmp_path, examples, models):
+  candidate, baseline = models
+  # Without a baseline, tail NDCG@3 0.3155 vs popularity's 0: blessed.
+  result, _, blessing = _run(tmp_path / "popularity", examples, candidate,
+                             slice_gates=json.dumps([{**TAIL_GATE, "max_drop": 0.0}]))
+  assert result["gating"]["blessed"]
+  assert result["gating"]["slice_gates"][0]["reference_value"] == 0.0
+  assert _marker_files(blessing) == ["BLESSED"]
+  # With a baseline (tail NDCG@3 0.5), overall within tolerance: the slice refuses.
+  result, _, blessing = _run(tmp_path / "strict", examples, candidate, baseline,
+                             baseline_tolerance=0.3,
+                             slice_gates=json.dumps([{**TAIL_GATE, "max_drop": 0.1}]))
+  assert result["slices"]["baseline"]["popularity:tail"]["NDCG@3"] == pytest.approx(0.5)
+  assert result["gating"]["reasons"] == [
+      "slice popularity:tail: NDCG@3 = 0.3155 is more than 0.1 below the baseline "
+      "model's 0.5000"]
+  assert _marker_files(blessing) == ["NOT_BLESSED"]
+  assert "slice popularity:tail" in blessing.get_string_custom_property("blessing_message")
+  result, _, blessing = _run(tmp_path / "tolerant", examples, candidate, baseline,
+                             baseline_tolerance=0.3,
+                             slice_gates=json.dumps([{**TAIL_GATE, "max_drop": 0.2}]))
+  assert result["gating"]["blessed"]
+  assert _marker_files(blessing) == ["BLESSED"]
+
+
+def test_diversity_is_absent_without_item_attributes(examples, models):
+  path = os.path.join(models[0].uri, path_constants.SERVING_MODEL_DIR)
+  result = evaluation.evaluate_saved_model(path, examples.uri, ks=KS, with_popularity=False)
+  assert not [name for name in result["beyond_accuracy"]["model"] if "diversity" in name]
+  assert "novelty@3" in result["beyond_accuracy"]["model"]
+  held_out = evaluation.evaluate_saved_model(path, examples.uri, ks=KS, with_popularity=False,
+                                             cold_items={b"zz"})
+  assert held_out["slices"]["model"]["cold_start:cold_items"]["num_users"] == 1
+  assert held_out["slices"]["model"]["cold_start:cold_items"]["HR@5"] == 0.0  # u4: zz
+
+
 def test_evaluate_saved_model_reads_a_split_pattern(tmp_path, examples, models):
   pattern = os.path.join(examples.uri, "Split-{split}", "*.gz")
   path = os.path.join(models[0].uri, path_constants.SERVING_MODEL_DIR)
@@ -327,12 +422,26 @@ def test_component_spec_has_standard_evaluator_channels():
   assert properties["must_beat_popularity"] == 1
   assert properties["eval_split"] == "test"
   assert properties["batch_size"] == 512
+  assert json.loads(properties["slice_gates"]) == []
   assert evaluator.EXECUTOR_SPEC.executor_class is executor.Executor
   with_baseline = component.RankingEvaluator(
       examples=examples, model=model,
       baseline_model=channel.Channel(type=standard_artifacts.Model))
   assert with_baseline.inputs["baseline_model"].type == standard_artifacts.Model
   assert with_baseline.exec_properties["gating_metric"] == "NDCG@10"
+
+
+def test_component_checks_its_slice_gates():
+  gate = {"slice": "popularity:tail", "metric": "NDCG@10", "max_drop": 0.05}
+  evaluator = component.RankingEvaluator(
+      examples=channel.Channel(type=standard_artifacts.Examples),
+      model=channel.Channel(type=standard_artifacts.Model), slice_gates=[gate])
+  assert json.loads(evaluator.exec_properties["slice_gates"]) == [gate]
+  with pytest.raises(ValueError, match="unknown slice"):
+    component.RankingEvaluator(
+        examples=channel.Channel(type=standard_artifacts.Examples),
+        model=channel.Channel(type=standard_artifacts.Model),
+        slice_gates=[{**gate, "slice": "tail"}])
 
 
 def test_component_rejects_a_gating_metric_that_is_not_computed():

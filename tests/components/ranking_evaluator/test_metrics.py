@@ -183,3 +183,41 @@ def test_gating_metric_must_be_computed_for_the_cutoffs():
   assert gating.check_gating_metric("HR@5", (5, 10)) == "HR@5"
   with pytest.raises(ValueError, match="NDCG@20"):
     gating.check_gating_metric("NDCG@20", (5, 10))
+
+
+def test_self_information_counts_an_unseen_item_as_seen_once():
+  np.testing.assert_allclose(metrics.self_information([4, 2, 1, 0], 8), [1, 2, 3, 3])
+  with pytest.raises(ValueError, match="total_interactions"):
+    metrics.self_information([4, 2], 3)
+
+
+def test_novelty_is_the_mean_over_users_of_their_mean_self_information():
+  information = np.array([1.0, 2.0, 3.0, 3.0])
+  top = np.array([[0, 1], [2, 3], [1, -1]])
+  # Per user at k = 2: (1 + 2) / 2, (3 + 3) / 2, 2 (padding skipped).
+  assert metrics.novelty_at_k(top, information, 2) == pytest.approx((1.5 + 3 + 2) / 3)
+  assert metrics.novelty_at_k(top, information, 1) == pytest.approx((1 + 3 + 2) / 3)
+  # A user with nothing recommended is left out; nobody at all: undefined.
+  assert metrics.novelty_at_k(np.array([[0, 1], [-1, -1]]), information, 2) == \
+      pytest.approx(1.5)
+  assert metrics.novelty_at_k(np.array([[-1]]), information, 1) is None
+
+
+def test_jaccard_distances_of_attribute_sets():
+  distances = metrics.jaccard_distances([{"a"}, {"a", "b"}, {"b"}, set()])
+  expected = np.array([[np.nan, 0.5, 1.0, np.nan],
+                       [0.5, np.nan, 0.5, np.nan],
+                       [1.0, 0.5, np.nan, np.nan],
+                       [np.nan, np.nan, np.nan, np.nan]])
+  np.testing.assert_allclose(distances, expected)
+
+
+def test_intra_list_diversity_skips_items_without_attributes():
+  attributes = [["a"], ["a", "b"], ["b"], [], ["c"]]
+  top = np.array([[0, 1, 2], [3, 4, 0], [3, -1, -1]])
+  diversity = metrics.intra_list_diversity(top, attributes, ks=(1, 2, 3))
+  assert diversity[1] is None                     # no pairs in a list of one
+  assert diversity[2] == pytest.approx(0.5)       # user 0 only: (0, 1); item 3 has none
+  # User 0: (0.5 + 1 + 0.5) / 3; user 1: pair (4, 0) = 1; user 2: no pair.
+  assert diversity[3] == pytest.approx((2 / 3 + 1) / 2)
+  assert metrics.intra_list_diversity(top, [[]] * 5, ks=(3,)) == {3: None}

@@ -1,0 +1,48 @@
+"""The printed run summary: overall metrics, beyond-accuracy rows and the slice table."""
+
+from pipeline import summary
+
+SLICES = {
+    "popularity:tail": {"HR@10": 0.25, "NDCG@10": 0.125, "num_users": 4},
+    "history_len:<=3": {"HR@10": 0.5, "NDCG@10": 0.25, "num_users": 8},
+    "history_len:>15": {"num_users": 0},
+}
+EVALUATION = {
+    "split": "test",
+    "model": {"HR@10": 0.5, "NDCG@10": 0.25, "num_users": 12},
+    "popularity": {"HR@10": 0.25, "NDCG@10": 0.125, "num_users": 12},
+    "beyond_accuracy": {"model": {"novelty@10": 7.5, "diversity@10": 0.75},
+                        "popularity": {"novelty@10": 2.5}},
+    "slices": {"model": SLICES,
+               "popularity": {name: {**row, "NDCG@10": 0.0} if "HR@10" in row else row
+                              for name, row in SLICES.items()}},
+    "gating": {"metric": "NDCG@10", "value": 0.25, "blessed": True, "reasons": []},
+}
+
+
+def _lines():
+  text = summary.format_summary({"evaluation": EVALUATION, "pushed": False}, 1.0)
+  return [line.split() for line in text.splitlines()]
+
+
+def test_summary_shows_novelty_and_diversity_next_to_the_metrics():
+  lines = _lines()
+  assert ["novelty@10", "7.5000", "2.5000"] in lines
+  assert ["diversity@10", "0.7500", "nan"] in lines
+
+
+def test_summary_shows_one_row_per_slice_in_report_order():
+  lines = _lines()
+  start = lines.index(["per", "slice:"])
+  assert lines[start + 1] == ["slice", "users", "model", "popularity"]
+  assert lines[start + 2] == ["HR@10", "NDCG@10", "HR@10", "NDCG@10"]
+  assert lines[start + 3] == ["history_len:<=3", "8", "0.5000", "0.2500", "0.5000", "0.0000"]
+  assert lines[start + 4] == ["history_len:>15", "0", "-", "-", "-", "-"]
+  assert lines[start + 5] == ["popularity:tail", "4", "0.2500", "0.1250", "0.2500", "0.0000"]
+
+
+def test_summary_of_an_evaluation_without_slices_has_no_slice_table():
+  old = {key: value for key, value in EVALUATION.items()
+         if key not in ("slices", "beyond_accuracy")}
+  text = summary.format_summary({"evaluation": old, "pushed": False}, 1.0)
+  assert "per slice" not in text and "NDCG@10" in text
