@@ -28,6 +28,19 @@ SPAN_FOLDER = "span-{SPAN}"
 LOG_EXAMPLE_GEN = "LogExampleGen"
 
 
+def _trainer(run_fn: str, base_model: Optional[tfx.dsl.Channel],
+             transform: tfx.components.Transform, custom_config: dict) -> tfx.components.Trainer:
+  """A Trainer of ``run_fn`` on the transformed train split, evaluated on the eval split."""
+  return tfx.components.Trainer(
+      run_fn=run_fn,
+      base_model=base_model,
+      examples=transform.outputs["transformed_examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT]),
+      eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT]),
+      custom_config=custom_config)
+
+
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
@@ -103,36 +116,22 @@ def create_pipeline(
   baseline = latest_blessed.outputs["model"] if latest_blessed else None
 
   model_config = config.model.to_dict()
-  train_args = tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT])
-  eval_args = tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT])
 
   # Self-supervised pre-training of the encoder on the unlabeled sequences
   # (continuing from the served model's encoder when there is one).
   warm_start_from = baseline
   if config.pretrain is not None:
-    pretrainer = tfx.components.Trainer(
-        run_fn=PRETRAIN_RUN_FN,
-        base_model=baseline,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        train_args=train_args,
-        eval_args=eval_args,
-        custom_config={MODEL_CONFIG_KEY: model_config,
-                       PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
+    pretrainer = _trainer(
+        PRETRAIN_RUN_FN, baseline, transform,
+        {MODEL_CONFIG_KEY: model_config, PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
     ).with_id("PretrainTrainer")
     components.append(pretrainer)
     warm_start_from = pretrainer.outputs["model"]
 
   # Retrieval fine-tuning (TFRS two-tower) from the pre-trained encoder.
-  trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
-      base_model=warm_start_from,
-      examples=transform.outputs["transformed_examples"],
-      transform_graph=transform.outputs["transform_graph"],
-      train_args=train_args,
-      eval_args=eval_args,
-      custom_config={MODEL_CONFIG_KEY: model_config,
-                     RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
+  trainer = _trainer(
+      RUN_FN, warm_start_from, transform,
+      {MODEL_CONFIG_KEY: model_config, RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
   components.append(trainer)
 
   # Full-ranking evaluation against the popularity baseline; decides the blessing.

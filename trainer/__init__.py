@@ -6,4 +6,5 @@ The one place that sets the switch in Python: ``components``, ``pipeline`` and t
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+if not os.environ.get("TF_USE_LEGACY_KERAS"):   # unset or empty, as `TF_USE_LEGACY_KERAS= cmd`
+  os.environ["TF_USE_LEGACY_KERAS"] = "1"

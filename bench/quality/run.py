@@ -12,7 +12,7 @@ validation NDCG@10 (``trainer.ranking_validation``), early-stopped after
 ``--patience`` epochs without a gain, the same fine-tuning budget for every variant.
 
 Variants (``--variants``, comma-separated; see ``VARIANTS``): ``finetune_only``
-trains the TFRS retrieval model (``trainer.retrieval.RetrievalModel``, full
+trains the two-tower retrieval model (``trainer.retrieval.RetrievalModel``, full
 softmax) from scratch; ``pretrain_*`` first pre-trains the encoder with
 ``trainer.pretrain_run_fn.pretrain`` on the training sequences (the objectives
 of ``trainer.pretraining``, ``--pretrain-config``), then fine-tunes it the same
@@ -99,7 +99,7 @@ HEADLINE = ("finetune_only", "pretrain_finetune")
 # removing one it leaves off (weight 0) would repeat the full run.
 DEFAULT_VARIANTS = HEADLINE + tuple(
     f"pretrain_finetune_without_{name}" for name in OBJECTIVES
-    if getattr(PretrainConfig(), f"{name}_weight") > 0)
+    if getattr(PretrainConfig(), objectives.weight_field(name)) > 0)
 # The fine-tuning recipe every variant of a dataset shares, configs/<dataset>.json
 # (else configs/default.json): a bidirectional query tower trained on every prefix
 # of the training sequences (S3-Rec/BSARec targets), dropout 0.5. On Beauty,
@@ -186,7 +186,7 @@ def run_one(args) -> Dict[str, object]:
   """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
 
   variant = VARIANTS[args.variant]
-  without = {f"{variant.without}_weight": 0.0} if variant.without else {}
+  without = {objectives.weight_field(variant.without): 0.0} if variant.without else {}
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
@@ -219,7 +219,7 @@ def run_one(args) -> Dict[str, object]:
   if variant.auxiliary:
     auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
                  "seed": args.seed}
-    if any(auxiliary.get(f"{name}_weight", 0) > 0 for name in OBJECTIVES):
+    if any(auxiliary.get(field, 0) > 0 for field in objectives.WEIGHT_FIELDS):
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()

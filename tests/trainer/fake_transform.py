@@ -12,6 +12,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import metadata_io
 from tensorflow_transform.tf_metadata import schema_utils
 
+from tests.trainer import batches
 from trainer import features
 
 V = 20
@@ -67,12 +68,9 @@ def write(root):
   rng = np.random.default_rng(0)
   examples = root / "transformed_examples"
   for split, count in ((features.TRAIN_SPLIT, 48), (features.EVAL_SPLIT, 16)):
-    rows = []
-    for u in range(count):
-      start, n = int(rng.integers(V)), int(rng.integers(3, 8))
-      items = [(start + i) % V for i in range(n)]
-      rows.append(_example(user_id=f"u{u}".encode(), history_ids=items[:-1],
-                           target_id=items[-1], item_index=V, item_attribute_ids=[]))
+    rows = [_example(user_id=f"u{u}".encode(), history_ids=items[:-1], target_id=items[-1],
+                     item_index=V, item_attribute_ids=[])
+            for u, items in enumerate(batches.random_runs(count, V, 3, 7, rng))]
     _write(str(examples / f"Split-{split}" / "data.gz"), rows)
   items_rows = [_example(user_id=b"", history_ids=[], target_id=V, item_index=j,
                          item_attribute_ids=[j % NUM_ATTRIBUTES, NUM_ATTRIBUTES])

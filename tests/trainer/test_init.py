@@ -28,8 +28,11 @@ def test_the_switch_is_set_in_one_place_in_the_python_sources():
       f"set {SWITCH} in {ONE_PLACE} only; import trainer first instead")
 
 
-@pytest.mark.parametrize("package", ["trainer", "components", "pipeline"])
-def test_importing_an_entry_package_selects_keras_2(package):
+@pytest.mark.parametrize("package", ["trainer", "components", "pipeline", "bench"])
+@pytest.mark.parametrize("value", [None, ""])
+def test_importing_an_entry_package_selects_keras_2(package, value):
   env = {k: v for k, v in os.environ.items() if k != SWITCH}
+  if value is not None:
+    env[SWITCH] = value
   code = f"import os, {package}; assert os.environ.get({SWITCH!r}) == '1'"
   subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT, env=env)

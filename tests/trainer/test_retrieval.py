@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from tests.trainer import batches
 from tests.trainer import fake_transform
 from trainer import features
 from trainer import inputs
@@ -27,20 +28,12 @@ ATTRIBUTES = ItemAttributeTable([[j % 2, 2 + j % 3] for j in range(V - 1)] + [[]
 
 
 def _batch(sequences, pairs=inputs.batch_training_pairs):
-  history = tf.ragged.constant([s[:-1] for s in sequences], dtype=tf.int64)
-  target = tf.constant([s[-1] for s in sequences], tf.int64)
-  x, y = pairs(history, target, V, L)
-  return {INPUTS: x, LABELS: y}
+  return batches.batch(sequences, V, L, pairs)
 
 
 def _cycle_batch(num_rows=48, seed=0):
-  """Runs of consecutive items: the next item is always (previous + 1) mod V."""
-  rng = np.random.default_rng(seed)
-  sequences = []
-  for _ in range(num_rows):
-    start, n = rng.integers(V), rng.integers(2, L + 2)
-    sequences.append([(start + i) % V for i in range(n)])
-  return _batch(sequences)
+  """Runs of consecutive items, 2..L+1 items long."""
+  return _batch(batches.random_runs(num_rows, V, 2, L + 1, seed))
 
 
 def _validation_loss(model, batch) -> float:
@@ -80,11 +73,11 @@ def test_full_softmax_loss_matches_a_hand_computation(targets):
 def test_evaluate_reports_the_mean_over_every_target_of_the_epoch():
   model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(), ATTRIBUTES)
   model.compile(optimizer=tf.keras.optimizers.Adam())
-  batches = [_cycle_batch(num_rows=8, seed=1), _cycle_batch(num_rows=2, seed=2)]
-  losses = [_validation_loss(model, b) for b in batches]
-  counts = [int(np.sum(b[LABELS].numpy()[:, -1] >= 0)) for b in batches]   # prefixes: last one
-  dataset = tf.data.Dataset.from_tensors(batches[0]).concatenate(
-      tf.data.Dataset.from_tensors(batches[1]))
+  epoch = [_cycle_batch(num_rows=8, seed=1), _cycle_batch(num_rows=2, seed=2)]
+  losses = [_validation_loss(model, b) for b in epoch]
+  counts = [int(np.sum(b[LABELS].numpy()[:, -1] >= 0)) for b in epoch]   # prefixes: last one
+  dataset = tf.data.Dataset.from_tensors(epoch[0]).concatenate(
+      tf.data.Dataset.from_tensors(epoch[1]))
   got = model.evaluate(dataset, verbose=0, return_dict=True)
   assert got == {"loss": pytest.approx(np.dot(losses, counts) / sum(counts), rel=1e-5)}
 
@@ -137,7 +130,7 @@ def test_retrieval_model_learns_a_tiny_next_item_pattern(loss, negatives):
   for _ in range(40):   # eager: cheaper than tracing for a few tiny steps
     model.train_step(batch)
   assert _validation_loss(model, batch) < 0.5 * before
-  test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
+  test = _batch([batches.run(s, 4, V) for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   accuracy = np.mean(top1 == test[LABELS].numpy()[:, -1])
   assert accuracy >= 0.9, accuracy
@@ -185,10 +178,7 @@ def test_bidirectional_query_tower_trains_on_prefixes_only():
   config = retrieval.RetrievalConfig()   # prefixes by default
   model = retrieval.RetrievalModel(V, bidirectional, config, ATTRIBUTES)
   model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
-  rng = np.random.default_rng(0)
-  sequences = [[(s + i) % V for i in range(n)]
-               for s, n in zip(rng.integers(V, size=32), rng.integers(2, L + 2, size=32))]
-  batch = _batch(sequences, inputs.batch_prefix_pairs)
+  batch = _batch(batches.random_runs(32, V, 2, L + 1), inputs.batch_prefix_pairs)
   # The query is the bidirectional encoding's last position.
   np.testing.assert_allclose(
       model.query_embedding(batch[INPUTS]),
@@ -197,7 +187,7 @@ def test_bidirectional_query_tower_trains_on_prefixes_only():
   for _ in range(40):
     model.train_step(batch)
   assert _validation_loss(model, batch) < 0.5 * before
-  test = _batch([[(s + i) % V for i in range(4)] for s in range(V)], inputs.batch_eval_pairs)
+  test = _batch([batches.run(s, 4, V) for s in range(V)], inputs.batch_eval_pairs)
   top1 = np.argmax(model.score_all(test[INPUTS]).numpy(), axis=1)
   assert np.mean(top1 == test[LABELS].numpy()[:, -1]) >= 0.9
 

@@ -34,25 +34,48 @@ def _log(timestamps, users=None) -> pd.DataFrame:
 # Malformed files.
 
 
-def test_every_row_with_one_unquoted_extra_comma_is_refused(tmp_path):
-  # pandas would take the surplus first field as the index: user "Red",
-  # item "big mug".
-  path = _write(tmp_path / "shifted.csv", "user_id,item_id,timestamp\n"
-                "u1,Red, big mug,1\nu2,Blue, small cup,2\n")
-  with pytest.raises(IngestError) as error:
-    ingest.read_interactions(str(path))
-  assert str(error.value) == (
-      f"interaction log file {path}, line 2: expected 3 fields "
-      "(user_id,item_id,timestamp), found 4: 'u1,Red, big mug,1'; quote a "
-      "field that holds ','")
+_HEADER = "user_id,item_id,timestamp\n"
 
 
-def test_repeated_header_column_is_refused(tmp_path):
-  path = _write(tmp_path / "twice.csv", "user_id,item_id,timestamp,item_id\n"
-                "u,i,1,j\n")
-  with pytest.raises(IngestError, match=r"twice\.csv, line 1: column\(s\) "
-                     r"\['item_id'\] appear more than once"):
+@pytest.mark.parametrize("name, text, error", [
+    # pandas would take the surplus first field as the index: user "Red", item "big mug".
+    pytest.param("shifted.csv", _HEADER + "u1,Red, big mug,1\nu2,Blue, small cup,2\n",
+                 "interaction log file {path}, line 2: expected 3 fields "
+                 "(user_id,item_id,timestamp), found 4: 'u1,Red, big mug,1'; quote a field that "
+                 "holds ','", id="unquoted-comma"),
+    pytest.param("extra.csv", _HEADER + "1,2,3\n1,2,3,4\n",
+                 "interaction log file {path}, line 3: expected 3 fields "
+                 "(user_id,item_id,timestamp), found 4", id="extra-field"),
+    pytest.param("short.csv", _HEADER + "1,2,3\n1,2\n",
+                 "interaction log {path}, line 3: column 'timestamp' is empty; expected a number",
+                 id="missing-field"),
+    pytest.param("twice.csv", "user_id,item_id,timestamp,item_id\nu,i,1,j\n",
+                 "interaction log file {path}, line 1: column(s) ['item_id'] appear more than "
+                 "once", id="repeated-column"),
+    pytest.param("log.csv", "user,item_id,timestamp\n1,2,3\n",
+                 "interaction log {path}: missing required column(s) ['user_id']; columns found: "
+                 "['user', 'item_id', 'timestamp']", id="missing-column"),
+    # The header is line 1 and the blank line 3 still counts.
+    pytest.param("log.csv", _HEADER + "1,2,100\n\n1,3,2024-01-01\n",
+                 "interaction log {path}, line 4: column 'timestamp' has value '2024-01-01'; "
+                 "expected a number", id="timestamp-not-a-number"),
+    pytest.param("log.tsv", "user_id\titem_id\ttimestamp\n1\t2\t3\n \t2\t4\n",
+                 "interaction log {path}, line 3: column 'user_id' is empty", id="empty-id"),
+    pytest.param("empty.csv", "", "interaction log file {path} is empty", id="empty-file"),
+    pytest.param("header.csv", _HEADER, "interaction log file {path} has no data rows",
+                 id="header-only"),
+    pytest.param("absent.csv", None, "interaction log file not found: {path}", id="no-file"),
+    pytest.param("log.json", "[]", "interaction log file {path} has unsupported extension "
+                 "'.json'; supported formats: .csv, .tsv, .parquet", id="unknown-extension"),
+])
+def test_malformed_log_is_refused_with_one_line_naming_file_and_line(tmp_path, name, text,
+                                                                     error):
+  path = tmp_path / name
+  if text is not None:
+    _write(path, text)
+  with pytest.raises(IngestError) as e:
     ingest.read_interactions(str(path))
+  assert str(e.value).startswith(error.format(path=path)) and "\n" not in str(e.value)
 
 
 def test_ids_are_read_as_written(tmp_path):

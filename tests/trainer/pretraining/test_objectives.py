@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import inputs
+from tests.trainer import batches
 from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.pretraining import kmeans as kmeans_lib
-from trainer.pretraining import model as model_lib
 from trainer.pretraining import objectives
 from trainer.pretraining.batch import Objective
 from trainer.pretraining.clustering import ClusteringCallback
@@ -40,15 +39,7 @@ def _attributes():
 
 def _batch(num_rows=32, seed=0):
   """Runs of consecutive items (next = previous + 1 mod V), 3..L+1 items long."""
-  rng = np.random.default_rng(seed)
-  sequences = []
-  for _ in range(num_rows):
-    start, length = rng.integers(V), rng.integers(3, L + 2)
-    sequences.append([(start + i) % V for i in range(length)])
-  history = tf.ragged.constant([s[:-1] for s in sequences], dtype=tf.int64)
-  target = tf.constant([s[-1] for s in sequences], tf.int64)
-  x, y = inputs.batch_training_pairs(history, target, V, L)
-  return {model_lib.INPUTS: x, model_lib.LABELS: y}
+  return batches.batch(batches.random_runs(num_rows, V, 3, L + 1, seed), V, L)
 
 
 def test_the_registry_names_every_weight_field_and_loss_layer():
