@@ -16,7 +16,8 @@ one version (TF Serving's default ``latest { num_versions: 1 }``):
 * removing the served folder rolls back to the highest remaining one;
 * a replaced version's memory is given back soon after the last request on it
   ends: its TensorFlow graphs hold reference cycles, which only the garbage
-  collector frees, so the watcher runs it at the swap and on the next few scans;
+  collector frees, so the watcher runs it at the swap and on the next few scans,
+  then hands the freed heap back to the system (glibc's ``malloc_trim``);
 * deviation from TF Serving: if the base path becomes empty or unreadable, the
   current version keeps serving (TF Serving would unload it) and a warning is logged.
 
@@ -24,6 +25,8 @@ Version states follow ``GetModelStatus``: START -> LOADING -> AVAILABLE ->
 UNLOADING -> END, or LOADING -> END with an error.
 """
 
+import ctypes
+import ctypes.util
 import dataclasses
 import gc
 import logging
@@ -44,6 +47,17 @@ START, LOADING, AVAILABLE, UNLOADING, END = (
 
 Loader = Callable[[str, int], "servable_lib.Servable"]
 RETIRED_COLLECTIONS = 5   # scans that collect garbage after a swap, at most
+
+
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+  """glibc's ``malloc_trim`` (None elsewhere, e.g. musl or macOS)."""
+  try:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+  except (OSError, AttributeError):
+    return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +239,8 @@ class ModelWatcher:
     if not self._retired:
       return
     gc.collect()
+    if _MALLOC_TRIM is not None:
+      _MALLOC_TRIM(0)   # freed pages go back to the system, not only to malloc
     self._retired = [(ref, tries - 1) for ref, tries in self._retired
                      if ref() is not None and tries > 1]
 

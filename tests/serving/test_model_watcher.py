@@ -52,7 +52,9 @@ class _CyclicServable(_FakeServable):
     self.cycle = self
 
 
-def test_a_replaced_version_is_freed_once_no_request_holds_it(tmp_path):
+def test_a_replaced_version_is_freed_once_no_request_holds_it(tmp_path, monkeypatch):
+  trims = []
+  monkeypatch.setattr(model_watcher, "_MALLOC_TRIM", trims.append)
   watcher = model_watcher.ModelWatcher(MODEL, str(tmp_path), lambda p, v: _CyclicServable(v),
                                        poll_seconds=60)
   for version in (1, 2):
@@ -71,6 +73,7 @@ def test_a_replaced_version_is_freed_once_no_request_holds_it(tmp_path):
     del in_flight                    # the request ends; the cycle keeps version 1
     assert not watcher.poll_once()   # the next scan collects it
     assert first() is None
+    assert trims and set(trims) == {0}   # the freed heap goes back to the system
   finally:
     if was_enabled:
       gc.enable()
