@@ -593,6 +593,17 @@ def test_kubernetes_manifest_mounts_a_valid_model_config(tmp_path):
   assert f"--model_config_file={mount}/models.config" in container["args"]
 
 
+def test_kubernetes_manifest_keeps_tf_serving_off_the_open_network():
+  yaml = pytest.importorskip("yaml")
+  with open(os.path.join(os.path.dirname(DEPLOY_CONFIG), "kubernetes.yaml")) as f:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(f)}
+  assert docs["Service"]["spec"].get("type", "ClusterIP") == "ClusterIP"
+  policy = docs["NetworkPolicy"]["spec"]
+  assert policy["podSelector"] == docs["Deployment"]["spec"]["selector"]
+  assert policy["policyTypes"] == ["Ingress"]
+  assert all(rule.get("from") for rule in policy["ingress"])   # never "from anywhere"
+
+
 def test_server_cli_refuses_a_bad_config_file(tmp_path, capsys):
   path = tmp_path / "models.config"
   path.write_text("model_config_list {}")
