@@ -17,8 +17,8 @@ p50/p99 latency of valid requests, throughput, the versions that answered and th
 server's resident memory (RSS); writes ``<out-dir>/<label>.json`` and ``.md`` with the
 commit and the machine. Bar (exit code 1 if missed): no valid request fails, every bad
 one gets INVALID_ARGUMENT, and RSS at the end is less than ``--max-rss-growth`` above
-RSS after ``--warmup-seconds`` (medians over a window, as RSS peaks while a version
-loads beside the served one).
+RSS after ``--warmup-seconds`` (the lowest sample of a window at each end: RSS peaks
+while a version loads beside the served one, the floor between loads must not grow).
 """
 
 import argparse
@@ -29,7 +29,6 @@ import math
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -170,14 +169,17 @@ def windows(recorder: Recorder, window_s: float, batch_size: int) -> List[Dict[s
 
 def rss_growth(rss: List[Tuple[float, int]], warmup_s: float,
                window_s: float) -> Dict[str, Optional[float]]:
-  """RSS after warm-up and at the end (medians of the samples in the first window
-  after ``warmup_s`` and in the last ``window_s``, so a version loading at that
-  moment does not decide), the peak after warm-up, and the growth in percent."""
+  """RSS after warm-up and at the end, the peak after warm-up, and the growth in percent.
+
+  RSS peaks while a version loads beside the served one; what must not grow is the
+  floor between loads, so each end is the lowest sample of a window: the first
+  ``window_s`` after ``warmup_s`` and the last ``window_s``.
+  """
   after = [(t, b) for t, b in rss if t >= warmup_s and b > 0]
   if not after:
     return {"warm_mb": None, "end_mb": None, "peak_mb": None, "growth_pct": None}
-  warm = statistics.median(b for t, b in after if t < after[0][0] + window_s)
-  end = statistics.median(b for t, b in after if t > after[-1][0] - window_s)
+  warm = min(b for t, b in after if t < after[0][0] + window_s)
+  end = min(b for t, b in after if t > after[-1][0] - window_s)
   return {"warm_mb": round(warm / 2 ** 20, 1), "end_mb": round(end / 2 ** 20, 1),
           "peak_mb": round(max(b for _, b in after) / 2 ** 20, 1),
           "growth_pct": round(100.0 * (end - warm) / warm, 2)}
@@ -270,7 +272,7 @@ def markdown(report: Dict[str, object], label: str) -> str:
       f"**{'PASS' if report['passed'] else 'FAIL'}**: failed valid requests "
       f"{report['failed_valid']} (bar 0); bad requests not INVALID_ARGUMENT "
       f"{report['bad_not_invalid_argument']} (bar 0); RSS {rss['warm_mb']} MB after "
-      f"{s['warmup_seconds']:g} s warm-up, {rss['end_mb']} MB at the end (medians over "
+      f"{s['warmup_seconds']:g} s warm-up, {rss['end_mb']} MB at the end (lowest of "
       f"{s['window_seconds']:g} s; peak {rss['peak_mb']} MB while a version loads): "
       f"{growth} (bar < {s['max_rss_growth']:g}%).", "",
       "| requests | status code | count | first message |", "|---|---|---:|---|"]
