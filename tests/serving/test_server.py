@@ -899,6 +899,13 @@ def test_a_call_that_ended_while_waiting_runs_no_model(toy_exports, tmp_path, en
     server.stop(grace=1)
 
 
+def test_unserved_methods_are_unimplemented_without_a_traceback(channel, caplog):
+  with pytest.raises(grpc.RpcError) as error:
+    channel.unary_unary("/tensorflow.serving.PredictionService/Classify")(b"", timeout=10)
+  assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+  assert not [r for r in caplog.records if r.exc_info]
+
+
 def test_default_bind_address_is_loopback(tmp_path):
   args = server_lib.parse_args(["--model-base-path", str(tmp_path)])
   assert args.host == "127.0.0.1"
