@@ -100,12 +100,15 @@ class CallGuard(grpc.ServerInterceptor):
 
   def intercept_service(self, continuation, handler_call_details):
     handler = continuation(handler_call_details)
-    if handler is None or handler.request_streaming:
-      return handler   # unknown method (UNIMPLEMENTED); no streaming requests are served
-    kind = "unary_stream" if handler.response_streaming else "unary_unary"
+    if handler is None:
+      return None   # an unknown method: gRPC answers UNIMPLEMENTED
+    kind = (("stream_" if handler.request_streaming else "unary_") +
+            ("stream" if handler.response_streaming else "unary"))
     if not security.token_matches(handler_call_details.invocation_metadata, self._token):
       # Refused before the request is even parsed.
       return handler._replace(request_deserializer=_unparsed, **{kind: _unauthenticated})
+    if handler.request_streaming:
+      return handler   # none is served; it would get the token check only
     limited = not handler.response_streaming and (
         handler_call_details.method.startswith(self._limited))
     return handler._replace(request_deserializer=_lenient(handler.request_deserializer),
