@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline download clean
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline bench-soak download clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -87,6 +87,13 @@ bench-serving: venv-ann
 bench-serving-pipeline: venv
 	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000 \
 	  --out-dir $(BENCH_OUT) --label pipeline-synthetic
+
+# Soak (bench/serving/soak.py): concurrency 8 for 10 min on loopback against serving/server.py,
+# a new version every minute, 5% malformed requests; status codes, p50/p99 and the server's RSS
+# over time, JSON + markdown in outputs/bench/serving/. Bar: no valid request fails, RSS grows
+# less than 10% after warm-up. Shorter: make bench-soak ARGS="--minutes 2 --push-every 20".
+bench-soak: venv
+	$(PY) -m bench.serving.soak --out-dir $(BENCH_OUT) $(ARGS)
 
 download: venv
 	$(PY) -m pipeline.ingest.download $(DATASET)

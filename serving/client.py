@@ -12,7 +12,11 @@ Command line::
         [--items data/items/items.csv]
     python -m serving.client status --server localhost:8500
     python -m serving.client metadata --server localhost:8500
+    python -m serving.client status --server host:8500 --tls-ca ca.pem \
+        [--tls-cert client.pem --tls-key client.key] [--token-file token]
 
+TLS and the bearer token (``serving.security``) match ``serving.server``'s flags;
+without ``--token-file`` the token comes from ``$SEQREC_SERVING_TOKEN`` if set.
 Failed calls raise ``grpc.RpcError`` (``.code()``, ``.details()``).
 """
 
@@ -34,6 +38,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import contract
+from serving import security
 
 _MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -101,18 +106,30 @@ class RecommenderClient:
   def __init__(self, target: str, model_name: str = contract.MODEL_NAME, timeout: float = 10.0,
                signature_name: str = contract.DEFAULT_SIGNATURE,
                version: Optional[int] = None, version_label: Optional[str] = None,
-               channel: Optional[grpc.Channel] = None):
-    """target: ``host:port``; version / version_label pin a version (default: latest)."""
+               channel: Optional[grpc.Channel] = None,
+               credentials: Optional[grpc.ChannelCredentials] = None,
+               token: Optional[str] = None, tls_server_name: Optional[str] = None):
+    """target: ``host:port``; version / version_label pin a version (default: latest).
+
+    credentials: TLS (``security.channel_credentials``), None for plaintext; token:
+    bearer token sent with every call; tls_server_name: the name the server's
+    certificate must carry when it is not the host of ``target``.
+    """
     self.target = target
     self.model_name = model_name
     self.timeout = timeout
     self.signature_name = signature_name
     self.version = version
     self.version_label = version_label
+    self._metadata = security.bearer_metadata(token)
     self._own_channel = channel is None
-    self._channel = channel or grpc.insecure_channel(
-        target, options=[("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
-                         ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)])
+    options = [("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+               ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES)]
+    if tls_server_name:
+      options.append(("grpc.ssl_target_name_override", tls_server_name))
+    self._channel = channel or (
+        grpc.secure_channel(target, credentials, options=options) if credentials
+        else grpc.insecure_channel(target, options=options))
     self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
     self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -141,7 +158,7 @@ class RecommenderClient:
     request.inputs[contract.INPUT_HISTORY].CopyFrom(
         tf.make_tensor_proto(history, dtype=tf.string))
     request.inputs[contract.INPUT_K].CopyFrom(tf.make_tensor_proto(int(k), dtype=tf.int32))
-    response = self._predict.Predict(request, timeout=self.timeout)
+    response = self._predict.Predict(request, timeout=self.timeout, metadata=self._metadata)
     ids = tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])
     scores = tf.make_ndarray(response.outputs[contract.OUTPUT_SCORES])
     items = [[(item.decode(), float(score)) for item, score in zip(id_row, score_row)
@@ -158,14 +175,15 @@ class RecommenderClient:
     self._model_spec(request.model_spec, with_signature=False)
     request.model_spec.signature_name = contract.ITEM_EMBEDDINGS_SIGNATURE
     request.output_filter.append(contract.OUTPUT_ITEM_IDS)
-    response = self._predict.Predict(request, timeout=self.timeout)
+    response = self._predict.Predict(request, timeout=self.timeout, metadata=self._metadata)
     return [i.decode() for i in tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])]
 
   def metadata(self) -> ModelMetadata:
     """The served version's signatures (GetModelMetadata, field ``signature_def``)."""
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     self._model_spec(request.model_spec, with_signature=False)
-    response = self._predict.GetModelMetadata(request, timeout=self.timeout)
+    response = self._predict.GetModelMetadata(request, timeout=self.timeout,
+                                              metadata=self._metadata)
     signature_map = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(signature_map)
     return ModelMetadata(response.model_spec.name, response.model_spec.version.value,
@@ -175,7 +193,8 @@ class RecommenderClient:
     """Every version the server knows for the model, with state and load error."""
     request = get_model_status_pb2.GetModelStatusRequest()
     self._model_spec(request.model_spec, with_signature=False)
-    response = self._models.GetModelStatus(request, timeout=self.timeout)
+    response = self._models.GetModelStatus(request, timeout=self.timeout,
+                                           metadata=self._metadata)
     return [VersionStatus(s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
                           s.status.error_code, s.status.error_message)
             for s in response.model_version_status]
@@ -227,6 +246,17 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   common.add_argument("--model-name", default=contract.MODEL_NAME)
   common.add_argument("--version", type=int, default=None)
   common.add_argument("--timeout", type=float, default=10.0)
+  common.add_argument("--tls", action="store_true",
+                      help="use TLS, trusting the system's CAs (implied by --tls-ca)")
+  common.add_argument("--tls-ca", help="CA certificates (PEM) to trust for the server")
+  common.add_argument("--tls-cert", help="client certificate chain (PEM), if the server "
+                                         "asks for one")
+  common.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+  common.add_argument("--tls-server-name",
+                      help="name in the server's certificate, if not the host of --server")
+  common.add_argument("--token-file",
+                      help=f"file holding the bearer token (default: ${security.TOKEN_ENV} "
+                           f"if set)")
   rec = commands.add_parser("recommend", parents=[common],
                             help="top-k items for one history")
   rec.add_argument("--history", nargs="*", default=[],
@@ -247,7 +277,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-  client = RecommenderClient(args.server, args.model_name, args.timeout, version=args.version)
+  try:
+    token = security.read_token(args.token_file)
+    credentials = (security.channel_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+                   if args.tls or args.tls_ca or args.tls_cert else None)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  client = RecommenderClient(args.server, args.model_name, args.timeout, version=args.version,
+                             credentials=credentials, token=token,
+                             tls_server_name=args.tls_server_name)
   try:
     if args.command == "recommend":
       result = client.recommend_details([args.history], args.k)

@@ -13,7 +13,7 @@ Stock TF Serving does not implement this service; portable readiness checks use
 ``ModelService.GetModelStatus`` (see ``serving.client.RecommenderClient.is_available``).
 """
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Tuple
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -74,9 +74,12 @@ def health_handler(status: Callable[[str], Optional[bool]]) -> grpc.GenericRpcHa
   })
 
 
-def check(channel: grpc.Channel, service: str = "", timeout: float = 5.0) -> int:
-  """Calls ``Health/Check`` on ``channel``; returns the ServingStatus number."""
+def check(channel: grpc.Channel, service: str = "", timeout: float = 5.0,
+          metadata: Sequence[Tuple[str, str]] = ()) -> int:
+  """Calls ``Health/Check`` on ``channel`` (with call ``metadata``, e.g. a bearer
+  token); returns the ServingStatus number."""
   method = channel.unary_unary(f"/{SERVICE_NAME}/Check",
                                request_serializer=HealthCheckRequest.SerializeToString,
                                response_deserializer=HealthCheckResponse.FromString)
-  return method(HealthCheckRequest(service=service), timeout=timeout).status
+  return method(HealthCheckRequest(service=service), timeout=timeout,
+                metadata=tuple(metadata)).status

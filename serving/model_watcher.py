@@ -14,6 +14,10 @@ one version (TF Serving's default ``latest { num_versions: 1 }``):
   reloaded on every poll, while one copied non-atomically (``saved_model.pb``
   before ``variables/``, as ``cp -r`` and ``rsync`` do) is loaded once complete;
 * removing the served folder rolls back to the highest remaining one;
+* a replaced version's memory is given back soon after the last request on it
+  ends: its TensorFlow graphs hold reference cycles, which only the garbage
+  collector frees, so the watcher runs it at the swap and on the next few scans,
+  then hands the freed heap back to the system (glibc's ``malloc_trim``);
 * deviation from TF Serving: if the base path becomes empty or unreadable, the
   current version keeps serving (TF Serving would unload it) and a warning is logged.
 
@@ -21,11 +25,15 @@ Version states follow ``GetModelStatus``: START -> LOADING -> AVAILABLE ->
 UNLOADING -> END, or LOADING -> END with an error.
 """
 
+import ctypes
+import ctypes.util
 import dataclasses
+import gc
 import logging
 import os
 import threading
 import time
+import weakref
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import grpc
@@ -38,6 +46,18 @@ START, LOADING, AVAILABLE, UNLOADING, END = (
     "START", "LOADING", "AVAILABLE", "UNLOADING", "END")
 
 Loader = Callable[[str, int], "servable_lib.Servable"]
+RETIRED_COLLECTIONS = 5   # scans that collect garbage after a swap, at most
+
+
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+  """glibc's ``malloc_trim`` (None elsewhere, e.g. musl or macOS)."""
+  try:
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+  except (OSError, AttributeError):
+    return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +129,8 @@ class ModelWatcher:
     self._current: Optional["servable_lib.Servable"] = None
     self._states: Dict[int, VersionState] = {}
     self._failed: Dict[int, Tuple] = {}   # version -> fingerprint that failed
+    # Replaced servables not yet freed, with the collections left to try.
+    self._retired: List[Tuple[weakref.ref, int]] = []
     self._stop = threading.Event()
     self._thread: Optional[threading.Thread] = None
     self._warned_empty = False
@@ -144,6 +166,7 @@ class ModelWatcher:
       True if the served version changed.
     """
     with self._poll_lock:
+      self._collect_retired()
       problem = ""
       try:
         versions = list_versions(self.base_path)
@@ -206,7 +229,20 @@ class ModelWatcher:
     if old is not None:
       # Requests still running on ``old`` hold their own reference to it.
       self._set_state(old.version, END)
+      self._retired.append((weakref.ref(old), RETIRED_COLLECTIONS))
+      del old
+      self._collect_retired()
     return True
+
+  def _collect_retired(self) -> None:
+    """Runs the garbage collector while a replaced servable is still in memory."""
+    if not self._retired:
+      return
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+      _MALLOC_TRIM(0)   # freed pages go back to the system, not only to malloc
+    self._retired = [(ref, tries - 1) for ref, tries in self._retired
+                     if ref() is not None and tries > 1]
 
   # Lookups for the servicers.
 

@@ -130,6 +130,27 @@ def compact_history(history: np.ndarray) -> np.ndarray:
   return np.take_along_axis(history, order, axis=1)
 
 
+def _unknown_counter(catalogue: np.ndarray):
+  """history [batch, len] -> int32 [batch]: non-padding ids not in ``catalogue``.
+
+  A closure, not a method: a tf.function of a bound method would tie the servable
+  in a reference cycle, keeping a replaced version in memory until the garbage
+  collector next runs.
+  """
+  known_ids = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+          tf.constant(catalogue, tf.string), tf.ones([len(catalogue)], tf.int32)),
+      default_value=0)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string)])
+  def count(history):
+    present = tf.not_equal(history, contract.PAD)
+    known = tf.equal(known_ids.lookup(history), 1)
+    return tf.reduce_sum(tf.cast(present & ~known, tf.int32), axis=1)
+
+  return count
+
+
 class Servable:
   """A loaded SavedModel version that honours ``serving.contract``."""
 
@@ -176,13 +197,7 @@ class Servable:
         name: dict(fn.structured_input_signature[1]) for name, fn in self._functions.items()}
     self.catalogue = self._read_catalogue()
     self.num_items = len(self.catalogue)
-    self._known = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(self.catalogue, tf.string), tf.ones([self.num_items], tf.int32)),
-        default_value=0)
-    self._count_unknown = tf.function(
-        self._count_unknown_fn,
-        input_signature=[tf.TensorSpec([None, None], tf.string)])
+    self._count_unknown = _unknown_counter(self.catalogue)
     self._warm_up()
 
   def _read_catalogue(self) -> np.ndarray:
@@ -202,11 +217,6 @@ class Servable:
                       f"{self.export_dir}: the catalogue (item_embeddings/item_ids) "
                       f"repeats item ids")
     return ids
-
-  def _count_unknown_fn(self, history):
-    present = tf.not_equal(history, contract.PAD)
-    known = tf.equal(self._known.lookup(history), 1)
-    return tf.reduce_sum(tf.cast(present & ~known, tf.int32), axis=1)
 
   def _warm_up(self):
     """Runs serving_default once (known, unknown and empty rows) before taking traffic."""

@@ -32,6 +32,16 @@ without a known item get the popularity fallback (``serving.servable``).
 A version whose graph uses ScaNN's custom ops (``trainer.scann_export``, which
 stock TF Serving cannot load) is served too when the ``scann`` package is
 installed: its ops are imported for that version only.
+
+Exposure (``serving.guard``, ``serving.security``): binds 127.0.0.1 unless
+``--host`` says otherwise; optional TLS (``--tls-cert``/``--tls-key``, client
+certificates with ``--tls-client-ca``) and bearer token (``--token-file`` or
+``$SEQREC_SERVING_TOKEN``, checked on every call); at most
+``--max-concurrent-requests`` Predict/GetModelMetadata calls at once (one more gets
+RESOURCE_EXHAUSTED); a cancelled call or one past its deadline runs no model; requests
+are refused from their declared sizes before anything is allocated
+(``--max-request-bytes``, ``--max-batch-size``, ``--max-history-length``,
+``--max-elements``, ``--max-id-bytes``). Error messages name no server path.
 """
 
 import argparse
@@ -54,15 +64,23 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import contract
+from serving import guard
 from serving import health
 from serving import model_watcher
+from serving import security
 from serving import servable as servable_lib
 from serving import validation
 
 _LOG = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+LOOPBACK = "127.0.0.1"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024   # largest response
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024   # largest request gRPC accepts
+DEFAULT_MAX_CONCURRENT_REQUESTS = 8
+# Handler threads beyond the capped calls, so status and health stay answerable.
+RESERVED_THREADS = 4
+PREDICTION_SERVICE_PREFIX = "/tensorflow.serving.PredictionService/"
 _STATE_ENUM = {
     model_watcher.START: get_model_status_pb2.ModelVersionStatus.START,
     model_watcher.LOADING: get_model_status_pb2.ModelVersionStatus.LOADING,
@@ -114,17 +132,17 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     try:
       arrays = servable.validate(signature_name, request.inputs, output_filter,
                                  self._limits)
+      guard.ensure_active(context)   # validation may have outlived the call
       outputs = servable.run(signature_name, arrays, output_filter)
     except validation.RequestError as e:
       _abort(context, e.code, e.message)
     except tf.errors.OpError as e:
+      # TensorFlow's message names graph nodes and files: for the log only.
       _LOG.warning("Predict on %s version %d failed: %s", request.model_spec.name,
                    servable.version, e.message)
-      _abort(context, servable_lib.status_code(e), f"{signature_name}: {e.message}")
-    except Exception as e:  # pylint: disable=broad-except
-      _LOG.exception("Predict on %s version %d failed", request.model_spec.name,
-                     servable.version)
-      _abort(context, grpc.StatusCode.INTERNAL, f"{signature_name}: {type(e).__name__}: {e}")
+      code = servable_lib.status_code(e)
+      _abort(context, code, f"{signature_name}: the model failed on this request "
+                            f"({code.name}); the server log has the details")
     response = predict_pb2.PredictResponse()
     response.model_spec.name = request.model_spec.name
     response.model_spec.version.value = servable.version
@@ -154,6 +172,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
     return response
 
+  def _unimplemented(self, request, context):
+    del request
+    _abort(context, grpc.StatusCode.UNIMPLEMENTED,
+           "only Predict and GetModelMetadata are served")
+
+  Classify = Regress = MultiInference = _unimplemented  # pylint: disable=invalid-name
+
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
   """``GetModelStatus``: every version seen, its state and load error if any."""
@@ -181,7 +206,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
       status = response.model_version_status.add(version=version,
                                                   state=_STATE_ENUM[state.state])
       status.status.error_code = state.error_code.value[0]
-      status.status.error_message = state.error_message
+      status.status.error_message = guard.redact_paths(state.error_message)
     return response
 
   def HandleReloadConfigRequest(self, request, context):  # pylint: disable=invalid-name
@@ -255,13 +280,20 @@ class ModelServer:
   """
 
   def __init__(self, model_name: Optional[str] = None, base_path: Optional[str] = None,
-               port: int = 8500, host: str = "0.0.0.0", poll_seconds: float = 2.0,
+               port: int = 8500, host: str = LOOPBACK, poll_seconds: float = 2.0,
                limits: Optional[validation.Limits] = None,
                fallback: str = servable_lib.FALLBACK_POPULARITY,
                version_labels: Optional[Dict[str, int]] = None,
-               max_workers: int = 8,
+               max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
                max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-               models: Optional[Sequence[ModelSource]] = None):
+               models: Optional[Sequence[ModelSource]] = None,
+               token: Optional[str] = None,
+               credentials: Optional[grpc.ServerCredentials] = None,
+               loader: Optional[model_watcher.Loader] = None):
+    """See the class docstring; ``token``: bearer token every call must carry;
+    ``credentials``: TLS (``security.server_credentials``), None for plaintext;
+    ``loader``: ``loader(version_dir, version)`` -> servable (default: ``Servable``)."""
     if (models is None) == (model_name is None or base_path is None):
       raise ValueError("give either model_name and base_path, or models")
     if models is None:
@@ -269,26 +301,36 @@ class ModelServer:
     self.models = list(models)
     self.host = host
     self.limits = limits or validation.Limits()
-    loader = lambda path, version: servable_lib.Servable(path, version, fallback)
+    loader = loader or (lambda path, version: servable_lib.Servable(path, version, fallback))
     self.watchers: Dict[str, model_watcher.ModelWatcher] = {
         m.name: model_watcher.ModelWatcher(m.name, m.base_path, loader, poll_seconds,
                                            m.version_labels)
         for m in self.models}
-    options = [("grpc.max_receive_message_length", max_message_bytes),
+    options = [("grpc.max_receive_message_length", max_request_bytes),
                ("grpc.max_send_message_length", max_message_bytes),
                ("grpc.so_reuseport", 0)]
+    self.guard = guard.CallGuard(token, max_concurrent_requests, [PREDICTION_SERVICE_PREFIX])
+    threads = max_concurrent_requests + RESERVED_THREADS
+    # gRPC counts a call until its handler thread is free, which may be after the
+    # client has its answer and sent the next call: room for one such per thread.
+    # Beyond, gRPC answers RESOURCE_EXHAUSTED itself; the executor's queue is bounded.
     self._server = grpc.server(
-        concurrent.futures.ThreadPoolExecutor(max_workers=max_workers,
-                                              thread_name_prefix="grpc"),
-        options=options)
+        concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+        interceptors=[self.guard], options=options, maximum_concurrent_rpcs=2 * threads)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(self.watchers, self.limits), self._server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelServicer(self.watchers), self._server)
     self._server.add_generic_rpc_handlers((health.health_handler(self.health),))
-    self.port = self._server.add_insecure_port(f"{host}:{port}")
+    address = f"{host}:{port}"
+    self.port = (self._server.add_secure_port(address, credentials) if credentials
+                 else self._server.add_insecure_port(address))
     if self.port == 0:
-      raise OSError(f"cannot bind {host}:{port}")
+      raise OSError(f"cannot bind {address}")
+    if not _is_loopback(host) and (credentials is None or token is None):
+      _LOG.warning("listening on %s without %s: anyone who can reach the port can %s",
+                   address, "TLS" if credentials is None else "a token",
+                   "read and call it" if credentials is None else "call it")
     self._stopped = threading.Event()
 
   @property
@@ -341,6 +383,17 @@ class ModelServer:
     self.stop(grace=1.0)
 
 
+def _is_loopback(host: str) -> bool:
+  return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
+def _positive(text: str) -> int:
+  value = int(text)
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+  return value
+
+
 def _version_label(text: str):
   label, sep, version = text.partition("=")
   if not sep or not label or not version.isdigit():
@@ -360,12 +413,43 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--model-name", default=contract.MODEL_NAME,
                       help="with --model-base-path: the name clients use")
   parser.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one")
-  parser.add_argument("--host", default="0.0.0.0", help="address to bind (127.0.0.1: local only)")
+  parser.add_argument("--host", default=LOOPBACK,
+                      help="address to bind (default: %(default)s, this machine only; "
+                           "0.0.0.0 or :: for all interfaces, with TLS and a token)")
   parser.add_argument("--poll-seconds", type=float, default=2.0,
                       help="pause between two scans of the base path for new versions")
-  parser.add_argument("--max-batch-size", type=int, default=validation.Limits.max_batch_size)
-  parser.add_argument("--max-history-length", type=int,
-                      default=validation.Limits.max_history_length)
+  limits = parser.add_argument_group(
+      "request limits", "a request beyond one is refused (INVALID_ARGUMENT; RESOURCE_"
+      "EXHAUSTED for --max-request-bytes and --max-concurrent-requests) before any "
+      "input is materialised")
+  limits.add_argument("--max-request-bytes", type=_positive, default=DEFAULT_MAX_REQUEST_BYTES,
+                      help="largest serialized request (default: %(default)s)")
+  limits.add_argument("--max-batch-size", type=_positive,
+                      default=validation.Limits.max_batch_size,
+                      help="rows of 'history' per request (default: %(default)s)")
+  limits.add_argument("--max-history-length", type=_positive,
+                      default=validation.Limits.max_history_length,
+                      help="columns of 'history', padding included (default: %(default)s)")
+  limits.add_argument("--max-elements", type=_positive, default=validation.Limits.max_elements,
+                      help="values of any one input, e.g. rows x columns of 'history' "
+                           "(default: %(default)s)")
+  limits.add_argument("--max-id-bytes", type=_positive, default=validation.Limits.max_id_bytes,
+                      help="bytes of one item id (default: %(default)s)")
+  limits.add_argument("--max-concurrent-requests", type=_positive,
+                      default=DEFAULT_MAX_CONCURRENT_REQUESTS,
+                      help="Predict/GetModelMetadata calls running at once; one more is "
+                           "refused at once, not queued (default: %(default)s)")
+  access = parser.add_argument_group(
+      "access", "stock TF Serving has neither: protect it at the network "
+                "(serving/deploy/kubernetes.yaml)")
+  access.add_argument("--tls-cert", help="server certificate chain (PEM): serve TLS only")
+  access.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
+  access.add_argument("--tls-client-ca",
+                      help="CA certificates (PEM): require a client certificate signed by one")
+  access.add_argument("--token-file",
+                      help=f"file holding the bearer token every call must carry "
+                           f"(metadata 'authorization: Bearer <token>'); default: "
+                           f"${security.TOKEN_ENV} if set, else no token")
   parser.add_argument("--empty-history", choices=servable_lib.FALLBACK_MODES,
                       default=servable_lib.FALLBACK_POPULARITY,
                       help="rows without a known item: the k most popular items "
@@ -373,30 +457,38 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--version-label", type=_version_label, action="append", default=[],
                       help="with --model-base-path: LABEL=VERSION for "
                            "ModelSpec.version_label, repeatable")
-  parser.add_argument("--max-workers", type=int, default=8, help="gRPC handler threads")
   parser.add_argument("--grace-seconds", type=float, default=5.0,
                       help="on SIGTERM/SIGINT, how long running calls may finish")
   args = parser.parse_args(argv)
   if args.model_config_file and args.version_label:
     parser.error("--version-label goes with --model-base-path; put labels in the config file")
+  if (args.tls_cert is None) != (args.tls_key is None):
+    parser.error("--tls-cert and --tls-key go together")
+  if args.tls_client_ca and not args.tls_cert:
+    parser.error("--tls-client-ca needs --tls-cert and --tls-key")
   return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  if args.model_config_file:
-    try:
+  try:
+    if args.model_config_file:
       models = read_model_config(args.model_config_file)
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-  else:
-    models = [ModelSource(args.model_name, args.model_base_path, dict(args.version_label))]
+    else:
+      models = [ModelSource(args.model_name, args.model_base_path, dict(args.version_label))]
+    token = security.read_token(args.token_file)
+    credentials = (security.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+                   if args.tls_cert else None)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   server = ModelServer(
       models=models, port=args.port, host=args.host, poll_seconds=args.poll_seconds,
-      limits=validation.Limits(args.max_batch_size, args.max_history_length),
-      fallback=args.empty_history, max_workers=args.max_workers)
+      limits=validation.Limits(args.max_batch_size, args.max_history_length,
+                               args.max_elements, args.max_id_bytes),
+      fallback=args.empty_history, max_concurrent_requests=args.max_concurrent_requests,
+      max_request_bytes=args.max_request_bytes, token=token, credentials=credentials)
   stop = threading.Event()
 
   def on_signal(signum, frame):

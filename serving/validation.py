@@ -1,12 +1,13 @@
 """Checks a Predict request before any model runs; bad input becomes a clear gRPC error.
 
-Every check raises ``RequestError`` whose message names the signature, the input and
-what was expected, e.g. ``serving_default: input 'k' must be an int32 scalar (shape
-[]), got shape [2]``. The server turns it into the gRPC status ``code``.
+Dtype, declared shape, size limits and id lengths are checked on the request proto
+before any input is materialised. Every check raises ``RequestError`` naming the
+signature, the input and what was expected; the server turns it into ``code``.
 """
 
 import dataclasses
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+import math
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import grpc
 import numpy as np
@@ -31,9 +32,11 @@ class Limits:
   """Largest request the server accepts (bigger ones get INVALID_ARGUMENT)."""
   max_batch_size: int = 1024         # rows of ``history``
   max_history_length: int = 1000     # columns of ``history`` (padding included)
+  max_elements: int = 262144         # values of any one input (rows x columns)
+  max_id_bytes: int = 256            # bytes of one string value (an item id)
 
   def __post_init__(self):
-    if self.max_batch_size < 1 or self.max_history_length < 1:
+    if min(dataclasses.astuple(self)) < 1:
       raise ValueError(f"Limits must be >= 1, got {self}")
 
 
@@ -64,52 +67,75 @@ def check_input_names(signature_name: str, expected: Iterable[str],
       f"{sorted(expected)}")
 
 
+def _refuse(message: str) -> RequestError:
+  return RequestError(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def declared_shape(signature_name: str, name: str,
+                   proto: tensor_pb2.TensorProto) -> List[int]:
+  """The dimensions ``proto`` declares; they must all be known (>= 0)."""
+  if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
+    raise _refuse(f"{signature_name}: input '{name}' must have a fully known shape, got "
+                  f"{tf.TensorShape(proto.tensor_shape)}")
+  return [d.size for d in proto.tensor_shape.dim]
+
+
+def check_history(signature_name: str, shape: Sequence[int], limits: Limits) -> None:
+  """``history`` (declared rank 2) must fit the server's row and column limits."""
+  batch, length = shape
+  if batch > limits.max_batch_size:
+    raise _refuse(f"{signature_name}: input '{contract.INPUT_HISTORY}' has {batch} rows; "
+                  f"this server accepts at most {limits.max_batch_size} per request")
+  if length > limits.max_history_length:
+    raise _refuse(f"{signature_name}: input '{contract.INPUT_HISTORY}' has {length} "
+                  f"columns; this server accepts histories of at most "
+                  f"{limits.max_history_length} items")
+
+
+def check_size(signature_name: str, name: str, proto: tensor_pb2.TensorProto,
+               shape: Sequence[int], limits: Limits) -> None:
+  """Declared element count and string value lengths within ``limits``; no copy made."""
+  elements = 0 if 0 in shape else math.prod(shape)
+  if elements > limits.max_elements:
+    raise _refuse(f"{signature_name}: input '{name}' declares {elements} values; this "
+                  f"server accepts at most {limits.max_elements} per input")
+  if proto.dtype != types_pb2.DT_STRING:
+    return
+  if len(proto.string_val) > elements:
+    raise _refuse(f"{signature_name}: input '{name}' holds {len(proto.string_val)} values "
+                  f"for shape {_shape_text(shape)}")
+  longest = max(map(len, proto.string_val), default=0)
+  if longest > limits.max_id_bytes:
+    raise _refuse(f"{signature_name}: input '{name}' holds a value of {longest} bytes; "
+                  f"this server accepts ids of at most {limits.max_id_bytes} bytes")
+
+
 def tensor_to_array(signature_name: str, name: str, proto: tensor_pb2.TensorProto,
-                    spec: tf.TensorSpec) -> np.ndarray:
-  """Converts one request tensor after checking its dtype and shape against ``spec``."""
+                    spec: tf.TensorSpec, limits: Limits) -> np.ndarray:
+  """Converts one request tensor after checking dtype, declared shape and size.
+
+  Nothing is allocated for the tensor before every check has passed.
+  """
   expected_dtype = spec.dtype.as_datatype_enum
   if proto.dtype != expected_dtype:
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{name}' must be {spec.dtype.name} "
-        f"({_dtype_name(expected_dtype)}), got {_dtype_name(proto.dtype)}")
-  if proto.tensor_shape.unknown_rank or any(d.size < 0 for d in proto.tensor_shape.dim):
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{name}' must have a fully known shape, got "
-        f"{tf.TensorShape(proto.tensor_shape)}")
+    raise _refuse(f"{signature_name}: input '{name}' must be {spec.dtype.name} "
+                  f"({_dtype_name(expected_dtype)}), got {_dtype_name(proto.dtype)}")
+  shape = declared_shape(signature_name, name, proto)
+  expected_shape = spec.shape
+  if expected_shape.rank is not None and (
+      len(shape) != expected_shape.rank or not expected_shape.is_compatible_with(shape)):
+    raise _refuse(f"{signature_name}: input '{name}' must have shape "
+                  f"{_shape_text(expected_shape.as_list())} (rank {expected_shape.rank}), "
+                  f"got shape {_shape_text(shape)}")
+  if name == contract.INPUT_HISTORY and len(shape) == 2:
+    check_history(signature_name, shape, limits)
+  check_size(signature_name, name, proto, shape, limits)
   try:
     array = tf.make_ndarray(proto)
   except Exception as e:  # pylint: disable=broad-except
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{name}' is not a valid {spec.dtype.name} tensor of "
-        f"shape {_shape_text(d.size for d in proto.tensor_shape.dim)}: {e}") from e
-  expected_shape = spec.shape
-  if expected_shape.rank is not None and (
-      array.ndim != expected_shape.rank or
-      not expected_shape.is_compatible_with(array.shape)):
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{name}' must have shape "
-        f"{_shape_text(expected_shape.as_list())} (rank {expected_shape.rank}), got "
-        f"shape {_shape_text(array.shape)}")
+    raise _refuse(f"{signature_name}: input '{name}' is not a valid {spec.dtype.name} "
+                  f"tensor of shape {_shape_text(shape)}") from e
   return array
-
-
-def check_history(signature_name: str, history: np.ndarray, limits: Limits) -> None:
-  """``history`` (already rank 2) must fit the server's size limits."""
-  batch, length = history.shape
-  if batch > limits.max_batch_size:
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{contract.INPUT_HISTORY}' has {batch} rows; this "
-        f"server accepts at most {limits.max_batch_size} per request")
-  if length > limits.max_history_length:
-    raise RequestError(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"{signature_name}: input '{contract.INPUT_HISTORY}' has {length} columns; "
-        f"this server accepts histories of at most {limits.max_history_length} items")
 
 
 def check_k(signature_name: str, k: np.ndarray, num_items: int) -> None:
@@ -148,7 +174,7 @@ def request_arrays(signature_name: str, inputs: Mapping[str, tensor_pb2.TensorPr
     signature_name: the signature the request runs (for messages).
     inputs: the request's ``inputs`` map.
     specs: the signature's input TensorSpecs by name.
-    limits: size limits for ``history``.
+    limits: size limits (rows and columns of ``history``, values, id bytes).
     num_items: catalogue size, the largest valid ``k``.
 
   Returns:
@@ -160,9 +186,7 @@ def request_arrays(signature_name: str, inputs: Mapping[str, tensor_pb2.TensorPr
   check_input_names(signature_name, specs, inputs)
   arrays = {}
   for name in sorted(specs):
-    arrays[name] = tensor_to_array(signature_name, name, inputs[name], specs[name])
-  if contract.INPUT_HISTORY in arrays and arrays[contract.INPUT_HISTORY].ndim == 2:
-    check_history(signature_name, arrays[contract.INPUT_HISTORY], limits)
+    arrays[name] = tensor_to_array(signature_name, name, inputs[name], specs[name], limits)
   if contract.INPUT_K in arrays and arrays[contract.INPUT_K].ndim == 0:
     check_k(signature_name, arrays[contract.INPUT_K], num_items)
   return arrays

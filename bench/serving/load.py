@@ -14,7 +14,8 @@ subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stoc
 Transformer encoder (``EncoderConfig`` defaults) over N synthetic items, exact
 top-k; with ``--scann`` its ScaNN variant (``trainer.scann_export``) instead.
 ``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
-Histories are drawn uniformly from the served catalogue.
+Histories are drawn uniformly from the served catalogue. The server it starts admits
+as many concurrent calls as the highest ``--concurrency`` (none is refused).
 
 For each concurrency level (default 1, 8, 32) it runs a short warm-up, then sends
 ``--requests`` requests from that many threads, each with its own client and
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -68,16 +69,23 @@ def git_commit(repo_root: str = testing.REPO_ROOT) -> str:
   """
   git_dir = os.path.join(repo_root, ".git")
   try:
+    if os.path.isfile(git_dir):   # a worktree: ".git" names its own git directory
+      with open(git_dir, encoding="utf-8") as f:
+        git_dir = os.path.join(repo_root, f.read().strip().partition("gitdir: ")[2])
+    common_dir = git_dir          # where the refs are (a worktree shares its repo's)
+    if os.path.exists(os.path.join(git_dir, "commondir")):
+      with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
+        common_dir = os.path.join(git_dir, f.read().strip())
     with open(os.path.join(git_dir, "HEAD"), encoding="utf-8") as f:
       head = f.read().strip()
     if not head.startswith("ref: "):
       return head
     ref = head[len("ref: "):]
-    ref_file = os.path.join(git_dir, ref)
+    ref_file = os.path.join(common_dir, ref)
     if os.path.exists(ref_file):
       with open(ref_file, encoding="utf-8") as f:
         return f.read().strip()
-    with open(os.path.join(git_dir, "packed-refs"), encoding="utf-8") as f:
+    with open(os.path.join(common_dir, "packed-refs"), encoding="utf-8") as f:
       for line in f:
         parts = line.split()
         if len(parts) == 2 and parts[1] == ref:
@@ -242,6 +250,32 @@ def _export_encoder_model(args: argparse.Namespace, scratch: str) -> str:
       model.encoder_config.max_seq_len, export_dir)
 
 
+def export_model(args: argparse.Namespace, scratch: str, seed: int = 0) -> Tuple[str, str]:
+  """Exports the model of ``--toy-items`` or ``--encoder-items [--scann]`` into
+  ``scratch``: (SavedModel folder, description)."""
+  if args.toy_items:
+    export = toy_model.export_toy_model(os.path.join(scratch, f"toy-{seed}"), args.toy_items,
+                                        args.toy_dim, seed=seed)
+    return export, f"toy model, {args.toy_items} items, dim {args.toy_dim}"
+  return _export_encoder_model(args, scratch), (
+      f"bench.serving.bench_model: untrained Transformer encoder (EncoderConfig "
+      f"defaults), {args.encoder_items} items, "
+      f"{'ScaNN variant' if args.scann else 'exact top-k'}")
+
+
+def server_args(max_concurrency: int) -> List[str]:
+  """``serving.server`` flags for a load of ``max_concurrency`` callers: none refused."""
+  return ["--max-concurrent-requests", str(max_concurrency)]
+
+
+def sample_histories(catalogue: List[str], batch_size: int, history_length: int,
+                     seed: int, count: int = 256) -> List[List[List[str]]]:
+  """``count`` request batches of uniformly drawn catalogue items."""
+  rng = np.random.default_rng(seed)
+  return [[[catalogue[i] for i in rng.integers(0, len(catalogue), history_length)]
+           for _ in range(batch_size)] for _ in range(count)]
+
+
 def run(args: argparse.Namespace) -> Dict[str, object]:
   """Starts a server if needed, runs every concurrency level; returns the report."""
   load_before = os.getloadavg()[0]
@@ -251,28 +285,20 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     if args.server:
       target = args.server
     else:
-      if args.toy_items:
-        export = toy_model.export_toy_model(os.path.join(scratch, "toy"), args.toy_items,
-                                            args.toy_dim)
+      if args.toy_items or args.encoder_items:
+        export, model_desc = export_model(args, scratch)
         base = _base_path(export, scratch)
-        model_desc = f"toy model, {args.toy_items} items, dim {args.toy_dim}"
-      elif args.encoder_items:
-        base = _base_path(_export_encoder_model(args, scratch), scratch)
-        model_desc = (f"bench.serving.bench_model: untrained Transformer encoder (EncoderConfig "
-                      f"defaults), {args.encoder_items} items, "
-                      f"{'ScaNN variant' if args.scann else 'exact top-k'}")
       else:
         base = _base_path(args.model_path, scratch)
         model_desc = os.path.abspath(args.model_path)
-      process = testing.ServerProcess.local(base, args.model_name, poll_seconds=30.0)
+      process = testing.ServerProcess.local(base, args.model_name, poll_seconds=30.0,
+                                            extra_args=server_args(max(args.concurrency)))
       process.start(timeout=900)
       target = process.target
     try:
       with client_lib.RecommenderClient(target, args.model_name, args.timeout) as client:
         catalogue = client.catalogue()
-      rng = np.random.default_rng(args.seed)
-      histories = [[[catalogue[i] for i in rng.integers(0, len(catalogue), args.history_length)]
-                    for _ in range(args.batch_size)] for _ in range(256)]
+      histories = sample_histories(catalogue, args.batch_size, args.history_length, args.seed)
       results = []
       for concurrency in args.concurrency:
         summary = run_level(target, args.model_name, histories, args.k, concurrency,

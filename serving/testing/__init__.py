@@ -4,7 +4,8 @@ The toy SavedModel they serve lives in ``serving.testing.toy_model``.
 ``push_version`` lands a version the way the Pusher does (copy to a hidden staging
 folder, then one rename), so a polling server never sees half a folder.
 ``ServerProcess`` runs ``python -m serving.server`` or ``tensorflow_model_server``
-on loopback and stops it with SIGTERM.
+on loopback and stops it with SIGTERM. ``GatedServable`` holds calls inside a
+server until released; ``bad_predict_requests`` are requests it must refuse.
 """
 
 import os
@@ -19,8 +20,15 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import grpc
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+from tensorflow.core.framework import tensor_shape_pb2
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+
+from serving import contract
 
 LOOPBACK = "127.0.0.1"
 TF_MODEL_SERVER = "tensorflow_model_server"
@@ -48,6 +56,61 @@ def push_broken_version(base_path: str, version: int) -> str:
   final = os.path.join(base_path, str(version))
   os.rename(staging, final)
   return final
+
+
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+
+
+def raw_predict(channel: grpc.Channel) -> grpc.UnaryUnaryMultiCallable:
+  """``Predict`` taking and returning serialized bytes (for requests no stub can build)."""
+  return channel.unary_unary(PREDICT_METHOD)
+
+
+def string_tensor(values: List[bytes], shape: List[int]) -> tensor_pb2.TensorProto:
+  """A DT_STRING TensorProto that declares ``shape`` and holds ``values`` as given."""
+  return tensor_pb2.TensorProto(
+      dtype=types_pb2.DT_STRING, string_val=values,
+      tensor_shape=tensor_shape_pb2.TensorShapeProto(
+          dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in shape]))
+
+
+def predict_request(model_name: str, history: tensor_pb2.TensorProto,
+                    k: int = 5) -> predict_pb2.PredictRequest:
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.inputs[contract.INPUT_HISTORY].CopyFrom(history)
+  request.inputs[contract.INPUT_K].CopyFrom(tf.make_tensor_proto(k, tf.int32))
+  return request
+
+
+def with_raw_model_name(request: predict_pb2.PredictRequest, name: bytes) -> bytes:
+  """``request`` serialized with ``model_spec.name`` replaced by ``name`` (any bytes,
+  e.g. invalid UTF-8, which no protobuf library will set)."""
+  placeholder = "\x01" * len(name)
+  request = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+  request.model_spec.name = placeholder
+  data = request.SerializeToString()
+  assert data.count(placeholder.encode()) == 1
+  return data.replace(placeholder.encode(), name)
+
+
+def bad_predict_requests(model_name: str) -> Dict[str, bytes]:
+  """Serialized Predict requests that ``serving.server`` must refuse with
+  INVALID_ARGUMENT, cheaply, by kind (the issue-19 drills among them)."""
+  one_item = string_tensor([b"item"], [1, 1])
+  return {
+      # 1024 x 100000 declared, one value sent: the server must not materialise it.
+      "huge-declared-shape": predict_request(
+          model_name, string_tensor([b"x"], [1024, 100000])).SerializeToString(),
+      "non-utf8-model-name": with_raw_model_name(
+          predict_request(model_name, one_item), b"\xff\xfe"),
+      "oversize-id": predict_request(
+          model_name, string_tensor([b"i" * 65536], [1, 1])).SerializeToString(),
+      "zero-k": predict_request(model_name, one_item, k=0).SerializeToString(),
+      "int-history": predict_request(
+          model_name, tf.make_tensor_proto([[1, 2]], tf.int32)).SerializeToString(),
+      "not-a-protobuf": b"\xff\xff\xff\xff",
+  }
 
 
 def free_port() -> int:
@@ -124,6 +187,10 @@ class ServerProcess:
   def target(self) -> str:
     return f"{LOOPBACK}:{self.port}"
 
+  @property
+  def pid(self) -> Optional[int]:
+    return self._process.pid if self._process is not None else None
+
   def _read_output(self):
     for line in self._process.stdout:
       self.output.append(line)
@@ -172,6 +239,40 @@ class ServerProcess:
 
   def __exit__(self, *exc) -> None:
     self.stop()
+
+
+class GatedServable:
+  """Wraps a servable: ``validate`` waits until ``release()``; counts calls.
+
+  Holds a server's request slots for tests of the concurrency cap, deadlines and
+  cancellation: ``waiting`` calls have entered ``validate``, ``runs`` calls reached
+  the model. Everything else is the wrapped servable's.
+  """
+
+  def __init__(self, servable: Any, max_wait: float = 60.0):
+    self._servable = servable
+    self._gate = threading.Event()
+    self._lock = threading.Lock()
+    self._max_wait = max_wait
+    self.waiting = 0
+    self.runs = 0
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._servable, name)
+
+  def release(self) -> None:
+    self._gate.set()
+
+  def validate(self, *args, **kwargs):
+    with self._lock:
+      self.waiting += 1
+    self._gate.wait(self._max_wait)
+    return self._servable.validate(*args, **kwargs)
+
+  def run(self, *args, **kwargs):
+    with self._lock:
+      self.runs += 1
+    return self._servable.run(*args, **kwargs)
 
 
 class BackgroundRequests:

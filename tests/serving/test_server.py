@@ -1,5 +1,6 @@
 """serving.server on the toy model (serving.testing.toy_model): fast, in-process, loopback only."""
 
+import dataclasses
 import os
 import shutil
 import threading
@@ -592,6 +593,17 @@ def test_kubernetes_manifest_mounts_a_valid_model_config(tmp_path):
   assert f"--model_config_file={mount}/models.config" in container["args"]
 
 
+def test_kubernetes_manifest_keeps_tf_serving_off_the_open_network():
+  yaml = pytest.importorskip("yaml")
+  with open(os.path.join(os.path.dirname(DEPLOY_CONFIG), "kubernetes.yaml")) as f:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(f)}
+  assert docs["Service"]["spec"].get("type", "ClusterIP") == "ClusterIP"
+  policy = docs["NetworkPolicy"]["spec"]
+  assert policy["podSelector"] == docs["Deployment"]["spec"]["selector"]
+  assert policy["policyTypes"] == ["Ingress"]
+  assert all(rule.get("from") for rule in policy["ingress"])   # never "from anywhere"
+
+
 def test_server_cli_refuses_a_bad_config_file(tmp_path, capsys):
   path = tmp_path / "models.config"
   path.write_text("model_config_list {}")
@@ -687,3 +699,230 @@ def test_watcher_waits_for_a_base_path_that_does_not_exist_yet(tmp_path):
   # An emptied base path keeps the current version serving.
   shutil.rmtree(base)
   assert not watcher.poll_once() and watcher.servable(version=7).version == 7
+
+
+# Issue 19 drills: a server safe to expose.
+
+def _spy_materialise(monkeypatch, max_elements=10000):
+  """Counts tf.make_ndarray calls on tensors declaring more than ``max_elements``
+  values, and refuses them (as if the allocation had failed)."""
+  oversized, real = [], tf.make_ndarray
+
+  def spy(proto):
+    elements = int(np.prod([d.size for d in proto.tensor_shape.dim]))
+    if elements > max_elements:
+      oversized.append(elements)
+      raise MemoryError("test spy: a huge tensor was materialised")
+    return real(proto)
+
+  monkeypatch.setattr(tf, "make_ndarray", spy)
+  return oversized
+
+
+@pytest.mark.parametrize("shape, message", [
+    ([1024, 100000], "has 1024 rows; this server accepts at most 16"),   # the drill
+    ([16, 100000], "has 100000 columns; this server accepts histories of at most 20"),
+    ([100000, 3], "has 100000 rows; this server accepts at most 16"),
+    ([3, 2 ** 40], "has 1099511627776 columns"),
+])
+def test_huge_declared_shape_is_refused_before_anything_is_materialised(
+    channel, monkeypatch, shape, message):
+  oversized = _spy_materialise(monkeypatch)
+  request = testing.predict_request(MODEL, testing.string_tensor([b"x"], shape))
+  assert request.ByteSize() < 100
+  with pytest.raises(grpc.RpcError) as error:
+    _predict(channel, request)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert message in error.value.details()
+  assert oversized == []
+
+
+def test_total_values_beyond_the_limit_are_refused_before_materialising(
+    toy_exports, tmp_path, monkeypatch):
+  base = tmp_path / MODEL
+  testing.push_version(toy_exports[0], str(base), 1)
+  server = _start(base, limits=validation.Limits(16, 20, max_elements=100))
+  oversized = _spy_materialise(monkeypatch, max_elements=100)
+  try:
+    with grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}") as ch:
+      with pytest.raises(grpc.RpcError) as error:   # 16 x 20 fits rows and columns
+        _predict(ch, testing.predict_request(MODEL, testing.string_tensor([b"x"], [16, 20])))
+      assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+      assert "declares 320 values; this server accepts at most 100" in error.value.details()
+      assert _predict(ch, _request([["item_1"] * 10] * 10, 3))[1][
+          contract.OUTPUT_ITEM_IDS].shape == (10, 3)
+  finally:
+    server.stop(grace=1)
+  assert oversized == []
+
+
+def test_oversize_item_id_is_invalid_argument(channel):
+  for size in (validation.Limits().max_id_bytes + 1, 1024 * 1024):
+    with pytest.raises(grpc.RpcError) as error:
+      _predict(channel, _request([["item_1", "i" * size]], 3))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (f"holds a value of {size} bytes; this server accepts ids of at most "
+            f"{validation.Limits().max_id_bytes} bytes") in error.value.details()
+  _predict(channel, _request([["i" * validation.Limits().max_id_bytes]], 3))   # at the limit
+
+
+def test_request_beyond_max_request_bytes_is_refused_by_grpc(channel):
+  with pytest.raises(grpc.RpcError) as error:
+    _predict(channel, _request([["i" * (server_lib.DEFAULT_MAX_REQUEST_BYTES + 1)]], 3))
+  assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_more_values_than_the_declared_shape_is_invalid_argument(channel, monkeypatch):
+  oversized = _spy_materialise(monkeypatch, max_elements=2)
+  with pytest.raises(grpc.RpcError) as error:
+    _predict(channel, testing.predict_request(
+        MODEL, testing.string_tensor([b"item_1"] * 5, [1, 2])))
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert "holds 5 values for shape [1, 2]" in error.value.details()
+  assert oversized == []
+
+
+@pytest.mark.parametrize("method, request_class", [
+    ("/tensorflow.serving.PredictionService/Predict", predict_pb2.PredictRequest),
+    ("/tensorflow.serving.PredictionService/GetModelMetadata",
+     get_model_metadata_pb2.GetModelMetadataRequest),
+    ("/tensorflow.serving.ModelService/GetModelStatus",
+     get_model_status_pb2.GetModelStatusRequest),
+])
+def test_non_utf8_model_name_is_invalid_argument_without_a_traceback(
+    channel, caplog, method, request_class):
+  request = request_class()
+  request.model_spec.name = "x"
+  if request_class is predict_pb2.PredictRequest:
+    data = testing.with_raw_model_name(_request([["item_1"]], 3), b"seq\xffrec")
+  else:
+    data = request.SerializeToString().replace(b"\x01x", b"\x02\xff\xfe")
+  with pytest.raises(grpc.RpcError) as error:
+    channel.unary_unary(method)(data, timeout=10)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+  assert "not a valid protocol buffer" in error.value.details()
+  assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+@pytest.mark.parametrize("kind", sorted(testing.bad_predict_requests(MODEL)))
+def test_every_bad_request_of_the_soak_is_invalid_argument(channel, kind):
+  with pytest.raises(grpc.RpcError) as error:
+    testing.raw_predict(channel)(testing.bad_predict_requests(MODEL)[kind], timeout=10)
+  assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, error.value.details()
+
+
+def test_error_messages_name_no_server_path(toy_exports, tmp_path, caplog):
+  base = tmp_path / MODEL
+  testing.push_version(toy_exports[0], str(base), 1)
+  server = _start(base)
+  servable = server.watcher.servable()
+  failures = iter([tf.errors.NotFoundError(None, None, f"{base}/1/variables: no such file"),
+                   RuntimeError(f"cannot open {base}/1/assets/vocab")])
+
+  def failing_run(*args, **kwargs):
+    raise next(failures)
+
+  servable.run = failing_run
+  try:
+    with grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}") as ch:
+      testing.push_broken_version(str(base), 2)
+      assert testing.wait_for(lambda: 2 in server.watcher.version_states() and
+                              server.watcher.version_states()[2].state == "END", timeout=30)
+      status = {s.version: s for s in _status(ch).model_version_status}[2]
+      assert "saved_model.pb is not a SavedModel" in status.status.error_message
+      messages = [status.status.error_message]
+      for code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INTERNAL):
+        with pytest.raises(grpc.RpcError) as error:
+          _predict(ch, _request([["item_1"]], 3))
+        assert error.value.code() == code
+        messages.append(error.value.details())
+  finally:
+    server.stop(grace=1)
+  assert messages[2] == "internal error; the server log has the details"
+  for message in messages:
+    assert str(tmp_path) not in message and "/" not in message.replace(".../", ""), message
+  # The operator still gets the details.
+  assert any(str(base) in r.getMessage() for r in caplog.records)
+
+
+def _gated_server(toy_exports, tmp_path, **kwargs):
+  base = tmp_path / MODEL
+  testing.push_version(toy_exports[0], str(base), 1)
+  loader = lambda path, version: testing.GatedServable(servable_lib.Servable(path, version))
+  server = _start(base, loader=loader, **kwargs)
+  return server, server.watcher.servable()
+
+
+def test_calls_beyond_the_concurrency_cap_get_resource_exhausted(toy_exports, tmp_path):
+  server, gated = _gated_server(toy_exports, tmp_path, max_concurrent_requests=2)
+  ch = grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}")
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+  try:
+    held = [stub.Predict.future(_request([["item_1"]], 3), timeout=60) for _ in range(2)]
+    assert testing.wait_for(lambda: gated.waiting == 2, timeout=30)
+    with pytest.raises(grpc.RpcError) as error:
+      _predict(ch, _request([["item_1"]], 3), timeout=10)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "busy" in error.value.details()
+    assert gated.waiting == 2   # refused at once, not queued
+    # Status and health stay answerable while every slot is taken.
+    assert health.check(ch) == health.SERVING
+    assert _status(ch).model_version_status[0].version == 1
+    gated.release()
+    assert [f.result(timeout=30).model_spec.version.value for f in held] == [1, 1]
+    assert _predict(ch, _request([["item_1"]], 3))[0].model_spec.version.value == 1
+  finally:
+    gated.release()
+    ch.close()
+    server.stop(grace=1)
+
+
+@pytest.mark.parametrize("ending", ["deadline", "cancel"])
+def test_a_call_that_ended_while_waiting_runs_no_model(toy_exports, tmp_path, ending):
+  server, gated = _gated_server(toy_exports, tmp_path)
+  ch = grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}")
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(ch)
+  try:
+    future = stub.Predict.future(_request([["item_1"]], 3),
+                                 timeout=1.0 if ending == "deadline" else 60)
+    assert testing.wait_for(lambda: gated.waiting == 1, timeout=30)
+    if ending == "cancel":
+      future.cancel()
+    with pytest.raises((grpc.RpcError, grpc.FutureCancelledError)):
+      future.result(timeout=30)
+    gated.release()
+    assert testing.wait_for(lambda: server.guard.active() == 0, timeout=30)
+    assert gated.runs == 0
+  finally:
+    gated.release()
+    ch.close()
+    server.stop(grace=1)
+
+
+def test_unserved_methods_are_unimplemented_without_a_traceback(channel, caplog):
+  with pytest.raises(grpc.RpcError) as error:
+    channel.unary_unary("/tensorflow.serving.PredictionService/Classify")(b"", timeout=10)
+  assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+  assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_default_bind_address_is_loopback(tmp_path):
+  args = server_lib.parse_args(["--model-base-path", str(tmp_path)])
+  assert args.host == "127.0.0.1"
+  server = server_lib.ModelServer(MODEL, str(tmp_path), port=0)
+  try:
+    assert server.host == "127.0.0.1"
+  finally:
+    server.stop(grace=0)
+  assert server_lib.parse_args(["--model-base-path", str(tmp_path), "--host",
+                                "0.0.0.0"]).host == "0.0.0.0"
+
+
+def test_limits_are_server_flags_with_defaults(tmp_path):
+  args = server_lib.parse_args(["--model-base-path", str(tmp_path)])
+  assert (args.max_batch_size, args.max_history_length, args.max_elements,
+          args.max_id_bytes) == dataclasses.astuple(validation.Limits())
+  assert args.max_request_bytes == server_lib.DEFAULT_MAX_REQUEST_BYTES
+  assert args.max_concurrent_requests == server_lib.DEFAULT_MAX_CONCURRENT_REQUESTS
+  with pytest.raises(SystemExit):
+    server_lib.parse_args(["--model-base-path", str(tmp_path), "--max-id-bytes", "0"])

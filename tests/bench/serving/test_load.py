@@ -70,3 +70,18 @@ def test_scann_flag_needs_the_encoder_model(capsys):
   with pytest.raises(SystemExit):
     load.parse_args(["--toy-items", "10", "--scann"])
   assert "--scann goes with --encoder-items" in capsys.readouterr().err
+
+
+def test_git_commit_is_read_in_a_worktree_too(tmp_path):
+  commit = "ab" * 20
+  main_git = tmp_path / "main" / ".git"
+  (main_git / "refs" / "heads").mkdir(parents=True)
+  (main_git / "refs" / "heads" / "topic").write_text(commit + "\n")
+  worktree_git = main_git / "worktrees" / "wt"
+  worktree_git.mkdir(parents=True)
+  (worktree_git / "HEAD").write_text("ref: refs/heads/topic\n")
+  (worktree_git / "commondir").write_text("../..\n")
+  (tmp_path / "wt").mkdir()
+  (tmp_path / "wt" / ".git").write_text(f"gitdir: {worktree_git}\n")
+  assert load.git_commit(str(tmp_path / "wt")) == commit
+  assert load.git_commit(str(tmp_path / "nothing")) == "unknown"
