@@ -1,24 +1,6 @@
 """Watches a model base path and serves its newest version, as TF Serving does.
 
-``<base_path>/<version>/`` folders with numeric names are versions; anything else
-(e.g. the Pusher's ``.tmp-<version>`` staging folders) is ignored. Policy: latest,
-one version (TF Serving's default ``latest { num_versions: 1 }``):
-
-* the aspired version is the highest numeric folder; when it differs from the
-  served one it is loaded in the watcher's background thread while the current
-  version keeps serving, then swapped in with one reference assignment; requests
-  already running finish on the version they started with;
-* a version that fails to load is logged and reported as END with the error; the
-  current version keeps serving. It is retried only once the folder changes
-  (any file's name, size or modification time), so a broken folder is not
-  reloaded on every poll, while one copied non-atomically (``saved_model.pb``
-  before ``variables/``, as ``cp -r`` and ``rsync`` do) is loaded once complete;
-* removing the served folder rolls back to the highest remaining one;
-* deviation from TF Serving: if the base path becomes empty or unreadable, the
-  current version keeps serving (TF Serving would unload it) and a warning is logged.
-
-Version states follow ``GetModelStatus``: START -> LOADING -> AVAILABLE ->
-UNLOADING -> END, or LOADING -> END with an error.
+The version policy and its one deviation: docs/serving.md, "The local server".
 """
 
 import dataclasses

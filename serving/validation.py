@@ -1,9 +1,4 @@
-"""Checks a Predict request before any model runs; bad input becomes a clear gRPC error.
-
-Every check raises ``RequestError`` whose message names the signature, the input and
-what was expected, e.g. ``serving_default: input 'k' must be an int32 scalar (shape
-[]), got shape [2]``. The server turns it into the gRPC status ``code``.
-"""
+"""Checks a Predict request before any model runs; bad input becomes a clear gRPC error."""
 
 import dataclasses
 from typing import Dict, Iterable, Mapping, Optional, Sequence
