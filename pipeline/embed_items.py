@@ -1,13 +1,6 @@
 """Embeds every item's text with a pretrained sentence Transformer, or takes precomputed vectors.
 
-    python -m pipeline.embed_items --items outputs/ml-latest/data/items/items.csv --out DIR
-    python -m pipeline.embed_items --dataset unisrec --data-dir ../shared/data/scientific --out DIR
-    python -m pipeline.embed_items --items items.csv --encoder path/to/multilingual-model --out DIR
-    python -m pipeline.embed_items --items items.csv --vectors my_llm_vectors.parquet --out DIR
-
-Writes ``<out>/item_vectors.parquet`` (item_id, vector). Texts embedded before, by the
-same encoder, come from the cache (default ``<out>/cache``), so a nightly run only
-embeds new or changed items. Needs the optional 'text' extra unless --vectors is given.
+Writes ``<out>/item_vectors.parquet`` (item_id, vector); docs/data.md, "Item text embeddings".
 """
 
 import argparse
@@ -25,9 +18,20 @@ from trainer import item_text
 from trainer import item_vectors
 from trainer import text_encoder
 
+EXAMPLES = """\
+examples:
+  python -m pipeline.embed_items --items outputs/ml-latest/data/items/items.csv --out DIR
+  python -m pipeline.embed_items --dataset unisrec --data-dir ../shared/data/scientific --out DIR
+  python -m pipeline.embed_items --items items.csv --encoder path/to/multilingual-model --out DIR
+  python -m pipeline.embed_items --items items.csv --vectors my_llm_vectors.parquet --out DIR
+
+Texts embedded before by the same encoder come from the cache (default <out>/cache),
+so a nightly run only embeds new or changed items. Needs the optional 'text' extra
+unless --vectors is given."""
+
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--items", help="item table file (item_id[,title][,attributes][,text])")

@@ -1,26 +1,6 @@
 """Compiles the pipeline for Kubeflow Pipelines v2 (or Vertex AI Pipelines).
 
-    python -m pipeline.kubeflow_v2_runner \\
-        --image gcr.io/PROJECT/seqrec:TAG \\
-        --output-root gs://BUCKET/seqrec \\
-        --data-root gs://BUCKET/seqrec/data --item-table \\
-        --output build/seqrec_pipeline.json
-
-Nothing runs here: the pipeline is compiled into a file that a cluster runs.
-``--output`` decides the format:
-
-* ``.json``: a PipelineJob (``pipelineSpec`` plus ``runtimeConfig``, whose
-  ``gcsOutputDirectory`` is the pipeline root). Vertex AI Pipelines takes it as
-  is; ``python -m pipeline.schedule`` takes it for Kubeflow Pipelines.
-* ``.yaml`` / ``.yml``: the bare PipelineSpec, the package format the Kubeflow
-  Pipelines UI and ``kfp.Client.upload_pipeline`` accept. It holds no pipeline
-  root: give the same root as ``pipeline_root`` when creating runs.
-
-Every step runs in ``--image`` (see the Dockerfile): TFX's
-``kubeflow_v2_run_executor`` imports the module paths the pipeline names
-(``trainer.run_fn.run_fn``, ``components.*``), so the project must be installed
-in that image. Data, pipeline root and serving folder must be paths every pod
-can reach (``gs://`` or ``s3://``), not a local folder of this machine.
+Nothing runs here: the pipeline is compiled into a file that a cluster runs (docs/kubeflow.md).
 """
 
 import argparse
@@ -33,6 +13,20 @@ from pipeline import configs
 # Suffixes of the compiled file and what each one holds.
 JOB_SUFFIXES = (".json",)            # PipelineJob: spec plus runtime config
 SPEC_SUFFIXES = (".yaml", ".yml")    # bare PipelineSpec
+EXAMPLES = """\
+example:
+  python -m pipeline.kubeflow_v2_runner \\
+      --image gcr.io/PROJECT/seqrec:TAG \\
+      --output-root gs://BUCKET/seqrec \\
+      --data-root gs://BUCKET/seqrec/data --item-table \\
+      --output build/seqrec_pipeline.json
+
+--output decides the format: .json is a PipelineJob (spec plus runtime config with the
+pipeline root) for Vertex AI or `python -m pipeline.schedule`; .yaml / .yml the bare
+PipelineSpec for the Kubeflow Pipelines UI and kfp.Client.upload_pipeline (give the
+pipeline root when creating runs). Every step runs in --image, which must hold this
+project; data, pipeline root and serving folder must be paths every pod can reach
+(gs://, s3://). More: docs/kubeflow.md."""
 
 
 def is_remote(path: str) -> bool:
@@ -42,7 +36,7 @@ def is_remote(path: str) -> bool:
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      prog="python -m pipeline.kubeflow_v2_runner", description=__doc__,
+      prog="python -m pipeline.kubeflow_v2_runner", description=__doc__, epilog=EXAMPLES,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--image", required=True,
                       help="container image every step runs in, e.g. gcr.io/PROJECT/seqrec:TAG")

@@ -1,13 +1,6 @@
 """Runs the pipeline on this machine with LocalDagRunner.
 
-    python -m pipeline.local_runner                          # synthetic default data
-    python -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
-    python -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty
-    python -m pipeline.local_runner --dataset csv --data-dir my_log.csv --items items.csv
-
-The input is converted once to the canonical CSV layout under
-``<output-dir>/data`` (the input files are only read), then the TFX pipeline runs
-and a summary is printed.
+Converts the input to the canonical layout under ``<output-dir>/data``, runs, prints a summary.
 """
 
 import argparse
@@ -28,10 +21,18 @@ from pipeline.ingest.canonical import check_trainable
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "unisrec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
 CONFIG_FILE = "config.json"   # the run's whole PipelineConfig, under --output-dir
+EXAMPLES = """\
+examples:
+  python -m pipeline.local_runner                          # synthetic default data
+  python -m pipeline.local_runner --dataset ml-100k --data-dir ../shared/data/ml-100k
+  python -m pipeline.local_runner --dataset s3rec --data-dir ../shared/data/beauty
+  python -m pipeline.local_runner --dataset csv --data-dir my_log.csv --items items.csv
+
+The input files are only read. Input formats and flags: docs/data.md."""
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
   parser.add_argument("--data-dir", help="dataset folder, or the log file for --dataset csv")

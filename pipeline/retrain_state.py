@@ -1,10 +1,4 @@
-"""Makes nightly retraining idempotent: a span already trained on the same data is skipped.
-
-``<output_root>/retrain_state.json`` maps each span to the fingerprint of its
-canonical file and what its run did (blessed, pushed version). Cron may fire twice
-or a failed night may be retried by hand: the second run on an unchanged span is a
-no-op instead of a duplicate model.
-"""
+"""Makes nightly retraining idempotent: a span already trained on the same data is skipped."""
 
 import json
 import os

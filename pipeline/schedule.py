@@ -1,22 +1,6 @@
 """Nightly retraining on Kubeflow Pipelines: a recurring run of the compiled pipeline.
 
-    python -m pipeline.schedule create --host https://KFP_HOST \\
-        --pipeline-json build/seqrec_pipeline.json \\
-        --cron "0 0 2 * * *" --experiment seqrec-nightly
-
-``--pipeline-json`` is what ``python -m pipeline.kubeflow_v2_runner`` wrote: a
-PipelineJob ``.json`` (its ``runtimeConfig.gcsOutputDirectory`` is the pipeline
-root) or a bare PipelineSpec ``.yaml`` (then ``--pipeline-root`` is required).
-The recurring run carries the spec inline; nothing is uploaded separately.
-
-Kubeflow Pipelines reads cron expressions with six fields, seconds first:
-``"0 0 2 * * *"`` is 02:00:00 every day (in the cluster's time zone, UTC by
-default). One run at a time (``max_concurrency=1``), and no backfill of runs
-missed while the schedule was paused (``no_catchup``).
-
-Caching is off by default: on Kubeflow Pipelines a cached ExampleGen would not
-see new files under the same data root, and nightly runs would retrain on
-yesterday's data. ``--allow-caching`` keeps the compiled per-step setting.
+See docs/kubeflow.md, "Nightly retraining on KFP".
 """
 
 import argparse
@@ -36,6 +20,19 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 CRON_FIELDS = ("second", "minute", "hour", "day of month", "month", "day of week")
 DEFAULT_CRON = "0 0 2 * * *"
 _CRON_CHARS = set("0123456789*,-/?LW#") | set("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+EXAMPLES = """\
+example:
+  python -m pipeline.schedule create --host https://KFP_HOST \\
+      --pipeline-json build/seqrec_pipeline.json \\
+      --cron "0 0 2 * * *" --experiment seqrec-nightly
+
+--pipeline-json is what `python -m pipeline.kubeflow_v2_runner` wrote: a PipelineJob
+.json (it holds the pipeline root) or a bare PipelineSpec .yaml (then --pipeline-root
+is required); the recurring run carries the spec inline. Kubeflow Pipelines reads cron
+with six fields, seconds first: "0 0 2 * * *" is 02:00:00 every day in the cluster's
+time zone. One run at a time, no backfill of runs missed while paused. Caching is off
+(a cached ExampleGen would not see the new day's files); --allow-caching keeps the
+compiled per-step setting. More: docs/kubeflow.md."""
 
 
 class ScheduleError(Exception):
@@ -267,6 +264,7 @@ def create_recurring_run(request: RecurringRunRequest, host: str,
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(prog="python -m pipeline.schedule", description=__doc__,
+                                   epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   commands = parser.add_subparsers(dest="command", required=True)
   create = commands.add_parser("create", help="create a recurring run of a compiled pipeline")

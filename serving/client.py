@@ -1,23 +1,6 @@
-"""Client for the recommender behind TensorFlow Serving's gRPC API.
+"""Client for the recommender behind TensorFlow Serving's gRPC API (stock stubs only).
 
-Uses only the stock ``tensorflow_serving.apis`` stubs, so it works unchanged against
-``tensorflow_model_server`` and against ``serving.server``::
-
-    with RecommenderClient("localhost:8500", "seqrec") as client:
-      client.recommend([["i1", "i7"], []], k=10)   # [[(item_id, score), ...], ...]
-
-Command line::
-
-    python -m serving.client recommend --server localhost:8500 --history i1 i7 -k 10 \\
-        [--items data/items/items.csv]
-    python -m serving.client status --server localhost:8500
-    python -m serving.client metadata --server localhost:8500
-    python -m serving.client status --server host:8500 --tls-ca ca.pem \
-        [--tls-cert client.pem --tls-key client.key] [--token-file token]
-
-TLS and the bearer token (``serving.security``) match ``serving.server``'s flags;
-without ``--token-file`` the token comes from ``$SEQREC_SERVING_TOKEN`` if set.
-Failed calls raise ``grpc.RpcError`` (``.code()``, ``.details()``).
+Python use and command-line examples: docs/serving.md, "The client".
 """
 
 import argparse

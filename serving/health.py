@@ -1,16 +1,6 @@
 """The standard gRPC health service (``grpc.health.v1.Health/Check``) without extra packages.
 
-``grpcio-health-checking`` is not in the pinned environment, so the two messages of
-``grpc/health/v1/health.proto`` are declared here in a private descriptor pool (it
-cannot clash with that package if it is installed later). Only ``Check`` is served;
-``Watch`` answers UNIMPLEMENTED.
-
-Answers: service "" (the whole server: every model) or a model name -> SERVING while
-a version is AVAILABLE, NOT_SERVING otherwise; any other service -> NOT_FOUND, as
-the health protocol asks. Kubernetes gRPC probes and ``grpc_health_probe`` use ``Check``.
-
-Stock TF Serving does not implement this service; portable readiness checks use
-``ModelService.GetModelStatus`` (see ``serving.client.RecommenderClient.is_available``).
+Its two messages are declared here in a private descriptor pool (no grpcio-health-checking).
 """
 
 from typing import Callable, Optional, Sequence, Tuple

@@ -1,28 +1,6 @@
 """Watches a model base path and serves its newest version, as TF Serving does.
 
-``<base_path>/<version>/`` folders with numeric names are versions; anything else
-(e.g. the Pusher's ``.tmp-<version>`` staging folders) is ignored. Policy: latest,
-one version (TF Serving's default ``latest { num_versions: 1 }``):
-
-* the aspired version is the highest numeric folder; when it differs from the
-  served one it is loaded in the watcher's background thread while the current
-  version keeps serving, then swapped in with one reference assignment; requests
-  already running finish on the version they started with;
-* a version that fails to load is logged and reported as END with the error; the
-  current version keeps serving. It is retried only once the folder changes
-  (any file's name, size or modification time), so a broken folder is not
-  reloaded on every poll, while one copied non-atomically (``saved_model.pb``
-  before ``variables/``, as ``cp -r`` and ``rsync`` do) is loaded once complete;
-* removing the served folder rolls back to the highest remaining one;
-* a replaced version's memory is given back soon after the last request on it
-  ends: its TensorFlow graphs hold reference cycles, which only the garbage
-  collector frees, so the watcher runs it at the swap and on the next few scans,
-  then hands the freed heap back to the system (glibc's ``malloc_trim``);
-* deviation from TF Serving: if the base path becomes empty or unreadable, the
-  current version keeps serving (TF Serving would unload it) and a warning is logged.
-
-Version states follow ``GetModelStatus``: START -> LOADING -> AVAILABLE ->
-UNLOADING -> END, or LOADING -> END with an error.
+The version policy and its one deviation: docs/serving.md, "The local server".
 """
 
 import ctypes

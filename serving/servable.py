@@ -1,24 +1,6 @@
 """One loaded model version: its signatures, its catalogue, and Predict on NumPy arrays.
 
-What the server adds around the SavedModel's own ``serving_default``:
-
-* ``history`` rows are compacted before the model runs (non-padding ids first, in
-  their order, "" after), so padding may stand anywhere as ``serving.contract``
-  promises even for exports whose graph needs right padding (early exports failed
-  on left padding with "SparseTensor is not right-ragged");
-* ``num_unknown`` (int32 [batch]): per row, how many non-padding ids are not in the
-  catalogue (the model drops them); added to every signature that takes ``history``;
-* popularity fallback: a ``serving_default`` row with no known item gets the first
-  ``k`` catalogue items with score 0. The catalogue (``item_embeddings`` order) is
-  the tf.Transform vocabulary, sorted by decreasing training frequency, so these
-  are the k most popular items. (The exported SASRec model returns the same for an
-  empty history: its query embedding is exactly zero, every score is 0 and top-k
-  keeps the lowest indices; the server makes this independent of the model.)
-
-A version whose graph uses ScaNN's custom ops (the ``seqrec_scann`` variant of
-``trainer.scann_export``) needs them registered before it loads:
-``load_scann_ops`` imports them from the ``scann`` package then, and only then,
-so the default path never imports scann.
+Adds compaction, ``num_unknown`` and the popularity fallback (docs/serving.md, "The local server").
 """
 
 import importlib

@@ -1,47 +1,6 @@
 """A model server that speaks TensorFlow Serving's gRPC API for the recommender.
 
-    python -m serving.server --model-base-path outputs/synthetic/serving/seqrec \\
-        --model-name seqrec --port 8500 [--poll-seconds 2]
-    python -m serving.server --model-config-file serving/deploy/models.config --port 8500
-
-Stock ``tensorflow_model_server`` is the production server (``serving/deploy``);
-this one exists where it cannot be installed, for tests and for local use, and
-clients cannot tell them apart: same services, messages, model selection and error
-codes. It serves each model from a base path of numeric version folders and follows
-new versions (``serving.model_watcher``). Models come from ``--model-base-path`` /
-``--model-name`` or from a TF Serving model config file. It prints
-``Serving model '<name>' (version <v>) from <path> on <host>:<port>`` once the first
-versions are loaded, and stops gracefully on SIGTERM/SIGINT.
-
-Services:
-
-* ``tensorflow.serving.PredictionService``: ``Predict`` and ``GetModelMetadata``
-  (``Classify``, ``Regress``, ``MultiInference`` answer UNIMPLEMENTED);
-* ``tensorflow.serving.ModelService``: ``GetModelStatus``
-  (``HandleReloadConfigRequest`` answers UNIMPLEMENTED);
-* ``grpc.health.v1.Health``: ``Check`` (``serving.health``).
-
-Predict, as TF Serving: ``model_spec.name`` must be the served model (else NOT_FOUND
-"Servable not found for request: Latest(name)"); ``version`` or ``version_label``
-pick a version (only the served one is loaded); ``signature_name`` defaults to
-``serving_default`` (unknown: FAILED_PRECONDITION, TF Serving's code);
-``output_filter`` selects outputs. On top of TF Serving, every request is checked
-(``serving.validation``) before the model runs, ``num_unknown`` is returned and rows
-without a known item get the popularity fallback (``serving.servable``).
-
-A version whose graph uses ScaNN's custom ops (``trainer.scann_export``, which
-stock TF Serving cannot load) is served too when the ``scann`` package is
-installed: its ops are imported for that version only.
-
-Exposure (``serving.guard``, ``serving.security``): binds 127.0.0.1 unless
-``--host`` says otherwise; optional TLS (``--tls-cert``/``--tls-key``, client
-certificates with ``--tls-client-ca``) and bearer token (``--token-file`` or
-``$SEQREC_SERVING_TOKEN``, checked on every call); at most
-``--max-concurrent-requests`` Predict/GetModelMetadata calls at once (one more gets
-RESOURCE_EXHAUSTED); a cancelled call or one past its deadline runs no model; requests
-are refused from their declared sizes before anything is allocated
-(``--max-request-bytes``, ``--max-batch-size``, ``--max-history-length``,
-``--max-elements``, ``--max-id-bytes``). Error messages name no server path.
+Clients cannot tell it from tensorflow_model_server; usage: docs/serving.md, "The local server".
 """
 
 import argparse

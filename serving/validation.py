@@ -1,9 +1,4 @@
-"""Checks a Predict request before any model runs; bad input becomes a clear gRPC error.
-
-Dtype, declared shape, size limits and id lengths are checked on the request proto
-before any input is materialised. Every check raises ``RequestError`` naming the
-signature, the input and what was expected; the server turns it into ``code``.
-"""
+"""Checks a Predict request before any model runs; bad input becomes a clear gRPC error."""
 
 import dataclasses
 import math

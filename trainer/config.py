@@ -1,11 +1,6 @@
 """Model and training hyper-parameters: typed objects, passed to the Trainers as JSON.
 
-``--model-config`` is a ``ModelConfig``: the encoder's shape (``EncoderConfig``, all the
-encoder and its layers read) and the fine-tuning run's ``TrainingSchedule``. Its JSON
-keys are written flat (``{"epochs": 40, "max_seq_len": 200}``) or in sections
-(``{"encoder": {"max_seq_len": 200}, "schedule": {"epochs": 40}}``); see
-``trainer.json_config``. Nothing here imports TensorFlow: the pipeline definition reads
-the ``custom_config`` keys below without loading the training code.
+Imports no TensorFlow: the pipeline definition reads the ``custom_config`` keys below.
 """
 
 import dataclasses
@@ -45,7 +40,8 @@ class EncoderConfig(JsonConfig):
   # sees every other; only the last position is a query, so it needs prefix or
   # last-position training targets, see RetrievalConfig.targets) or "causal"
   # (SASRec: each position sees the ones before it; trains on all positions at
-  # once, about 3x faster per epoch, 10% lower NDCG@10 on Beauty).
+  # once: faster per epoch, lower NDCG@10 on Beauty, see
+  # bench/quality/results/HISTORY.md).
   attention: Attention = BIDIRECTIONAL
   # BSARec's frequency-domain inductive bias mixed into every block's attention:
   # filter_weight (alpha, 0 = off) of a filter keeping the frequency_bins lowest

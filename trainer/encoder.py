@@ -1,20 +1,6 @@
 """SASRec-style sequence encoder: item ids in, one hidden state per position out.
 
-Model ids (shared with ``trainer.inputs`` and ``trainer.export``):
-
-* ``0`` padding; sequences are LEFT-padded, the most recent item is at ``[-1]``;
-* ``1 .. V`` catalogue items, model id = vocabulary index + 1;
-* ``V + 1`` the [MASK] token, reserved for masked-item (BERT4Rec-style) training.
-
-The item table has ``V + 2`` rows in that order; row 0 is never read into a
-non-padding position's output. ``item_embeddings`` is rows ``1 .. V``, so its row
-``j`` belongs to vocabulary index ``j`` and ``hidden @ item_embeddings^T`` gives
-logits indexed by vocabulary index.
-
-Position embeddings are right-aligned: the last position of any input gets
-position ``max_seq_len - 1``, the one before ``max_seq_len - 2`` and so on. The
-encoder therefore accepts any ``L <= max_seq_len``, and with left padding the
-output at an item position does not depend on how many pads precede it.
+Model ids, left padding and right-aligned positions: docs/architecture.md, "Ids and padding".
 """
 
 import math

@@ -1,23 +1,6 @@
 """Export: wraps a trained model in a SavedModel that stock TF Serving loads.
 
-The module holds the item vocabulary (a file asset: line j is the raw id of
-vocabulary index j) and the way raw history ids become vocabulary indices, so
-clients send raw item ids and get raw item ids back. Signature and tensor names
-are the contract in ``serving.contract``.
-
-Two pieces are separate so that other exports reuse the serving logic unchanged:
-
-* the vocabulary (``ItemVocabulary``): raw ids -> indices and back. The pipeline's
-  export uses ``TransformItemVocabulary`` (the tf.Transform graph, exactly as in
-  training); ``HashTableItemVocabulary`` maps them with a ``tf.lookup.StaticHashTable``
-  over the same file (models without a tf.Transform run, such as the benchmark
-  models of ``bench.serving.bench_model``);
-* the retrieval (``RecommenderModule._top_k``): exact dot-product top-k over the
-  whole catalogue here, approximate ScaNN search in ``trainer.scann_export``.
-
-``RecommenderModule.recommend`` does the rest once for all of them: padding and
-unknown ids dropped, the last ``max_seq_len`` items left-padded for the encoder,
-the row's own history never returned, "" with score -inf past what is left.
+Vocabulary and retrieval are separate pieces so that other exports reuse the serving logic.
 """
 
 import tensorflow as tf

@@ -1,26 +1,6 @@
 """Feature names, named once; every other module imports them from here.
 
-The item table's column names belong to the serving contract (clients read it) and
-are named in ``serving.contract``; this module re-exports them.
-
-Three layers of data flow through the pipeline:
-
-* Canonical interaction log (ExampleGen input, CSV): ``user_id``, ``item_id``,
-  ``timestamp`` and optionally ``weight`` / ``event_type``. Optional item table:
-  ``item_id``, ``title``, ``attributes`` (multi-valued, ``|``-separated) and
-  optionally ``text`` (free text for a sentence encoder, see ``item_text``).
-* Sequence examples (SequenceBuilder output, Transform input), one per user and
-  split. Every row carries every feature; rows of the ``items`` split describe one
-  catalogue item and leave the sequence features empty, sequence rows leave the
-  item features empty:
-    - ``user_id``      bytes, scalar
-    - ``history``      bytes, variable length, oldest first, most recent last
-    - ``target``       bytes, scalar: the item that follows ``history``
-    - ``item_id``      bytes, scalar ("" on sequence rows)
-    - ``item_attributes`` bytes, variable length
-    - ``title``        bytes, scalar
-* Transformed examples (Transform output, Trainer input): vocabulary indices,
-  ``0 .. V-1`` for the V catalogue items and ``V`` for the OOV bucket.
+The three layers of data they name: docs/architecture.md, "Data as it flows through".
 """
 
 # pylint: disable=unused-import

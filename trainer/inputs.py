@@ -1,20 +1,6 @@
 """tf.data input pipeline: transformed sequence examples -> model batches.
 
-Transformed examples (see ``trainer.features``) hold ``history_ids`` (int64,
-variable length, oldest first) and ``target_id`` (int64 scalar) as vocabulary
-indices ``0 .. V-1``, with ``V`` (``oov_index``) the OOV bucket. OOV entries are
-dropped, the most recent items kept, and sequences LEFT-padded so the most
-recent item sits at the last position. Model batches are dicts:
-
-* ``inputs`` int32 [B, L]: model ids (vocab index + 1), 0 = padding;
-* ``labels`` int32 [B, L]: vocabulary index of the item to predict at each
-  position, -1 where there is none.
-
-``make_dataset`` batches sequences of similar length together (rows are sorted
-by length within windows of ``SORT_WINDOW_BATCHES`` batches, after the
-shuffle) and trims each batch to its longest row, so ``L`` varies per batch
-between 1 and ``max_seq_len``; the encoder's right-aligned position embeddings
-make the trim exact. On Beauty this cuts encoder positions ~7.5x.
+Batches are ``inputs`` (model ids, left-padded) and ``labels`` (index or -1), int32 [B, L].
 """
 
 from typing import Mapping, Sequence, Tuple, Union
@@ -273,9 +259,10 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     bucket_by_length: sort rows by length within windows of
       ``SORT_WINDOW_BATCHES * batch_size`` (shuffled) rows, cut the window into
       batches, shuffle the batches (training) and trim each to its longest row.
-      With False, rows keep file/shuffle order and batches are [B, max_seq_len]
-      (~7.5x more encoder work on Beauty-like data). Either way every row is in
-      exactly one batch per pass; only each window's last batch is partial.
+      With False, rows keep file/shuffle order and batches are [B, max_seq_len],
+      so the encoder also works on every padding position (the saving on Beauty:
+      bench/quality/results/HISTORY.md). Either way every row is in exactly one
+      batch per pass; only each window's last batch is partial.
     cache: keep the parsed sequences in memory after the first pass.
     prefixes: (training only) every prefix of each sequence is a row whose last
       position is the one label (``batch_prefix_pairs``), instead of one row per

@@ -1,8 +1,6 @@
 """JSON round trip and checks shared by the config dataclasses (ModelConfig, PretrainConfig, ...).
 
-How JSON maps to a config: each key names a field. A field whose type is itself a config
-is a section (``ModelConfig.encoder``); its keys go under the section's name or, the short
-form, flat at the top level: ``{"epochs": 40}`` is ``{"schedule": {"epochs": 40}}``.
+A section's keys go under its name or flat: ``{"epochs": 40}`` is a ``schedule`` key.
 """
 
 import dataclasses

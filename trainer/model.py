@@ -1,14 +1,4 @@
-"""Next-item Transformer (SASRec with full-softmax cross-entropy) as a Keras model.
-
-Batches are dicts (see ``trainer.inputs``):
-  ``inputs`` int32 [B, L]: model ids, left-padded with 0 (id = vocab index + 1);
-  ``labels`` int32 [B, L]: vocabulary index of the next item, or -1 (no label).
-
-Inference needs no Python-side state: ``query_embedding`` and ``score_all`` are
-plain TensorFlow on the encoder's variables and can be traced into a
-``tf.function`` with input signature ``tf.TensorSpec([None, None], tf.int32)``
-(any L <= max_seq_len, see ``trainer.encoder``).
-"""
+"""Next-item Transformer (SASRec with full-softmax cross-entropy) as a Keras model."""
 
 import tensorflow as tf
 
@@ -84,8 +74,8 @@ class NextItemModel(tf.keras.Model):
 
   # do_not_convert (here and on the other methods): the code is plain graph code.
   # AutoGraph skips modules named ``keras`` but not ``tf_keras``, so without it a
-  # trace would transpile tf_keras's layer internals: the first training step
-  # took 45 s to trace on this 2-core machine (4 s with it).
+  # trace would transpile tf_keras's layer internals, which makes the first
+  # training step's trace many times slower (bench/quality/results/HISTORY.md).
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
     with tf.GradientTape() as tape:

@@ -1,11 +1,4 @@
-"""tf.Transform preprocessing: item and attribute vocabularies (analyzers only here).
-
-The catalogue is every item of the analysed splits (``train`` sequences and the
-``items`` split, which lists every item of the log and of the item table). Item
-ids map to ``0 .. V-1`` in order of decreasing training frequency; anything else
-maps to the single OOV bucket ``V``. The same graph ships in the exported model,
-so clients send raw item ids.
-"""
+"""tf.Transform preprocessing: item and attribute vocabularies (analyzers only here)."""
 
 import tensorflow as tf
 import tensorflow_transform as tft

@@ -1,27 +1,6 @@
 """TFX Trainer entry point for self-supervised pre-training of the sequence encoder.
 
-Wiring (a first Trainer with ``run_fn="trainer.pretrain_run_fn.run_fn"``):
-
-* ``examples``: the Transform's ``transformed_examples``; train split ``train``,
-  eval split ``eval`` (eval only reports the objectives' losses).
-* ``custom_config`` (keys in ``trainer.config``): ``{"model_config": {...ModelConfig...},
-  "pretrain_config": {...PretrainConfig...}}`` and optionally ``"items_files"``
-  (glob of the transformed items split; by default derived from
-  ``fn_args.train_files``: ``<uri>/Split-train/*`` -> ``<uri>/Split-items/*``).
-  The ModelConfig must give the same encoder shape as the fine-tuning Trainer's;
-  only its ``encoder`` is read. Training uses PretrainConfig's ``schedule``.
-
-Outputs, in the Model artifact:
-
-* ``warm_start/``: the pre-trained encoder in ``trainer.warm_start``'s format
-  (encoder weights plus the item vocabulary). A fine-tuning Trainer that gets
-  this Model as ``base_model`` (``trainer.run_fn``) restores it into its model's
-  encoder, items matched by raw id.
-* ``Format-Serving/`` (``fn_args.serving_model_dir``): empty. TFX's Trainer
-  requires it; the encoder alone serves nothing.
-
-``base_model`` (optional, e.g. the latest blessed model in nightly retraining):
-pre-training continues from that model's encoder instead of a fresh one.
+Its Model artifact holds the encoder in ``trainer.warm_start``'s format; it serves nothing.
 """
 
 import json

@@ -1,13 +1,4 @@
-"""Full-ranking validation during training: HR@K and NDCG@K after every epoch.
-
-The validation loss is a poor guide for next-item models: on Beauty it rises
-after ~5 epochs while HR@10 keeps improving until ~15. This callback ranks the
-target of every validation row against the whole catalogue (the row's own
-history excluded, as in ``components.ranking_evaluator``) and writes
-``val_HR@K`` and ``val_NDCG@K`` into the epoch logs, so ``EarlyStopping`` /
-``ModelCheckpoint`` placed after it in the callback list can monitor them
-(``mode="max"``).
-"""
+"""Full-ranking validation during training: HR@K and NDCG@K after every epoch."""
 
 import math
 from typing import Dict

@@ -1,47 +1,4 @@
-"""Two-tower retrieval fine-tuning as a Keras model (sampled softmax via ``tfrs.tasks.Retrieval``).
-
-* Query tower: the SequenceEncoder's hidden state at the last position, the
-  history read as ``EncoderConfig.attention`` says (bidirectional by default;
-  ``trainer.warm_start`` may start it from an earlier Model's encoder).
-* Candidate tower: item ``j`` is ``item_embedding[j] + mean_a attribute_embedding[a]``
-  over its attributes ``a`` (the item table is the encoder's own, so the towers
-  share it; without attributes, or with ``use_item_attributes=False``, it is the
-  item embedding alone, exactly ``trainer.model.NextItemModel``'s scorer).
-
-Training targets: with ``targets="prefixes"`` (default, as S3-Rec and BSARec
-train) every prefix of a training sequence is its own row
-(``trainer.inputs.batch_prefix_pairs``) whose last position predicts the next
-item, so the query tower may read the history bidirectionally
-(``EncoderConfig.attention``); with ``"all_positions"`` (SASRec, causal
-attention only) every position of a training sequence predicts the item that
-follows it in one pass; with ``"last_position"`` only the last one does (the
-``target`` of the example).
-
-Losses (``RetrievalConfig.loss``):
-
-* ``full_softmax``: cross-entropy over the whole catalogue, computed directly
-  on the [N, V] logits of the N targets (``trainer.tasks.NextItemTask`` on the
-  candidate tower; with ``use_item_attributes=False`` and temperature 1 this is
-  exactly ``NextItemModel``'s loss). ``Retrieval``'s API puts each positive on
-  the diagonal of an [N, N + V] score matrix with dense labels, accidental-hit
-  removal and a score mask to express the same loss; that measured ~4x slower
-  per epoch on a Beauty-sized catalogue (91 s vs 21 s, V = 12101, d = 64), so
-  the full softmax bypasses it.
-* ``sampled_softmax``: negatives are the other rows' positives (``in_batch``),
-  ``num_uniform_negatives`` items drawn uniformly (``uniform``) or both
-  (``mixed``). With ``logq_correction`` the logits are corrected by
-  ``-log Q(candidate)`` (``Retrieval``'s ``candidate_sampling_probability``),
-  where Q is the candidate's sampling probability: its training-label frequency
-  for in-batch candidates, ``1/V`` for uniform ones, the mixture for ``mixed``.
-  Accidental hits (a negative equal to the row's positive) are removed.
-
-The validation loss (``test_step``) is always the full-softmax cross-entropy,
-so runs with different training losses are comparable.
-
-Inference matches ``NextItemModel``: ``query_embedding``, ``item_embeddings`` and
-``score_all`` are plain TensorFlow, so ``trainer.export.RecommenderModule``
-exports this model unchanged.
-"""
+"""Two-tower retrieval fine-tuning as a Keras model (TFRS), full or sampled softmax."""
 
 import logging
 from typing import Optional, Tuple

@@ -1,19 +1,4 @@
-"""TFX Trainer entry point for retrieval fine-tuning: wires data, model and export.
-
-The model is ``trainer.retrieval.RetrievalModel`` (a TFRS two-tower model: the
-Transformer encoder over the history as query tower, item + attribute
-embeddings as candidate tower), trained with ``RetrievalConfig``'s loss.
-
-``base_model`` (optional): a Model artifact whose ``warm_start/`` encoder the
-fine-tuning starts from, items matched by raw id: the pre-training Trainer's
-output, or, without pre-training, the latest blessed model.
-
-``custom_config``: ``{"model_config": {...ModelConfig...},
-"retrieval_config": {...RetrievalConfig...}}`` (keys in ``trainer.config``). With
-``ModelConfig.early_stopping_patience`` > 0 training stops after that many
-epochs without a validation NDCG@10 gain (full ranking on the eval split, see
-``trainer.ranking_validation``) and keeps the best epoch's weights.
-"""
+"""TFX Trainer entry point for retrieval fine-tuning: wires data, model and export."""
 
 import json
 import logging

@@ -1,38 +1,6 @@
 """The ScaNN variant of the serving export: approximate top-k for large catalogues.
 
-**Stock TensorFlow Serving cannot load this variant.** Its ``serving_default`` runs
-ScaNN's custom ops (``Scann>TensorsToScann``, ``Scann>ScannSearchBatched``), which
-the ``tensorflow/serving`` images do not have: loading fails with
-``Op type not registered 'Scann>...' in binary running on ...``. Serve it with a
-TF Serving build linked to the ScaNN ops: the ``google/tf-serving-scann`` images
-(Docker Hub), or one built from google-research/scann's ``scann/tf_serving``
-Dockerfiles, which follow TF Serving's custom-op instructions
-(https://www.tensorflow.org/tfx/serving/custom_op). Their README asks for CPUs
-with AVX2 and FMA. In Python, ``import scann`` (more precisely
-``scann.scann_ops.py.scann_ops``) must run before loading; ``serving.server`` does
-that by itself when a version's graph uses ScaNN ops
-(``serving.servable.load_scann_ops``), and only then. The default export
-(``trainer.export``) uses no custom op; it is what the pipeline pushes.
-
-What differs from the default export (``trainer.export.RecommenderModule``): only
-the retrieval. Same signatures, inputs and outputs (``serving.contract``), same
-id mapping, same query embedding (the encoder's hidden state at the last
-position); ``serving_default`` asks a ``tfrs.layers.factorized_top_k.ScaNN`` index
-over the item embeddings (dot product) for the best ``k + h`` candidates, where
-``h`` is the longest known history of the batch, sets the row's own history
-items to -inf and keeps the best k. Scores are exact dot products when
-reordering is on (``num_reordering_candidates``, the default here), the
-quantized estimate otherwise. ScaNN returns at most
-``num_reordering_candidates`` candidates, so a row gets at most that many minus
-its history items; the rest of the row is "" with score -inf, as the contract
-allows for slots without an item.
-
-It goes to its own model name, ``seqrec_scann`` (``export_scann_variant`` writes
-``<serving_root>/seqrec_scann/<version>/``), never to the default ``seqrec``
-folder, so a stock TF Serving watching ``seqrec`` never meets it. Saving needs
-``tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])``.
-
-``bench.serving.ann_recall`` measures its recall@10 against the exact export.
+Stock TF Serving cannot load it (ScaNN's custom ops); see docs/serving.md, "ScaNN variant".
 """
 
 import dataclasses
@@ -56,10 +24,10 @@ class ScannConfig:
   The defaults were tuned on the 1M-item benchmark catalogue of
   ``bench.serving.suite`` (clustered synthetic embeddings, untrained encoder
   queries): 1000 leaves (about sqrt(N), ScaNN's usual start), of which 200 are
-  searched, gave recall@10 about 0.97 against exact search (100 leaves: about
-  0.93, 300: about 0.99); reordering 250 candidates makes the scores exact and
-  leaves room for k + a 50-item history. Leaf search, not reordering, limited
-  recall there. Real embeddings need their own tuning (the suite's ``--sweep``).
+  searched: searching fewer lost recall against exact search, more gained little
+  (bench/serving/results/HISTORY.md). Reordering 250 candidates makes the scores
+  exact and leaves room for k + a 50-item history. Leaf search, not reordering,
+  limited recall there. Real embeddings need their own tuning (the suite's ``--sweep``).
   """
   num_leaves: int = 1000
   num_leaves_to_search: int = 200

@@ -9,9 +9,8 @@ NO_LABEL = -1
 # (p may have underflowed to 0); above it, -log(p) is exact to float32 precision.
 _MIN_EXACT_PROBABILITY = 1e-30
 # Rows of logits handled at once: a [256, V] block stays in cache between the
-# matmul, the softmax and the two gradient matmuls (at V = 12k on 2 cores:
-# 48 ms against 63 ms for one [1466, V] block; a Beauty training epoch 6.5 s
-# against 7.5 s).
+# matmul, the softmax and the two gradient matmuls, which is faster than one
+# block of all rows (bench/quality/results/HISTORY.md).
 CHUNK_ROWS = 256
 
 
@@ -33,9 +32,8 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
 
   Same value and gradients as summing
   ``tf.nn.sparse_softmax_cross_entropy_with_logits(targets, queries @ E^T)``,
-  ~3x faster on CPU (N=1466, V=12101, d=64, with gradients, 2 cores: 35 ms
-  against 118 ms with that kernel, whose CPU version is slow). Rows go through
-  in chunks of ``chunk_rows``; per chunk one softmax serves the loss
+  and faster on CPU, where that kernel is slow (bench/quality/results/HISTORY.md).
+  Rows go through in chunks of ``chunk_rows``; per chunk one softmax serves the loss
   (``-log p[target]``) and, with ``with_gradients``, the gradients
   (``softmax - one_hot`` times the chunk's queries / the item table), which are
   computed right away and only scaled by the upstream gradient later. So the
@@ -106,9 +104,9 @@ class NextItemTask(tf.keras.layers.Layer):
   """Full-softmax next-item cross-entropy over the whole catalogue.
 
   Only labelled positions are scored: they are gathered first, so logits are
-  computed for the N labelled positions of the batch instead of all B * L (on
-  Beauty ~1.5k of 12.8k positions per batch of 256), and in blocks of
-  ``CHUNK_ROWS`` rows (12 MB at V = 12k) rather than one [B, L, V] tensor (600 MB).
+  computed for the N labelled positions of the batch instead of all B * L, and
+  in blocks of ``CHUNK_ROWS`` rows ([CHUNK_ROWS, V] floats) rather than one
+  [B, L, V] tensor.
   """
 
   def call(self, hidden: tf.Tensor, labels: tf.Tensor, item_embeddings: tf.Tensor,

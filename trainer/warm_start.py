@@ -1,22 +1,4 @@
-"""Warm start across Trainer runs: known items keep their embeddings, new items start fresh.
-
-The one warm-start format. Each Model artifact of either Trainer (pre-training,
-``trainer.pretrain_run_fn``; fine-tuning, ``trainer.run_fn``) carries, beside its
-serving folder (``Format-Serving``), a ``warm_start/`` folder with every weight of
-the model's sequence encoder (in ``encoder.weights`` order) and the item vocabulary
-those weights were trained with. Both models share the encoder, so either kind of
-artifact warm-starts either kind of model: the fine-tuning run from the
-pre-training run, or, without pre-training, from the latest blessed model; the
-pre-training run from the latest blessed model. The next run builds its model for
-the new vocabulary and copies:
-
-* every weight whose shape is unchanged, as is;
-* the item embedding table row by row, matched by raw item id: items of the old
-  vocabulary keep their learned vectors, new items keep their fresh initialisation.
-
-If the architecture changed (a weight's shape or the number of weights differs),
-nothing is copied and the model trains from scratch; the reason is logged.
-"""
+"""Warm start across Trainer runs: known items keep their embeddings, new items start fresh."""
 
 import io
 import json

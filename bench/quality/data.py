@@ -1,14 +1,6 @@
 """Benchmark data: a dataset's sequences as leave-one-out splits in the Trainer's format.
 
-The splits follow the pipeline's ``SequenceBuilder`` (see ``trainer.features``):
-per user, items in time order ``s``; train = history ``s[:-3]`` + target
-``s[-3]`` (the model learns every step of ``s[:-2]``), eval (validation) =
-``s[:-2]`` -> ``s[-2]``, test = ``s[:-1]`` -> ``s[-1]``. Users with fewer than 3
-items are dropped. The item vocabulary is every item of the log (by decreasing
-training frequency, ties by id, as tf.Transform orders it), so every test item
-can be ranked; the OOV index is V. Files are GZIP TFRecords of
-``history_ids`` / ``target_id`` int64 features, which ``trainer.inputs.make_dataset``
-reads exactly as it reads the Transform's output.
+The same splits and vocabulary order as the pipeline's SequenceBuilder and Transform.
 """
 
 import collections

@@ -1,38 +1,6 @@
 """Quality benchmark: fine-tune-only vs self-supervised pre-training + fine-tuning.
 
-    python -m bench.quality.run --dataset beauty --seeds 3
-    python -m bench.quality.run --dataset lastfm --variants finetune_only,pretrain_finetune
-    python -m bench.quality.run --dataset synthetic --seeds 1 --finetune-epochs 5   # smoke
-
-Protocol (the one the README describes and the pipeline's RankingEvaluator uses):
-leave-one-out per user (last item test, second-to-last validation), the test item
-ranked against every catalogue item except the user's own history, HR@K / NDCG@K /
-MRR averaged over all users. The model of each run is the epoch with the best
-validation NDCG@10 (``trainer.ranking_validation``), early-stopped after
-``--patience`` epochs without a gain, the same fine-tuning budget for every variant.
-
-Variants (``--variants``, comma-separated; see ``VARIANTS``): ``finetune_only``
-trains the two-tower retrieval model (``trainer.retrieval.RetrievalModel``, full
-softmax) from scratch; ``pretrain_*`` first pre-trains the encoder with
-``trainer.pretrain_run_fn.pretrain`` on the training sequences (the objectives
-of ``trainer.pretraining``, ``--pretrain-config``), then fine-tunes it the same
-way; ``*_ssl`` fine-tunes with auxiliary self-supervised objectives next to the
-retrieval loss (``--auxiliary-config``); ``*_without_<objective>`` switches one
-objective off (the ablation). The headline variants (``HEADLINE``:
-``finetune_only`` and ``pretrain_finetune``) run ``--seeds`` seeds, the others
-``--ablation-seeds``. Each (variant, seed) runs in its own process, so its peak
-memory is its own.
-
-Every variant fine-tunes with the same recipe (``--model-config``,
-``--retrieval-config``; default the dataset's ``configs/<dataset>.json``, else
-``configs/default.json``, and ``DEFAULT_RETRIEVAL_CONFIG``): the query tower
-reads the history bidirectionally and trains on every prefix of the training
-sequences; on Beauty with BSARec's frequency filter at lr 5e-4. ``--finetune-epochs``,
-``--patience`` and the run's seed replace the recipe's epochs, early stopping and seed.
-
-Writes ``<out-dir>/results.json`` (every run, plus mean/std per variant) and
-``<out-dir>/results.md`` (the table, with the published numbers for Beauty and
-LastFM), and prints the table.
+Protocol, variants and recipes: bench/quality/results/README.md.
 """
 
 import argparse
@@ -107,7 +75,7 @@ DEFAULT_VARIANTS = HEADLINE + tuple(
 # test over three seeds; on LastFM it lost (one seed). Beauty's encoder is d = 128
 # (feed-forward 128): it gains on validation for both headline variants, and there
 # pre-training comes out ahead of fine-tuning alone on test, inside the seed spread
-# (README, Results).
+# (bench/quality/results/README.md).
 RECIPES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
 DEFAULT_RECIPE = "default"
 DEFAULT_RETRIEVAL_CONFIG = '{"targets": "prefixes"}'

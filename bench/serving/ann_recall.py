@@ -1,22 +1,4 @@
-"""Recall@k of the ScaNN variant against exact search, and in-process latency of both.
-
-    python -m bench.serving.ann_recall --exact EXPORT_DIR --scann EXPORT_DIR \\
-        [--queries 1000] [--latency-queries 200] [--sweep 50 100 200 300]
-
-Both SavedModels must serve the same model and catalogue (``bench.serving.suite``
-exports them from one ``bench.serving.bench_model`` model; the histories come from
-``bench.serving.bench_model.interest_histories`` and so assume its catalogue).
-
-* recall@k: for each history, |ScaNN top-k ∩ exact top-k| / k, both from the
-  models' own ``serving_default`` (history items excluded by both), averaged;
-* latency: ``serving_default`` called in this process, one history per call
-  (no gRPC), p50 / p99 / mean in ms, for each model;
-* sweep (optional): recall and search time for other ``num_leaves_to_search``
-  values, searching a fresh ScaNN index built with the variant's other
-  parameters (``scann_ops`` directly, queries from the ``query_embedding``
-  signature, k + history-length candidates with history items dropped, as the
-  variant does). The saved variant keeps its own parameters.
-"""
+"""Recall@k of the ScaNN variant against exact search, and in-process latency of both."""
 
 import argparse
 import json
@@ -30,6 +12,18 @@ import tensorflow as tf
 from serving import client as client_lib
 from serving import contract
 from serving import servable as servable_lib
+
+EXAMPLES = """\
+example:
+  python -m bench.serving.ann_recall --exact EXPORT_DIR --scann EXPORT_DIR \\
+      [--queries 1000] [--latency-queries 200] [--sweep 50 100 200 300]
+
+Both exports must serve the same model and catalogue (bench.serving.suite writes them
+from one bench.serving.bench_model model, whose interest histories are the queries).
+recall@k: |ScaNN top-k & exact top-k| / k per history, both from serving_default;
+latency: serving_default in this process, one history per call (no gRPC); --sweep:
+recall and search time of other num_leaves_to_search values on a fresh ScaNN index
+with the variant's other parameters (the saved variant keeps its own)."""
 
 
 def _load(export_dir: str):
@@ -144,7 +138,7 @@ def measure(exact_dir: str, scann_dir: str, histories: Sequence[Sequence[str]], 
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--exact", required=True, help="exact export (bench.serving.bench_model)")
   parser.add_argument("--scann", required=True, help="its ScaNN variant")

@@ -1,29 +1,6 @@
 """Benchmark models: the real serving export (Transformer encoder) over a synthetic catalogue.
 
-The pipeline's SavedModel needs a TFX run, and its catalogue is whatever the data
-holds. For latency at a chosen catalogue size (e.g. Beauty's 12,101 items or a
-synthetic 1M) this module builds the same export without one:
-
-* the model is ``trainer.model.NextItemModel`` (SASRec encoder: item + position
-  embeddings, ``num_blocks`` Transformer blocks, query = hidden state at the last
-  position, score = dot product with every item embedding), with
-  ``trainer.config.EncoderConfig`` defaults unless told otherwise (d = 64, 2 blocks,
-  2 heads, max_seq_len 50). It is NOT trained: the encoder keeps its random
-  initial weights. Latency does not depend on the weights; rankings are
-  meaningless (for ANN recall they only need to be a fixed function, see below);
-* the item embedding table is replaced by clustered synthetic vectors
-  (``clustered_embeddings``: a mixture of isotropic Gaussians, ``items_per_cluster``
-  items per centre on average), so that approximate search sees the kind of
-  structure trained item embeddings have (items form groups) rather than iid noise;
-* serving is ``trainer.export.RecommenderModule``, the pipeline's own serving code
-  (same signatures, padding, history exclusion, top-k), with one difference:
-  raw ids map to indices through ``trainer.export.HashTableItemVocabulary`` (a
-  ``tf.lookup.StaticHashTable`` over the vocabulary file) instead of the
-  tf.Transform graph. Ids are ``item_0 .. item_{N-1}``.
-
-The export uses only stock TensorFlow ops (matmul + top-k), so stock TF Serving
-loads it; ``trainer.scann_export`` builds the ScaNN variant of the same model.
-``expected_recommendations`` ranks with NumPy, for tests.
+Untrained weights (latency does not depend on them) and clustered item embeddings.
 """
 
 import math

@@ -1,31 +1,4 @@
-"""Load generator: latency percentiles and throughput of Predict over gRPC on loopback.
-
-    python -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
-    python -m bench.serving.load --encoder-items 12101 --requests 2000
-    python -m bench.serving.load --encoder-items 1000000 --scann --requests 2000
-    python -m bench.serving.load --toy-items 12000 --toy-dim 64 --requests 2000
-    python -m bench.serving.load --server 127.0.0.1:8500 --requests 2000   # running server
-
-``--model-path`` is a model base path (``<version>/`` folders) or one version's
-SavedModel folder; the benchmark starts ``python -m serving.server`` on 127.0.0.1 in a
-subprocess for it (or uses ``--server``: any TF Serving gRPC endpoint, e.g. stock
-``tensorflow_model_server``). ``--encoder-items N`` exports the benchmark model of
-``bench.serving.bench_model`` first: the pipeline's serving export around an untrained
-Transformer encoder (``EncoderConfig`` defaults) over N synthetic items, exact
-top-k; with ``--scann`` its ScaNN variant (``trainer.scann_export``) instead.
-``--toy-items`` exports the toy model (mean of history embeddings, no encoder).
-Histories are drawn uniformly from the served catalogue. The server it starts admits
-as many concurrent calls as the highest ``--concurrency`` (none is refused).
-
-For each concurrency level (default 1, 8, 32) it runs a short warm-up, then sends
-``--requests`` requests from that many threads, each with its own client and
-channel, stopping early after ``--max-seconds``. Latency is measured around
-``RecommenderClient.recommend_details`` (request encoding, the call, decoding).
-Writes ``<out-dir>/<label>.json`` and ``<out-dir>/<label>.md`` and prints the table.
-
-The load generator and the server share the machine's cores; on a small machine the
-numbers are a lower bound of what the server alone does.
-"""
+"""Load generator: latency percentiles and throughput of Predict over gRPC on loopback."""
 
 import argparse
 import concurrent.futures
@@ -48,6 +21,20 @@ from serving import testing
 from serving.testing import toy_model
 
 DEFAULT_CONCURRENCY = (1, 8, 32)
+EXAMPLES = """\
+examples:
+  python -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000
+  python -m bench.serving.load --encoder-items 12101 --requests 2000
+  python -m bench.serving.load --encoder-items 1000000 --scann --requests 2000
+  python -m bench.serving.load --toy-items 12000 --toy-dim 64 --requests 2000
+  python -m bench.serving.load --server 127.0.0.1:8500 --requests 2000   # running server
+
+Unless --server is given, python -m serving.server runs on 127.0.0.1 in a subprocess.
+Per concurrency level: a short warm-up, then --requests requests from that many threads,
+each with its own client and channel, until --max-seconds. Latency is measured around
+RecommenderClient.recommend_details (encoding, call, decoding). The load generator
+shares the machine's cores with the server. Writes <out-dir>/<label>.json and .md.
+More: docs/serving.md, "Serving benchmarks"."""
 
 
 def cpu_model() -> str:
@@ -201,7 +188,7 @@ def _base_path(model_path: str, scratch: str) -> str:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--model-path", help="model base path or one version's SavedModel folder")

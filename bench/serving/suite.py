@@ -1,34 +1,4 @@
-"""The serving benchmark of ``make bench-serving``: Beauty-size and 1M catalogues, exact and ScaNN.
-
-    python -m bench.serving.suite --out-dir outputs/bench/serving
-    python -m bench.serving.suite --requests 200 --max-seconds 10 --recall-queries 200  # smoke
-
-Models (``bench.serving.bench_model``; untrained Transformer encoder with ``EncoderConfig``
-defaults, clustered synthetic item embeddings, the pipeline's serving code with a
-hash-table id lookup):
-
-1. ``beauty-exact``: 12,101 items (Amazon Beauty's catalogue size), exact top-k;
-2. ``large-exact``: 1,000,000 items, exact top-k (brute force: one [d, N] matmul
-   and top-k per history);
-3. ``large-scann``: the same model and catalogue, ScaNN variant
-   (``trainer.scann_export``, parameters from the flags).
-
-For each: a load run over gRPC on loopback against ``serving.server`` in a
-subprocess (``bench.serving.load``; p50/p90/p99 latency and throughput at each
-``--concurrency``, default 1, 8, 32). For the 1M pair also, in this process
-(``bench.serving.ann_recall``): ScaNN recall@10 against exact search over
-``--recall-queries`` synthetic histories (users with 1-3 interests, each a
-cluster of the catalogue, 5-50 items), the one-call latency of both models, and
-recall at other ``--sweep`` values of ``num_leaves_to_search``.
-
-Writes ``<out-dir>/<model>.json|.md`` per load run, ``<out-dir>/ann-recall.json`` and
-``<out-dir>/summary.json`` + ``summary.md`` (everything, with the machine: CPU model,
-cores, load average, commit). The load generator shares the machine's cores with
-the server, and so does anything else running: numbers are upper bounds of
-latency on a busy machine. With the defaults every load level stops after 30 s,
-and the whole suite takes 5-10 minutes on 2 cores (a smoke run with
-``--requests 200 --max-seconds 10`` took 2.5 minutes).
-"""
+"""The serving benchmark (``make bench-serving``): Beauty-size and 1M catalogues, exact and ScaNN."""
 
 import argparse
 import datetime
@@ -48,6 +18,18 @@ from trainer import scann_export
 
 BEAUTY_ITEMS = 12101
 LARGE_ITEMS = 1000000
+EXAMPLES = """\
+examples:
+  python -m bench.serving.suite --out-dir outputs/bench/serving
+  python -m bench.serving.suite --requests 200 --max-seconds 10 --recall-queries 200  # smoke
+
+Models (bench.serving.bench_model): beauty-exact (12,101 items, exact top-k), large-exact
+(1,000,000 items, exact) and large-scann (the same, ScaNN variant). Each gets a gRPC load
+run against serving.server in a subprocess; the 1M pair also ScaNN's recall@10 against
+exact search, the one-call latency of both and the --sweep of num_leaves_to_search.
+Writes <model>.json|.md per load run, ann-recall.json and summary.json|.md (with the
+machine) to --out-dir. Other load on the machine makes the latencies upper bounds.
+More: docs/serving.md, "Serving benchmarks"."""
 
 
 def _load_args(args: argparse.Namespace, model_path: str, description: str) -> List[str]:
@@ -210,7 +192,7 @@ def markdown(summary: Dict[str, object]) -> str:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--out-dir", default=os.path.join("outputs", "bench", "serving"))
   parser.add_argument("--beauty-items", type=int, default=BEAUTY_ITEMS,

@@ -1,19 +1,4 @@
-"""Pusher executor that writes each version atomically and numbers them monotonically.
-
-The standard Pusher copies straight into ``<base>/<unix time>/``, so a model server
-polling the folder can see a half-copied version, and two pushes within one second
-(or after a clock step back) collide. This executor keeps the standard Pusher's
-spec, blessing check and output properties, and changes only how the files land:
-
-* version = max(unix time, newest existing version + 1), so versions only grow;
-* the model is copied into a hidden ``.tmp-<version>`` sibling (TF Serving ignores
-  non-numeric names) and renamed into place in one step on local filesystems,
-  after every file and folder is fsynced (else a crash right after the rename
-  can leave a version whose files are empty); on object stores, where rename is
-  a copy, ``saved_model.pb`` is written last as the standard Pusher does;
-* a failed push removes its staging folder, and a push first removes the
-  staging folders a killed run left behind.
-"""
+"""Pusher executor that writes each version atomically and numbers them monotonically."""
 
 import os
 import shutil

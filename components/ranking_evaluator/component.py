@@ -1,9 +1,6 @@
 """RankingEvaluator: full-ranking evaluation that blesses (or not) the trained model.
 
-It takes the place of the standard Evaluator: same input keys (``examples``,
-``model``, ``baseline_model``) and the same standard outputs (``evaluation``:
-ModelEvaluation, ``blessing``: ModelBlessing), so the standard Pusher gates on
-its blessing unchanged.
+It takes the standard Evaluator's place (same inputs and outputs); the standard Pusher gates on it.
 """
 
 import json

@@ -1,16 +1,6 @@
 """Full-ranking evaluation of an exported model and of a popularity baseline.
 
-Usable without TFX: ``evaluate_saved_model`` reads the raw sequence examples
-(``trainer.features``) of one split, scores every catalogue item for every user
-through the ``query_embedding`` and ``item_embeddings`` signatures of
-``serving.contract`` (score = query . item), and ranks each user's target with
-the protocol of ``metrics``. Users are processed ``batch_size`` at a time, so
-the [users, items] score matrix never exists as a whole.
-
-The catalogue is the model's: the items its ``item_embeddings`` signature
-returns. Targets outside it are misses; history items outside it are not
-excluded from anything (they cannot be recommended anyway). The same ranking
-pass gives the per-slice metrics (``slices``) and novelty / diversity.
+Usable without TFX; the model is read through the ``serving.contract`` signatures only.
 """
 
 import abc

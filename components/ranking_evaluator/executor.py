@@ -1,21 +1,6 @@
 """RankingEvaluator executor: full-ranking metrics, popularity baseline, blessing.
 
-Writes the standard outputs the way the standard Evaluator does, so the
-standard Pusher reads them unchanged:
-
-* ``evaluation`` (ModelEvaluation): ``metrics.json`` =
-  ``{"split", "num_items", "model": {...}, "popularity": {...},
-  "baseline": {...} (with a baseline model), "slices": {"model":
-  {"history_len:<=3": {"HR@10", ..., "num_users"}, ...}, "popularity": ...,
-  "baseline": ...}, "beyond_accuracy": {"model": {"novelty@10",
-  "diversity@10" (with item attributes)}, ...}, "gating": {"metric", "value",
-  "min_value", "slice_gates", "blessed", "reasons", ...}}``; the model's and
-  popularity's overall and beyond-accuracy metrics are also float custom
-  properties (``NDCG@10``, ``popularity/NDCG@10``).
-* ``blessing`` (ModelBlessing): an empty ``BLESSED`` or ``NOT_BLESSED`` file,
-  custom properties ``blessed`` (1/0), ``current_model`` (uri),
-  ``current_model_id`` and, with a baseline, ``baseline_model`` /
-  ``baseline_model_id``; plus ``blessing_message`` with the reasons.
+Writes the outputs the way the standard Evaluator does, so the standard Pusher reads them unchanged.
 """
 
 import json

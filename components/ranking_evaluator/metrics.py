@@ -1,20 +1,6 @@
 """Full-ranking metrics for next-item recommendation, in plain numpy.
 
-Protocol (one held-out item per user, ranked against the whole catalogue):
-
-* Every catalogue item is a candidate except the user's own history items, which
-  are excluded. When the target is itself in the history (repeat consumption) it
-  stays a candidate: the history minus the target is excluded.
-* Rank of the target, 1-based: ``1 + #(candidates with a strictly higher score)
-  + #(candidates with an equal score and a lower catalogue index)``. The result
-  does not depend on how ties are ordered by a sort, and the same rule orders
-  top-k lists (score descending, then index ascending). NaN scores count as the
-  worst possible score (they tie with ``-inf``).
-* A target outside the catalogue cannot be ranked: its rank is ``inf`` and it
-  counts as a miss in every metric (and as a user in the denominators).
-
-Ranks are float arrays so that ``inf`` is representable; finite ranks are whole
-numbers.
+The protocol (candidates, tie rule, targets outside the catalogue): docs/architecture.md.
 """
 
 import math

@@ -1,9 +1,4 @@
-"""Reads ExampleValidator's output and turns any anomaly into a readable error.
-
-TFX 1.16's ExampleValidator writes, for each split of its ``anomalies``
-artifact, a binary ``tensorflow_metadata`` ``Anomalies`` proto at
-``<uri>/Split-<split>/SchemaDiff.pb``.
-"""
+"""Reads ExampleValidator's output and turns any anomaly into a readable error."""
 
 import os
 from typing import List

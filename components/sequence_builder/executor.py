@@ -1,19 +1,4 @@
-"""SequenceBuilder executor: interaction log -> per-user leave-one-out examples.
-
-A Beam job (it honours the pipeline's ``beam_pipeline_args``):
-
-1. read every split of the log Examples (GZIP TFRecords of tf.Example) and
-   parse (user_id, item_id, timestamp) rows;
-2. group by user, order by (timestamp, item_id), drop users with fewer than
-   ``min_interactions`` rows and emit one train/eval/test example per user
-   (see ``sequences.leave_one_out``);
-3. emit one ``items`` example per distinct item of the log and item table;
-4. write ``Split-<split>/data_tfrecord-*.gz`` (as ExampleGen does), the
-   ``schema.pbtxt`` of the output (as SchemaGen does) and ``stats.json``.
-
-The result depends only on the set of input rows, not on input sharding, split
-assignment or row order.
-"""
+"""SequenceBuilder executor: interaction log -> per-user leave-one-out examples (a Beam job)."""
 
 import json
 import os

@@ -1,11 +1,6 @@
 """Reads the rows the pipeline's ExampleGen wrote (tf.Example) as typed records.
 
-Ids must be BYTES and the timestamp INT64 (``pipeline.ingest.example_gen``
-declares them so): an INT64 id has lost its leading zeros ("0042" -> 42) and a
-FLOAT timestamp is float32, whose ties reorder events minutes apart, so both
-are refused rather than used. An empty cell is a feature with no value. Byte
-order of UTF-8 equals code-point order, so comparing id bytes compares the
-strings.
+Ids must be BYTES and the timestamp INT64; inferred types are refused rather than used.
 """
 
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union

@@ -1,14 +1,6 @@
 """Leave-one-out sequence examples, catalogue examples and their schema.
 
-Pure functions (no Beam) so the split rule can be read and tested on its own.
-For a user with time-ordered items ``x_1 .. x_n`` (n >= 3):
-
-* train: history ``x_1 .. x_{n-3}``, target ``x_{n-2}``
-* eval:  history ``x_1 .. x_{n-2}``, target ``x_{n-1}``
-* test:  history ``x_1 .. x_{n-1}``, target ``x_n``
-
-Every example carries every feature of ``trainer.features`` (sequence rows
-leave the item features empty and vice versa), so one fixed schema applies.
+Pure functions (no Beam), so the split rule can be read and tested on its own.
 """
 
 from typing import Dict, Iterable, List, Sequence, Tuple

@@ -1,12 +1,6 @@
 """Data ingestion: bring interaction logs into the canonical CSV layout.
 
-Typical use::
-
-    from pipeline import ingest
-    interactions, items = ingest.load_dataset("ml-100k", "data/ml-100k")
-    # or: interactions, items = ingest.generate(ingest.SyntheticConfig.tiny())
-    data = ingest.write_canonical(interactions, items, "/tmp/canonical")
-    # ExampleGen input_base: data.interactions_dir (and data.items_dir)
+``load_dataset`` / ``generate`` give ``(interactions, items)``; ``write_canonical`` writes them.
 """
 
 from pipeline.ingest.canonical import CanonicalData

@@ -1,30 +1,6 @@
 """The canonical interaction log and item table that ExampleGen reads.
 
-Canonical interaction log (CSV, one row per interaction)::
-
-    user_id,item_id,timestamp[,weight][,event_type]
-
-``user_id`` / ``item_id`` are non-empty strings, kept as written (stripped;
-"0042" stays "0042"). ``timestamp`` is seconds (unix time, or an order such as
-0, 1, 2; only its order matters), from 0 to now + ``FUTURE_TOLERANCE_SECONDS``;
-ExampleGen reads it as int64 microseconds, so fractions keep their order down
-to 1 us. ``weight`` is an optional number (e.g. a rating) and ``event_type`` an
-optional string.
-
-Canonical item table (CSV, optional, one row per catalogue item)::
-
-    item_id,title,attributes[,text]
-
-``attributes`` is a ``|``-separated list (``features.ATTRIBUTE_SEPARATOR``) and
-may be empty; titles hold no newlines. The optional ``text`` is the item's free
-text for a sentence encoder (``trainer.item_text``), one line, may be empty.
-
-On disk each table lives alone in its own folder (an ExampleGen
-``input_base`` reads every file of a folder; ``pipeline.ingest.example_gen``
-declares each column's type)::
-
-    out_dir/interactions/interactions.csv
-    out_dir/items/items.csv
+Columns, value rules and the on-disk layout: docs/data.md, "Canonical layout".
 """
 
 import csv

@@ -1,16 +1,6 @@
-"""Downloads a public MovieLens dataset and unpacks it.
-
-Usage::
+"""Downloads a public MovieLens dataset, checks it and unpacks it.
 
     python -m pipeline.ingest.download ml-100k [--dest DIR] [--url URL]
-
-The zip is fetched from GroupLens (or ``--url``) and checked: a readable zip
-with intact CRCs, whose members stay inside the target folder and include the
-dataset's files, and, when GroupLens' ``.md5`` file can be fetched, a matching
-MD5 sum. It is unpacked to ``DEST/NAME`` (moved into place only when
-complete); on success the folder is printed to stdout, ready for
-``--data-dir``. Any failure prints one ``error: ...`` line to stderr and exits
-with code 1.
 """
 
 import argparse

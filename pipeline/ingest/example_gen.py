@@ -1,9 +1,6 @@
 """ExampleGen for the canonical CSV tables, with declared feature types.
 
-CsvExampleGen infers each column's type from its values: all-digit ids become
-INT64 ("0042" -> 42) and fractional timestamps FLOAT (float32, so unix times
-minutes apart tie). This one declares them: ids and text are BYTES exactly as
-written, ``timestamp`` is INT64 microseconds parsed exactly from its text.
+Ids and text are BYTES as written, ``timestamp`` INT64 microseconds (CsvExampleGen would infer).
 """
 
 import csv

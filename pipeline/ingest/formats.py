@@ -1,21 +1,6 @@
 """Adapters from public dataset layouts to the canonical tables.
 
-Every loader returns ``(interactions, items)``: ``interactions`` in the form
-of ``canonical.validate_interactions`` (``user_id``, ``item_id`` str,
-``timestamp`` number, maybe ``weight``) and ``items`` in the form of
-``canonical.validate_items`` (``item_id``, ``title``, ``attributes``) or None.
-
-Kinds (``load_dataset``):
-  * ``ml-100k``   MovieLens 100K folder (``u.data``, ``u.item``, ``u.genre``).
-  * ``ml-1m``     MovieLens 1M folder (``ratings.dat``, ``movies.dat``).
-  * ``ml-latest`` MovieLens latest / latest-small / 20M / 25M folder
-                  (``ratings.csv``, ``movies.csv``, ``tags.csv``).
-  * ``s3rec``     S3-Rec sequences (``Name.txt`` and
-                  ``Name_item2attributes.json``).
-  * ``unisrec``   UniSRec's Amazon datasets (``Name.text``, ``Name.*.inter``),
-                  see ``unisrec``.
-  * ``csv``       a user's own log (.csv/.tsv/.parquet file, or a folder holding
-                  exactly one), optionally with an item table file.
+Every loader returns ``(interactions, items)``; the kinds are in docs/data.md, "Input formats".
 """
 
 import glob

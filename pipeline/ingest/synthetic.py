@@ -1,24 +1,6 @@
 """Deterministic synthetic interaction logs: the built-in default dataset.
 
-The generator plants the structure a sequential recommender should find, so
-that a next-item model measurably beats popularity:
-
-* Catalogue: every item belongs to one category (``category:<name>``), has a
-  brand (``brand:<name>``, drawn from a few brands per category), 0-2 tags
-  (``tag:<name>``) and a readable title ("Norvik Compact Kettle 214").
-  Popularity is Zipf-skewed within each category.
-* Users have 1-3 latent interests (categories, popular categories more often).
-* Sequences: the first item is a popular item of one interest; after that
-  each step either follows a strong item-to-item transition (every item has a
-  few likely successors, mostly in its own category; the first successor is
-  the most likely), or drifts to another of the user's interests, or picks a
-  popular item of the current interest. Items already seen are avoided
-  (re-drawn a few times).
-* Lengths vary between ``min_seq_len`` and ``max_seq_len`` (skewed to short);
-  timestamps are unix seconds, increasing per user, with occasional ties.
-
-Everything is drawn from one ``numpy.random.Generator(seed)`` with vectorised
-steps over all users, so a seed gives the same DataFrames byte for byte.
+It plants the structure a sequential recommender should find (docs/data.md, "Synthetic data").
 """
 
 import dataclasses

@@ -1,12 +1,4 @@
-"""Helpers for tests and benchmarks of a model server: push versions, run servers.
-
-The toy SavedModel they serve lives in ``serving.testing.toy_model``.
-``push_version`` lands a version the way the Pusher does (copy to a hidden staging
-folder, then one rename), so a polling server never sees half a folder.
-``ServerProcess`` runs ``python -m serving.server`` or ``tensorflow_model_server``
-on loopback and stops it with SIGTERM. ``GatedServable`` holds calls inside a
-server until released; ``bad_predict_requests`` are requests it must refuse.
-"""
+"""Helpers for tests and benchmarks of a model server: push versions, run servers."""
 
 import os
 import re

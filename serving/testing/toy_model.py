@@ -1,16 +1,4 @@
-"""A small SavedModel that honours ``serving.contract``, for server tests and benchmarks.
-
-It behaves like the exported recommender at the interface, without training:
-
-* catalogue: ``item_ids`` in vocabulary order (index 0 first), each with a random
-  embedding of size ``dim``;
-* ``history`` ids not in the catalogue (and the "" padding) are dropped;
-* query embedding = mean embedding of the known history items (zeros when none);
-* score = dot(query, item); the row's own history items get -inf, then top-k.
-
-``expected_recommendations`` computes the same ranking in NumPy, so tests can check
-a server against an independent implementation.
-"""
+"""A small SavedModel that honours ``serving.contract``, for server tests and benchmarks."""
 
 from typing import List, Sequence, Tuple
 

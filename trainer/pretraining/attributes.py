@@ -1,19 +1,4 @@
-"""Item-attribute association objectives of S3-Rec: AAP and MAP.
-
-Both score a hidden state ``h`` against every attribute embedding ``e_a`` with a
-bilinear form ``sigmoid((W h)^T e_a)`` and use binary cross-entropy against the
-item's multi-hot attribute set (mean over the A attributes, as S3-Rec's
-reference code does), then average over the scored positions:
-
-* AAP (associated attribute prediction): at every UNmasked item position of the
-  bidirectional Cloze pass, predict that item's attributes (S3-Rec's code uses
-  the contextual encoder output there, which includes the item's own embedding);
-* MAP (masked attribute prediction): at every masked position, predict the
-  attributes of the item that was masked.
-
-Positions whose item has no known attribute carry no signal and are skipped.
-The loss is AAP + MAP (one weight in ``PretrainConfig.attribute_weight``).
-"""
+"""Item-attribute association objectives of S3-Rec: AAP and MAP."""
 
 import tensorflow as tf
 

@@ -1,18 +1,6 @@
 """Sequence augmentations for self-supervised pre-training (tensor ops, deterministic).
 
-Every function works on a batch of LEFT-padded model-id sequences, int [B, L]:
-``0`` padding, ``1 .. V`` items (vocabulary index + 1), ``V + 1`` the [MASK]
-token (see ``trainer.encoder``). A row's items are its last ``n`` columns,
-oldest first. Outputs keep that layout and the input's width ``L``.
-
-Randomness comes only from stateless ops keyed by ``seed`` (int [2]), so the same
-batch and seed always give the same result, inside or outside ``tf.function``.
-
-* ``cloze_mask``   BERT4Rec: masked-item inputs and the labels to predict.
-* ``crop``         CL4SRec: a random contiguous sub-sequence, re-left-padded.
-* ``mask_items``   CL4SRec: a random fraction of the items set to [MASK].
-* ``reorder``      CL4SRec: a random contiguous span shuffled in place.
-* ``random_augmentation``: one of the three per row (a contrastive "view").
+Batches in and out are left-padded model ids; randomness comes only from a stateless ``seed``.
 """
 
 from typing import Sequence, Tuple

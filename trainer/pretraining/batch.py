@@ -1,10 +1,4 @@
-"""One pre-training batch, the encoder passes its objectives share, and their base class.
-
-Objectives read what they need from a ``PretrainingBatch``; each encoder pass
-(causal next-item pass, bidirectional Cloze pass, the two augmented views, the
-clean sequence representation) is computed the first time an objective asks for
-it and reused by the others within the same step.
-"""
+"""One pre-training batch, the encoder passes its objectives share, and their base class."""
 
 from typing import Mapping, Optional, Tuple
 

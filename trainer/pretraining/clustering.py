@@ -1,16 +1,4 @@
-"""User-intent clustering (ICLRec): intent prototypes from k-means, InfoNCE to them.
-
-Every few epochs ``ClusteringCallback`` encodes the training sequences (the
-query embedding ``last_hidden``, no dropout), runs spherical k-means on them and stores the
-centroids (the intent prototypes) in ``ClusteringObjective``. In each step, a
-sequence's intent is its nearest prototype under the current encoder (as
-ICLRec's ``cluster.query``); the loss pulls both augmented views of the sequence
-towards that prototype against all other prototypes:
-``-log softmax_k(cos(z, c_k) / temperature)[intent]``, averaged over views and
-non-empty rows. (ICLRec contrasts with the prototypes of the other sequences in
-the batch; using all K prototypes is the ProtoNCE form and needs no
-false-negative filtering.) Before the first clustering the loss is 0.
-"""
+"""User-intent clustering (ICLRec): intent prototypes from k-means, InfoNCE to them."""
 
 import logging
 from typing import Optional

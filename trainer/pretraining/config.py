@@ -1,13 +1,4 @@
-"""Self-supervised pre-training hyper-parameters: one typed object, passed as JSON.
-
-The encoder's shape (width, depth, ``max_seq_len``) is ``trainer.config.EncoderConfig``;
-this object holds what only pre-training uses: which objectives run and how much
-each weighs, the augmentations, the clustering schedule and the pre-training run's
-own ``TrainingSchedule`` (epochs, learning rate, batch size, seed; JSON keys flat or
-under "schedule", see ``trainer.json_config``).
-
-An objective whose weight is 0 is not built and costs nothing.
-"""
+"""Self-supervised pre-training hyper-parameters: one typed object, passed as JSON."""
 
 import dataclasses
 from typing import Literal, Tuple

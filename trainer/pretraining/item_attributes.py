@@ -1,11 +1,4 @@
-"""Item attribute sets: read from the transformed ``items`` split, used as tensors.
-
-The transformed ``items`` split (see ``trainer.features``) has one row per
-catalogue item: ``item_index`` (int64 scalar, vocabulary index 0..V-1, OOV = V)
-and ``item_attribute_ids`` (int64 variable length, attribute vocabulary indices
-0..A-1, OOV = A). ``ItemAttributeTable`` keeps, for every vocabulary index, the
-set of its known attributes (OOV attributes dropped, duplicates removed).
-"""
+"""Item attribute sets: read from the transformed ``items`` split, used as tensors."""
 
 import os
 from typing import Sequence, Union

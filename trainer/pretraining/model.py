@@ -1,17 +1,4 @@
-"""PretrainingModel: a SequenceEncoder trained on a weighted sum of SSL objectives.
-
-The model's only job is composition: each objective (a Keras layer in this
-package, registered by name in ``trainer.pretraining.objectives``) turns a
-``PretrainingBatch`` into a scalar loss, and the model minimises
-``sum_i weight_i * loss_i`` over the objectives whose weight is positive. Fit
-logs report ``loss`` (the weighted total) and ``<objective>_loss`` for each one,
-as means over the epoch's batches.
-
-Batches are ``trainer.inputs.make_dataset`` batches (``inputs``/``labels``),
-the same ones ``trainer.model.NextItemModel`` trains on. Augmentation randomness
-is stateless, seeded by ``(PretrainConfig.schedule.seed, optimizer step)``, so a run is
-reproducible given the data order.
-"""
+"""PretrainingModel: a SequenceEncoder trained on a weighted sum of SSL objectives."""
 
 from typing import Dict, Optional
 
