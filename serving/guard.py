@@ -1,8 +1,6 @@
 """What every call to the server passes first: token, parsing, concurrency cap, deadline.
 
-``CallGuard`` is a gRPC server interceptor, so it covers every service (the
-health service included) and no servicer can forget it. Messages sent to clients
-name no file system path and hold no traceback; the log keeps the details.
+A gRPC server interceptor, so it covers every service; client messages name no path.
 """
 
 import logging

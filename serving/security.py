@@ -1,8 +1,6 @@
-"""TLS credentials and the bearer token, for the server and the client.
+"""TLS credentials and the bearer token (gRPC metadata ``authorization: Bearer <token>``).
 
-The token travels as gRPC metadata ``authorization: Bearer <token>``; it is read
-from a file or from the ``SEQREC_SERVING_TOKEN`` environment variable, never from
-the command line (other users can read command lines).
+The token comes from a file or ``$SEQREC_SERVING_TOKEN``, never the command line.
 """
 
 import hmac

@@ -1,24 +1,6 @@
 """Soak benchmark: steady load on loopback while new versions land and bad requests arrive.
 
-    python -m bench.serving.soak                          # make bench-soak: 10 min
-    python -m bench.serving.soak --minutes 2 --push-every 20 --warmup-seconds 20
-
-Starts ``python -m serving.server`` on 127.0.0.1 (a subprocess, admitting
-``--concurrency`` calls) over a fresh model base path, lands a new version every
-``--push-every`` seconds the way the Pusher does, and sends Predict from
-``--concurrency`` threads until ``--minutes`` pass or ``--max-requests`` are sent.
-``--bad-fraction`` of the requests are malformed (``serving.testing.bad_predict_requests``:
-a huge declared shape, a non-UTF-8 model name, an oversize id, ...), each of which must
-get INVALID_ARGUMENT. The model is ``bench.serving.bench_model`` (``--encoder-items``)
-or the toy model (``--toy-items``), as in ``bench.serving.load``.
-
-Reports status codes (valid and bad requests), and per ``--window-seconds`` window the
-p50/p99 latency of valid requests, throughput, the versions that answered and the
-server's resident memory (RSS); writes ``<out-dir>/<label>.json`` and ``.md`` with the
-commit and the machine. Bar (exit code 1 if missed): no valid request fails, every bad
-one gets INVALID_ARGUMENT, and RSS at the end is less than ``--max-rss-growth`` above
-RSS after ``--warmup-seconds`` (the lowest sample of a window at each end: RSS peaks
-while a version loads beside the served one, the floor between loads must not grow).
+What it reports and its bar: docs/serving.md, "Serving benchmarks".
 """
 
 import argparse
@@ -46,6 +28,11 @@ from serving import testing
 OK = "OK"
 BEAUTY_ITEMS = 12101
 KEEP_VERSIONS = 3   # older version folders are removed, as a retention policy would
+
+EXAMPLES = """examples:
+  python -m bench.serving.soak                          # make bench-soak: 10 min
+  python -m bench.serving.soak --minutes 2 --push-every 20 --warmup-seconds 20
+"""
 
 
 def rss_bytes(pid: int) -> int:
@@ -301,7 +288,7 @@ def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__,
+  parser = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   model = parser.add_mutually_exclusive_group()
   model.add_argument("--encoder-items", type=int, default=None,
