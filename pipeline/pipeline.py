@@ -15,6 +15,7 @@ from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from pipeline.ingest.example_gen import canonical_example_gen
 from trainer import features
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import PRETRAIN_CONFIG_KEY
 from trainer.config import RETRIEVAL_CONFIG_KEY
@@ -103,6 +104,7 @@ def create_pipeline(
   baseline = latest_blessed.outputs["model"] if latest_blessed else None
 
   model_config = config.model.to_dict()
+  item_vectors = {ITEM_VECTORS_KEY: config.item_vectors} if config.item_vectors else {}
   train_args = tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT])
   eval_args = tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT])
 
@@ -117,7 +119,7 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         train_args=train_args,
         eval_args=eval_args,
-        custom_config={MODEL_CONFIG_KEY: model_config,
+        custom_config={MODEL_CONFIG_KEY: model_config, **item_vectors,
                        PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
     ).with_id("PretrainTrainer")
     components.append(pretrainer)
@@ -131,7 +133,7 @@ def create_pipeline(
       transform_graph=transform.outputs["transform_graph"],
       train_args=train_args,
       eval_args=eval_args,
-      custom_config={MODEL_CONFIG_KEY: model_config,
+      custom_config={MODEL_CONFIG_KEY: model_config, **item_vectors,
                      RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
   components.append(trainer)
 
