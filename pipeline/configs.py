@@ -71,6 +71,15 @@ class PipelineConfig:
   use_item_table: Optional[bool] = None
   # Folder TF Serving watches (model folders below it); None: <output_root>/serving.
   serving_root: Optional[str] = None
+  # Item vectors file (python -m pipeline.embed_items) for text item representations
+  # (ModelConfig item_representation "text" / "id+text"); on a cluster, a path the pods read.
+  item_vectors: Optional[str] = None
+
+  def __post_init__(self):
+    if self.model.encoder.uses_item_text and not self.item_vectors:
+      raise ValueError(f"item_representation {self.model.encoder.item_representation!r} needs "
+                       "item vectors: --item-vectors PATH (python -m pipeline.embed_items "
+                       "writes one) or, locally, --embed-items")
 
   @property
   def pipeline_root(self) -> str:
@@ -120,6 +129,9 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--retrieval-config", default=None,
                       help="JSON object (or file) overriding RetrievalConfig fields "
                            "(fine-tuning loss, negatives, candidate features)")
+  parser.add_argument("--item-vectors", default=None,
+                      help="item vectors file (python -m pipeline.embed_items) for text item "
+                           "representations (model config item_representation text / id+text)")
   parser.add_argument("--epochs", type=int, default=None,
                       help="fine-tuning epochs (overrides the model config's)")
   parser.add_argument("--min-interactions", type=int, default=None)
@@ -168,7 +180,7 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
       retrieval=RetrievalConfig.from_dict(
           load_json_object(args.retrieval_config, "retrieval config")),
       evaluation=EvaluationConfig(**_given(min_value=args.min_ndcg)),
-      schema_path=args.schema, enable_cache=args.enable_cache,
+      schema_path=args.schema, enable_cache=args.enable_cache, item_vectors=args.item_vectors,
       **_given(beam_pipeline_args=args.beam_arg))
   values.update(settings)
   return PipelineConfig(**values)
@@ -195,6 +207,8 @@ def describe(config: PipelineConfig) -> List[str]:
            f"dropout {encoder.dropout:g}")
   if encoder.filter_weight:
     shape += f", frequency filter {encoder.filter_weight:g} ({encoder.frequency_bins} bins)"
+  if encoder.uses_item_text:
+    shape += f", {encoder.item_representation} items ({encoder.adaptor_experts}-expert adaptor)"
   fine_tuning = (f"Fine-tuning: {_schedule(model.schedule)}; {retrieval.loss} on "
                  f"{retrieval.targets}")
   if retrieval.auxiliary_config() is not None:

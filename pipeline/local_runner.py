@@ -12,15 +12,18 @@ import time
 from typing import List, Optional
 
 from pipeline import configs
+from pipeline import embed_items
 from pipeline import progress
 from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
 from pipeline.ingest import synthetic
 from pipeline.ingest.canonical import check_trainable
+from trainer.item_vectors import VECTORS_FILE
 
 DATASETS = ("synthetic", "ml-100k", "ml-1m", "ml-latest", "s3rec", "unisrec", "csv")
 SYNTHETIC_SIZES = ("tiny", "default", "large")
 CONFIG_FILE = "config.json"   # the run's whole PipelineConfig, under --output-dir
+EMBED_DIR = "item_vectors"    # --embed-items output (and its cache), under --output-dir
 EXAMPLES = """\
 examples:
   python -m pipeline.local_runner                          # synthetic default data
@@ -48,6 +51,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                            "last --span-window spans; rerunning a finished span does nothing")
   parser.add_argument("--span-window", type=int, default=7,
                       help="how many of the newest spans a --span run trains on (default 7)")
+  parser.add_argument("--embed-items", action="store_true",
+                      help="embed the item table's texts before the pipeline (python -m "
+                           "pipeline.embed_items, default encoder, cached by text) into "
+                           f"<output-dir>/{EMBED_DIR}/ and train with them (--item-vectors)")
   parser.add_argument("--verbose", action="store_true",
                       help="show every TFX/Beam log line, not only progress")
   return parser.parse_args(argv)
@@ -68,11 +75,21 @@ def prepare_data(args, data_root: str):
 
 def build_config(args) -> configs.PipelineConfig:
   output_root = args.output_dir or os.path.join("outputs", args.dataset)
-  nightly = {} if args.span is None else {"span_window": args.span_window, "enable_cache": True}
+  settings = {} if args.span is None else {"span_window": args.span_window, "enable_cache": True}
+  if args.embed_items:
+    settings["item_vectors"] = os.path.join(output_root, EMBED_DIR, VECTORS_FILE)
   return configs.from_flags(args, data_root=os.path.join(output_root, "data"),
                             output_root=output_root,
                             default_pipeline_name=f"{configs.PIPELINE_NAME}-{args.dataset}",
-                            **nightly)
+                            **settings)
+
+
+def embed(data, item_vectors: str) -> int:
+  """Embeds the canonical item table's texts into ``item_vectors`` (0, or 1 after an error)."""
+  if not data.items_path:
+    print("error: --embed-items needs an item table", file=sys.stderr)
+    return 1
+  return embed_items.main(["--items", data.items_path, "--out", os.path.dirname(item_vectors)])
 
 
 def describe_data(dataset: str, data) -> str:
@@ -110,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   start = time.time()
   try:
     config = build_config(args)
+    if config.item_vectors and not args.embed_items and not os.path.isfile(config.item_vectors):
+      raise ValueError(f"--item-vectors {config.item_vectors}: no such file")
     data = prepare_data(args, config.data_root)
     check_trainable(data, config.sequence.min_interactions, config.span_window)
   except (IngestError, ValueError) as e:
@@ -121,6 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"Span {args.span} with this exact data was already trained: {done}. "
           "Nothing to do.", flush=True)
     return 0
+  if args.embed_items and embed(data, config.item_vectors):
+    return 1
   print("\n".join(configs.describe(config)), flush=True)
   print(f"Full config: {write_config(config)}", flush=True)
   progress.import_tensorflow(args.verbose)

@@ -15,6 +15,7 @@ from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from pipeline.ingest.example_gen import canonical_example_gen
 from trainer import features
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import PRETRAIN_CONFIG_KEY
 from trainer.config import RETRIEVAL_CONFIG_KEY
@@ -116,6 +117,7 @@ def create_pipeline(
   baseline = latest_blessed.outputs["model"] if latest_blessed else None
 
   model_config = config.model.to_dict()
+  item_vectors = {ITEM_VECTORS_KEY: config.item_vectors} if config.item_vectors else {}
 
   # Self-supervised pre-training of the encoder on the unlabeled sequences
   # (continuing from the served model's encoder when there is one).
@@ -123,7 +125,8 @@ def create_pipeline(
   if config.pretrain is not None:
     pretrainer = _trainer(
         PRETRAIN_RUN_FN, baseline, transform,
-        {MODEL_CONFIG_KEY: model_config, PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
+        {MODEL_CONFIG_KEY: model_config, **item_vectors,
+         PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
     ).with_id("PretrainTrainer")
     components.append(pretrainer)
     warm_start_from = pretrainer.outputs["model"]
@@ -131,7 +134,8 @@ def create_pipeline(
   # Retrieval fine-tuning (TFRS two-tower) from the pre-trained encoder.
   trainer = _trainer(
       RUN_FN, warm_start_from, transform,
-      {MODEL_CONFIG_KEY: model_config, RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
+      {MODEL_CONFIG_KEY: model_config, **item_vectors,
+       RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
   components.append(trainer)
 
   # Full-ranking evaluation against the popularity baseline; decides the blessing.

@@ -19,12 +19,17 @@ MODEL_CONFIG_KEY = "model_config"          # a ModelConfig dict (both Trainers)
 RETRIEVAL_CONFIG_KEY = "retrieval_config"  # a RetrievalConfig dict (fine-tuning)
 PRETRAIN_CONFIG_KEY = "pretrain_config"    # a PretrainConfig dict (pre-training)
 ITEMS_FILES_KEY = "items_files"            # glob of the transformed items split (pre-training)
+ITEM_VECTORS_KEY = "item_vectors"          # item vectors file (both Trainers; text items only)
 
 CAUSAL = "causal"
 BIDIRECTIONAL = "bidirectional"
 Attention = Literal["causal", "bidirectional"]
 ATTENTIONS: Tuple[str, ...] = literal_choices(Attention)
 DistributionStrategy = Literal["default", "mirrored", "multi_worker_mirrored"]
+ID = "id"
+TEXT = "text"
+ID_AND_TEXT = "id+text"
+ItemRepresentation = Literal["id", "text", "id+text"]
 
 
 @dataclasses.dataclass
@@ -48,11 +53,28 @@ class EncoderConfig(JsonConfig):
   # frequencies of the sequence and rescaling the rest (trainer.layers.FrequencyFilter).
   filter_weight: float = 0.0
   frequency_bins: int = 3
+  # How an item is represented, in the encoder's input and the candidate tower
+  # alike: "id" (a learned embedding per item), "text" (UniSRec's mixture-of-experts
+  # adaptor over the item's frozen text vector, trainer.text_adaptor) or "id+text"
+  # (their sum). Text needs item vectors (custom_config "item_vectors").
+  item_representation: ItemRepresentation = ID
+  adaptor_experts: int = 8        # experts of the text adaptor
+  adaptor_dropout: float = 0.2    # dropout on the text vector inside the adaptor
 
   @property
   def causal_query(self) -> bool:
     """Whether the query tower reads a history causally (``attention``)."""
     return self.attention == CAUSAL
+
+  @property
+  def uses_item_ids(self) -> bool:
+    """Whether items have a learned id embedding (``item_representation`` id, id+text)."""
+    return self.item_representation != TEXT
+
+  @property
+  def uses_item_text(self) -> bool:
+    """Whether items are represented through their text vectors (text, id+text)."""
+    return self.item_representation != ID
 
   def validate(self) -> None:
     if not 0.0 <= self.filter_weight <= 1.0:
@@ -60,6 +82,11 @@ class EncoderConfig(JsonConfig):
     if not 1 <= self.frequency_bins <= self.max_seq_len // 2 + 1:
       raise ValueError(f"EncoderConfig.frequency_bins must be in [1, max_seq_len // 2 + 1 = "
                        f"{self.max_seq_len // 2 + 1}]; got {self.frequency_bins}")
+    if self.adaptor_experts < 1:
+      raise ValueError(f"EncoderConfig.adaptor_experts must be >= 1; got {self.adaptor_experts}")
+    if not 0.0 <= self.adaptor_dropout < 1.0:
+      raise ValueError(f"EncoderConfig.adaptor_dropout must be in [0, 1); "
+                       f"got {self.adaptor_dropout}")
 
 
 @dataclasses.dataclass

@@ -4,12 +4,15 @@ Model ids, left padding and right-aligned positions: docs/architecture.md, "Ids 
 """
 
 import math
+from typing import List, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from trainer.config import EncoderConfig
 from trainer.layers import TransformerBlock
 from trainer.layers import attention_mask
+from trainer.text_adaptor import TextItemEmbedding
 
 PAD_ID = 0
 LAYER_NORM_EPSILON = 1e-6
@@ -25,12 +28,19 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
   ``x = Dropout(LN(sqrt(d) * item_emb + pos_emb))``, then the blocks (see
   ``trainer.layers.TransformerBlock``), then a final LayerNorm; padding
-  positions are zeroed after every stage. The item table is shared with the
-  output layer (``item_embeddings``), as in SASRec.
+  positions are zeroed after every stage. The item representation (``embed_items``)
+  is shared with the output layer (``item_embeddings``), as in SASRec.
+
+  ``item_emb`` follows ``EncoderConfig.item_representation``: the item's row of the
+  learned id table ``item_table`` ("id"), the text adaptor ``item_text`` over its
+  frozen text vector ("text", ``trainer.text_adaptor``), or their sum ("id+text").
   """
 
-  def __init__(self, num_items: int, config: EncoderConfig, **kwargs):
-    """num_items: catalogue size V (vocabulary size without the OOV bucket)."""
+  def __init__(self, num_items: int, config: EncoderConfig,
+               item_vectors: Optional[np.ndarray] = None, **kwargs):
+    """num_items: catalogue size V (vocabulary size without the OOV bucket);
+    item_vectors: float [V, t], row j the text vector of vocabulary index j (text
+    representations only; not part of ``get_config``)."""
     super().__init__(**kwargs)
     if num_items < 1:
       raise ValueError(f"num_items must be >= 1 (catalogue size), got {num_items}")
@@ -41,8 +51,11 @@ class SequenceEncoder(tf.keras.layers.Layer):
     self.mask_id = num_items + 1
     dim = config.embedding_dim
     self._scale = math.sqrt(dim)
-    self.item_table = tf.keras.layers.Embedding(
-        num_items + 2, dim, embeddings_initializer=_initializer(), name="item_embedding")
+    self.item_table = None
+    if config.uses_item_ids:
+      self.item_table = tf.keras.layers.Embedding(
+          num_items + 2, dim, embeddings_initializer=_initializer(), name="item_embedding")
+    self.item_text = _text_items(num_items, config, item_vectors)
     self.position_table = tf.keras.layers.Embedding(
         config.max_seq_len, dim, embeddings_initializer=_initializer(),
         name="position_embedding")
@@ -60,14 +73,45 @@ class SequenceEncoder(tf.keras.layers.Layer):
         epsilon=LAYER_NORM_EPSILON, name="final_norm")
 
   def build(self, input_shape):
-    self.item_table.build(None)
+    if self.item_table is not None and not self.item_table.built:
+      self.item_table.build(None)
     self.position_table.build(None)
     super().build(input_shape)
 
+  def embed_items(self, model_ids, training=False) -> tf.Tensor:
+    """float [..., d]: the representation of items given as model ids (int [...]).
+
+    The id embedding, the text adaptor's output or their sum
+    (``EncoderConfig.item_representation``); the encoder's input and every scorer
+    over the catalogue (``catalogue_embeddings``) take items from here.
+    """
+    parts = []
+    if self.item_table is not None:
+      parts.append(self.item_table(model_ids))
+    if self.item_text is not None:
+      parts.append(self.item_text(model_ids, training=training))
+    return tf.add_n(parts) if len(parts) > 1 else parts[0]
+
+  def catalogue_embeddings(self, training=False) -> tf.Tensor:
+    """float [V, d]: ``embed_items`` of every catalogue item; row j = vocabulary index j.
+
+    ``training`` applies the text adaptor's dropout (text representations).
+    """
+    if self.item_text is None:   # the same rows as embed_items, without a gather
+      return self.item_table.embeddings[1:self.num_items + 1]
+    return self.embed_items(tf.range(1, self.num_items + 1), training=training)
+
   @property
   def item_embeddings(self) -> tf.Tensor:
-    """float [V, d]: row j is the catalogue item with vocabulary index j."""
-    return self.item_table.embeddings[1:self.num_items + 1]
+    """float [V, d]: row j is the catalogue item with vocabulary index j (inference)."""
+    return self.catalogue_embeddings(training=False)
+
+  @property
+  def trained_weights(self) -> List[tf.Variable]:
+    """Every weight but the frozen text vectors (data aligned to this run's vocabulary)."""
+    if self.item_text is None:
+      return list(self.weights)
+    return [w for w in self.weights if w is not self.item_text.vectors]
 
   @tf.autograph.experimental.do_not_convert
   def call(self, item_ids, training=False, causal: bool = True,
@@ -109,7 +153,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
     keep = tf.cast(padding_mask, self.compute_dtype)[:, :, tf.newaxis]
 
     positions = self.position_table.embeddings[self.config.max_seq_len - length:]
-    x = self.item_table(item_ids) * self._scale + positions[tf.newaxis]
+    x = self.embed_items(item_ids, training=training) * self._scale + positions[tf.newaxis]
     x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
     mask = attention_mask(padding_mask, causal)
     for i, block in enumerate(self.blocks):
@@ -139,3 +183,22 @@ class SequenceEncoder(tf.keras.layers.Layer):
     config = dict(config)
     encoder_config = EncoderConfig.from_json(config.pop("config"))
     return cls(config.pop("num_items"), encoder_config, **config)
+
+
+def _text_items(num_items: int, config: EncoderConfig,
+                item_vectors: Optional[np.ndarray]) -> Optional[TextItemEmbedding]:
+  """The text adaptor of a text representation (None for "id"); checks ``item_vectors``."""
+  if not config.uses_item_text:
+    if item_vectors is not None:
+      raise ValueError("item_vectors given, but EncoderConfig.item_representation is "
+                       f"{config.item_representation!r}; use 'text' or 'id+text'")
+    return None
+  if item_vectors is None:
+    raise ValueError(f"EncoderConfig.item_representation={config.item_representation!r} "
+                     f"needs item_vectors: float [V={num_items}, t], row j the text vector "
+                     "of vocabulary index j")
+  if np.shape(item_vectors)[0] != num_items:
+    raise ValueError(f"item_vectors has {np.shape(item_vectors)[0]} rows; the catalogue has "
+                     f"{num_items} items")
+  return TextItemEmbedding(item_vectors, config.embedding_dim, config.adaptor_experts,
+                           config.adaptor_dropout, name="item_text")

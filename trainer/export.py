@@ -112,6 +112,35 @@ class TransformItemVocabulary(ItemVocabulary):
     return tf.ragged.boolean_mask(ids, ids < self.num_items)   # drops the OOV bucket
 
 
+class FixedCandidates(tf.Module):
+  """A model whose candidate tower was evaluated once, at export: ``item_embeddings``
+  is a variable, the query tower the model's own.
+
+  With text item representations the candidate tower runs the text adaptor over the
+  whole catalogue; done once here, a request costs what it costs with id items.
+  """
+
+  def __init__(self, model):
+    super().__init__()
+    self.model = model
+    self.item_embeddings = tf.Variable(model.item_embeddings, trainable=False,
+                                       name="item_embeddings")
+
+  def query_embedding(self, item_ids) -> tf.Tensor:
+    return self.model.query_embedding(item_ids)
+
+  def score_all(self, item_ids) -> tf.Tensor:
+    return tf.matmul(self.query_embedding(item_ids), self.item_embeddings, transpose_b=True)
+
+
+def servable_model(model):
+  """``model``, or ``FixedCandidates(model)`` when its items are represented by text."""
+  encoder = getattr(model, "encoder", None)
+  if encoder is not None and encoder.config.uses_item_text:
+    return FixedCandidates(model)
+  return model
+
+
 class RecommenderModule(tf.Module):
   """Serving wrapper: raw-id histories in, top-k raw item ids and scores out.
 
@@ -123,7 +152,7 @@ class RecommenderModule(tf.Module):
 
   def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int):
     super().__init__()
-    self.model = model
+    self.model = servable_model(model)
     self.vocabulary = vocabulary
     self.max_seq_len = max_seq_len
     self.num_items = vocabulary.num_items

@@ -3,7 +3,7 @@
 import dataclasses
 import hashlib
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -186,6 +186,24 @@ def read_vectors(path: str, item_ids: Optional[Sequence[str]] = None) -> ItemVec
     vectors = vectors[[index[item] for item in item_ids]]
     ids = list(item_ids)
   return ItemVectors(list(ids), vectors.astype(np.float32), path)
+
+
+def align_to_vocabulary(vectors: ItemVectors,
+                        item_vocab: Sequence[str]) -> Tuple[np.ndarray, List[str]]:
+  """(float32 [V, dim], row j the vector of ``item_vocab[j]``; the ids without one, zero rows).
+
+  Items are matched by raw id; vectors of items outside the vocabulary are not used.
+  """
+  index = {item: i for i, item in enumerate(vectors.item_ids)}
+  rows = np.zeros([len(item_vocab), vectors.dim], np.float32)
+  missing = []
+  for j, item in enumerate(item_vocab):
+    i = index.get(item)
+    if i is None:
+      missing.append(item)
+    else:
+      rows[j] = vectors.vectors[i]
+  return rows, missing
 
 
 def _read_vector_file(path: str):

@@ -1,5 +1,8 @@
 """Next-item Transformer (SASRec with full-softmax cross-entropy) as a Keras model."""
 
+from typing import Optional
+
+import numpy as np
 import tensorflow as tf
 
 from trainer.config import EncoderConfig
@@ -13,11 +16,13 @@ LABELS = "labels"
 class NextItemModel(tf.keras.Model):
   """SequenceEncoder + NextItemTask; ``model(item_ids)`` is the [B, d] query embedding."""
 
-  def __init__(self, num_items: int, config: EncoderConfig, **kwargs):
+  def __init__(self, num_items: int, config: EncoderConfig,
+               item_vectors: Optional[np.ndarray] = None, **kwargs):
+    """item_vectors: float [V, t] item text vectors, for text item representations."""
     super().__init__(**kwargs)
     self.num_items = num_items
     self.encoder_config = config
-    self.encoder = SequenceEncoder(num_items, config, name="encoder")
+    self.encoder = SequenceEncoder(num_items, config, item_vectors, name="encoder")
     self.task = NextItemTask(name="next_item")
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
     # Create every variable now (cheap), so training, export and checkpoint
@@ -60,8 +65,9 @@ class NextItemModel(tf.keras.Model):
           f"NextItemModel expects batches as dicts with '{INPUTS}' and '{LABELS}' "
           f"(int32 [B, L]); got {got}")
     hidden = self.encoder(data[INPUTS], training=training, causal=True)
-    loss_sum, count = self.task.sum_and_count(hidden, data[LABELS], self.item_embeddings,
-                                              with_gradients=training)
+    loss_sum, count = self.task.sum_and_count(
+        hidden, data[LABELS], self.encoder.catalogue_embeddings(training=training),
+        with_gradients=training)
     count = tf.cast(count, loss_sum.dtype)
     return tf.math.divide_no_nan(loss_sum, count), count
 

@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -23,6 +24,7 @@ from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
+from trainer.run_fn import item_vectors_from
 from trainer.run_fn import model_config_from
 from trainer.run_fn import read_item_vocab
 
@@ -39,7 +41,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
              num_items: int, encoder_config: EncoderConfig, pretrain_config: PretrainConfig,
              item_attributes: Optional[ItemAttributeTable] = None,
              log_dir: Optional[str] = None,
-             warm_start_from: Optional[Tuple[Sequence[str], str]] = None
+             warm_start_from: Optional[Tuple[Sequence[str], str]] = None,
+             item_vectors: Optional[np.ndarray] = None
              ) -> Tuple[PretrainingModel, dict]:
   """Pre-trains an encoder on transformed sequence examples.
 
@@ -55,6 +58,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     warm_start_from: ``(item_vocab, base Model's serving folder)``: continue from
       that Model's encoder (``trainer.warm_start``; items matched by raw id), e.g.
       the served model's, so a nightly run refreshes rather than restarts it.
+    item_vectors: float [V, t] item text vectors (text item representations).
 
   Returns:
     (the trained PretrainingModel, its fit history as {metric: [per-epoch floats]}).
@@ -70,7 +74,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
 
   train_ds = dataset(train_files, True)
   eval_ds = dataset(eval_files, False) if eval_files else None
-  model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes)
+  model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes,
+                           item_vectors)
   model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
   if warm_start_from is not None:
     warm_start.restore(model, *warm_start_from)
@@ -105,7 +110,8 @@ def run_fn(fn_args):
   model, history = pretrain(
       fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
       num_items, model_config.encoder, pretrain_config, attributes, log_dir=fn_args.model_run_dir,
-      warm_start_from=(item_vocab, base_model) if base_model else None)
+      warm_start_from=(item_vocab, base_model) if base_model else None,
+      item_vectors=item_vectors_from(custom_config, model_config.encoder, item_vocab))
   warm_start.save(model, item_vocab, fn_args.serving_model_dir)
   tf.io.gfile.makedirs(fn_args.serving_model_dir)   # TFX requires it; nothing to serve
   tf.io.gfile.makedirs(fn_args.model_run_dir)

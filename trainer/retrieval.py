@@ -91,7 +91,8 @@ class RetrievalModel(tf.keras.Model):
   def __init__(self, num_items: int, config: EncoderConfig,
                retrieval_config: Optional[RetrievalConfig] = None,
                item_attributes: Optional[ItemAttributeTable] = None,
-               item_probabilities: Optional[np.ndarray] = None, **kwargs):
+               item_probabilities: Optional[np.ndarray] = None,
+               item_vectors: Optional[np.ndarray] = None, **kwargs):
     """Builds both towers.
 
     Args:
@@ -102,6 +103,8 @@ class RetrievalModel(tf.keras.Model):
         ``use_item_attributes`` is True (ignored otherwise).
       item_probabilities: float [V] in-batch sampling probabilities (see
         ``item_probabilities``); required for log-Q with in_batch/mixed negatives.
+      item_vectors: float [V, t] item text vectors, for text item representations
+        (``EncoderConfig.item_representation``).
     """
     super().__init__(**kwargs)
     self.retrieval_config = retrieval_config or RetrievalConfig()
@@ -112,7 +115,7 @@ class RetrievalModel(tf.keras.Model):
           f"RetrievalConfig.targets={PREFIXES!r} (or {LAST_POSITION!r})")
     self.num_items = num_items
     self.encoder_config = config
-    self.encoder = SequenceEncoder(num_items, config, name="encoder")
+    self.encoder = SequenceEncoder(num_items, config, item_vectors, name="encoder")
     self.item_attributes = None
     self.attribute_table = None
     if self.retrieval_config.use_item_attributes and item_attributes is not None:
@@ -169,7 +172,11 @@ class RetrievalModel(tf.keras.Model):
   @property
   def item_embeddings(self) -> tf.Tensor:
     """float [V, d] candidate tower output; row j is the item with vocabulary index j."""
-    embeddings = self.encoder.item_embeddings
+    return self.candidate_embeddings(training=False)
+
+  def candidate_embeddings(self, training=False) -> tf.Tensor:
+    """float [V, d] candidate tower: the encoder's item representations (+ attributes)."""
+    embeddings = self.encoder.catalogue_embeddings(training=training)
     if self.item_attributes is not None:
       embeddings = embeddings + tf.cast(
           self.item_attributes.mean_embeddings(self.attribute_table.embeddings),
@@ -241,11 +248,13 @@ class RetrievalModel(tf.keras.Model):
     if full:
       hidden, labels = self._hidden_and_labels(data, training)
       scale = tf.constant(1.0 / self.retrieval_config.temperature, hidden.dtype)
-      loss_sum, count = self.softmax.sum_and_count(hidden * scale, labels, self.item_embeddings)
+      loss_sum, count = self.softmax.sum_and_count(hidden * scale, labels,
+                                                   self.candidate_embeddings(training))
       count = tf.cast(count, tf.float32)
     else:
       queries, positives = self._queries_and_positives(data, training)
-      loss_sum = self.sampled_softmax_loss_sum(queries, positives, self.item_embeddings, seed)
+      loss_sum = self.sampled_softmax_loss_sum(queries, positives,
+                                               self.candidate_embeddings(training), seed)
       count = tf.cast(tf.size(positives), tf.float32)
     return tf.math.divide_no_nan(tf.cast(loss_sum, tf.float32), count), count
 
@@ -288,7 +297,8 @@ class RetrievalModel(tf.keras.Model):
 
 def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Dataset,
                   config: EncoderConfig, retrieval_config: RetrievalConfig,
-                  items_files: Optional[str] = None) -> RetrievalModel:
+                  items_files: Optional[str] = None,
+                  item_vectors: Optional[np.ndarray] = None) -> RetrievalModel:
   """A RetrievalModel wired from a Trainer's inputs (for a fine-tuning run_fn).
 
   Reads the transformed items split (``items_files``, default derived from
@@ -300,6 +310,7 @@ def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Datas
     train_files: ``fn_args.train_files``.
     train_dataset: ``trainer.inputs.make_dataset(..., training=True)`` batches.
     config, retrieval_config: model and loss settings.
+    item_vectors: float [V, t] item text vectors (text item representations).
   """
   num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
   attributes = None
@@ -314,4 +325,5 @@ def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Datas
   probabilities = None
   if retrieval_config.needs_item_probabilities:
     probabilities = item_probabilities(train_dataset, num_items, retrieval_config.targets)
-  return RetrievalModel(num_items, config, retrieval_config, attributes, probabilities)
+  return RetrievalModel(num_items, config, retrieval_config, attributes, probabilities,
+                        item_vectors)

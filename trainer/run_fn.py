@@ -3,17 +3,22 @@
 import json
 import logging
 import os
+from typing import Optional, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
 from trainer import export
 from trainer import features
 from trainer import inputs
+from trainer import item_vectors as item_vectors_lib
 from trainer import ranking_validation
 from trainer import retrieval
 from trainer import warm_start
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
+from trainer.config import EncoderConfig
 from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import ModelConfig
 from trainer.pretraining.clustering import ClusteringCallback
@@ -43,6 +48,38 @@ def read_item_vocab(tf_transform_output):
           for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
+def item_vectors_from(custom_config, config: EncoderConfig,
+                      item_vocab: Sequence[str]) -> Optional[np.ndarray]:
+  """float32 [V, t] text vectors of the vocabulary's items, for text item representations.
+
+  Read from the file ``custom_config["item_vectors"]`` names (``python -m
+  pipeline.embed_items`` writes one), matched by raw item id. With "id+text" an item
+  without a vector gets zeros (its id embedding still tells it apart); with "text"
+  that is an error. None when ``config`` represents items by id alone.
+  """
+  path = (custom_config or {}).get(ITEM_VECTORS_KEY)
+  if not config.uses_item_text:
+    if path:
+      logging.info("Item vectors %s not used: item_representation is %r", path,
+                   config.item_representation)
+    return None
+  if not path:
+    raise ValueError(f"EncoderConfig.item_representation={config.item_representation!r} needs "
+                     f"item vectors: custom_config[{ITEM_VECTORS_KEY!r}] (--item-vectors PATH, "
+                     "made by python -m pipeline.embed_items)")
+  vectors, missing = item_vectors_lib.align_to_vocabulary(
+      item_vectors_lib.read_vectors(path), item_vocab)
+  if missing and not config.uses_item_ids:
+    raise ValueError(f"item vectors {path} have no vector for {len(missing)} of "
+                     f"{len(item_vocab)} catalogue items (e.g. item_id {missing[0]!r}); "
+                     "item_representation 'text' needs one for every item: embed the "
+                     "item table again (python -m pipeline.embed_items) or use 'id+text'")
+  logging.info("Item vectors %s: %d-d for %d of %d catalogue items (%d without one: zeros)",
+               path, vectors.shape[1], len(item_vocab) - len(missing), len(item_vocab),
+               len(missing))
+  return vectors
+
+
 def retrieval_config_from(custom_config) -> retrieval.RetrievalConfig:
   """The RetrievalConfig a pipeline passed in ``custom_config`` (defaults if none)."""
   custom_config = custom_config or {}
@@ -69,8 +106,9 @@ def run_fn(fn_args):
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
   with distribution_strategy(config.distribution_strategy).scope():
-    model = retrieval.build_for_run(tf_transform_output, fn_args.train_files, train_ds,
-                                    config.encoder, retrieval_config)
+    model = retrieval.build_for_run(
+        tf_transform_output, fn_args.train_files, train_ds, config.encoder, retrieval_config,
+        item_vectors=item_vectors_from(fn_args.custom_config, config.encoder, item_vocab))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, fn_args.base_model)

@@ -3,7 +3,7 @@
 import io
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -24,13 +24,19 @@ def _encoder(model):
   return getattr(model, "encoder", model)
 
 
-def _table_index(encoder) -> int:
+def _table_index(encoder) -> Optional[int]:
+  """Position of the item id table in ``trained_weights`` (None without one: text items)."""
+  if encoder.item_table is None:
+    return None
   table = encoder.item_table.embeddings
-  return next(i for i, w in enumerate(encoder.weights) if w is table)
+  return next(i for i, w in enumerate(encoder.trained_weights) if w is table)
 
 
 def save(model, item_vocab: Sequence[str], serving_model_dir: str) -> None:
   """Writes the encoder's weights and item vocabulary for a later warm start.
+
+  The weights are ``encoder.trained_weights``: the frozen text vectors of text item
+  representations are left out, the next run has its own for its vocabulary.
 
   Args:
     model: a SequenceEncoder or a model holding one as ``.encoder``.
@@ -42,7 +48,7 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str) -> None:
   directory = warm_start_dir(serving_model_dir)
   tf.io.gfile.makedirs(directory)
   buffer = io.BytesIO()
-  np.savez(buffer, *[w.numpy() for w in encoder.weights])
+  np.savez(buffer, *[w.numpy() for w in encoder.trained_weights])
   with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "wb") as f:
     f.write(buffer.getvalue())
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB), "w") as f:
@@ -65,7 +71,7 @@ def restore(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]
     archive = np.load(io.BytesIO(f.read()))
   old = [archive[f"arr_{i}"] for i in range(len(archive.files))]
   table = _table_index(model)
-  weights = model.weights
+  weights = model.trained_weights
   nothing = {"weights": 0, "items_kept": 0, "items_new": len(item_vocab)}
   if len(old) != len(weights) or saved["table_index"] != table:
     logging.warning("Warm start skipped: the saved model has %d weights, this one %d "
@@ -76,9 +82,11 @@ def restore(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]
       logging.warning("Warm start skipped: weight %s has shape %s, saved %s; training "
                       "from scratch.", w.name, tuple(w.shape), value.shape)
       return nothing
-  new_table = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"], item_vocab)
-  for i, (w, value) in enumerate(zip(weights, old)):
-    w.assign(new_table if i == table else value)
+  if table is not None:
+    old[table] = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"],
+                              item_vocab)
+  for w, value in zip(weights, old):
+    w.assign(value)
   kept = len(set(saved["item_vocab"]) & set(item_vocab))
   stats = {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
   logging.info("Warm start from %s: %s", directory, stats)

@@ -71,3 +71,13 @@ def test_describe_is_a_few_readable_lines():
                                    attribute_weight=0.0, contrastive_weight=0.0,
                                    clustering_weight=0.0)
   assert configs.describe(config)[2].endswith("; objectives next_item 1")
+
+
+def test_text_items_need_an_item_vectors_file():
+  text = '{"item_representation": "text"}'
+  config = configs.from_flags(_args("--model-config", text, "--item-vectors", "v.parquet"),
+                              data_root="d", output_root="o")
+  assert config.item_vectors == "v.parquet"
+  assert "text items (8-expert adaptor)" in configs.describe(config)[0]
+  with pytest.raises(ValueError, match="'text' needs item vectors: --item-vectors PATH"):
+    configs.from_flags(_args("--model-config", text), data_root="d", output_root="o")

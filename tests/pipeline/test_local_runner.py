@@ -26,3 +26,23 @@ def test_a_run_opens_with_a_short_summary_and_writes_the_whole_config(tmp_path, 
   assert ModelConfig.from_dict(saved["model"]).schedule.epochs == 1
   assert PretrainConfig.from_dict(saved["pretrain"]).schedule.epochs == 2
   assert saved["output_root"] == str(out)
+
+
+def test_embed_items_embeds_the_canonical_item_table_before_the_pipeline(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(local_runner, "run", lambda config: calls.append(config) or {})
+  monkeypatch.setattr(local_runner.embed_items, "main", lambda argv: calls.append(argv) or 0)
+  out = tmp_path / "out"
+  assert local_runner.main(["--synthetic-size", "tiny", "--output-dir", str(out),
+                            "--model-config", '{"item_representation": "id+text"}',
+                            "--embed-items"]) == 0
+  argv, config = calls
+  embedded = out / local_runner.EMBED_DIR
+  assert argv == ["--items", str(out / "data" / "items" / "items.csv"), "--out", str(embedded)]
+  assert config.item_vectors == str(embedded / "item_vectors.parquet")
+
+
+def test_a_missing_item_vectors_file_stops_before_the_pipeline(tmp_path, capsys):
+  assert local_runner.main(["--synthetic-size", "tiny", "--output-dir", str(tmp_path),
+                            "--item-vectors", str(tmp_path / "none.parquet")]) == 1
+  assert "none.parquet: no such file" in capsys.readouterr().err

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pipeline import configs
 from pipeline.pipeline import create_pipeline
+from trainer.config import ITEM_VECTORS_KEY
+from trainer.config import ModelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 # Modules of the training stack (TensorFlow models, TFRS): only the Trainer
@@ -34,3 +36,21 @@ def test_slice_gates_of_the_evaluation_config_reach_the_evaluator(tmp_path):
   config.evaluation.slice_gates = [gate]
   evaluator, = [c for c in create_pipeline(config).components if c.id == "RankingEvaluator"]
   assert json.loads(evaluator.exec_properties["slice_gates"]) == [gate]
+
+
+def _custom_configs(config) -> dict:
+  """Trainer id -> its custom_config."""
+  trainers = [c for c in create_pipeline(config).components if "Trainer" in c.id]
+  return {c.id: json.loads(c.exec_properties["custom_config"]) for c in trainers}
+
+
+def test_the_item_vectors_file_reaches_both_trainers_only_when_given(tmp_path):
+  config = configs.PipelineConfig(
+      data_root=str(tmp_path / "data"), output_root=str(tmp_path / "out"), use_item_table=False,
+      model=ModelConfig.from_dict({"item_representation": "id+text"}), item_vectors="v.parquet")
+  custom = _custom_configs(config)
+  assert sorted(custom) == ["PretrainTrainer", "Trainer"]
+  assert all(c[ITEM_VECTORS_KEY] == "v.parquet" for c in custom.values())
+  config = configs.PipelineConfig(data_root=str(tmp_path / "data"),
+                                  output_root=str(tmp_path / "out"), use_item_table=False)
+  assert all(ITEM_VECTORS_KEY not in c for c in _custom_configs(config).values())

@@ -55,3 +55,20 @@ def test_bad_values_are_refused_naming_the_field(values, message):
 def test_retrieval_choices_are_checked(field):
   with pytest.raises(ValueError, match=f"RetrievalConfig.{field} must be one of"):
     RetrievalConfig.from_dict({field: "bogus"})
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"item_representation": "words"}, "EncoderConfig.item_representation must be one of"),
+    ({"adaptor_experts": 0}, "EncoderConfig.adaptor_experts must be >= 1"),
+    ({"adaptor_dropout": 1.0}, r"EncoderConfig.adaptor_dropout must be in \[0, 1\)"),
+])
+def test_item_representation_settings_are_checked(values, message):
+  with pytest.raises(ValueError, match=message):
+    ModelConfig.from_dict(values)
+
+
+def test_items_are_ids_unless_the_config_says_text():
+  assert EncoderConfig().item_representation == "id"
+  text = load_model_config('{"item_representation": "id+text", "adaptor_experts": 4}').encoder
+  assert text.uses_item_ids and text.uses_item_text and text.adaptor_experts == 4
+  assert not EncoderConfig(item_representation="text").uses_item_ids

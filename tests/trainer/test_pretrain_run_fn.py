@@ -10,8 +10,10 @@ import pytest
 
 from tests.trainer import fake_transform
 from trainer import features
+from trainer import item_vectors
 from trainer import pretrain_run_fn
 from trainer import warm_start
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
 from trainer.retrieval import RetrievalModel
@@ -21,20 +23,25 @@ CONFIG = EncoderConfig(max_seq_len=6, embedding_dim=8, num_blocks=1, num_heads=1
                        dropout=0.0)
 
 
-def test_run_fn_pretrains_an_encoder_fine_tuning_warm_starts_from(tmp_path):
+def _fn_args(tmp_path, custom_config) -> types.SimpleNamespace:
+  """The Trainer's fn_args on the fake Transform output written under ``tmp_path``."""
   transform_dir, examples = fake_transform.write(tmp_path)
-  fn_args = types.SimpleNamespace(
+  return types.SimpleNamespace(
       transform_output=transform_dir,
       train_files=fake_transform.split_files(examples, features.TRAIN_SPLIT),
       eval_files=fake_transform.split_files(examples, features.EVAL_SPLIT),
       serving_model_dir=str(tmp_path / "model" / "Format-Serving"),
       model_run_dir=str(tmp_path / "model_run"),
-      custom_config={
-          pretrain_run_fn.MODEL_CONFIG_KEY: dataclasses.asdict(CONFIG),
-          pretrain_run_fn.PRETRAIN_CONFIG_KEY: {
-              "masked_item_weight": 1.0, "attribute_weight": 0.5, "contrastive_weight": 0.0,
-              "clustering_weight": 0.0, "epochs": 2, "batch_size": 64},
-      })
+      custom_config=custom_config)
+
+
+def test_run_fn_pretrains_an_encoder_fine_tuning_warm_starts_from(tmp_path):
+  fn_args = _fn_args(tmp_path, {
+      pretrain_run_fn.MODEL_CONFIG_KEY: dataclasses.asdict(CONFIG),
+      pretrain_run_fn.PRETRAIN_CONFIG_KEY: {
+          "masked_item_weight": 1.0, "attribute_weight": 0.5, "contrastive_weight": 0.0,
+          "clustering_weight": 0.0, "epochs": 2, "batch_size": 64},
+  })
   pretrain_run_fn.run_fn(fn_args)
 
   with open(os.path.join(fn_args.model_run_dir, "history.json")) as f:
@@ -59,3 +66,24 @@ def test_run_fn_names_the_items_split_it_cannot_find(tmp_path):
       custom_config={pretrain_run_fn.PRETRAIN_CONFIG_KEY: {"attribute_weight": 0.5}})
   with pytest.raises(ValueError, match="Cannot derive the 'items' split"):
     pretrain_run_fn.run_fn(fn_args)
+
+
+def test_run_fn_pretrains_text_items_from_the_item_vectors_file(tmp_path):
+  vectors = np.random.default_rng(0).normal(size=[V, 6]).astype(np.float32)
+  path = item_vectors.write_vectors(   # the file's order is not the vocabulary's
+      item_vectors.ItemVectors(fake_transform.ITEM_VOCAB[::-1], vectors[::-1], "test"),
+      str(tmp_path / "vectors"))
+  config = dataclasses.replace(CONFIG, item_representation="text", adaptor_experts=2)
+  fn_args = _fn_args(tmp_path, {
+      pretrain_run_fn.MODEL_CONFIG_KEY: dataclasses.asdict(config),
+      pretrain_run_fn.PRETRAIN_CONFIG_KEY: {"attribute_weight": 0.0, "epochs": 1,
+                                            "batch_size": 64},
+      ITEM_VECTORS_KEY: path,
+  })
+  pretrain_run_fn.run_fn(fn_args)
+
+  model = RetrievalModel(V, config, RetrievalConfig(), item_vectors=vectors)
+  fresh = model.encoder.item_text.adaptor.projection.numpy()
+  stats = warm_start.restore(model, fake_transform.ITEM_VOCAB, fn_args.serving_model_dir)
+  assert stats["weights"] == len(model.encoder.trained_weights)
+  assert not np.array_equal(fresh, model.encoder.item_text.adaptor.projection.numpy())

@@ -9,6 +9,7 @@ import tensorflow_transform as tft
 
 from tests.trainer import batches
 from tests.trainer import fake_transform
+from tests.trainer.text_items import clustered_vectors
 from trainer import features
 from trainer import inputs
 from trainer import retrieval
@@ -243,3 +244,58 @@ def test_auxiliary_settings_are_validated_when_configured():
     retrieval.RetrievalConfig(auxiliary={"contrastive_wieght": 0.1})
   with pytest.raises(ValueError, match="at least one positive objective weight"):
     retrieval.RetrievalConfig(auxiliary={"temperature": 0.2})
+
+
+# Text items: 4 clusters of 6 items whose text vectors are close within a cluster.
+# Users stay within one cluster; the last item of each cluster is never in training.
+CLUSTERS, PER_CLUSTER = 4, 6
+COLD = [c * PER_CLUSTER + PER_CLUSTER - 1 for c in range(CLUSTERS)]
+TEXT_CONFIG = dataclasses.replace(CONFIG, adaptor_experts=2, adaptor_dropout=0.0)
+
+
+def _cluster_batch(num_rows=64, seed=0):
+  rng = np.random.default_rng(seed)
+  sequences = []
+  for _ in range(num_rows):
+    cluster = rng.integers(CLUSTERS)
+    warm = cluster * PER_CLUSTER + np.arange(PER_CLUSTER - 1)
+    sequences.append(list(rng.choice(warm, size=rng.integers(3, L + 2))))
+  history = tf.ragged.constant([s[:-1] for s in sequences], dtype=tf.int64)
+  target = tf.constant([s[-1] for s in sequences], tf.int64)
+  x, y = inputs.batch_training_pairs(history, target, CLUSTERS * PER_CLUSTER, L)
+  return {INPUTS: x, LABELS: y}
+
+
+def _train_on_clusters(representation: str) -> retrieval.RetrievalModel:
+  tf.keras.utils.set_random_seed(0)
+  config = dataclasses.replace(TEXT_CONFIG, item_representation=representation)
+  model = retrieval.RetrievalModel(
+      CLUSTERS * PER_CLUSTER, config, retrieval.RetrievalConfig(targets=retrieval.ALL_POSITIONS),
+      item_vectors=clustered_vectors(CLUSTERS, PER_CLUSTER))
+  model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
+  for step in range(40):
+    model.train_step(_cluster_batch(seed=step % 4))
+  return model
+
+
+def _cluster_histories():
+  """One history of three warm items per cluster, as model ids: int32 [CLUSTERS, 3]."""
+  return tf.constant([[c * PER_CLUSTER + i + 1 for i in range(3)] for c in range(CLUSTERS)],
+                     tf.int32)
+
+
+@pytest.mark.parametrize("representation", ["text", "id+text"])
+def test_text_items_learn_what_their_vectors_share(representation):
+  model = _train_on_clusters(representation)
+  scores = model.score_all(_cluster_histories()).numpy()
+  top = np.argsort(-scores, axis=1)[:, :3] // PER_CLUSTER
+  # Chance: a quarter of the catalogue is in the history's cluster.
+  assert np.mean(top == np.arange(CLUSTERS)[:, None]) >= 0.9
+
+
+def test_a_cold_item_scores_with_its_cluster_through_its_text():
+  model = _train_on_clusters("text")
+  scores = model.score_all(_cluster_histories()).numpy()
+  for cluster in range(CLUSTERS):
+    others = [j for j in range(CLUSTERS * PER_CLUSTER) if j // PER_CLUSTER != cluster]
+    assert scores[cluster, COLD[cluster]] > scores[cluster, others].max(), cluster

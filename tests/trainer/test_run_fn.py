@@ -1,12 +1,17 @@
 """Trainer wiring: the distribution strategy is a config switch."""
 
+import logging
 import typing
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+from trainer import item_vectors
 from trainer import run_fn
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
+from trainer.config import EncoderConfig
 from trainer.config import DistributionStrategy
 from trainer.config import ModelConfig
 from trainer.training_schedule import TrainingSchedule
@@ -28,3 +33,34 @@ def test_model_config_comes_from_custom_config_and_rejects_unknown_fields():
   assert config == ModelConfig(schedule=TrainingSchedule(epochs=3))
   with pytest.raises(ValueError, match="Unknown ModelConfig field"):
     run_fn.model_config_from({MODEL_CONFIG_KEY: {"epoch": 3}})
+
+
+def _vectors_file(tmp_path) -> str:
+  vectors = item_vectors.ItemVectors(["b", "a", "z"], np.arange(9, dtype=np.float32).reshape(3, 3),
+                                     "test")
+  return item_vectors.write_vectors(vectors, str(tmp_path))
+
+
+def test_item_vectors_are_aligned_to_the_vocabulary_by_raw_id(tmp_path, caplog):
+  config = {ITEM_VECTORS_KEY: _vectors_file(tmp_path)}
+  with caplog.at_level(logging.INFO):
+    vectors = run_fn.item_vectors_from(config, EncoderConfig(item_representation="id+text"),
+                                       ["a", "new", "b"])
+  np.testing.assert_array_equal(vectors, [[3, 4, 5], [0, 0, 0], [0, 1, 2]])
+  assert "3-d for 2 of 3 catalogue items (1 without one: zeros)" in caplog.text
+
+
+def test_text_items_need_a_vector_for_every_vocabulary_item(tmp_path):
+  config = {ITEM_VECTORS_KEY: _vectors_file(tmp_path)}
+  text = EncoderConfig(item_representation="text")
+  assert run_fn.item_vectors_from(config, text, ["a", "b"]).shape == (2, 3)
+  with pytest.raises(ValueError, match=r"no vector for 2 of 4 catalogue items "
+                                       r"\(e.g. item_id 'new'\).*or use 'id\+text'"):
+    run_fn.item_vectors_from(config, text, ["a", "new", "b", "newer"])
+  with pytest.raises(ValueError, match="needs item vectors: custom_config\\['item_vectors'\\]"):
+    run_fn.item_vectors_from({}, text, ["a"])
+
+
+def test_id_items_read_no_vectors(tmp_path):
+  config = {ITEM_VECTORS_KEY: str(tmp_path / "never-read.parquet")}
+  assert run_fn.item_vectors_from(config, EncoderConfig(), ["a"]) is None

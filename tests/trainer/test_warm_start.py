@@ -110,3 +110,36 @@ def test_encoder_carries_over_between_pretraining_and_fine_tuning(tmp_path, sour
     if id(w) in others:
       np.testing.assert_array_equal(w.numpy(), others[id(w)])
 
+
+
+def _text_retrieval(vocab, representation):
+  """A text model of ``vocab``: each item's text vector is derived from its raw id."""
+  config = dataclasses.replace(CONFIG, item_representation=representation, adaptor_experts=2)
+  vectors = np.stack([np.random.default_rng(ord(item)).normal(size=4) for item in vocab])
+  return RetrievalModel(len(vocab), config, RetrievalConfig(), _attributes(len(vocab)),
+                        item_vectors=vectors.astype(np.float32))
+
+
+@pytest.mark.parametrize("representation", ["text", "id+text"])
+def test_text_models_carry_the_adaptor_over_and_keep_their_own_text_vectors(
+    tmp_path, representation):
+  old = _text_retrieval(["a", "b", "c"], representation)
+  base = _save(old, ["a", "b", "c"], tmp_path)
+  new = _text_retrieval(["c", "a", "d", "e"], representation)   # another vocabulary
+  vectors = new.encoder.item_text.vectors.numpy().copy()
+  stats = warm_start.restore(new, ["c", "a", "d", "e"], base)
+  assert stats["weights"] == len(new.encoder.trained_weights)
+  np.testing.assert_array_equal(new.encoder.item_text.vectors.numpy(), vectors)
+  for w_new, w_old in zip(new.encoder.item_text.adaptor.weights,
+                          old.encoder.item_text.adaptor.weights):
+    np.testing.assert_array_equal(w_new.numpy(), w_old.numpy())
+  if representation == "id+text":   # id rows still follow the raw ids
+    np.testing.assert_array_equal(_table(new)[1:3], _table(old)[[3, 1]])
+
+
+def test_switching_between_id_and_text_items_trains_from_scratch(tmp_path, caplog):
+  base = _save(_retrieval(3), ["a", "b", "c"], tmp_path)
+  with caplog.at_level(logging.WARNING):
+    assert warm_start.restore(_text_retrieval(["a", "b", "c"], "text"), ["a", "b", "c"],
+                              base)["weights"] == 0
+  assert "training from scratch" in caplog.text

@@ -51,6 +51,12 @@ class PretrainingBatch:
       self._cache[key] = compute()
     return self._cache[key]
 
+  def item_embeddings(self) -> tf.Tensor:
+    """float [V, d]: the catalogue's item representations the objectives score against
+    (``encoder.catalogue_embeddings``), computed once per step."""
+    return self._cached("items", lambda: self.encoder.catalogue_embeddings(
+        training=self.training))
+
   def next_item_hidden(self) -> tf.Tensor:
     """float [B, L, d]: causal encoder output on ``inputs`` (SASRec pass)."""
     return self._cached("next_item", lambda: self.encoder(

@@ -13,7 +13,7 @@ class MaskedItemObjective(Objective):
   """Predicts each masked item from the bidirectional hidden state at its position.
 
   Loss: full-softmax cross-entropy over the whole catalogue (logits = hidden @
-  item_embeddings^T, tied with the encoder's input table), averaged over the
+  item_embeddings^T, tied with the encoder's input items), averaged over the
   masked positions of the batch (``PretrainingBatch.cloze``).
   """
 
@@ -24,4 +24,4 @@ class MaskedItemObjective(Objective):
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: mean cross-entropy over masked positions."""
     _, labels, hidden = batch.cloze()
-    return self.softmax(hidden, labels, batch.encoder.item_embeddings)
+    return self.softmax(hidden, labels, batch.item_embeddings())

@@ -2,6 +2,7 @@
 
 from typing import Dict, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from trainer.config import EncoderConfig
@@ -33,7 +34,8 @@ class PretrainingModel(tf.keras.Model):
 
   def __init__(self, num_items: int, encoder_config: EncoderConfig,
                pretrain_config: PretrainConfig,
-               item_attributes: Optional[ItemAttributeTable] = None, **kwargs):
+               item_attributes: Optional[ItemAttributeTable] = None,
+               item_vectors: Optional[np.ndarray] = None, **kwargs):
     """Builds the encoder and the enabled objectives.
 
     Args:
@@ -41,12 +43,13 @@ class PretrainingModel(tf.keras.Model):
       encoder_config: encoder shape (``max_seq_len``, width, depth, dropout).
       pretrain_config: objective weights and settings.
       item_attributes: needed iff ``attribute_weight > 0``.
+      item_vectors: float [V, t] item text vectors, for text item representations.
     """
     super().__init__(**kwargs)
     self.num_items = num_items
     self.encoder_config = encoder_config
     self.pretrain_config = pretrain_config
-    self.encoder = SequenceEncoder(num_items, encoder_config, name="encoder")
+    self.encoder = SequenceEncoder(num_items, encoder_config, item_vectors, name="encoder")
     self.weights_by_objective, self.objectives = build_objectives(
         pretrain_config, encoder_config.embedding_dim, num_items, item_attributes)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")

@@ -19,4 +19,4 @@ class NextItemObjective(Objective):
 
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: mean cross-entropy over labelled positions."""
-    return self.task(batch.next_item_hidden(), batch.labels, batch.encoder.item_embeddings)
+    return self.task(batch.next_item_hidden(), batch.labels, batch.item_embeddings())

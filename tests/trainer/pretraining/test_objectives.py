@@ -76,7 +76,16 @@ def _train(model, batch, steps):
     step(batch)
 
 
-def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
+def _text_model(config: PretrainConfig) -> PretrainingModel:
+  """A PretrainingModel whose items are (random) text vectors only."""
+  encoder_config = dataclasses.replace(TINY, item_representation="text", adaptor_experts=2,
+                                       adaptor_dropout=0.1)
+  vectors = np.random.default_rng(0).normal(size=[V, 16]).astype(np.float32)
+  return PretrainingModel(V, encoder_config, config, _attributes(), vectors)
+
+
+@pytest.mark.parametrize("representation", ["id", "text"])
+def test_every_objective_loss_decreases_on_a_tiny_synthetic_set(representation):
   # One model with all five objectives (each with its own parameters or
   # gradient path); every loss, evaluated with a fixed seed and fixed intent
   # prototypes, must drop after a few dozen joint steps.
@@ -84,7 +93,8 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
                           num_clusters=4, mask_probability=0.3,
                           schedule=TrainingSchedule(seed=1))
   tf.keras.utils.set_random_seed(0)
-  model = PretrainingModel(V, TINY, config, _attributes())
+  model = (PretrainingModel(V, TINY, config, _attributes()) if representation == "id"
+           else _text_model(config))
   assert list(model.objectives) == list(objectives.NAMES)
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-2))
   batch = _batch()
@@ -96,6 +106,21 @@ def test_every_objective_loss_decreases_on_a_tiny_synthetic_set():
   for name in objectives.NAMES:
     assert np.isfinite(before[name]) and before[name] > 0, (name, before)
     assert after[name] < 0.9 * before[name], f"{name}: {before[name]:.4f} -> {after[name]:.4f}"
+
+
+def test_every_objective_trains_the_text_adaptor_and_none_the_text_vectors():
+  config = PretrainConfig(**dict.fromkeys(objectives.WEIGHT_FIELDS, 1.0), num_clusters=4)
+  tf.keras.utils.set_random_seed(0)
+  model = _text_model(config)
+  batch = _batch()
+  ClusteringCallback(model.clustering, model.encoder, [batch], iterations=5).recluster(0)
+  adaptor = model.encoder.item_text.adaptor.trainable_variables
+  for name in objectives.NAMES:
+    with tf.GradientTape() as tape:
+      loss = model.compute_losses(batch, tf.constant([1, 2], tf.int64), training=True)[name]
+    gradients = tape.gradient(loss, adaptor + [model.encoder.item_text.vectors])
+    assert gradients[-1] is None, name        # frozen: not even watched
+    assert any(g is not None and np.abs(g.numpy()).max() > 0 for g in gradients[:-1]), name
 
 
 def test_model_reports_every_objective_and_the_weighted_total():
