@@ -131,7 +131,7 @@ def create_pipeline(
     components.append(pretrainer)
     warm_start_from = pretrainer.outputs["model"]
 
-  # Retrieval fine-tuning (TFRS two-tower) from the pre-trained encoder.
+  # Retrieval fine-tuning (two-tower) from the pre-trained encoder.
   trainer = _trainer(
       RUN_FN, warm_start_from, transform,
       {MODEL_CONFIG_KEY: model_config, **item_vectors,
