@@ -250,6 +250,18 @@ def _id_strings(values: pd.Series) -> pd.Series:
   return pd.Series(table[codes], index=values.index, dtype=object)
 
 
+def _exact_floats(texts: pd.Series, parsed: np.ndarray) -> np.ndarray:
+  """The correctly rounded floats of number texts that ``pd.to_numeric`` parsed.
+
+  Its fast parser can be one unit in the last place off ("90071992.56640625"
+  becomes ...24), which would change the value in the canonical copy.
+  """
+  try:
+    return texts.to_numpy(dtype=object).astype(np.float64)
+  except (TypeError, ValueError):   # a form only pandas reads: keep its value
+    return parsed
+
+
 def _numbers(values: pd.Series, source: str, column: str,
              row_label: Callable[[int], str]) -> pd.Series:
   """Parses a numeric column; int64 when every value is integral."""
@@ -279,6 +291,8 @@ def _numbers(values: pd.Series, source: str, column: str,
         f"{value!r}; expected a number")
   if parsed.dtype.kind == "f":
     as_float = parsed.to_numpy(dtype=np.float64)
+    if values.dtype == object:
+      as_float = _exact_floats(values, as_float)
     if (np.all(as_float == np.floor(as_float)) and
         np.all(np.abs(as_float) < 2**62)):
       return pd.Series(as_float.astype(np.int64), index=values.index)
