@@ -4,6 +4,7 @@ Nothing here knows which orchestrator runs it; see ``local_runner`` and
 ``kubeflow_v2_runner``.
 """
 
+import os
 from typing import Optional
 
 from tfx import v1 as tfx
@@ -11,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
+from components.sequence_builder import forgotten_users
 from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from pipeline.ingest.example_gen import canonical_example_gen
@@ -72,13 +74,15 @@ def create_pipeline(
       statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
   components += [statistics_gen, schema_gen, example_validator]
 
-  # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies.
+  # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies
+  # and leaves out the users of the forgotten-users ledger (python -m pipeline.forget_user).
   sequence_builder = SequenceBuilder(
       examples=log_examples,
       items=item_gen.outputs["examples"] if item_gen else None,
       anomalies=example_validator.outputs["anomalies"],
       min_interactions=config.sequence.min_interactions,
-      max_history_length=config.sequence.max_history_length)
+      max_history_length=config.sequence.max_history_length,
+      forgotten_users=os.path.join(config.data_root, forgotten_users.LEDGER_FILE))
   components.append(sequence_builder)
 
   # Item and attribute vocabularies; the graph ships inside the served model.

@@ -42,7 +42,8 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       items: Optional[types.BaseChannel] = None,
       anomalies: Optional[types.BaseChannel] = None,
       min_interactions: int = component_spec.DEFAULT_MIN_INTERACTIONS,
-      max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH):
+      max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH,
+      forgotten_users: Optional[str] = None):
     """Constructs a SequenceBuilder.
 
     Args:
@@ -56,6 +57,9 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       min_interactions: users with fewer interactions are dropped; >= 3.
       max_history_length: keep only the most recent this many history items
         per example; 0 keeps all.
+      forgotten_users: path of the forgotten-users ledger
+        (``forgotten_users.LEDGER_FILE``); the events of its users are dropped
+        from every input span. A missing file forgets no one.
     """
     if isinstance(min_interactions, int) and isinstance(max_history_length,
                                                         int):
@@ -66,6 +70,7 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         anomalies=anomalies,
         min_interactions=min_interactions,
         max_history_length=max_history_length,
+        forgotten_users=forgotten_users,
         output_examples=types.Channel(type=standard_artifacts.Examples),
         schema=types.Channel(type=standard_artifacts.Schema))
     super().__init__(spec=spec)

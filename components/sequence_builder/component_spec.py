@@ -15,6 +15,7 @@ SCHEMA_KEY = "schema"
 # Execution properties.
 MIN_INTERACTIONS_KEY = "min_interactions"
 MAX_HISTORY_LENGTH_KEY = "max_history_length"
+FORGOTTEN_USERS_KEY = "forgotten_users"  # path of the forgotten-users ledger
 
 DEFAULT_MIN_INTERACTIONS = 5
 DEFAULT_MAX_HISTORY_LENGTH = 0  # 0 keeps the whole history.
@@ -28,6 +29,7 @@ class SequenceBuilderSpec(ComponentSpec):
   PARAMETERS = {
       MIN_INTERACTIONS_KEY: ExecutionParameter(type=int, optional=True),
       MAX_HISTORY_LENGTH_KEY: ExecutionParameter(type=int, optional=True),
+      FORGOTTEN_USERS_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

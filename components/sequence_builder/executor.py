@@ -3,7 +3,8 @@
 A Beam job (it honours the pipeline's ``beam_pipeline_args``):
 
 1. read every split of the log Examples (GZIP TFRecords of tf.Example) and
-   parse (user_id, item_id, timestamp) rows;
+   parse (user_id, item_id, timestamp) rows, dropping the users of the
+   forgotten-users ledger (earlier spans' Examples predate their forgetting);
 2. group by user, order by (timestamp, item_id), drop users with fewer than
    ``min_interactions`` rows and emit one train/eval/test example per user
    (see ``sequences.leave_one_out``);
@@ -17,7 +18,7 @@ assignment or row order.
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from absl import logging
 import apache_beam as beam
@@ -31,6 +32,7 @@ from tfx.utils import io_utils
 
 from components.sequence_builder import anomalies as anomalies_lib
 from components.sequence_builder import component_spec as spec
+from components.sequence_builder import forgotten_users
 from components.sequence_builder import records
 from components.sequence_builder import sequences
 from trainer import features
@@ -47,6 +49,7 @@ _EXAMPLES_TAG = "examples"
 # Integer statistics in stats.json (also set as artifact custom properties).
 COUNTER_NAMES = (
     "num_interactions",          # rows of the log, all input splits
+    "num_interactions_forgotten",  # rows of forgotten users, dropped
     "num_interactions_kept",     # rows of the users kept
     "num_users_in",              # distinct users of the log
     "num_users_kept",            # users with >= min_interactions rows
@@ -104,6 +107,19 @@ def _ReadSplits(pipeline: beam.Pipeline, patterns: Dict[str, str],  # pylint: di
         | f"Parse[{split}]" >> beam.Map(parse_fn, split=split).with_output_types(
             Any))
   return parsed | "Flatten" >> beam.Flatten()
+
+
+class _DropForgotten(beam.DoFn):
+  """Passes the rows of users not in ``hashes``; counts the others."""
+
+  def __init__(self, hashes: FrozenSet[str]):
+    self._hashes = hashes
+
+  def process(self, row: records.Interaction):
+    if forgotten_users.user_hash(row.user_id) in self._hashes:
+      yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_interactions_forgotten", 1))
+    else:
+      yield row
 
 
 class _BuildSequences(beam.DoFn):
@@ -194,6 +210,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       exec_properties:
         - min_interactions: int >= 3 (default 5).
         - max_history_length: int >= 0 (default 0 = whole history).
+        - forgotten_users: optional path of the forgotten-users ledger.
 
     Raises:
       ValueError: anomalies, bad parameters, bad input rows, or no user left.
@@ -206,6 +223,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     if max_history_length is None:
       max_history_length = spec.DEFAULT_MAX_HISTORY_LENGTH
     spec.validate_parameters(min_interactions, max_history_length)
+
+    ledger = exec_properties.get(spec.FORGOTTEN_USERS_KEY)
+    forgotten = (forgotten_users.forgotten_hashes(ledger, fileio.exists, fileio.open)
+                 if ledger else frozenset())
 
     anomalies = _optional_single(input_dict, spec.ANOMALIES_KEY)
     if anomalies is not None:
@@ -247,6 +268,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           interactions
           | "CountInteractions" >> beam.Map(lambda _: ("num_interactions", 1))
       ]
+      if forgotten:
+        kept = interactions | "DropForgottenUsers" >> beam.ParDo(
+            _DropForgotten(forgotten)).with_outputs(_STATS_TAG, main=_EXAMPLES_TAG)
+        interactions = kept[_EXAMPLES_TAG]
+        stats.append(kept[_STATS_TAG])
 
       # Sequences, one example per kept user and split.
       built = (

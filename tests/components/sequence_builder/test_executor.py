@@ -27,6 +27,7 @@ from tfx.utils import io_utils
 from components.sequence_builder import anomalies as anomalies_lib
 from components.sequence_builder import component as component_lib
 from components.sequence_builder import executor as executor_lib
+from components.sequence_builder import forgotten_users
 from trainer import features
 
 # ---------------------------------------------------------------------------
@@ -420,6 +421,26 @@ def test_anomalies_from_example_validator_stop_with_a_readable_error(tmp_path):
       str(tmp_path / "clean"), bad=False))
 
 
+def test_forgotten_users_are_dropped_from_every_input_split(tmp_path):
+  ledger = tmp_path / forgotten_users.LEDGER_FILE
+  ledger.write_text(json.dumps({"forgotten": [
+      {"user_hash": forgotten_users.user_hash("1"), "forgotten_at": "2026-11-27T00:00:00"}]}))
+  rows = _log_rows(INT_LOG)
+  result = _run(str(tmp_path), {"train": rows[0::2], "eval": rows[1::2]},
+                exec_properties={"min_interactions": 3, "max_history_length": 0,
+                                 "forgotten_users": str(ledger)})
+  output = result["output"]
+  for split in features.SEQUENCE_SPLITS:
+    assert set(_by_user(_read(output, split))) == {b"2", b"4"}
+  # Items only user 1 had (30, 40, 50) leave the catalogue with them.
+  items = {row[features.ITEM_ID][0] for row in _read(output, features.ITEMS_SPLIT)}
+  assert items == {b"5", b"7", b"8", b"9", b"10", b"20", b"100"}
+  with open(os.path.join(output.uri, executor_lib.STATS_FILE_NAME)) as f:
+    stats = json.load(f)
+  assert stats["num_interactions_forgotten"] == 5
+  assert stats["num_interactions"] == len(INT_LOG)
+
+
 def test_missing_column_names_it_and_lists_the_columns_found(tmp_path):
   rows = [{"user_id": 1, "item_id": 2, "time": 3}]
   with pytest.raises(ValueError, match=(
@@ -515,6 +536,11 @@ def test_component_wires_channels_and_parameters():
     component_lib.SequenceBuilder(
         examples=channel_utils.as_channel([standard_artifacts.Examples()]),
         min_interactions=2)
+  nightly = component_lib.SequenceBuilder(
+      examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+      forgotten_users="data/forgotten_users.json")
+  assert set(nightly.inputs) == {"examples"}
+  assert nightly.exec_properties["forgotten_users"] == "data/forgotten_users.json"
 
 
 def test_new_ids_outside_an_inferred_string_domain_do_not_stop_the_run():
