@@ -1,8 +1,8 @@
-"""Reads ExampleValidator's output and turns any anomaly into a readable error.
+"""Reads ExampleValidator's (or DriftValidator's) output and turns any anomaly into a readable error.
 
 TFX 1.16's ExampleValidator writes, for each split of its ``anomalies``
 artifact, a binary ``tensorflow_metadata`` ``Anomalies`` proto at
-``<uri>/Split-<split>/SchemaDiff.pb``.
+``<uri>/Split-<split>/SchemaDiff.pb``; ``components.drift_validator`` writes the same.
 """
 
 import os
@@ -72,11 +72,18 @@ def describe(anomalies: anomalies_pb2.Anomalies) -> List[str]:
   return lines
 
 
-def check_no_anomalies(artifact: types.Artifact) -> None:
+EXAMPLE_VALIDATOR_HINT = ("Fix the interaction log (or the curated schema) and run the "
+                          "pipeline again.")
+
+
+def check_no_anomalies(artifact: types.Artifact, source: str = "ExampleValidator",
+                       hint: str = EXAMPLE_VALIDATOR_HINT) -> None:
   """Raises ValueError listing every anomaly of every split, if there are any.
 
   Args:
     artifact: a standard_artifacts.ExampleAnomalies from ExampleValidator.
+    source: the component that wrote it, for the message.
+    hint: the message's last line: what to do.
 
   Raises:
     ValueError: some split has anomalies (the message names split, feature,
@@ -91,13 +98,10 @@ def check_no_anomalies(artifact: types.Artifact) -> None:
     lines = describe(read_anomalies(artifact, split))
     if len(lines) == 1:
       problems.append(
-          f"Data anomalies found by ExampleValidator in split '{split}': "
-          f"{lines[0]}")
+          f"Data anomalies found by {source} in split '{split}': {lines[0]}")
     elif lines:
       problems.append(
-          f"Data anomalies found by ExampleValidator in split '{split}':\n  "
+          f"Data anomalies found by {source} in split '{split}':\n  "
           + "\n  ".join(lines))
   if problems:
-    raise ValueError(
-        "\n".join(problems) + "\nFix the interaction log (or the curated "
-        "schema) and run the pipeline again.")
+    raise ValueError("\n".join(problems) + "\n" + hint)

@@ -41,6 +41,7 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       examples: types.BaseChannel,
       items: Optional[types.BaseChannel] = None,
       anomalies: Optional[types.BaseChannel] = None,
+      drift_anomalies: Optional[types.BaseChannel] = None,
       min_interactions: int = component_spec.DEFAULT_MIN_INTERACTIONS,
       max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH,
       forgotten_users: Optional[str] = None):
@@ -54,6 +55,8 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         ``title``, ``|``-separated ``attributes``).
       anomalies: optional ExampleAnomalies channel from ExampleValidator; the
         run fails, listing them, if any split has anomalies.
+      drift_anomalies: optional ExampleAnomalies channel from the DriftValidator
+        (nightly runs); the run fails on them the same way.
       min_interactions: users with fewer interactions are dropped; >= 3.
       max_history_length: keep only the most recent this many history items
         per example; 0 keeps all.
@@ -68,6 +71,7 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         examples=examples,
         items=items,
         anomalies=anomalies,
+        drift_anomalies=drift_anomalies,
         min_interactions=min_interactions,
         max_history_length=max_history_length,
         forgotten_users=forgotten_users,

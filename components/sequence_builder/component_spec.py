@@ -9,6 +9,7 @@ from tfx.types.component_spec import ExecutionParameter
 EXAMPLES_KEY = "examples"
 ITEMS_KEY = "items"
 ANOMALIES_KEY = "anomalies"
+DRIFT_ANOMALIES_KEY = "drift_anomalies"
 # Outputs.
 OUTPUT_EXAMPLES_KEY = "output_examples"
 SCHEMA_KEY = "schema"
@@ -36,6 +37,8 @@ class SequenceBuilderSpec(ComponentSpec):
       ITEMS_KEY: ChannelParameter(
           type=standard_artifacts.Examples, optional=True),
       ANOMALIES_KEY: ChannelParameter(
+          type=standard_artifacts.ExampleAnomalies, optional=True),
+      DRIFT_ANOMALIES_KEY: ChannelParameter(
           type=standard_artifacts.ExampleAnomalies, optional=True),
   }
   OUTPUTS = {

@@ -42,6 +42,11 @@ STATS_FILE_NAME = "stats.json"  # in the output_examples uri
 SCHEMA_FILE_NAME = "schema.pbtxt"  # in the schema uri (as SchemaGen)
 EXAMPLES_FILE_PREFIX = "data_tfrecord"  # in each Split-<split> (as ExampleGen)
 
+# What to do when the newest span drifted from the previous one.
+DRIFT_HINT = ("The newest span moved too far from the previous one, so nothing was trained "
+              "or pushed. Check that span's log; if the change is real, rerun with looser "
+              "thresholds (--drift-config) or without the check (--drift-config off).")
+
 _GZIP_FILE_FORMAT = "tfrecords_gzip"
 _STATS_TAG = "stats"
 _EXAMPLES_TAG = "examples"
@@ -203,6 +208,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         - items: optional, one Examples artifact, the item table.
         - anomalies: optional, one ExampleAnomalies artifact; any anomaly in
           any split stops the run with a ValueError listing them.
+        - drift_anomalies: optional, the DriftValidator's; the same.
       output_dict:
         - output_examples: one Examples artifact; gets splits train, eval,
           test, items and stats.json.
@@ -231,6 +237,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     anomalies = _optional_single(input_dict, spec.ANOMALIES_KEY)
     if anomalies is not None:
       anomalies_lib.check_no_anomalies(anomalies)
+    drift = _optional_single(input_dict, spec.DRIFT_ANOMALIES_KEY)
+    if drift is not None:
+      anomalies_lib.check_no_anomalies(drift, "DriftValidator", DRIFT_HINT)
 
     # One Examples artifact, or several (e.g. the last N daily spans gathered by
     # a SpanRangeStrategy resolver): their events are pooled per user.

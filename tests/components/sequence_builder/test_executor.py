@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx.components.example_validator import executor as validator_executor
@@ -100,6 +101,7 @@ def _log_rows(triples) -> List[dict]:
 def _run(root: str, log: Dict[str, List[dict]],
          items: Optional[Dict[str, List[dict]]] = None,
          anomalies: Optional[standard_artifacts.ExampleAnomalies] = None,
+         drift_anomalies: Optional[standard_artifacts.ExampleAnomalies] = None,
          exec_properties: Optional[dict] = None,
          beam_pipeline_args: Sequence[str] = (),
          log_shards: int = 1) -> dict:
@@ -110,6 +112,8 @@ def _run(root: str, log: Dict[str, List[dict]],
     input_dict["items"] = [_write_examples(os.path.join(root, "items"), items)]
   if anomalies is not None:
     input_dict["anomalies"] = [anomalies]
+  if drift_anomalies is not None:
+    input_dict["drift_anomalies"] = [drift_anomalies]
   output = standard_artifacts.Examples()
   output.uri = os.path.join(root, "output_examples")
   schema = standard_artifacts.Schema()
@@ -421,6 +425,28 @@ def test_anomalies_from_example_validator_stop_with_a_readable_error(tmp_path):
       str(tmp_path / "clean"), bad=False))
 
 
+def test_drift_anomalies_stop_the_run_naming_what_moved(tmp_path):
+  report = anomalies_pb2.Anomalies()
+  info = report.anomaly_info["item_id"]
+  info.reason.add(type=anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+                  short_description="High Linfty distance between current and previous",
+                  description="The Linfty distance between current and previous is 0.7 "
+                              "(up to six significant digits), above the threshold 0.3.")
+  drift = standard_artifacts.ExampleAnomalies()
+  drift.uri = str(tmp_path / "drift")
+  drift.split_names = artifact_utils.encode_split_names(["log"])
+  io_utils.write_bytes_file(os.path.join(drift.uri, "Split-log", "SchemaDiff.pb"),
+                            report.SerializeToString())
+  with pytest.raises(ValueError) as error:
+    _run(str(tmp_path), {"train": _log_rows(INT_LOG)}, drift_anomalies=drift)
+  message = str(error.value)
+  assert message.startswith("Data anomalies found by DriftValidator in split 'log': feature "
+                            "'item_id': High Linfty distance between current and previous: "
+                            "The Linfty distance between current and previous is 0.7")
+  assert message.endswith(executor_lib.DRIFT_HINT)
+  assert not (tmp_path / "output_examples").exists()
+
+
 def test_forgotten_users_are_dropped_from_every_input_split(tmp_path):
   ledger = tmp_path / forgotten_users.LEDGER_FILE
   ledger.write_text(json.dumps({"forgotten": [
@@ -538,8 +564,9 @@ def test_component_wires_channels_and_parameters():
         min_interactions=2)
   nightly = component_lib.SequenceBuilder(
       examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+      drift_anomalies=channel_utils.as_channel([standard_artifacts.ExampleAnomalies()]),
       forgotten_users="data/forgotten_users.json")
-  assert set(nightly.inputs) == {"examples"}
+  assert set(nightly.inputs) == {"examples", "drift_anomalies"}
   assert nightly.exec_properties["forgotten_users"] == "data/forgotten_users.json"
 
 
