@@ -130,10 +130,6 @@ def record_key(data_root: str, key: Optional[bytes]) -> None:
     f.write("\n")
 
 
-def is_pseudonymized(data_root: str) -> bool:
-  return _read_marker(data_root) is not None
-
-
 def ledger_path(data_root: str) -> str:
   return os.path.join(data_root, forgotten_users.LEDGER_FILE)
 
