@@ -14,6 +14,7 @@ from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
 from trainer.config import load_json_object
 from trainer.config import load_model_config
+from trainer.json_config import JsonConfig
 from trainer.pretraining.config import PretrainConfig
 from trainer.training_schedule import TrainingSchedule
 
@@ -44,6 +45,29 @@ class EvaluationConfig:
 
 
 @dataclasses.dataclass
+class DriftConfig(JsonConfig):
+  """Nightly runs (span_window > 0): how far the newest span may move from the previous one.
+
+  A span beyond any threshold stops the run before training and pushes nothing.
+  """
+  max_item_distance: float = 0.3          # L-infinity distance of item-id frequencies
+  max_events_per_user_ratio: float = 2.0  # events per user may grow or shrink this factor
+  # A span named YYYYMMDD holds that day's events (UTC), give or take this much.
+  day_tolerance_hours: float = 14.0
+
+  def validate(self) -> None:
+    if not 0 < self.max_item_distance <= 1:
+      raise ValueError(f"DriftConfig.max_item_distance must be in (0, 1]; "
+                       f"got {self.max_item_distance}")
+    if self.max_events_per_user_ratio < 1:
+      raise ValueError(f"DriftConfig.max_events_per_user_ratio must be >= 1; "
+                       f"got {self.max_events_per_user_ratio}")
+    if self.day_tolerance_hours < 0:
+      raise ValueError(f"DriftConfig.day_tolerance_hours must be >= 0; "
+                       f"got {self.day_tolerance_hours}")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   """Everything that varies between runs of the pipeline."""
   data_root: str                     # canonical data: interactions/ [and items/]
@@ -64,6 +88,8 @@ class PipelineConfig:
   # Daily partitions: 0 reads every file under <data_root>/interactions; N > 0
   # reads <data_root>/interactions/span-{SPAN}/ and trains on the last N spans.
   span_window: int = 0
+  # Nightly runs: the drift gate between the newest span and the previous one; None: off.
+  drift: Optional[DriftConfig] = dataclasses.field(default_factory=DriftConfig)
   # Warm-start training from, and compare against, the latest blessed model.
   use_latest_blessed_model: bool = True
   # Whether an item table sits under <data_root>/items. None: look (local roots
@@ -113,7 +139,8 @@ class PipelineConfig:
     return os.path.isdir(self.items_root) and bool(os.listdir(self.items_root))
 
 
-NO_PRETRAINING = "off"
+OFF = "off"   # the flag value that switches an optional step off
+NO_PRETRAINING = NO_DRIFT_CHECK = OFF
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +172,10 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       help="Beam pipeline arg, repeatable; replaces the in-memory DirectRunner "
                            "defaults (e.g. --beam-arg=--direct_num_workers=2, "
                            "--beam-arg=--runner=DataflowRunner)")
+  parser.add_argument("--drift-config", default=None,
+                      help="JSON object (or file) overriding DriftConfig fields, the nightly "
+                           "drift gate between spans, or "
+                           f"'{NO_DRIFT_CHECK}' to train on any span")
   parser.add_argument("--enable-cache", action="store_true",
                       help="reuse the outputs of steps whose inputs did not change")
 
@@ -154,10 +185,11 @@ def _given(**values) -> dict:
   return {k: v for k, v in values.items() if v is not None}
 
 
-def _pretrain_config(flag: Optional[str]) -> Optional[PretrainConfig]:
-  if flag == NO_PRETRAINING:
+def _config_or_off(flag: Optional[str], config_type: type, what: str) -> Optional[JsonConfig]:
+  """None for "off", else the config of the flag's JSON (the defaults without a flag)."""
+  if flag == OFF:
     return None
-  return PretrainConfig.from_dict(load_json_object(flag, "pretrain config"))
+  return config_type.from_dict(load_json_object(flag, what))
 
 
 def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
@@ -176,7 +208,8 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
       sequence=SequenceConfig(**_given(min_interactions=args.min_interactions,
                                        max_history_length=args.max_history_length)),
       model=model,
-      pretrain=_pretrain_config(args.pretrain_config),
+      drift=_config_or_off(args.drift_config, DriftConfig, "drift config"),
+      pretrain=_config_or_off(args.pretrain_config, PretrainConfig, "pretrain config"),
       retrieval=RetrievalConfig.from_dict(
           load_json_object(args.retrieval_config, "retrieval config")),
       evaluation=EvaluationConfig(**_given(min_value=args.min_ndcg)),

@@ -16,6 +16,7 @@ from pipeline import embed_items
 from pipeline import progress
 from pipeline import retrain_state
 from pipeline.ingest import IngestError, load_dataset, write_canonical
+from pipeline.ingest import privacy
 from pipeline.ingest import synthetic
 from pipeline.ingest.canonical import check_trainable
 from trainer.item_vectors import VECTORS_FILE
@@ -45,6 +46,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help="where pipeline outputs, metadata and the serving folder go "
                            "(default: outputs/<dataset>)")
   configs.add_flags(parser)
+  privacy.add_key_flags(parser)
   parser.add_argument("--span", type=int, default=None,
                       help="nightly retraining: store this input as daily span N "
                            "(<output-dir>/data/interactions/span-N/) and train on the "
@@ -70,7 +72,8 @@ def prepare_data(args, data_root: str):
     if not args.data_dir:
       raise IngestError(f"--data-dir is required for --dataset {args.dataset}")
     interactions, items = load_dataset(args.dataset, args.data_dir, args.items)
-  return write_canonical(interactions, items, data_root, span=args.span)
+  return write_canonical(interactions, items, data_root, span=args.span,
+                         pseudonymize_key=privacy.key_from_flags(args))
 
 
 def build_config(args) -> configs.PipelineConfig:
@@ -95,8 +98,10 @@ def embed(data, item_vectors: str) -> int:
 def describe_data(dataset: str, data) -> str:
   """One line: the dataset, its sizes and where its canonical copy is."""
   items = f" (item table: {data.num_catalogue_items} items)" if data.has_items else ""
+  forgotten = (f"; {data.num_forgotten_interactions} interactions of forgotten users "
+               "dropped" if data.num_forgotten_interactions else "")
   return (f"Data: {dataset}, {data.num_users} users, {data.num_items} items, "
-          f"{data.num_interactions} interactions{items} in {data.out_dir}")
+          f"{data.num_interactions} interactions{items} in {data.out_dir}{forgotten}")
 
 
 def write_config(config: configs.PipelineConfig) -> str:

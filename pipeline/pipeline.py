@@ -4,13 +4,17 @@ Nothing here knows which orchestrator runs it; see ``local_runner`` and
 ``kubeflow_v2_runner``.
 """
 
+import os
 from typing import Optional
 
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from components.drift_validator.component import DriftValidator
+from components.drift_validator.resolver import PreviousSpanStrategy
 from components.pusher.component import AtomicPusher
 from components.ranking_evaluator.component import RankingEvaluator
+from components.sequence_builder import forgotten_users
 from components.sequence_builder.component import SequenceBuilder
 from pipeline.configs import PipelineConfig
 from pipeline.ingest.example_gen import canonical_example_gen
@@ -86,13 +90,33 @@ def create_pipeline(
       statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
   components += [statistics_gen, schema_gen, example_validator]
 
-  # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies.
+  # Nightly: the newest span against the previous span's statistics (found through
+  # lineage, hence after this run's StatisticsGen); the SequenceBuilder stops on drift.
+  drift_validator = None
+  if config.span_window and config.drift is not None:
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=PreviousSpanStrategy,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=statistics_gen.id),
+    ).with_id("previous_span_statistics_resolver")
+    previous_statistics.add_upstream_node(statistics_gen)
+    drift_validator = DriftValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        examples=example_gen.outputs["examples"],
+        previous_statistics=previous_statistics.outputs["statistics"],
+        **config.drift.to_dict())
+    components += [previous_statistics, drift_validator]
+
+  # Per-user, time-ordered sequences with leave-one-out splits; stops on anomalies
+  # and leaves out the users of the forgotten-users ledger (python -m pipeline.forget_user).
   sequence_builder = SequenceBuilder(
       examples=log_examples,
       items=item_gen.outputs["examples"] if item_gen else None,
       anomalies=example_validator.outputs["anomalies"],
+      drift_anomalies=drift_validator.outputs["anomalies"] if drift_validator else None,
       min_interactions=config.sequence.min_interactions,
-      max_history_length=config.sequence.max_history_length)
+      max_history_length=config.sequence.max_history_length,
+      forgotten_users=os.path.join(config.data_root, forgotten_users.LEDGER_FILE))
   components.append(sequence_builder)
 
   # Item and attribute vocabularies; the graph ships inside the served model.

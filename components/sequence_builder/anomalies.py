@@ -1,4 +1,4 @@
-"""Reads ExampleValidator's output and turns any anomaly into a readable error."""
+"""Reads ExampleValidator's (or DriftValidator's) anomalies and turns any into a readable error."""
 
 import os
 from typing import List
@@ -67,11 +67,18 @@ def describe(anomalies: anomalies_pb2.Anomalies) -> List[str]:
   return lines
 
 
-def check_no_anomalies(artifact: types.Artifact) -> None:
+EXAMPLE_VALIDATOR_HINT = ("Fix the interaction log (or the curated schema) and run the "
+                          "pipeline again.")
+
+
+def check_no_anomalies(artifact: types.Artifact, source: str = "ExampleValidator",
+                       hint: str = EXAMPLE_VALIDATOR_HINT) -> None:
   """Raises ValueError listing every anomaly of every split, if there are any.
 
   Args:
     artifact: a standard_artifacts.ExampleAnomalies from ExampleValidator.
+    source: the component that wrote it, for the message.
+    hint: the message's last line: what to do.
 
   Raises:
     ValueError: some split has anomalies (the message names split, feature,
@@ -86,13 +93,10 @@ def check_no_anomalies(artifact: types.Artifact) -> None:
     lines = describe(read_anomalies(artifact, split))
     if len(lines) == 1:
       problems.append(
-          f"Data anomalies found by ExampleValidator in split '{split}': "
-          f"{lines[0]}")
+          f"Data anomalies found by {source} in split '{split}': {lines[0]}")
     elif lines:
       problems.append(
-          f"Data anomalies found by ExampleValidator in split '{split}':\n  "
+          f"Data anomalies found by {source} in split '{split}':\n  "
           + "\n  ".join(lines))
   if problems:
-    raise ValueError(
-        "\n".join(problems) + "\nFix the interaction log (or the curated "
-        "schema) and run the pipeline again.")
+    raise ValueError("\n".join(problems) + "\n" + hint)

@@ -41,8 +41,10 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       examples: types.BaseChannel,
       items: Optional[types.BaseChannel] = None,
       anomalies: Optional[types.BaseChannel] = None,
+      drift_anomalies: Optional[types.BaseChannel] = None,
       min_interactions: int = component_spec.DEFAULT_MIN_INTERACTIONS,
-      max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH):
+      max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH,
+      forgotten_users: Optional[str] = None):
     """Constructs a SequenceBuilder.
 
     Args:
@@ -53,9 +55,14 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         ``title``, ``|``-separated ``attributes``).
       anomalies: optional ExampleAnomalies channel from ExampleValidator; the
         run fails, listing them, if any split has anomalies.
+      drift_anomalies: optional ExampleAnomalies channel from the DriftValidator
+        (nightly runs); the run fails on them the same way.
       min_interactions: users with fewer interactions are dropped; >= 3.
       max_history_length: keep only the most recent this many history items
         per example; 0 keeps all.
+      forgotten_users: path of the forgotten-users ledger
+        (``forgotten_users.LEDGER_FILE``); the events of its users are dropped
+        from every input span. A missing file forgets no one.
     """
     if isinstance(min_interactions, int) and isinstance(max_history_length,
                                                         int):
@@ -64,8 +71,10 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         examples=examples,
         items=items,
         anomalies=anomalies,
+        drift_anomalies=drift_anomalies,
         min_interactions=min_interactions,
         max_history_length=max_history_length,
+        forgotten_users=forgotten_users,
         output_examples=types.Channel(type=standard_artifacts.Examples),
         schema=types.Channel(type=standard_artifacts.Schema))
     super().__init__(spec=spec)

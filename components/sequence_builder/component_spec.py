@@ -9,12 +9,14 @@ from tfx.types.component_spec import ExecutionParameter
 EXAMPLES_KEY = "examples"
 ITEMS_KEY = "items"
 ANOMALIES_KEY = "anomalies"
+DRIFT_ANOMALIES_KEY = "drift_anomalies"
 # Outputs.
 OUTPUT_EXAMPLES_KEY = "output_examples"
 SCHEMA_KEY = "schema"
 # Execution properties.
 MIN_INTERACTIONS_KEY = "min_interactions"
 MAX_HISTORY_LENGTH_KEY = "max_history_length"
+FORGOTTEN_USERS_KEY = "forgotten_users"  # path of the forgotten-users ledger
 
 DEFAULT_MIN_INTERACTIONS = 5
 DEFAULT_MAX_HISTORY_LENGTH = 0  # 0 keeps the whole history.
@@ -28,12 +30,15 @@ class SequenceBuilderSpec(ComponentSpec):
   PARAMETERS = {
       MIN_INTERACTIONS_KEY: ExecutionParameter(type=int, optional=True),
       MAX_HISTORY_LENGTH_KEY: ExecutionParameter(type=int, optional=True),
+      FORGOTTEN_USERS_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
       ITEMS_KEY: ChannelParameter(
           type=standard_artifacts.Examples, optional=True),
       ANOMALIES_KEY: ChannelParameter(
+          type=standard_artifacts.ExampleAnomalies, optional=True),
+      DRIFT_ANOMALIES_KEY: ChannelParameter(
           type=standard_artifacts.ExampleAnomalies, optional=True),
   }
   OUTPUTS = {

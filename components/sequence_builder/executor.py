@@ -2,7 +2,7 @@
 
 import json
 import os
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
 from absl import logging
 import apache_beam as beam
@@ -16,6 +16,7 @@ from tfx.utils import io_utils
 
 from components.sequence_builder import anomalies as anomalies_lib
 from components.sequence_builder import component_spec as spec
+from components.sequence_builder import forgotten_users
 from components.sequence_builder import records
 from components.sequence_builder import sequences
 from trainer import features
@@ -25,6 +26,11 @@ STATS_FILE_NAME = "stats.json"  # in the output_examples uri
 SCHEMA_FILE_NAME = "schema.pbtxt"  # in the schema uri (as SchemaGen)
 EXAMPLES_FILE_PREFIX = "data_tfrecord"  # in each Split-<split> (as ExampleGen)
 
+# What to do when the newest span drifted from the previous one.
+DRIFT_HINT = ("The newest span moved too far from the previous one, so nothing was trained "
+              "or pushed. Check that span's log; if the change is real, rerun with looser "
+              "thresholds (--drift-config) or without the check (--drift-config off).")
+
 _GZIP_FILE_FORMAT = "tfrecords_gzip"
 _STATS_TAG = "stats"
 _EXAMPLES_TAG = "examples"
@@ -32,6 +38,7 @@ _EXAMPLES_TAG = "examples"
 # Integer statistics in stats.json (also set as artifact custom properties).
 COUNTER_NAMES = (
     "num_interactions",          # rows of the log, all input splits
+    "num_interactions_forgotten",  # rows of forgotten users, dropped
     "num_interactions_kept",     # rows of the users kept
     "num_users_in",              # distinct users of the log
     "num_users_kept",            # users with >= min_interactions rows
@@ -89,6 +96,19 @@ def _ReadSplits(pipeline: beam.Pipeline, patterns: Dict[str, str],  # pylint: di
         | f"Parse[{split}]" >> beam.Map(parse_fn, split=split).with_output_types(
             Any))
   return parsed | "Flatten" >> beam.Flatten()
+
+
+class _DropForgotten(beam.DoFn):
+  """Passes the rows of users not in ``hashes``; counts the others."""
+
+  def __init__(self, hashes: FrozenSet[str]):
+    self._hashes = hashes
+
+  def process(self, row: records.Interaction):
+    if forgotten_users.user_hash(row.user_id) in self._hashes:
+      yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_interactions_forgotten", 1))
+    else:
+      yield row
 
 
 class _BuildSequences(beam.DoFn):
@@ -172,6 +192,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         - items: optional, one Examples artifact, the item table.
         - anomalies: optional, one ExampleAnomalies artifact; any anomaly in
           any split stops the run with a ValueError listing them.
+        - drift_anomalies: optional, the DriftValidator's; the same.
       output_dict:
         - output_examples: one Examples artifact; gets splits train, eval,
           test, items and stats.json.
@@ -179,6 +200,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       exec_properties:
         - min_interactions: int >= 3 (default 5).
         - max_history_length: int >= 0 (default 0 = whole history).
+        - forgotten_users: optional path of the forgotten-users ledger.
 
     Raises:
       ValueError: anomalies, bad parameters, bad input rows, or no user left.
@@ -192,9 +214,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       max_history_length = spec.DEFAULT_MAX_HISTORY_LENGTH
     spec.validate_parameters(min_interactions, max_history_length)
 
+    ledger = exec_properties.get(spec.FORGOTTEN_USERS_KEY)
+    forgotten = (forgotten_users.forgotten_hashes(ledger, fileio.exists, fileio.open)
+                 if ledger else frozenset())
+
     anomalies = _optional_single(input_dict, spec.ANOMALIES_KEY)
     if anomalies is not None:
       anomalies_lib.check_no_anomalies(anomalies)
+    drift = _optional_single(input_dict, spec.DRIFT_ANOMALIES_KEY)
+    if drift is not None:
+      anomalies_lib.check_no_anomalies(drift, "DriftValidator", DRIFT_HINT)
 
     # One Examples artifact, or several (e.g. the last N daily spans gathered by
     # a SpanRangeStrategy resolver): their events are pooled per user.
@@ -232,6 +261,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
           interactions
           | "CountInteractions" >> beam.Map(lambda _: ("num_interactions", 1))
       ]
+      if forgotten:
+        kept = interactions | "DropForgottenUsers" >> beam.ParDo(
+            _DropForgotten(forgotten)).with_outputs(_STATS_TAG, main=_EXAMPLES_TAG)
+        interactions = kept[_EXAMPLES_TAG]
+        stats.append(kept[_STATS_TAG])
 
       # Sequences, one example per kept user and split.
       built = (

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from pipeline.ingest import privacy
+from pipeline.ingest.errors import IngestError
 from trainer import features
 
 SUPPORTED_LOG_EXTENSIONS = (".csv", ".tsv", ".parquet")
@@ -37,14 +39,6 @@ _ITEM_COLUMNS = (features.ITEM_TABLE_ID, features.ITEM_TABLE_TITLE,
                  features.ITEM_TABLE_ATTRIBUTES)
 
 
-class IngestError(ValueError):
-  """Input data that cannot be turned into the canonical format.
-
-  The message names the file (or DataFrame), the row or field and what was
-  expected, so that a user can fix the input.
-  """
-
-
 @dataclasses.dataclass(frozen=True)
 class CanonicalData:
   """Where ``write_canonical`` put the canonical tables, and their sizes.
@@ -58,6 +52,8 @@ class CanonicalData:
     num_interactions: rows of the interaction log.
     has_items: whether an item table was written.
     num_catalogue_items: rows of the item table (0 without one).
+    num_forgotten_interactions: rows dropped because their user is in the
+      forgotten-users ledger (``pipeline.forget_user``).
   """
   out_dir: str
   interactions_path: str
@@ -67,6 +63,7 @@ class CanonicalData:
   num_interactions: int
   has_items: bool
   num_catalogue_items: int = 0
+  num_forgotten_interactions: int = 0
 
   @property
   def interactions_dir(self) -> str:
@@ -226,6 +223,18 @@ def _id_strings(values: pd.Series) -> pd.Series:
   return pd.Series(table[codes], index=values.index, dtype=object)
 
 
+def _exact_floats(texts: pd.Series, parsed: np.ndarray) -> np.ndarray:
+  """The correctly rounded floats of number texts that ``pd.to_numeric`` parsed.
+
+  Its fast parser can be one unit in the last place off ("90071992.56640625"
+  becomes ...24), which would change the value in the canonical copy.
+  """
+  try:
+    return texts.to_numpy(dtype=object).astype(np.float64)
+  except (TypeError, ValueError):   # a form only pandas reads: keep its value
+    return parsed
+
+
 def _numbers(values: pd.Series, source: str, column: str,
              row_label: Callable[[int], str]) -> pd.Series:
   """Parses a numeric column; int64 when every value is integral."""
@@ -255,6 +264,8 @@ def _numbers(values: pd.Series, source: str, column: str,
         f"{value!r}; expected a number")
   if parsed.dtype.kind == "f":
     as_float = parsed.to_numpy(dtype=np.float64)
+    if values.dtype == object:
+      as_float = _exact_floats(values, as_float)
     if (np.all(as_float == np.floor(as_float)) and
         np.all(np.abs(as_float) < 2**62)):
       return pd.Series(as_float.astype(np.int64), index=values.index)
@@ -508,7 +519,7 @@ def _check_folder(folder: str, file_name: str) -> None:
         f"{file_name}. Choose an empty output folder or remove them.")
 
 
-def _write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
+def write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
                           file_name: str) -> str:
   """Writes ``df`` to ``out_dir/folder/file_name`` via a temp file + rename.
 
@@ -524,6 +535,8 @@ def _write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
       df.to_csv(f, index=False, quoting=csv.QUOTE_MINIMAL,
                 lineterminator="\n")
+      f.flush()
+      os.fsync(f.fileno())  # else a crash may leave the renamed file empty
     if os.path.exists(target) and filecmp.cmp(tmp, target, shallow=False):
       # Same content: keep the file (and its mtime), so a rerun on unchanged
       # data is an ExampleGen cache hit rather than a new ingestion.
@@ -539,7 +552,8 @@ def _write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
 
 def write_canonical(interactions: pd.DataFrame,
                     items: Optional[pd.DataFrame],
-                    out_dir: str, span: Optional[int] = None) -> CanonicalData:
+                    out_dir: str, span: Optional[int] = None,
+                    pseudonymize_key: Optional[bytes] = None) -> CanonicalData:
   """Validates and writes the canonical tables for ExampleGen.
 
   Args:
@@ -551,15 +565,30 @@ def write_canonical(interactions: pd.DataFrame,
     span: for daily partitions: the log goes to
       ``interactions/span-<span>/interactions.csv`` (what ExampleGen's
       ``span-{SPAN}`` pattern reads) and earlier spans stay as they are.
+    pseudonymize_key: when given, user ids are written as their pseudonyms
+      (``privacy.pseudonym``); every ingestion into ``out_dir`` must then use
+      the same key. Users of ``out_dir``'s forgotten-users ledger are dropped
+      either way.
 
   Returns:
     CanonicalData with the paths and counts.
 
   Raises:
-    IngestError: invalid tables, or output folders holding foreign files.
+    IngestError: invalid tables, output folders holding foreign files, a key
+      that differs from the earlier ingestions', or only forgotten users.
   """
   out_dir = os.fspath(out_dir)
-  log = sort_interactions(validate_interactions(interactions))
+  log = validate_interactions(interactions)
+  privacy.check_key(out_dir, pseudonymize_key,
+                    holds_logs=bool(canonical_logs(out_dir)))
+  if pseudonymize_key is not None:
+    log[features.LOG_USER_ID] = privacy.pseudonymize(log[features.LOG_USER_ID],
+                                                     pseudonymize_key)
+  log, forgotten = privacy.drop_forgotten(log, out_dir)
+  if log.empty:
+    raise IngestError(f"every user of the interaction log ({forgotten} rows) is in "
+                      f"the forgotten-users ledger {privacy.ledger_path(out_dir)}")
+  log = sort_interactions(log)
   columns = [c for c in _LOG_COLUMNS if c in log.columns]
   log = log[columns]
   table = validate_items(items) if items is not None else None
@@ -573,13 +602,14 @@ def write_canonical(interactions: pd.DataFrame,
   _check_folder(os.path.join(out_dir, log_folder), INTERACTIONS_FILE)
   _check_folder(os.path.join(out_dir, ITEMS_DIR), ITEMS_FILE)
 
-  interactions_path = _write_csv_atomically(log, out_dir, log_folder,
+  interactions_path = write_csv_atomically(log, out_dir, log_folder,
                                             INTERACTIONS_FILE)
+  privacy.record_key(out_dir, pseudonymize_key)
   items_path = None
   if table is not None:
     table = table.iloc[np.argsort(_sort_key(table[features.ITEM_TABLE_ID]),
                                   kind="stable")].reset_index(drop=True)
-    items_path = _write_csv_atomically(table, out_dir, ITEMS_DIR, ITEMS_FILE)
+    items_path = write_csv_atomically(table, out_dir, ITEMS_DIR, ITEMS_FILE)
   else:
     stale = os.path.join(out_dir, ITEMS_DIR, ITEMS_FILE)
     if os.path.exists(stale):
@@ -595,8 +625,27 @@ def write_canonical(interactions: pd.DataFrame,
       num_interactions=int(len(log)),
       has_items=table is not None,
       num_catalogue_items=0 if table is None else int(len(table)),
+      num_forgotten_interactions=forgotten,
   )
 
+
+def span_logs(interactions_root: str) -> List[Tuple[int, str]]:
+  """(span, path) of every ``span-N/interactions.csv`` under the folder, by span."""
+  spans = []
+  if os.path.isdir(interactions_root):
+    for name in os.listdir(interactions_root):
+      match = re.fullmatch(r"span-(\d+)", name)
+      path = os.path.join(interactions_root, name, INTERACTIONS_FILE)
+      if match and os.path.isfile(path):
+        spans.append((int(match.group(1)), path))
+  return sorted(spans)
+
+
+def canonical_logs(out_dir: str) -> List[str]:
+  """Every canonical log file under ``out_dir``: the unpartitioned one and all spans."""
+  root = os.path.join(out_dir, INTERACTIONS_DIR)
+  single = os.path.join(root, INTERACTIONS_FILE)
+  return ([single] if os.path.isfile(single) else []) + [p for _, p in span_logs(root)]
 
 
 def _window_logs(data: CanonicalData, span_window: int) -> List[str]:
@@ -606,13 +655,7 @@ def _window_logs(data: CanonicalData, span_window: int) -> List[str]:
   if span_window <= 0:
     return [data.interactions_path]
   root = os.path.dirname(data.interactions_dir)
-  spans = []
-  for name in os.listdir(root):
-    match = re.fullmatch(r"span-(\d+)", name)
-    path = os.path.join(root, name, INTERACTIONS_FILE)
-    if match and os.path.isfile(path):
-      spans.append((int(match.group(1)), path))
-  return [path for _, path in sorted(spans)[-span_window:]]
+  return [path for _, path in span_logs(root)[-span_window:]]
 
 
 def check_trainable(data: CanonicalData, min_interactions: int,

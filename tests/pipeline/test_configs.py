@@ -26,7 +26,8 @@ def test_every_flag_reaches_its_field():
             "--epochs", "7", "--pretrain-config", '{"epochs": 2}',
             "--retrieval-config", '{"targets": "last_position"}', "--min-interactions", "3",
             "--max-history-length", "100", "--min-ndcg", "0.01", "--schema", "s.pbtxt",
-            "--beam-arg=--direct_num_workers=2", "--enable-cache"),
+            "--beam-arg=--direct_num_workers=2", "--enable-cache",
+            "--drift-config", '{"max_item_distance": 0.5}'),
       data_root="d", output_root="o", serving_root="serve")
   assert config.pipeline_name == "p"
   assert config.model.encoder.max_seq_len == 20 and config.model.schedule.epochs == 7
@@ -37,13 +38,16 @@ def test_every_flag_reaches_its_field():
   assert config.schema_path == "s.pbtxt" and config.enable_cache
   assert config.beam_pipeline_args == ["--direct_num_workers=2"]
   assert config.serving_root == "serve"
+  assert config.drift == configs.DriftConfig(max_item_distance=0.5)
 
 
 def test_runner_settings_win_and_pretraining_can_be_switched_off():
-  config = configs.from_flags(_args("--pretrain-config", configs.NO_PRETRAINING),
+  config = configs.from_flags(_args("--pretrain-config", configs.NO_PRETRAINING,
+                                    "--drift-config", configs.NO_DRIFT_CHECK),
                               data_root="d", output_root="o",
                               default_pipeline_name="seqrec-x", enable_cache=True)
   assert config.pretrain is None and config.enable_cache
+  assert config.drift is None
   assert config.pipeline_name == "seqrec-x"
 
 
@@ -52,6 +56,9 @@ def test_a_bad_json_field_is_named():
     configs.from_flags(_args("--model-config", '{"epoch": 3}'), data_root="d", output_root="o")
   with pytest.raises(ValueError, match="TrainingSchedule.epochs must be >= 1"):
     configs.from_flags(_args("--epochs", "0"), data_root="d", output_root="o")
+  with pytest.raises(ValueError, match=r"DriftConfig.max_events_per_user_ratio must be >= 1"):
+    configs.from_flags(_args("--drift-config", '{"max_events_per_user_ratio": 0.5}'),
+                       data_root="d", output_root="o")
 
 
 def test_describe_is_a_few_readable_lines():

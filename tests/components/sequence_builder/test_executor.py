@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx.components.example_validator import executor as validator_executor
@@ -27,6 +28,7 @@ from tfx.utils import io_utils
 from components.sequence_builder import anomalies as anomalies_lib
 from components.sequence_builder import component as component_lib
 from components.sequence_builder import executor as executor_lib
+from components.sequence_builder import forgotten_users
 from trainer import features
 
 # ---------------------------------------------------------------------------
@@ -99,6 +101,7 @@ def _log_rows(triples) -> List[dict]:
 def _run(root: str, log: Dict[str, List[dict]],
          items: Optional[Dict[str, List[dict]]] = None,
          anomalies: Optional[standard_artifacts.ExampleAnomalies] = None,
+         drift_anomalies: Optional[standard_artifacts.ExampleAnomalies] = None,
          exec_properties: Optional[dict] = None,
          beam_pipeline_args: Sequence[str] = (),
          log_shards: int = 1) -> dict:
@@ -109,6 +112,8 @@ def _run(root: str, log: Dict[str, List[dict]],
     input_dict["items"] = [_write_examples(os.path.join(root, "items"), items)]
   if anomalies is not None:
     input_dict["anomalies"] = [anomalies]
+  if drift_anomalies is not None:
+    input_dict["drift_anomalies"] = [drift_anomalies]
   output = standard_artifacts.Examples()
   output.uri = os.path.join(root, "output_examples")
   schema = standard_artifacts.Schema()
@@ -420,6 +425,48 @@ def test_anomalies_from_example_validator_stop_with_a_readable_error(tmp_path):
       str(tmp_path / "clean"), bad=False))
 
 
+def test_drift_anomalies_stop_the_run_naming_what_moved(tmp_path):
+  report = anomalies_pb2.Anomalies()
+  info = report.anomaly_info["item_id"]
+  info.reason.add(type=anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+                  short_description="High Linfty distance between current and previous",
+                  description="The Linfty distance between current and previous is 0.7 "
+                              "(up to six significant digits), above the threshold 0.3.")
+  drift = standard_artifacts.ExampleAnomalies()
+  drift.uri = str(tmp_path / "drift")
+  drift.split_names = artifact_utils.encode_split_names(["log"])
+  io_utils.write_bytes_file(os.path.join(drift.uri, "Split-log", "SchemaDiff.pb"),
+                            report.SerializeToString())
+  with pytest.raises(ValueError) as error:
+    _run(str(tmp_path), {"train": _log_rows(INT_LOG)}, drift_anomalies=drift)
+  message = str(error.value)
+  assert message.startswith("Data anomalies found by DriftValidator in split 'log': feature "
+                            "'item_id': High Linfty distance between current and previous: "
+                            "The Linfty distance between current and previous is 0.7")
+  assert message.endswith(executor_lib.DRIFT_HINT)
+  assert not (tmp_path / "output_examples").exists()
+
+
+def test_forgotten_users_are_dropped_from_every_input_split(tmp_path):
+  ledger = tmp_path / forgotten_users.LEDGER_FILE
+  ledger.write_text(json.dumps({"forgotten": [
+      {"user_hash": forgotten_users.user_hash("1"), "forgotten_at": "2026-11-27T00:00:00"}]}))
+  rows = _log_rows(INT_LOG)
+  result = _run(str(tmp_path), {"train": rows[0::2], "eval": rows[1::2]},
+                exec_properties={"min_interactions": 3, "max_history_length": 0,
+                                 "forgotten_users": str(ledger)})
+  output = result["output"]
+  for split in features.SEQUENCE_SPLITS:
+    assert set(_by_user(_read(output, split))) == {b"2", b"4"}
+  # Items only user 1 had (30, 40, 50) leave the catalogue with them.
+  items = {row[features.ITEM_ID][0] for row in _read(output, features.ITEMS_SPLIT)}
+  assert items == {b"5", b"7", b"8", b"9", b"10", b"20", b"100"}
+  with open(os.path.join(output.uri, executor_lib.STATS_FILE_NAME)) as f:
+    stats = json.load(f)
+  assert stats["num_interactions_forgotten"] == 5
+  assert stats["num_interactions"] == len(INT_LOG)
+
+
 def test_missing_column_names_it_and_lists_the_columns_found(tmp_path):
   rows = [{"user_id": 1, "item_id": 2, "time": 3}]
   with pytest.raises(ValueError, match=(
@@ -515,6 +562,12 @@ def test_component_wires_channels_and_parameters():
     component_lib.SequenceBuilder(
         examples=channel_utils.as_channel([standard_artifacts.Examples()]),
         min_interactions=2)
+  nightly = component_lib.SequenceBuilder(
+      examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+      drift_anomalies=channel_utils.as_channel([standard_artifacts.ExampleAnomalies()]),
+      forgotten_users="data/forgotten_users.json")
+  assert set(nightly.inputs) == {"examples", "drift_anomalies"}
+  assert nightly.exec_properties["forgotten_users"] == "data/forgotten_users.json"
 
 
 def test_new_ids_outside_an_inferred_string_domain_do_not_stop_the_run():
