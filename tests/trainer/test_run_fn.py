@@ -41,8 +41,8 @@ def test_model_config_comes_from_custom_config_and_rejects_unknown_fields():
 
 WORKER_TIMEOUT = 300   # seconds per training process
 # Replicas sum the same per-row terms in another order: losses agree to float32 noise
-# (an uneven split weighed wrongly moves them by ~1e-4). Ranking metrics move only if a
-# near-tie flips: at most one of the 16 validation rows may rank differently.
+# (weighing an uneven split wrongly moves them well past this). Ranking metrics move only
+# if a near-tie flips: at most one of the 16 validation rows may rank differently.
 LOSS_RTOL = 1e-5
 RANKING_ATOL = 1 / 16
 
