@@ -1,10 +1,12 @@
 """Trainer wiring: the distribution strategy is a config switch, and each strategy trains alike."""
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import time
 import typing
 
 import pytest
@@ -58,13 +60,16 @@ def _worker(strategy: str, root, out, logical_cpus: int = 1, tf_config: dict = N
 
 
 def _finish(*workers) -> None:
-  for worker in workers:
-    try:
-      output, _ = worker.communicate(timeout=WORKER_TIMEOUT)
-    except subprocess.TimeoutExpired:
-      for other in workers:
-        other.kill()
-      raise
+  """Waits for the workers (killing them all past WORKER_TIMEOUT); each must succeed."""
+  deadline = time.time() + WORKER_TIMEOUT
+  try:
+    outputs = [w.communicate(timeout=max(deadline - time.time(), 1))[0] for w in workers]
+  finally:
+    for worker in workers:
+      if worker.poll() is None:
+        worker.kill()
+        worker.wait()
+  for worker, output in zip(workers, outputs):
     assert worker.returncode == 0, output[-5000:]
 
 
@@ -85,10 +90,13 @@ def _assert_same_metrics(history: dict, reference: dict) -> None:
     assert history[name] == pytest.approx(values, **tolerance), name
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def _free_ports(count: int) -> list:
+  """Loopback ports nothing listens on (all held open together, so all different)."""
+  with contextlib.ExitStack() as stack:
+    sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+    for s in sockets:
+      s.bind(("127.0.0.1", 0))
+    return [s.getsockname()[1] for s in sockets]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +126,7 @@ def test_mirrored_over_two_logical_cpus_trains_like_one_device(transform_root, o
 
 def test_two_local_workers_train_like_one_device_and_only_the_chief_writes(
     transform_root, one_device, tmp_path):
-  cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+  cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
   outs = [tmp_path / "chief", tmp_path / "worker1"]
   _finish(*[_worker("multi_worker_mirrored", transform_root, out,
                     tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
