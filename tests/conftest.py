@@ -13,6 +13,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 TINY_MODEL_CONFIG = '{"epochs": 3, "embedding_dim": 32, "ff_dim": 32, "max_seq_len": 20, "batch_size": 64}'
 TINY_PRETRAIN_CONFIG = '{"epochs": 2, "batch_size": 64, "num_clusters": 8, "kmeans_iterations": 5}'
+# local_runner flags of the tiny run (all but --output-dir).
+TINY_FLAGS = ("--synthetic-size", "tiny", "--model-config", TINY_MODEL_CONFIG,
+              "--pretrain-config", TINY_PRETRAIN_CONFIG, "--min-interactions", "3")
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +26,7 @@ def tiny_run(tmp_path_factory):
   """
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("tiny_run")
-  args = local_runner.parse_args([
-      "--synthetic-size", "tiny", "--output-dir", str(out),
-      "--model-config", TINY_MODEL_CONFIG, "--pretrain-config", TINY_PRETRAIN_CONFIG,
-      "--min-interactions", "3"])
+  args = local_runner.parse_args([*TINY_FLAGS, "--output-dir", str(out)])
   config = local_runner.build_config(args)
   local_runner.prepare_data(args, config.data_root)
   summary = local_runner.run(config)

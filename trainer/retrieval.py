@@ -79,6 +79,13 @@ def _apply_gradients(optimizer, gradients, variables):
   optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
 
 
+def _share_of_global(count: tf.Tensor) -> tf.Tensor:
+  """This replica's ``count`` over the sum of all replicas' (exactly 1 on one device)."""
+  count = tf.stop_gradient(count)
+  total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+  return tf.math.divide_no_nan(count, total)
+
+
 class RetrievalModel(tf.keras.Model):
   """Sequence-encoder query tower + item(+attribute) candidate tower, ``tfrs.tasks.Retrieval``.
 
@@ -274,12 +281,17 @@ class RetrievalModel(tf.keras.Model):
   def train_step(self, data):
     full = self.retrieval_config.loss == FULL_SOFTMAX
     seed = step_seed(self.retrieval_config.seed, self.optimizer)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
       loss, count = self._loss(data, training=True, full=full, seed=seed)
-      total = loss + tf.add_n(self.losses) if self.losses else loss
+      # The replicas' gradients are summed: each replica's mean counts by its share of
+      # the global batch's targets, so the sum is the gradient of one device's mean.
+      total = loss * _share_of_global(count)
+      if self.losses:
+        total += tf.add_n(self.losses) / replicas
       auxiliary = self._auxiliary_losses(data, seed, training=True) if self.auxiliary else {}
       for name, value in auxiliary.items():
-        total += self.auxiliary_weights[name] * value
+        total += self.auxiliary_weights[name] * value / replicas
     variables = self.trainable_variables
     gradients = tape.gradient(total, variables)
     _apply_gradients(self.optimizer, gradients, variables)

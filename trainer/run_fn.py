@@ -1,8 +1,10 @@
 """TFX Trainer entry point for retrieval fine-tuning: wires data, model and export."""
 
+import contextlib
 import json
 import logging
 import os
+import tempfile
 from typing import Optional, Sequence
 
 import numpy as np
@@ -87,10 +89,43 @@ def retrieval_config_from(custom_config) -> retrieval.RetrievalConfig:
       custom_config.get(RETRIEVAL_CONFIG_KEY, {}))
 
 
+def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
+  """``dataset`` split across workers batch by batch, as if one device took each batch.
+
+  Every worker reads every file and keeps its replicas' share of each global
+  batch. Under the default policy (AUTO) this input pipeline is not sharded at
+  all: every worker would train on every row, each global step on duplicates.
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this worker writes the run's outputs: all but non-chief multi-worker workers."""
+  return strategy.extended.should_checkpoint
+
+
+@contextlib.contextmanager
+def output_dir(directory: str, chief: bool):
+  """``directory`` on the chief; elsewhere a scratch stand-in, removed afterwards.
+
+  Every worker of a multi-worker run must save (saving may read variables with
+  collective ops), but only the chief's copy is the Trainer's output.
+  """
+  if chief:
+    yield directory
+    return
+  with tempfile.TemporaryDirectory(prefix="non-chief-") as scratch:
+    yield os.path.join(scratch, os.path.basename(directory.rstrip("/")))
+
+
 def run_fn(fn_args):
   """Fine-tunes the retrieval model on the train split, validates on eval, exports."""
   config = model_config_from(fn_args.custom_config)
   retrieval_config = retrieval_config_from(fn_args.custom_config)
+  # Before any other TensorFlow work: a multi-worker strategy configures the runtime.
+  strategy = distribution_strategy(config.distribution_strategy)
   schedule = config.schedule
   tf.keras.utils.set_random_seed(schedule.seed)
   tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -98,32 +133,37 @@ def run_fn(fn_args):
   spec = tf_transform_output.transformed_feature_spec()
 
   def dataset(files, training):
-    return inputs.make_dataset(
+    return shard_by_data(inputs.make_dataset(
         files, spec, oov_index=num_items, max_seq_len=config.encoder.max_seq_len,
         batch_size=schedule.batch_size, training=training, shuffle_seed=schedule.seed,
-        prefixes=training and retrieval_config.trains_on_prefixes)
+        prefixes=training and retrieval_config.trains_on_prefixes))
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
-  with distribution_strategy(config.distribution_strategy).scope():
+  with strategy.scope():
     model = retrieval.build_for_run(
         tf_transform_output, fn_args.train_files, train_ds, config.encoder, retrieval_config,
         item_vectors=item_vectors_from(fn_args.custom_config, config.encoder, item_vocab))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, fn_args.base_model)
-  callbacks = [tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-               *ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
-               ranking_validation.RankingValidation(eval_ds, k=10)]
-  if config.early_stopping_patience:
-    callbacks.append(tf.keras.callbacks.EarlyStopping(
-        monitor=ranking_validation.ndcg_name(10), mode="max",
-        patience=config.early_stopping_patience, restore_best_weights=True))
-  logging.info("Training on %d catalogue items with %s", num_items, config)
-  history = model.fit(train_ds, validation_data=eval_ds, epochs=schedule.epochs,
-                      callbacks=callbacks, verbose=2)
-  export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
-                              fn_args.serving_model_dir)
-  warm_start.save(model, item_vocab, fn_args.serving_model_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "history.json"), "w") as f:
-    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)
+  chief = is_chief(strategy)
+  with output_dir(fn_args.model_run_dir, chief) as model_run_dir, \
+       output_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
+    callbacks = [tf.keras.callbacks.TensorBoard(log_dir=model_run_dir),
+                 *ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
+                 ranking_validation.RankingValidation(eval_ds, k=10)]
+    if config.early_stopping_patience:
+      callbacks.append(tf.keras.callbacks.EarlyStopping(
+          monitor=ranking_validation.ndcg_name(10), mode="max",
+          patience=config.early_stopping_patience, restore_best_weights=True))
+    logging.info("Training on %d catalogue items, %d replica(s), with %s", num_items,
+                 strategy.num_replicas_in_sync, config)
+    history = model.fit(train_ds, validation_data=eval_ds, epochs=schedule.epochs,
+                        callbacks=callbacks, verbose=2)
+    export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
+                                serving_model_dir)
+    warm_start.save(model, item_vocab, serving_model_dir)
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, "history.json"), "w") as f:
+      json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

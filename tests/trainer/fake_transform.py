@@ -1,7 +1,8 @@
 """A fake Transform output for Trainer run_fn tests: schema, vocabularies, transformed splits.
 
 ``write(root)`` gives V items ``item0 ..``, NUM_ATTRIBUTES attributes (item j has
-attribute j % NUM_ATTRIBUTES), train / eval sequences of consecutive items and the items split.
+attribute j % NUM_ATTRIBUTES), train / eval sequences of consecutive items and the items split;
+``write(root, graph=True)`` adds the real transform graph, which exporting a model needs.
 """
 
 import os
@@ -48,8 +49,36 @@ def split_files(examples: str, split: str) -> list:
   return [os.path.join(examples, f"Split-{split}", "*")]
 
 
-def write(root):
-  """Writes under ``root`` (a pathlib.Path); returns (Transform output dir, examples dir)."""
+def _write_graph(transform_dir: str) -> None:
+  """Analyses raw rows whose vocabularies come out as ITEM_VOCAB and ``attr0 ..``.
+
+  Item j is seen V - j times and attribute a NUM_ATTRIBUTES - a times, so the
+  frequency order of ``trainer.preprocessing`` is the index order.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
+  from trainer.preprocessing import preprocessing_fn  # pylint: disable=g-import-not-at-top
+  raw_spec = {name: tf.io.FixedLenFeature([], tf.string) for name in (
+      features.USER_ID, features.TARGET, features.ITEM_ID, features.TITLE)}
+  raw_spec.update({name: tf.io.VarLenFeature(tf.string)
+                   for name in (features.HISTORY, features.ITEM_ATTRIBUTES)})
+  rows = [{features.USER_ID: b"", features.HISTORY: [], features.TARGET: b"",
+           features.TITLE: b"", features.ITEM_ID: item.encode(),
+           features.ITEM_ATTRIBUTES: [f"attr{a}".encode() for a in range(NUM_ATTRIBUTES)
+                                      if j == 0 and a < NUM_ATTRIBUTES - copy]}
+          for j, item in enumerate(ITEM_VOCAB) for copy in range(V - j)]
+  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(raw_spec))
+  with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
+    transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(preprocessing_fn)
+    _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
+
+
+def write(root, graph: bool = False):
+  """Writes under ``root`` (a pathlib.Path); returns (Transform output dir, examples dir).
+
+  ``graph``: also write the transform graph (``transform_fn``), with the same
+  vocabularies, as a Transform would (a slow step: it runs tf.Transform on Beam).
+  """
   spec = {
       features.USER_ID: tf.io.FixedLenFeature([], tf.string),
       features.HISTORY_IDS: tf.io.VarLenFeature(tf.int64),
@@ -58,11 +87,13 @@ def write(root):
       features.ITEM_ATTRIBUTE_IDS: tf.io.VarLenFeature(tf.int64),
   }
   transform_dir = root / "transform_graph"
+  if graph:
+    _write_graph(str(transform_dir))
   metadata_io.write_metadata(
       dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec)),
       str(transform_dir / "transformed_metadata"))
   assets = transform_dir / "transform_fn" / "assets"
-  os.makedirs(assets)
+  os.makedirs(assets, exist_ok=True)
   _lines(assets / features.ITEM_VOCAB, ITEM_VOCAB)
   _lines(assets / features.ATTRIBUTE_VOCAB, [f"attr{a}" for a in range(NUM_ATTRIBUTES)])
   rng = np.random.default_rng(0)
