@@ -9,7 +9,6 @@ import datetime
 import json
 import os
 import sys
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import pandas as pd
@@ -18,6 +17,7 @@ from components.sequence_builder import forgotten_users
 from pipeline.ingest import canonical
 from pipeline.ingest import privacy
 from pipeline.ingest.errors import IngestError
+from trainer import atomic_file
 from trainer import features
 
 DATA_DIR = "data"   # the canonical copy under --output-dir, as the local runner writes it
@@ -63,18 +63,11 @@ def _read_users(path: str) -> pd.Series:
 
 def _write_ledger(path: str, entries: List[dict]) -> None:
   """Writes the ledger atomically: a synced temp file, then a rename."""
-  fd, tmp = tempfile.mkstemp(prefix=".ledger.", suffix=".tmp", dir=os.path.dirname(path))
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump({forgotten_users.ENTRIES_KEY: entries}, f, indent=2)
-      f.write("\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+
+  def write(f):
+    json.dump({forgotten_users.ENTRIES_KEY: entries}, f, indent=2)
+    f.write("\n")
+  atomic_file.write_atomically(path, write, encoding="utf-8")
 
 
 def _record(ledger: str, removed: Dict[str, int], now: datetime.datetime) -> None:

@@ -7,6 +7,7 @@ import time
 from typing import Dict, Optional
 
 from pipeline.ingest.canonical import file_digest
+from trainer import atomic_file
 
 STATE_FILE = "retrain_state.json"
 CORRUPT_SUFFIX = ".corrupt"
@@ -66,9 +67,5 @@ def record_run(output_root: str, span: Optional[int], data_path: str, summary: D
       "pushed_destination": summary.get("pushed_destination"),
   }
   path = os.path.join(output_root, STATE_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(state, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())  # else a crash may leave the renamed file empty
-  os.replace(tmp, path)
+  atomic_file.write_atomically(
+      path, lambda f: json.dump(state, f, indent=2, sort_keys=True))

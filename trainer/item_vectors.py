@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trainer import atomic_file
 from trainer import features
 from trainer.item_text import ItemTextError
 from trainer.text_encoder import Progress, TextEncoder
@@ -97,7 +98,7 @@ class EmbeddingCache:
 
     def write(f):
       np.savez(f, key=keys, vector=vectors.astype(np.float32))
-    _write_atomically(self.path, write)
+    atomic_file.write_atomically(self.path, write, mode="wb")
 
 
 def embed_texts(item_ids: Sequence[str], texts: Sequence[str], encoder: TextEncoder,
@@ -135,22 +136,9 @@ def write_vectors(vectors: ItemVectors, out_dir: str) -> str:
       VECTOR_COLUMN: pa.FixedSizeListArray.from_arrays(flat, vectors.dim),
   }).replace_schema_metadata({"source": vectors.source, "dim": str(vectors.dim)})
   target = os.path.join(out_dir, VECTORS_FILE)
-  _write_atomically(target, lambda f: pq.write_table(table, f))
+  atomic_file.write_atomically(target, lambda f: pq.write_table(table, f), mode="wb")
   return target
 
-
-def _write_atomically(path: str, write) -> None:
-  """Calls ``write(file)`` on a temp file next to ``path``, then renames it to ``path``."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  try:
-    with open(tmp, "wb") as f:
-      write(f)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 def read_vectors(path: str, item_ids: Optional[Sequence[str]] = None) -> ItemVectors:

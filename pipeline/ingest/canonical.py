@@ -4,12 +4,10 @@ Columns, value rules and the on-disk layout: docs/data.md, "Canonical layout".
 """
 
 import csv
-import filecmp
 import hashlib
 import dataclasses
 import os
 import re
-import tempfile
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -19,6 +17,7 @@ import pyarrow.parquet as pq
 
 from pipeline.ingest import privacy
 from pipeline.ingest.errors import IngestError
+from trainer import atomic_file
 from trainer import features
 
 SUPPORTED_LOG_EXTENSIONS = (".csv", ".tsv", ".parquet")
@@ -529,24 +528,12 @@ def write_csv_atomically(df: pd.DataFrame, out_dir: str, folder: str,
   target_dir = os.path.join(out_dir, folder)
   os.makedirs(target_dir, exist_ok=True)
   target = os.path.join(target_dir, file_name)
-  fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".tmp",
-                             dir=out_dir)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-      df.to_csv(f, index=False, quoting=csv.QUOTE_MINIMAL,
-                lineterminator="\n")
-      f.flush()
-      os.fsync(f.fileno())  # else a crash may leave the renamed file empty
-    if os.path.exists(target) and filecmp.cmp(tmp, target, shallow=False):
-      # Same content: keep the file (and its mtime), so a rerun on unchanged
-      # data is an ExampleGen cache hit rather than a new ingestion.
-      os.remove(tmp)
-    else:
-      os.replace(tmp, target)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  # Same content: the file (and its mtime) stay, so a rerun on unchanged data is
+  # an ExampleGen cache hit rather than a new ingestion.
+  atomic_file.write_atomically(
+      target, lambda f: df.to_csv(f, index=False, quoting=csv.QUOTE_MINIMAL,
+                                  lineterminator="\n"),
+      tmp_dir=out_dir, keep_identical=True, encoding="utf-8", newline="")
   return target
 
 
