@@ -347,46 +347,51 @@ def request_tensors(signature_name: str, document: Mapping[str, Any],
   return _columnar(signature_name, document["inputs"], specs), False
 
 
-def _decimal(value: float, digits: int, parse: Callable[[str], Any]) -> str:
-  """TF Serving's float text: six significant digits if they read back the same value,
-  else all it takes; whole numbers end in ".0"."""
-  if math.isnan(value):
-    return "NaN"
-  if math.isinf(value):
-    return "Infinity" if value > 0 else "-Infinity"
-  text = "%g" % value
-  if parse(text) != value:
-    text = "%.*g" % (digits, value)
-  if "." not in text and "e" not in text:
-    text += ".0"
-  return text
+_SPECIAL_FLOATS = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 
 
-def _leaf_writer(array: np.ndarray, name: str) -> Callable[[Any], str]:
-  if array.dtype == np.float32:
-    return lambda v: _decimal(float(v), 9, lambda t: float(np.float32(t)))
-  if array.dtype == np.float64:
-    return lambda v: _decimal(float(v), 17, float)
-  if array.dtype == np.bool_:
-    return lambda v: "true" if v else "false"
-  if np.issubdtype(array.dtype, np.integer):
-    return lambda v: str(int(v))
+def _decimals(values: np.ndarray) -> List[str]:
+  """TF Serving's float texts: six significant digits where they read back the same
+  value, else all it takes (9 for float32, 17 for float64); whole numbers end in ".0"."""
+  digits, parse = (9, np.float32) if values.dtype == np.float32 else (17, float)
+  as_float = values.astype(np.float64)
+  with np.errstate(all="ignore"):   # a cheap first guess at which values six digits fit
+    magnitude = np.floor(np.log10(np.abs(as_float)))
+    scale = np.where(np.isfinite(magnitude), 10.0 ** (magnitude - 5), 1.0)
+    rounded = np.round(as_float / scale) * scale
+    short = np.abs(rounded - as_float) <= np.abs(as_float) * np.finfo(values.dtype).eps
+  short |= ~np.isfinite(as_float)
+  texts = []
+  for value, is_short in zip(as_float.tolist(), short.tolist()):
+    text = "%g" % value if is_short else None
+    if text is None or (math.isfinite(value) and float(parse(text)) != value):
+      text = "%.*g" % (digits, value)
+    texts.append(_SPECIAL_FLOATS.get(text) or
+                 (text if "." in text or "e" in text else text + ".0"))
+  return texts
+
+
+def _leaf_texts(values: np.ndarray, name: str) -> List[str]:
+  """The JSON text of each value of the flat array ``values``."""
+  if values.dtype in (np.float32, np.float64):
+    return _decimals(values)
+  if values.dtype == np.bool_:
+    return ["true" if v else "false" for v in values.tolist()]
+  if np.issubdtype(values.dtype, np.integer):
+    return [str(v) for v in values.tolist()]
   if name.endswith(BYTES_SUFFIX):
-    return lambda v: json.dumps({BASE64_KEY: base64.b64encode(v).decode("ascii")})
-  return lambda v: json.dumps(v.decode("utf-8", "replace") if isinstance(v, bytes)
-                              else str(v))
+    return [json.dumps({BASE64_KEY: base64.b64encode(v).decode("ascii")}) for v in values]
+  return [json.dumps(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+          for v in values]
 
 
 def _json_tensor(array: np.ndarray, name: str) -> str:
   """``array`` as nested JSON lists (a scalar as a bare value)."""
-  leaf = _leaf_writer(array, name)
-
-  def write(value, level):
-    if level == array.ndim:
-      return leaf(value)
-    return "[" + ", ".join(write(v, level + 1) for v in value) + "]"
-
-  return write(array, 0)
+  texts = _leaf_texts(array.reshape(-1), name)
+  for depth in range(array.ndim - 1, -1, -1):   # innermost dimension first
+    size, groups = array.shape[depth], math.prod(array.shape[:depth])
+    texts = ["[" + ", ".join(texts[g * size:(g + 1) * size]) + "]" for g in range(groups)]
+  return texts[0]
 
 
 def predictions_json(outputs: Mapping[str, np.ndarray]) -> str:

@@ -1,4 +1,4 @@
-"""A model server that speaks TensorFlow Serving's gRPC API for the recommender.
+"""A model server that speaks TensorFlow Serving's gRPC API (and REST API) for the recommender.
 
 Clients cannot tell it from tensorflow_model_server; usage: docs/serving.md, "The local server".
 """
@@ -353,9 +353,10 @@ class ModelServer:
     if self._stopped.is_set():
       return
     self._stopped.set()
+    grpc_stopped = self._server.stop(grace)
     if self._rest:
       self._rest.stop(grace)
-    self._server.stop(grace).wait()
+    grpc_stopped.wait()
     for watcher in self.watchers.values():
       watcher.stop(timeout=grace)
 
