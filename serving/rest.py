@@ -42,6 +42,7 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_MS = 30000          # TF Serving's --rest_api_timeout_in_ms
 DEFAULT_MAX_CONNECTIONS = 64        # open connections; one more is closed at once
 IDLE_SECONDS = 30.0                 # a connection silent this long is closed
+WARN_EVERY_SECONDS = 60.0           # at most one "too many connections" warning per
 MAX_JSON_DEPTH = 32                 # lists nested deeper are refused
 SIGNATURE_DEF_FIELD = "signature_def"
 BASE64_KEY = "b64"
@@ -49,13 +50,13 @@ BYTES_SUFFIX = "_bytes"             # string outputs named so are sent as {"b64"
 _DEBUG_JSON_CHARS = 256
 
 # TF Serving's routes (http_rest_api_util.cc), case-insensitive as there.
-_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE)
+_API_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.ASCII)
 _PREDICT_PATH = re.compile(
     r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)",
-    re.IGNORECASE)
+    re.IGNORECASE | re.ASCII)
 _MODEL_PATH = re.compile(
     r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?",
-    re.IGNORECASE)
+    re.IGNORECASE | re.ASCII)
 _INT64_MAX = 2**63 - 1
 
 # TF Serving's HTTP status per canonical code (http_server.cc, ToHTTPStatusCode).
@@ -575,6 +576,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
   protocol_version = "HTTP/1.1"
   server_version = "seqrec-serving"
+  sys_version = ""
   timeout = IDLE_SECONDS
 
   def setup(self):
@@ -664,7 +666,9 @@ class _HttpServer(http.server.ThreadingHTTPServer):
       # The handshake runs in the connection's thread (``_Handler.setup``).
       self.socket = ssl_context.wrap_socket(self.socket, server_side=True,
                                             do_handshake_on_connect=False)
+    self.max_connections = max_connections
     self._slots = threading.BoundedSemaphore(max_connections)
+    self._next_warning = 0.0
     self._lock = threading.Condition()
     self._open: set = set()
     self._in_flight = 0
@@ -681,8 +685,11 @@ class _HttpServer(http.server.ThreadingHTTPServer):
 
   def process_request(self, request, client_address):
     if not self._slots.acquire(blocking=False):
-      _LOG.warning("REST: too many open connections; closing the one from %s",
-                   client_address[0])
+      now = time.monotonic()
+      if now >= self._next_warning:
+        self._next_warning = now + WARN_EVERY_SECONDS
+        _LOG.warning("REST: %d connections open; closing new ones (this one from %s) "
+                     "until some end", self.max_connections, client_address[0])
       self.shutdown_request(request)
       return
     super().process_request(request, client_address)

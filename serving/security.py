@@ -1,4 +1,4 @@
-"""TLS credentials and the bearer token (``authorization: Bearer <token>``: gRPC metadata, HTTP header).
+"""TLS and the bearer token (``authorization: Bearer <token>``: gRPC metadata or HTTP header).
 
 The token comes from a file or ``$SEQREC_SERVING_TOKEN``, never the command line.
 """

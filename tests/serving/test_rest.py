@@ -19,6 +19,7 @@ from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import contract
+from serving import guard
 from serving import rest
 from serving import security
 from serving import servable as servable_lib
@@ -484,3 +485,20 @@ def test_the_command_prints_the_rest_address(export_dir, tmp_path):
     status, answer, _ = _call(port, "POST", PREDICT, {"inputs": {"history": [["item_1"]],
                                                                   "k": 2}})
     assert status == 200 and len(answer["outputs"]["item_ids"][0]) == 2
+
+
+def test_connections_beyond_the_cap_are_closed_at_once():
+  call_guard = guard.CallGuard(None, 1, [])
+  server = rest.RestServer(rest.RestApi(None, None, call_guard), call_guard, testing.LOOPBACK,
+                           0, max_request_bytes=1000, max_connections=1)
+  server.start()
+  try:
+    with socket.create_connection((testing.LOOPBACK, server.port), timeout=10) as idle:
+      idle.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")   # holds the only slot
+      assert idle.recv(65536).startswith(b"HTTP/1.1 400")
+      with socket.create_connection((testing.LOOPBACK, server.port), timeout=10) as extra:
+        assert extra.recv(1) == b""   # closed by the server, unanswered
+    # The slot is free again once the first connection has ended.
+    assert testing.wait_for(lambda: _call(server.port, "GET", "/v1/models")[0] == 400, 10)
+  finally:
+    server.stop(grace=0)
