@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -107,8 +107,15 @@ def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
 
 def run_level(target: str, model_name: str, histories: List[List[List[str]]], k: int,
               concurrency: int, requests: int, max_seconds: float, timeout: float,
-              warmup: int) -> Dict[str, float]:
-  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary."""
+              warmup: int, client_factory: Optional[Callable[[], Any]] = None
+              ) -> Dict[str, float]:
+  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary.
+
+  client_factory: makes each thread's client, a context manager with
+  ``recommend_details(histories, k)`` (default: a gRPC ``RecommenderClient``).
+  """
+  client_factory = client_factory or (
+      lambda: client_lib.RecommenderClient(target, model_name, timeout))
   lock = threading.Lock()
   latencies: List[float] = []
   errors: List[str] = []
@@ -123,7 +130,7 @@ def run_level(target: str, model_name: str, histories: List[List[List[str]]], k:
       return next_index[0] - 1
 
   def worker():
-    with client_lib.RecommenderClient(target, model_name, timeout) as client:
+    with client_factory() as client:
       for i in range(warmup):
         client.recommend_details(histories[i % len(histories)], k)
       ready.wait()
