@@ -578,6 +578,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
   server_version = "seqrec-serving"
   sys_version = ""
   timeout = IDLE_SECONDS
+  # Headers and body leave in two writes: without this, the body waits for the
+  # client's delayed acknowledgement of the headers.
+  disable_nagle_algorithm = True
 
   def setup(self):
     super().setup()

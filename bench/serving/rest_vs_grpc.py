@@ -1,8 +1,6 @@
 """REST vs gRPC: the same recommendation requests to one serving.server through both APIs.
 
-Takes bench.serving.load's flags (not --server); per concurrency level it runs gRPC, then
-REST (HTTP/1.1 keep-alive, one connection per thread), latency around encoding, call and
-decoding as load measures it. Writes <out-dir>/<label>.json and .md.
+Takes bench.serving.load's flags except --server; usage: docs/serving.md, "Serving benchmarks".
 """
 
 import datetime
