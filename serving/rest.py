@@ -132,9 +132,10 @@ class RestContext:
     if sock is None or isinstance(sock, ssl.SSLSocket):
       return True
     try:
-      readable, _, _ = select.select([sock], [], [], 0)
-      return not readable or sock.recv(1, socket.MSG_PEEK) != b""
-    except (OSError, ValueError):
+      poller = select.poll()   # not select.select: no limit on the descriptor number
+      poller.register(sock, select.POLLIN)
+      return not poller.poll(0) or sock.recv(1, socket.MSG_PEEK) != b""
+    except OSError:
       return False
 
 
@@ -515,6 +516,9 @@ class RestApi:
     except Abort:
       code = context.code()
       return http_status(code), error_json(context.details().decode("utf-8", "replace"))
+    except Exception:  # pylint: disable=broad-except
+      _LOG.exception("REST: unexpected error in a call")   # the guard re-raised it
+      return 500, error_json(guard.INTERNAL_MESSAGE)
 
   def _predict(self, call: Tuple[Route, bytes], context: RestContext) -> str:
     route_, body = call

@@ -498,7 +498,40 @@ def test_connections_beyond_the_cap_are_closed_at_once():
       assert idle.recv(65536).startswith(b"HTTP/1.1 400")
       with socket.create_connection((testing.LOOPBACK, server.port), timeout=10) as extra:
         assert extra.recv(1) == b""   # closed by the server, unanswered
-    # The slot is free again once the first connection has ended.
-    assert testing.wait_for(lambda: _call(server.port, "GET", "/v1/models")[0] == 400, 10)
+    # The slot is free again once the first connection's thread has seen it end.
+    def answered():
+      try:
+        return _call(server.port, "GET", "/v1/models")[0] == 400
+      except ConnectionError:
+        return False
+    assert testing.wait_for(answered, 10)
   finally:
     server.stop(grace=0)
+
+
+class _Exploding:
+  """A servable whose model run fails with an unexpected error naming a path."""
+
+  def __init__(self, servable, path):
+    self._servable = servable
+    self._path = path
+
+  def __getattr__(self, name):
+    return getattr(self._servable, name)
+
+  def run(self, *args, **kwargs):
+    raise RuntimeError(f"unexpected failure reading {self._path}")
+
+
+def test_an_unexpected_error_is_a_generic_500(export_dir, tmp_path):
+  base = tmp_path / MODEL
+  testing.push_version(export_dir, str(base), 1)
+  server = _start(base, loader=lambda path, version: _Exploding(
+      servable_lib.Servable(path, version), path))
+  try:
+    status, answer, _ = _call(server.rest_port, "POST", PREDICT, {
+        "inputs": {"history": [["item_1"]], "k": 2}})
+    assert (status, answer) == (500, {"error": guard.INTERNAL_MESSAGE})
+    assert _call(server.rest_port, "GET", f"/v1/models/{MODEL}")[0] == 200   # still serving
+  finally:
+    server.stop(grace=1)
