@@ -311,9 +311,13 @@ class ModelServer:
       raise OSError(f"cannot bind {address}")
     self._rest = None
     if rest_port is not None:
-      self._rest = rest.RestServer(
-          rest.RestApi(prediction_servicer, model_servicer, self.guard), self.guard, host,
-          rest_port, max_request_bytes, rest_timeout_ms, rest_ssl_context)
+      try:
+        self._rest = rest.RestServer(
+            rest.RestApi(prediction_servicer, model_servicer, self.guard), self.guard, host,
+            rest_port, max_request_bytes, rest_timeout_ms, rest_ssl_context)
+      except OSError:
+        self._server.stop(0)   # frees the gRPC port bound above
+        raise
     self.rest_port = self._rest.port if self._rest else None
     if not _is_loopback(host) and (credentials is None or token is None):
       _LOG.warning("listening on %s without %s: anyone who can reach the port can %s",

@@ -90,6 +90,14 @@ def machine_info() -> Dict[str, object]:
           "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
+def machine_during(load_before: float) -> Dict[str, object]:
+  """``machine_info`` at the end of a run that started at 1-min load ``load_before``."""
+  machine = machine_info()
+  machine["load_average_before"] = round(load_before, 2)
+  machine["load_average_after"] = machine.pop("load_average_1min")
+  return machine
+
+
 def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
                        batch_size: int) -> Dict[str, float]:
   """Latency percentiles (ms) and throughput of one run."""
@@ -304,9 +312,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     finally:
       if process is not None:
         process.stop()
-  machine = machine_info()
-  machine["load_average_before"] = round(load_before, 2)
-  machine["load_average_after"] = machine.pop("load_average_1min")
+  machine = machine_during(load_before)
   return {
       "model": args.description or model_desc,
       "server": "serving.server (subprocess)" if not args.server else args.server,

@@ -101,9 +101,7 @@ def run(args) -> Dict[str, object]:
                 f"{summary['errors']} errors", flush=True)
     finally:
       process.stop()
-  machine = load.machine_info()
-  machine["load_average_before"] = round(load_before, 2)
-  machine["load_average_after"] = machine.pop("load_average_1min")
+  machine = load.machine_during(load_before)
   return {"model": args.description or model_desc, "catalogue_size": len(catalogue),
           "batch_size": args.batch_size, "history_length": args.history_length, "k": args.k,
           "requests_per_level": args.requests, "max_seconds": args.max_seconds,

@@ -535,3 +535,12 @@ def test_an_unexpected_error_is_a_generic_500(export_dir, tmp_path):
     assert _call(server.rest_port, "GET", f"/v1/models/{MODEL}")[0] == 200   # still serving
   finally:
     server.stop(grace=1)
+
+
+def test_a_rest_port_in_use_is_an_error_at_construction(tmp_path):
+  with socket.socket() as taken:
+    taken.bind((testing.LOOPBACK, 0))
+    taken.listen()
+    with pytest.raises(OSError):
+      server_lib.ModelServer(MODEL, str(tmp_path), port=0, host=testing.LOOPBACK,
+                             rest_port=taken.getsockname()[1])
