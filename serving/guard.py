@@ -16,6 +16,8 @@ _LOG = logging.getLogger(__name__)
 
 MAX_DETAILS_CHARS = 1000
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+UNAUTHENTICATED_MESSAGE = ("missing or wrong bearer token ('authorization: Bearer "
+                           "<token>', as gRPC metadata or an HTTP header)")
 # An absolute path (optionally behind a URL scheme such as gs://): "/" + path characters.
 _PATH = re.compile(r"(?<![\w.])(?:[A-Za-z][A-Za-z0-9+.-]*:/)?/[^\s'\"`:,;()\[\]{}<>]+")
 
@@ -102,7 +104,7 @@ class CallGuard(grpc.ServerInterceptor):
       return None   # an unknown method: gRPC answers UNIMPLEMENTED
     kind = (("stream_" if handler.request_streaming else "unary_") +
             ("stream" if handler.response_streaming else "unary"))
-    if not security.token_matches(handler_call_details.invocation_metadata, self._token):
+    if not self.authorized(handler_call_details.invocation_metadata):
       # Refused before the request is even parsed.
       return handler._replace(request_deserializer=_unparsed, **{kind: _unauthenticated})
     if handler.request_streaming:
@@ -111,6 +113,16 @@ class CallGuard(grpc.ServerInterceptor):
         handler_call_details.method.startswith(self._limited))
     return handler._replace(request_deserializer=_lenient(handler.request_deserializer),
                             **{kind: self._guarded(getattr(handler, kind), limited)})
+
+  def authorized(self, metadata) -> bool:
+    """True if the call ``metadata`` carries the token (or none is needed)."""
+    return security.token_matches(metadata, self._token)
+
+  def call(self, behaviour, request, context, limited: bool):
+    """Runs ``behaviour(request, context)`` as a guarded gRPC call runs, for a
+    transport that checked ``authorized`` itself (the REST API): ``context`` is a
+    stand-in for ``grpc.ServicerContext`` whose ``abort`` raises."""
+    return self._guarded(behaviour, limited)(request, context)
 
   def _guarded(self, behaviour, limited: bool):
 
@@ -146,5 +158,4 @@ def _unparsed(data: bytes) -> bytes:
 
 def _unauthenticated(request, context):
   del request
-  context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong bearer token (metadata 'authorization: Bearer <token>')")
+  context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED_MESSAGE)

@@ -1,10 +1,11 @@
-"""TLS credentials and the bearer token (gRPC metadata ``authorization: Bearer <token>``).
+"""TLS and the bearer token (``authorization: Bearer <token>``: gRPC metadata or HTTP header).
 
 The token comes from a file or ``$SEQREC_SERVING_TOKEN``, never the command line.
 """
 
 import hmac
 import os
+import ssl
 from typing import Mapping, Optional, Sequence, Tuple
 
 import grpc
@@ -70,6 +71,23 @@ def server_credentials(cert_file: str, key_file: str,
   return grpc.ssl_server_credentials(
       [(_read(key_file, "TLS key file"), _read(cert_file, "TLS certificate file"))],
       root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def ssl_context(cert_file: str, key_file: str,
+                client_ca_file: Optional[str] = None) -> ssl.SSLContext:
+  """The REST API's TLS from the files of ``server_credentials``, with the same
+  client-certificate requirement."""
+  context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+  context.minimum_version = ssl.TLSVersion.TLSv1_2
+  try:
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+      context.load_verify_locations(cafile=client_ca_file)
+      context.verify_mode = ssl.CERT_REQUIRED
+  except (OSError, ssl.SSLError) as e:
+    raise ValueError(f"cannot use the TLS files {cert_file}, {key_file}"
+                     f"{', ' + client_ca_file if client_ca_file else ''}: {e}") from e
+  return context
 
 
 def channel_credentials(ca_file: Optional[str] = None, cert_file: Optional[str] = None,

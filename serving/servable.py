@@ -232,16 +232,26 @@ class Servable:
       validation.RequestError: FAILED_PRECONDITION for an unknown signature (as TF
         Serving answers), INVALID_ARGUMENT for bad inputs or output_filter.
     """
-    if signature_name not in self._functions:
-      raise validation.RequestError(
-          grpc.StatusCode.FAILED_PRECONDITION,
-          f'Serving signature key "{signature_name}" not found; this model has '
-          f"{sorted(self._functions)}")
+    self.inputs_of(signature_name)
     validation.check_output_filter(signature_name, output_filter,
                                    self.outputs_of(signature_name))
     return validation.request_arrays(signature_name, inputs,
                                      self.input_specs[signature_name], limits,
                                      self.num_items)
+
+  def inputs_of(self, signature_name: str) -> Dict[str, tf.TensorSpec]:
+    """The inputs a Predict on ``signature_name`` takes, by name.
+
+    Raises:
+      validation.RequestError: FAILED_PRECONDITION for an unknown signature (as TF
+        Serving answers).
+    """
+    if signature_name not in self._functions:
+      raise validation.RequestError(
+          grpc.StatusCode.FAILED_PRECONDITION,
+          f'Serving signature key "{signature_name}" not found; this model has '
+          f"{sorted(self._functions)}")
+    return self.input_specs[signature_name]
 
   def run(self, signature_name: str, arrays: Mapping[str, np.ndarray],
           output_filter: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:

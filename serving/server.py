@@ -1,4 +1,4 @@
-"""A model server that speaks TensorFlow Serving's gRPC API for the recommender.
+"""A model server that speaks TensorFlow Serving's gRPC API (and REST API) for the recommender.
 
 Clients cannot tell it from tensorflow_model_server; usage: docs/serving.md, "The local server".
 """
@@ -8,11 +8,13 @@ import concurrent.futures
 import dataclasses
 import logging
 import signal
+import ssl
 import sys
 import threading
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -26,6 +28,7 @@ from serving import contract
 from serving import guard
 from serving import health
 from serving import model_watcher
+from serving import rest
 from serving import security
 from serving import servable as servable_lib
 from serving import validation
@@ -85,7 +88,23 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
   def Predict(self, request: predict_pb2.PredictRequest, context):  # pylint: disable=invalid-name
     if not request.HasField("model_spec"):
       _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
-    servable = _resolve(self._watchers, request.model_spec, context)
+    servable = self.resolve(request.model_spec, context)
+    signature_name, outputs = self.predict_on(servable, request, context)
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = request.model_spec.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = signature_name
+    for alias, value in outputs.items():
+      response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return response
+
+  def resolve(self, model_spec, context):
+    """The servable ``model_spec`` asks for, or aborts the call as TF Serving would."""
+    return _resolve(self._watchers, model_spec, context)
+
+  def predict_on(self, servable, request: predict_pb2.PredictRequest,
+                 context) -> Tuple[str, Dict[str, np.ndarray]]:
+    """Validates and runs ``request`` on ``servable``: (signature name, outputs)."""
     signature_name = request.model_spec.signature_name or contract.DEFAULT_SIGNATURE
     output_filter = list(request.output_filter)
     try:
@@ -102,13 +121,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
       code = servable_lib.status_code(e)
       _abort(context, code, f"{signature_name}: the model failed on this request "
                             f"({code.name}); the server log has the details")
-    response = predict_pb2.PredictResponse()
-    response.model_spec.name = request.model_spec.name
-    response.model_spec.version.value = servable.version
-    response.model_spec.signature_name = signature_name
-    for alias, value in outputs.items():
-      response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
-    return response
+    return signature_name, outputs
 
   def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,  # pylint: disable=invalid-name
                        context):
@@ -236,6 +249,7 @@ class ModelServer:
     server.stop(grace=5)
 
   Several models: ``ModelServer(models=read_model_config("models.config"), ...)``.
+  TF Serving's REST API too: ``rest_port=8501`` (then ``server.rest_port``).
   """
 
   def __init__(self, model_name: Optional[str] = None, base_path: Optional[str] = None,
@@ -249,10 +263,18 @@ class ModelServer:
                models: Optional[Sequence[ModelSource]] = None,
                token: Optional[str] = None,
                credentials: Optional[grpc.ServerCredentials] = None,
-               loader: Optional[model_watcher.Loader] = None):
+               loader: Optional[model_watcher.Loader] = None,
+               rest_port: Optional[int] = None,
+               rest_timeout_ms: int = rest.DEFAULT_TIMEOUT_MS,
+               rest_ssl_context: Optional[ssl.SSLContext] = None):
     """See the class docstring; ``token``: bearer token every call must carry;
     ``credentials``: TLS (``security.server_credentials``), None for plaintext;
-    ``loader``: ``loader(version_dir, version)`` -> servable (default: ``Servable``)."""
+    ``loader``: ``loader(version_dir, version)`` -> servable (default: ``Servable``);
+    ``rest_port``: also serve the REST API there (None: not; 0: a free port), HTTPS
+    with ``rest_ssl_context`` (``security.ssl_context``, required with ``credentials``),
+    each call's deadline ``rest_timeout_ms`` after it arrives."""
+    if rest_port is not None and (credentials is None) != (rest_ssl_context is None):
+      raise ValueError("give TLS for both APIs or neither: credentials and rest_ssl_context")
     if (models is None) == (model_name is None or base_path is None):
       raise ValueError("give either model_name and base_path, or models")
     if models is None:
@@ -276,16 +298,27 @@ class ModelServer:
     self._server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
         interceptors=[self.guard], options=options, maximum_concurrent_rpcs=2 * threads)
+    prediction_servicer = PredictionServicer(self.watchers, self.limits)
+    model_servicer = ModelServicer(self.watchers)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionServicer(self.watchers, self.limits), self._server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(self.watchers), self._server)
+        prediction_servicer, self._server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, self._server)
     self._server.add_generic_rpc_handlers((health.health_handler(self.health),))
     address = f"{host}:{port}"
     self.port = (self._server.add_secure_port(address, credentials) if credentials
                  else self._server.add_insecure_port(address))
     if self.port == 0:
       raise OSError(f"cannot bind {address}")
+    self._rest = None
+    if rest_port is not None:
+      try:
+        self._rest = rest.RestServer(
+            rest.RestApi(prediction_servicer, model_servicer, self.guard), self.guard, host,
+            rest_port, max_request_bytes, rest_timeout_ms, rest_ssl_context)
+      except OSError:
+        self._server.stop(0)   # frees the gRPC port bound above
+        raise
+    self.rest_port = self._rest.port if self._rest else None
     if not _is_loopback(host) and (credentials is None or token is None):
       _LOG.warning("listening on %s without %s: anyone who can reach the port can %s",
                    address, "TLS" if credentials is None else "a token",
@@ -315,6 +348,8 @@ class ModelServer:
     for watcher in self.watchers.values():
       watcher.start()
     self._server.start()
+    if self._rest:
+      self._rest.start()
     return self
 
   def stop(self, grace: Optional[float] = 5.0) -> None:
@@ -322,7 +357,10 @@ class ModelServer:
     if self._stopped.is_set():
       return
     self._stopped.set()
-    self._server.stop(grace).wait()
+    grpc_stopped = self._server.stop(grace)
+    if self._rest:
+      self._rest.stop(grace)
+    grpc_stopped.wait()
     for watcher in self.watchers.values():
       watcher.stop(timeout=grace)
 
@@ -334,6 +372,13 @@ class ModelServer:
     models = ", ".join(f"'{m.name}' (version {self.watchers[m.name].serving_version()}) "
                        f"from {m.base_path}" for m in self.models)
     return f"Serving model {models} on {self.host}:{self.port}"
+
+  def describe_rest(self) -> Optional[str]:
+    """One line naming the REST API's address, None without it."""
+    if not self._rest:
+      return None
+    host = f"[{self.host}]" if ":" in self.host and "[" not in self.host else self.host
+    return f"REST API on {self._rest.scheme}://{host}:{self.rest_port}/v1/models/"
 
   def __enter__(self) -> "ModelServer":
     return self.start()
@@ -372,6 +417,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--model-name", default=contract.MODEL_NAME,
                       help="with --model-base-path: the name clients use")
   parser.add_argument("--port", type=int, default=8500, help="gRPC port; 0 picks a free one")
+  parser.add_argument("--rest-port", "--rest_api_port", dest="rest_port", type=int,
+                      help="also answer TF Serving's REST API (/v1/models/...) on this "
+                           "port, same host, TLS, token and limits as gRPC; 0 picks a "
+                           "free one (TF Serving's 0 turns REST off); default: gRPC only")
+  parser.add_argument("--rest-api-timeout-in-ms", "--rest_api_timeout_in_ms",
+                      dest="rest_timeout_ms", type=_positive, default=rest.DEFAULT_TIMEOUT_MS,
+                      help="a REST call still waiting this long after it arrived is "
+                           "refused before its model runs (default: %(default)s)")
   parser.add_argument("--host", default=LOOPBACK,
                       help="address to bind (default: %(default)s, this machine only; "
                            "0.0.0.0 or :: for all interfaces, with TLS and a token)")
@@ -439,6 +492,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     token = security.read_token(args.token_file)
     credentials = (security.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
                    if args.tls_cert else None)
+    rest_ssl_context = (security.ssl_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+                        if args.tls_cert and args.rest_port is not None else None)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -447,7 +502,9 @@ def main(argv: Optional[List[str]] = None) -> int:
       limits=validation.Limits(args.max_batch_size, args.max_history_length,
                                args.max_elements, args.max_id_bytes),
       fallback=args.empty_history, max_concurrent_requests=args.max_concurrent_requests,
-      max_request_bytes=args.max_request_bytes, token=token, credentials=credentials)
+      max_request_bytes=args.max_request_bytes, token=token, credentials=credentials,
+      rest_port=args.rest_port, rest_timeout_ms=args.rest_timeout_ms,
+      rest_ssl_context=rest_ssl_context)
   stop = threading.Event()
 
   def on_signal(signum, frame):
@@ -460,6 +517,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   signal.signal(signal.SIGINT, on_signal)
   server.start()
   print(server.describe(), flush=True)
+  if server.describe_rest():
+    print(server.describe_rest(), flush=True)
   while not stop.wait(1.0):
     pass
   server.stop(args.grace_seconds)

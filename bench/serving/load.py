@@ -10,7 +10,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -90,6 +90,14 @@ def machine_info() -> Dict[str, object]:
           "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
+def machine_during(load_before: float) -> Dict[str, object]:
+  """``machine_info`` at the end of a run that started at 1-min load ``load_before``."""
+  machine = machine_info()
+  machine["load_average_before"] = round(load_before, 2)
+  machine["load_average_after"] = machine.pop("load_average_1min")
+  return machine
+
+
 def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
                        batch_size: int) -> Dict[str, float]:
   """Latency percentiles (ms) and throughput of one run."""
@@ -107,8 +115,15 @@ def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
 
 def run_level(target: str, model_name: str, histories: List[List[List[str]]], k: int,
               concurrency: int, requests: int, max_seconds: float, timeout: float,
-              warmup: int) -> Dict[str, float]:
-  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary."""
+              warmup: int, client_factory: Optional[Callable[[], Any]] = None
+              ) -> Dict[str, float]:
+  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary.
+
+  client_factory: makes each thread's client, a context manager with
+  ``recommend_details(histories, k)`` (default: a gRPC ``RecommenderClient``).
+  """
+  client_factory = client_factory or (
+      lambda: client_lib.RecommenderClient(target, model_name, timeout))
   lock = threading.Lock()
   latencies: List[float] = []
   errors: List[str] = []
@@ -123,7 +138,7 @@ def run_level(target: str, model_name: str, histories: List[List[List[str]]], k:
       return next_index[0] - 1
 
   def worker():
-    with client_lib.RecommenderClient(target, model_name, timeout) as client:
+    with client_factory() as client:
       for i in range(warmup):
         client.recommend_details(histories[i % len(histories)], k)
       ready.wait()
@@ -297,9 +312,7 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
     finally:
       if process is not None:
         process.stop()
-  machine = machine_info()
-  machine["load_average_before"] = round(load_before, 2)
-  machine["load_average_after"] = machine.pop("load_average_1min")
+  machine = machine_during(load_before)
   return {
       "model": args.description or model_desc,
       "server": "serving.server (subprocess)" if not args.server else args.server,
