@@ -184,7 +184,8 @@ def recommend(histories, settings: BulkSettings,
               input_specs: Mapping[str, saved_model.InputSpec]):
   """UserHistory PCollection -> output rows PCollection."""
   return (histories
-          | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=settings.batch_size)
+          | "Batch" >> beam.BatchElements(min_batch_size=settings.batch_size,
+                                           max_batch_size=settings.batch_size)
           | "Recommend" >> beam.ParDo(RecommendDoFn(settings, input_specs)))
 
 
