@@ -112,6 +112,9 @@ def test_k_beyond_the_eligible_items_gives_fewer_rows_never_history(tmp_path, ca
     ({"--events": "/no/such.csv"}, "error: --events /no/such.csv: no such file"),
     ({"--users": "/no/users.txt"}, "error: --users /no/users.txt: no such file"),
     ({"--signature": "recommend"}, "error: SavedModel {model} has no signature 'recommend'"),
+    ({"--input": "exclude"}, "error: --input 'exclude': expected NAME=JSON"),
+    ({"--input": "allow=[]"}, "error: signature 'serving_default' of {model} takes the inputs "
+                              "['history', 'k']; extra inputs missing: [], unknown: ['allow']"),
 ])
 def test_bad_inputs_give_a_one_line_error(model_base, events, tmp_path, capsys, change,
                                           message):
