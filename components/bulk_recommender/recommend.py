@@ -78,7 +78,7 @@ def rows_of(user: str, item_ids: np.ndarray, scores: np.ndarray) -> Iterator[Dic
 class _Progress:
   """Logs users done and users/s of this worker at most every few seconds."""
 
-  def __init__(self, every_seconds: float = PROGRESS_SECONDS):
+  def __init__(self, every_seconds: float):
     self._every = every_seconds
     self._start = self._last = time.monotonic()
     self._done = 0
@@ -111,7 +111,7 @@ class RecommendDoFn(beam.DoFn):
     self._loaded = tf.saved_model.load(self._settings.model_dir)
     self._call = self._loaded.signatures[self._settings.signature]
     self._k = tf.constant(self._settings.k, tf.int32)
-    self._progress = _Progress()
+    self._progress = _Progress(PROGRESS_SECONDS)
 
   def process(self, batch: List[histories_lib.UserHistory]):
     extra = saved_model.request_tensors(self._specs, self._settings.extra_inputs, len(batch))

@@ -82,6 +82,16 @@ def test_every_user_gets_k_items_outside_their_history(model_base, events, tmp_p
   assert os.path.join(model_base, "12") in out   # the newest version
 
 
+def test_progress_is_logged_while_users_are_done(model_base, events, tmp_path, capsys,
+                                                 monkeypatch):
+  from components.bulk_recommender import recommend   # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(recommend, "PROGRESS_SECONDS", 0.0)
+  code, _, err = _run(capsys, "--model-dir", model_base, "--events", events,
+                      "--output", tmp_path, "--batch-size", 1)
+  assert code == 0, err
+  assert f"bulk recommendations: {len(HISTORIES)} users done on this worker" in err
+
+
 def test_a_users_file_restricts_the_output(model_base, events, tmp_path, capsys):
   users = tmp_path / "users.txt"
   users.write_text("user_id\nu,3\n\nu4\nnobody\n")
