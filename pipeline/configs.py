@@ -7,7 +7,7 @@ Every runner (local, Kubeflow V2) takes the flags of ``add_flags``, builds its
 import argparse
 import dataclasses
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from serving.contract import MODEL_NAME
 from trainer.config import ModelConfig
@@ -68,6 +68,21 @@ class DriftConfig(JsonConfig):
 
 
 @dataclasses.dataclass
+class BulkRecommendConfig(JsonConfig):
+  """The optional step after the push: top-k for every user as files (BulkRecommender)."""
+  k: int = 10
+  output_format: Literal["parquet", "csv"] = "parquet"
+  num_shards: int = 0   # 0: the runner decides
+
+  def validate(self) -> None:
+    if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+      raise ValueError(f"BulkRecommendConfig.k must be a positive integer; got {self.k!r}")
+    if isinstance(self.num_shards, bool) or not isinstance(self.num_shards, int) \
+        or self.num_shards < 0:
+      raise ValueError(f"BulkRecommendConfig.num_shards must be >= 0; got {self.num_shards!r}")
+
+
+@dataclasses.dataclass
 class PipelineConfig:
   """Everything that varies between runs of the pipeline."""
   data_root: str                     # canonical data: interactions/ [and items/]
@@ -100,6 +115,8 @@ class PipelineConfig:
   # Item vectors file (python -m pipeline.embed_items) for text item representations
   # (ModelConfig item_representation "text" / "id+text"); on a cluster, a path the pods read.
   item_vectors: Optional[str] = None
+  # After a push, top-k for every user of the test split as files; None: off.
+  bulk_recommendations: Optional[BulkRecommendConfig] = None
 
   def __post_init__(self):
     if self.model.encoder.uses_item_text and not self.item_vectors:
@@ -141,6 +158,7 @@ class PipelineConfig:
 
 OFF = "off"   # the flag value that switches an optional step off
 NO_PRETRAINING = NO_DRIFT_CHECK = OFF
+ON = "on"     # the flag value that switches an optional step on with its defaults
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +194,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       help="JSON object (or file) overriding DriftConfig fields, the nightly "
                            "drift gate between spans, or "
                            f"'{NO_DRIFT_CHECK}' to train on any span")
+  parser.add_argument("--bulk-recommendations", default=None, metavar="JSON|on",
+                      help="after a push, write top-k for every user as files (a "
+                           "BulkRecommender step): 'on' for the defaults, or a JSON object (or "
+                           "file) of BulkRecommendConfig fields, e.g. '{\"k\": 20, "
+                           "\"output_format\": \"csv\"}'; off unless given")
   parser.add_argument("--enable-cache", action="store_true",
                       help="reuse the outputs of steps whose inputs did not change")
 
@@ -190,6 +213,14 @@ def _config_or_off(flag: Optional[str], config_type: type, what: str) -> Optiona
   if flag == OFF:
     return None
   return config_type.from_dict(load_json_object(flag, what))
+
+
+def _bulk_config(flag: Optional[str]) -> Optional[BulkRecommendConfig]:
+  """None without the flag; the defaults for "on"; else the flag's JSON."""
+  if flag is None:
+    return None
+  return BulkRecommendConfig.from_dict(
+      {} if flag == ON else load_json_object(flag, "bulk recommendations config"))
 
 
 def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
@@ -214,6 +245,7 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
           load_json_object(args.retrieval_config, "retrieval config")),
       evaluation=EvaluationConfig(**_given(min_value=args.min_ndcg)),
       schema_path=args.schema, enable_cache=args.enable_cache, item_vectors=args.item_vectors,
+      bulk_recommendations=_bulk_config(args.bulk_recommendations),
       **_given(beam_pipeline_args=args.beam_arg))
   values.update(settings)
   return PipelineConfig(**values)

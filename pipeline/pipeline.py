@@ -10,6 +10,7 @@ from typing import Optional
 from tfx import v1 as tfx
 from ml_metadata.proto import metadata_store_pb2
 
+from components.bulk_recommender.component import BulkRecommender
 from components.drift_validator.component import DriftValidator
 from components.drift_validator.resolver import PreviousSpanStrategy
 from components.pusher.component import AtomicPusher
@@ -184,6 +185,12 @@ def create_pipeline(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=config.serving_model_dir)))
   components.append(pusher)
+
+  # Optional: top-k for every user from the model just pushed, as files (none if not pushed).
+  if config.bulk_recommendations is not None:
+    components.append(BulkRecommender(
+        examples=sequence_builder.outputs["output_examples"],
+        pushed_model=pusher.outputs["pushed_model"], **config.bulk_recommendations.to_dict()))
 
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,

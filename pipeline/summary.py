@@ -50,6 +50,12 @@ def collect(metadata_path: str) -> Dict:
     result["pushed"] = bool(props["pushed"].int_value) if "pushed" in props else False
     if "pushed_destination" in props:
       result["pushed_destination"] = props["pushed_destination"].string_value
+  bulk = _latest(store, "Dataset")
+  if bulk is not None and "rows" in bulk.custom_properties and (
+      push is None or bulk.create_time_since_epoch >= push.create_time_since_epoch):
+    props = bulk.custom_properties
+    result["bulk_recommendations"] = {"uri": bulk.uri, "users": props["users"].int_value,
+                                      "rows": props["rows"].int_value, "k": props["k"].int_value}
   for examples in sorted(store.get_artifacts_by_type("Examples"),
                          key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
     stats = _read_json(examples.uri, STATS_FILE)
@@ -96,6 +102,10 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
     lines.append(f"pushed: {summary.get('pushed_destination')}")
   else:
     lines.append("pushed: nothing (model not blessed); the serving folder is unchanged")
+  bulk = summary.get("bulk_recommendations")
+  if bulk:
+    lines.append(f"bulk recommendations: {bulk['users']} users, {bulk['rows']} rows "
+                 f"(k={bulk['k']}) in {bulk['uri']}")
   lines.append(f"wall time: {wall_seconds:.0f} s")
   lines.append("=" * 64)
   return "\n".join(lines)

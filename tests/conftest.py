@@ -16,6 +16,8 @@ TINY_PRETRAIN_CONFIG = '{"epochs": 2, "batch_size": 64, "num_clusters": 8, "kmea
 # local_runner flags of the tiny run (all but --output-dir).
 TINY_FLAGS = ("--synthetic-size", "tiny", "--model-config", TINY_MODEL_CONFIG,
               "--pretrain-config", TINY_PRETRAIN_CONFIG, "--min-interactions", "3")
+# The tiny_run fixture also writes bulk recommendations after the push.
+TINY_BULK_CONFIG = '{"k": 5, "output_format": "csv"}'
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,8 @@ def tiny_run(tmp_path_factory):
   """
   from pipeline import local_runner  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("tiny_run")
-  args = local_runner.parse_args([*TINY_FLAGS, "--output-dir", str(out)])
+  args = local_runner.parse_args([*TINY_FLAGS, "--bulk-recommendations", TINY_BULK_CONFIG,
+                                  "--output-dir", str(out)])
   config = local_runner.build_config(args)
   local_runner.prepare_data(args, config.data_root)
   summary = local_runner.run(config)

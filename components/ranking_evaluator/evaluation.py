@@ -101,21 +101,23 @@ def _read_examples(files: Sequence[str]) -> Iterator[Tuple[str, tf.train.Example
       yield where, example
 
 
+def sequence_row(example: tf.train.Example, where: str) -> SequenceRow:
+  """The SequenceRow of one sequence tf.Example; ``where`` names it in errors."""
+  user = _bytes_values(example, features.USER_ID, where)
+  user_id = user[0] if user else b""
+  where = f"{where} (user_id {user_id.decode('utf-8', 'replace')!r})"
+  history = tuple(v for v in _bytes_values(example, features.HISTORY, where) if v)
+  target = _bytes_values(example, features.TARGET, where)
+  if len(target) != 1 or not target[0]:
+    raise ValueError(
+        f"{where}: feature '{features.TARGET}' must hold exactly one non-empty "
+        f"item id, got {target!r}")
+  return SequenceRow(user_id, history, target[0])
+
+
 def read_sequences(files: Sequence[str]) -> List[SequenceRow]:
   """Parses the sequence rows (tf.Example, GZIP or plain TFRecords) of ``files``."""
-  rows = []
-  for where, example in _read_examples(files):
-    user = _bytes_values(example, features.USER_ID, where)
-    user_id = user[0] if user else b""
-    where = f"{where} (user_id {user_id.decode('utf-8', 'replace')!r})"
-    history = tuple(v for v in _bytes_values(example, features.HISTORY, where) if v)
-    target = _bytes_values(example, features.TARGET, where)
-    if len(target) != 1 or not target[0]:
-      raise ValueError(
-          f"{where}: feature '{features.TARGET}' must hold exactly one non-empty "
-          f"item id, got {target!r}")
-    rows.append(SequenceRow(user_id, history, target[0]))
-  return rows
+  return [sequence_row(example, where) for where, example in _read_examples(files)]
 
 
 def read_item_attributes(files: Sequence[str]) -> Dict[bytes, Tuple[bytes, ...]]:

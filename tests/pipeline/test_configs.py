@@ -88,3 +88,16 @@ def test_text_items_need_an_item_vectors_file():
   assert "text items (8-expert adaptor)" in configs.describe(config)[0]
   with pytest.raises(ValueError, match="'text' needs item vectors: --item-vectors PATH"):
     configs.from_flags(_args("--model-config", text), data_root="d", output_root="o")
+
+
+def test_bulk_recommendations_are_off_unless_asked_for():
+  assert configs.from_flags(_args(), data_root="d", output_root="o").bulk_recommendations is None
+  on = configs.from_flags(_args("--bulk-recommendations", configs.ON), data_root="d",
+                          output_root="o")
+  assert on.bulk_recommendations == configs.BulkRecommendConfig()
+  csv = configs.from_flags(_args("--bulk-recommendations", '{"k": 20, "output_format": "csv"}'),
+                           data_root="d", output_root="o")
+  assert csv.bulk_recommendations == configs.BulkRecommendConfig(k=20, output_format="csv")
+  with pytest.raises(ValueError, match="BulkRecommendConfig.output_format must be one of"):
+    configs.from_flags(_args("--bulk-recommendations", '{"output_format": "xml"}'),
+                       data_root="d", output_root="o")

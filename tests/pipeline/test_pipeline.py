@@ -54,3 +54,14 @@ def test_the_item_vectors_file_reaches_both_trainers_only_when_given(tmp_path):
   config = configs.PipelineConfig(data_root=str(tmp_path / "data"),
                                   output_root=str(tmp_path / "out"), use_item_table=False)
   assert all(ITEM_VECTORS_KEY not in c for c in _custom_configs(config).values())
+
+
+def test_the_bulk_recommender_follows_the_pusher_only_when_configured(tmp_path):
+  config = configs.PipelineConfig(data_root=str(tmp_path / "data"),
+                                  output_root=str(tmp_path / "out"), use_item_table=False)
+  assert "BulkRecommender" not in [c.id for c in create_pipeline(config).components]
+  config.bulk_recommendations = configs.BulkRecommendConfig(k=7, output_format="csv")
+  bulk, = [c for c in create_pipeline(config).components if c.id == "BulkRecommender"]
+  assert bulk.exec_properties["k"] == 7 and bulk.exec_properties["output_format"] == "csv"
+  assert bulk.inputs["pushed_model"].producer_component_id == "AtomicPusher"
+  assert bulk.inputs["examples"].producer_component_id == "SequenceBuilder"

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -95,6 +96,19 @@ def test_k_past_the_catalogue_pads_with_empty_ids_instead_of_history(served, cat
   assert len(ids[0]) == len(catalogue)
   assert sorted(ids[0][:-2]) == sorted(catalogue[2:])
   assert ids[0][-2:] == ["", ""] and np.all(np.isneginf(scores[0][-2:]))
+
+
+def test_bulk_recommendations_give_every_user_k_items_outside_their_history(tiny_run):
+  config, summary = tiny_run
+  bulk = summary["bulk_recommendations"]
+  users, k = summary["sequences"]["num_users_kept"], config.bulk_recommendations.k
+  assert (bulk["users"], bulk["rows"], bulk["k"]) == (users, users * k, k)
+  table = pd.concat(pd.read_csv(path, dtype=str, keep_default_na=False)
+                    for path in tf.io.gfile.glob(os.path.join(bulk["uri"], "*.csv")))
+  assert len(table) == users * k and table["user_id"].nunique() == users
+  events = pd.read_csv(os.path.join(config.interactions_root, "interactions.csv"), dtype=str)
+  seen = set(zip(events["user_id"], events["item_id"]))
+  assert not [row for row in zip(table["user_id"], table["item_id"]) if row in seen]
 
 
 def test_bad_input_file_stops_before_the_pipeline_with_a_clear_error(tmp_path, capsys):

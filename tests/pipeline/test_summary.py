@@ -46,3 +46,13 @@ def test_summary_of_an_evaluation_without_slices_has_no_slice_table():
          if key not in ("slices", "beyond_accuracy")}
   text = summary.format_summary({"evaluation": old, "pushed": False}, 1.0)
   assert "per slice" not in text and "NDCG@10" in text
+
+
+def test_summary_names_the_bulk_recommendations_when_written():
+  assert not any("bulk" in " ".join(line) for line in _lines())
+  text = summary.format_summary(
+      {"pushed": True, "pushed_destination": "serving/seqrec/7",
+       "bulk_recommendations": {"uri": "out/BulkRecommender/recommendations/9", "users": 4,
+                                "rows": 40, "k": 10}}, 1.0)
+  assert ("bulk recommendations: 4 users, 40 rows (k=10) in "
+          "out/BulkRecommender/recommendations/9") in text
