@@ -251,9 +251,9 @@ class TextSimilarityScorer(Scorer):
     if not text_vectors:
       raise ValueError("no text vectors")
     self.item_ids = list(item_ids)
-    self._vectors = {item: np.asarray(v, np.float64) for item, v in text_vectors.items()}
-    self.dim = len(next(iter(self._vectors.values())))
-    candidates = np.zeros((len(self.item_ids), self.dim))
+    self._vectors = text_vectors
+    self.dim = len(next(iter(text_vectors.values())))
+    candidates = np.zeros((len(self.item_ids), self.dim), np.float32)
     for row, item in enumerate(self.item_ids):
       if item in self._vectors:
         candidates[row] = self._vectors[item]
@@ -261,7 +261,7 @@ class TextSimilarityScorer(Scorer):
 
   def _mean(self, history: Sequence[bytes]) -> np.ndarray:
     known = [self._vectors[item] for item in history if item in self._vectors]
-    return np.mean(known, axis=0) if known else np.zeros(self.dim)
+    return np.mean(known, axis=0, dtype=np.float32) if known else np.zeros(self.dim, np.float32)
 
   def scores(self, histories):
     queries = _unit_rows(np.stack([self._mean(h) for h in histories]))
