@@ -366,17 +366,18 @@ def format_table(results: Dict[str, Dict[str, float]], ks: Sequence[int]) -> str
            + [metrics.NUM_USERS_KEY, metrics.NUM_MISSING_TARGETS_KEY])
   columns = list(results)
   width = max(len(name) for name in names) + 2
-  lines = [f"{'metric':<{width}}" + "".join(f"{c:>12}" for c in columns)]
+  cell = max([12] + [len(c) + 2 for c in columns])
+  lines = [f"{'metric':<{width}}" + "".join(f"{c:>{cell}}" for c in columns)]
   for name in names:
     cells = []
     for column in columns:
       value = results[column].get(name)
       if value is None:
-        cells.append(f"{'-':>12}")
+        cells.append(f"{'-':>{cell}}")
       elif isinstance(value, int):
-        cells.append(f"{value:>12d}")
+        cells.append(f"{value:>{cell}d}")
       else:
-        cells.append(f"{value:>12.4f}")
+        cells.append(f"{value:>{cell}.4f}")
     lines.append(f"{name:<{width}}" + "".join(cells))
   return "\n".join(lines)
 

@@ -437,7 +437,8 @@ def test_text_similarity_baseline_and_cold_slices_next_to_the_model(tmp_path, co
       "text_similarity/NDCG@3") == pytest.approx(text["NDCG@3"])
   # The report's slice table carries every scorer.
   report = evaluation.format_report(result, KS)
-  assert "text_similarity" in report and cold in report
+  assert "  popularity  text_similarity" in report.splitlines()[0]   # columns apart
+  assert cold in report
 
 
 def test_without_item_vectors_the_text_baseline_is_skipped_with_a_note(tmp_path, cold_examples,
