@@ -26,6 +26,10 @@ class SequenceConfig:
   """How per-user sequences are built from the log."""
   min_interactions: int = 5      # users with fewer events are dropped (>= 3)
   max_history_length: int = 0    # 0 keeps every event; else the most recent N
+  # Cold-item evaluation: this seeded fraction of the items is held out of training
+  # entirely and the evaluator reports the test users whose target is one apart; 0: off.
+  cold_item_fraction: float = 0.0
+  cold_item_seed: int = 0
 
 
 @dataclasses.dataclass
@@ -181,6 +185,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                       help="fine-tuning epochs (overrides the model config's)")
   parser.add_argument("--min-interactions", type=int, default=None)
   parser.add_argument("--max-history-length", type=int, default=None)
+  parser.add_argument("--cold-item-fraction", type=float, default=None,
+                      help="hold this fraction of the items out of training (seeded, by id) "
+                           "and report the test users whose target is one as the cold-item "
+                           "slice (default 0: off)")
+  parser.add_argument("--cold-item-seed", type=int, default=None,
+                      help="which items --cold-item-fraction holds out (default 0)")
   parser.add_argument("--min-ndcg", type=float, default=None,
                       help="blessing threshold on NDCG@10 (default 0)")
   parser.add_argument("--schema", default=None,
@@ -237,7 +247,9 @@ def from_flags(args: argparse.Namespace, data_root: str, output_root: str,
       data_root=data_root, output_root=output_root,
       pipeline_name=args.pipeline_name or default_pipeline_name,
       sequence=SequenceConfig(**_given(min_interactions=args.min_interactions,
-                                       max_history_length=args.max_history_length)),
+                                       max_history_length=args.max_history_length,
+                                       cold_item_fraction=args.cold_item_fraction,
+                                       cold_item_seed=args.cold_item_seed)),
       model=model,
       drift=_config_or_off(args.drift_config, DriftConfig, "drift config"),
       pretrain=_config_or_off(args.pretrain_config, PretrainConfig, "pretrain config"),

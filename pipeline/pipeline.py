@@ -117,7 +117,9 @@ def create_pipeline(
       drift_anomalies=drift_validator.outputs["anomalies"] if drift_validator else None,
       min_interactions=config.sequence.min_interactions,
       max_history_length=config.sequence.max_history_length,
-      forgotten_users=os.path.join(config.data_root, forgotten_users.LEDGER_FILE))
+      forgotten_users=os.path.join(config.data_root, forgotten_users.LEDGER_FILE),
+      cold_item_fraction=config.sequence.cold_item_fraction,
+      cold_item_seed=config.sequence.cold_item_seed)
   components.append(sequence_builder)
 
   # Item and attribute vocabularies; the graph ships inside the served model.
@@ -163,7 +165,9 @@ def create_pipeline(
        RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()})
   components.append(trainer)
 
-  # Full-ranking evaluation against the popularity baseline; decides the blessing.
+  # Full-ranking evaluation against the popularity (and, with item vectors, the
+  # text-similarity) baseline, with the cold-item slice if items were held out;
+  # decides the blessing.
   evaluator = RankingEvaluator(
       examples=sequence_builder.outputs["output_examples"],
       model=trainer.outputs["model"],
@@ -174,7 +178,8 @@ def create_pipeline(
       gating_metric=config.evaluation.gating_metric,
       min_value=config.evaluation.min_value,
       must_beat_popularity=int(config.evaluation.must_beat_popularity),
-      slice_gates=config.evaluation.slice_gates)
+      slice_gates=config.evaluation.slice_gates,
+      item_vectors=config.item_vectors)
   components.append(evaluator)
 
   # Only a blessed model lands in the folder TF Serving watches.

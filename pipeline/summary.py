@@ -75,18 +75,28 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
         f"{stats.get('num_users_kept', '?')} users kept "
         f"({stats.get('num_users_dropped_short', 0)} below min_interactions), "
         f"{stats.get('num_items', '?')} items")
+    if stats.get("num_cold_items"):
+      lines.append(
+          f"cold items: {stats['num_cold_items']} held out of training, the target of "
+          f"{stats.get('num_test_targets_held_out', '?')} test users "
+          f"({stats.get('num_users_dropped_held_out', 0)} users too short without them)")
   evaluation = summary.get("evaluation") or {}
   beyond = evaluation.get("beyond_accuracy", {})
   model = {**evaluation.get("model", {}), **beyond.get("model", {})}
   popularity = {**evaluation.get("popularity", {}), **beyond.get("popularity", {})}
+  text = {**evaluation.get("text_similarity", {}), **beyond.get("text_similarity", {})}
+  text_column = f"{'text_similarity':>17}" if text else ""
   if evaluation.get("model"):
     names = [n for n in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
                          "coverage@10", "novelty@10", "diversity@10") if n in model]
     lines.append(f"full-ranking metrics on split '{evaluation.get('split', 'test')}' "
                  f"({model.get('num_users', '?')} users):")
-    lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}")
+    lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}{text_column}")
     for name in names:
-      lines.append(f"  {name:<12}{model[name]:>10.4f}{popularity.get(name, float('nan')):>12.4f}")
+      lines.append(f"  {name:<12}{model[name]:>10.4f}{popularity.get(name, float('nan')):>12.4f}"
+                   + (f"{text.get(name, float('nan')):>17.4f}" if text else ""))
+  for note in evaluation.get("notes", []):
+    lines.append(f"note: {note}")
   table = slices.format_table(evaluation.get("slices", {}),
                               [n for n in ("HR@10", "NDCG@10") if n in model])
   if table:

@@ -7,11 +7,12 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, FrozenSet, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
+from components.sequence_builder.cold_items import ColdItemSelector
 from pipeline.ingest import formats
 from pipeline.ingest import synthetic
 from trainer import features
@@ -42,6 +43,7 @@ class BenchData:
   targets: Dict[str, np.ndarray]         # split -> int64 [users]
   attributes: Optional[ItemAttributeTable]
   train_labels: int                      # labelled positions per training epoch (L <= max_seq_len)
+  cold_items: FrozenSet[int] = frozenset()  # vocabulary indices of the held-out items
 
 
 def _load_frames(name: str, data_dir: Optional[str]):
@@ -76,15 +78,30 @@ def _write(path: str, histories: List[List[int]], targets: np.ndarray) -> None:
       writer.write(example.SerializeToString())
 
 
+def hold_out(sequences: List[List[str]], cold: ColdItemSelector) -> List[List[str]]:
+  """The SequenceBuilder's cold-item hold-out (``ColdItemSelector.hold_out``) of raw ids."""
+  return [[item.decode("utf-8") for item in cold.hold_out([i.encode("utf-8") for i in s])]
+          for s in sequences]
+
+
 def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
-            max_seq_len: int = 50) -> BenchData:
-  """Loads ``name``, builds the splits and writes them under ``work_dir``."""
+            max_seq_len: int = 50, cold_item_fraction: float = 0.0,
+            cold_item_seed: int = 0) -> BenchData:
+  """Loads ``name``, builds the splits and writes them under ``work_dir``.
+
+  With ``cold_item_fraction`` > 0 the items the pipeline's SequenceBuilder would hold
+  out with that fraction and seed leave every sequence but stay test targets and
+  candidates (docs/data.md, "Cold items").
+  """
   interactions, items = _load_frames(name, data_dir)
-  sequences = [s for s in user_sequences(interactions) if len(s) >= 3]
+  full = [s for s in user_sequences(interactions) if len(s) >= 3]
+  cold = (ColdItemSelector(cold_item_fraction, cold_item_seed) if cold_item_fraction > 0
+          else None)
+  sequences = [s for s in hold_out(full, cold) if len(s) >= 3] if cold else full
   if not sequences:
     raise ValueError(f"dataset {name}: no user has 3 or more interactions")
   counts = collections.Counter(item for s in sequences for item in s[:-2])
-  for s in sequences:
+  for s in full:  # held-out items stay in the catalogue
     counts.update({item: 0 for item in s})
   vocab = sorted(counts, key=lambda item: (-counts[item], item))
   index = {item: i for i, item in enumerate(vocab)}
@@ -114,10 +131,12 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
   data = BenchData(name=name, num_items=len(vocab), num_users=len(encoded),
                    num_interactions=sum(len(s) for s in encoded), files=files,
                    histories=histories, targets=targets, attributes=attributes,
-                   train_labels=train_labels)
+                   train_labels=train_labels,
+                   cold_items=frozenset(i for item, i in index.items()
+                                        if cold and cold.is_cold(item.encode("utf-8"))))
   with open(os.path.join(work_dir, "summary.json"), "w") as f:
     json.dump({"dataset": name, "users": data.num_users, "items": data.num_items,
-               "interactions": data.num_interactions,
+               "interactions": data.num_interactions, "cold_items": len(data.cold_items),
                "items_with_attributes": attributes.num_items_with_attributes if attributes else 0},
               f, indent=1)
   return data

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from bench.quality import data as data_lib
 from components.ranking_evaluator import metrics
+from components.ranking_evaluator import slices
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
@@ -118,8 +119,18 @@ def _commit() -> str:
 # One run (in a child process).
 
 
-def _test_metrics(model, data, config) -> Dict[str, float]:
-  """Full-ranking test metrics, the user's whole history excluded."""
+COLD_SLICES = tuple(slices.slice_key(slices.COLD_START, v)
+                    for v in (slices.COLD_ITEMS, slices.WARM_ITEMS))
+
+
+def cold_slices(data, ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
+  """Test metrics of the users whose target is a held-out item, and of the rest."""
+  cold = np.isin(data.targets[features.TEST_SPLIT], list(data.cold_items))
+  return slices.slice_metrics(ranks, dict(zip(COLD_SLICES, (cold, ~cold))), KS)
+
+
+def _test_ranks(model, data, config) -> np.ndarray:
+  """Full-ranking ranks of the test targets, the user's whole history excluded."""
   split = features.TEST_SPLIT
   dataset = inputs.make_dataset(data.files[split], data_lib.SPEC, data.num_items,
                                 config.encoder.max_seq_len, config.schedule.batch_size,
@@ -132,7 +143,7 @@ def _test_metrics(model, data, config) -> Dict[str, float]:
     ranks.append(metrics.ranks_of_targets(scores, data.targets[split][start:end],
                                           data.histories[split][start:end]))
     start = end
-  return metrics.summarize(np.concatenate(ranks), KS)
+  return np.concatenate(ranks)
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
@@ -160,7 +171,7 @@ def run_one(args) -> Dict[str, object]:
                                               epochs=args.finetune_epochs)
   encoder_config, schedule = model_config.encoder, model_config.schedule
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
-                          max_seq_len=encoder_config.max_seq_len)
+                          max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
@@ -227,7 +238,10 @@ def run_one(args) -> Dict[str, object]:
   record["best_epoch"] = best + 1
   record["validation"] = {k: float(history.history[k][best])
                           for k in (monitor, ranking_validation.hr_name(10))}
-  record["test"] = _test_metrics(model, data, model_config)
+  ranks = _test_ranks(model, data, model_config)
+  record["test"] = metrics.summarize(ranks, KS)
+  if data.cold_items:
+    record["test_slices"] = cold_slices(data, ranks)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 
@@ -260,6 +274,12 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
                 "finetune_seconds", "best_epoch"):
       row[key] = float(np.median([r[key] for r in group]))
     row["pretrain_seconds"] = float(np.median([r.get("pretrain_seconds", 0.0) for r in group]))
+    if all("test_slices" in r for r in group):
+      for name in COLD_SLICES:
+        for key in ("HR@10", "NDCG@10"):
+          values = np.asarray([r["test_slices"][name].get(key, np.nan) for r in group])
+          row[f"{name} {key}"] = {"mean": float(values.mean()),
+                                  "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
     row["epochs_to_95"] = float(np.median([epochs_to_reach(r["finetune_history"])
                                            for r in group]))
     summary[variant] = row
@@ -290,6 +310,11 @@ def markdown(result: dict) -> str:
         f"{row['median_epoch_seconds']:.1f} | "
         f"{row['train_predictions_per_second']:.0f} | {row['pretrain_seconds']:.0f} | "
         f"{row['peak_rss_mb']:.0f} |")
+  cold = [f"{name} {key}" for name in COLD_SLICES for key in ("HR@10", "NDCG@10")]
+  if any(cold[0] in row for row in summary.values()):
+    lines += ["", "| model | " + " | ".join(cold) + " |", "|---|" + "---|" * len(cold)]
+    lines += [f"| {variant} | " + " | ".join(_cell(row[c], len(row["seeds"])) for c in cold)
+              + " |" for variant, row in summary.items() if cold[0] in row]
   for name, hr, ndcg in REFERENCE_RESULTS.get(meta["dataset"], []):
     lines.append(f"| {name} | | {hr:.4f} | "
                  f"{'' if ndcg is None else f'{ndcg:.4f}'} | | | | | | | |")
@@ -328,6 +353,11 @@ def parse_args(argv=None):
   parser.add_argument("--auxiliary-config", default=DEFAULT_AUXILIARY,
                       help="JSON PretrainConfig fields of the auxiliary objectives of the "
                            "*_ssl variants (weights default to 0)")
+  parser.add_argument("--cold-item-fraction", type=float, default=0.0,
+                      help="hold this fraction of the items out of training as the pipeline "
+                           "does (--cold-item-fraction there) and report the test users whose "
+                           "target is one apart (default 0: off)")
+  parser.add_argument("--cold-item-seed", type=int, default=0)
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   parser.add_argument("--no-run", action="store_true",
@@ -357,7 +387,12 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
           "--retrieval-config", args.retrieval_config,
           "--auxiliary-config", args.auxiliary_config, "--out-dir", args.out_dir,
           "--work-dir", args.work_dir, "--variant", variant, "--seed", str(seed),
-          "--record", record]
+          "--record", record, "--cold-item-fraction", str(args.cold_item_fraction),
+          "--cold-item-seed", str(args.cold_item_seed)]
+
+
+def _cold_args(args) -> Dict[str, object]:
+  return {"cold_item_fraction": args.cold_item_fraction, "cold_item_seed": args.cold_item_seed}
 
 
 def _settings_key(args, variant: str) -> str:
@@ -372,6 +407,8 @@ def _settings_key(args, variant: str) -> str:
     settings += [args.pretrain_epochs, load_json_object(args.pretrain_config)]
   if VARIANTS[variant].auxiliary:
     settings += [load_json_object(args.auxiliary_config)]
+  if args.cold_item_fraction > 0:   # runs recorded before the option keep their key
+    settings += [_cold_args(args)]
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -386,7 +423,8 @@ def main(argv=None) -> int:
 
   os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
   # Prepare once in this process so the children find the files (and fail early).
-  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir)
+  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
+                          **_cold_args(args))
   runs = []
   for variant in args.variants.split(","):
     seeds = args.seeds if variant in HEADLINE else args.ablation_seeds

@@ -23,7 +23,8 @@ class RankingEvaluator(base_component.BaseComponent):
   """Ranks each user's held-out item against the catalogue; blesses the model.
 
   Outputs ``evaluation`` (``metrics.json``: model, popularity and optional
-  baseline metrics, overall and per slice, and the gating decision) and
+  text-similarity and baseline-model metrics, overall and per slice, and the
+  gating decision) and
   ``blessing`` (a ``BLESSED`` or ``NOT_BLESSED`` marker file and the ``blessed``
   custom property, as the standard Evaluator writes them).
   """
@@ -42,7 +43,8 @@ class RankingEvaluator(base_component.BaseComponent):
                must_beat_popularity: int = spec_lib.DEFAULT_MUST_BEAT_POPULARITY,
                baseline_tolerance: float = spec_lib.DEFAULT_BASELINE_TOLERANCE,
                batch_size: int = spec_lib.DEFAULT_BATCH_SIZE,
-               slice_gates: Sequence[Mapping[str, Any]] = spec_lib.DEFAULT_SLICE_GATES):
+               slice_gates: Sequence[Mapping[str, Any]] = spec_lib.DEFAULT_SLICE_GATES,
+               item_vectors: Optional[str] = None):
     """Builds the component.
 
     Args:
@@ -61,6 +63,9 @@ class RankingEvaluator(base_component.BaseComponent):
       slice_gates: ``[{"slice", "metric", "max_drop"}]``: blessed only if the
         model's metric on the slice is ``>= reference's - max_drop``, the
         reference being the baseline model if given, else popularity.
+      item_vectors: item vectors file (``trainer.item_vectors``): also rank with
+        the text-similarity baseline; None skips it. The cold-item slice comes
+        from the examples (``cold_items.json`` of the SequenceBuilder).
     """
     ks = metrics.check_ks(ks)
     gating.check_gating_metric(gating_metric, ks)
@@ -79,6 +84,7 @@ class RankingEvaluator(base_component.BaseComponent):
         baseline_tolerance=float(baseline_tolerance),
         batch_size=int(batch_size),
         slice_gates=json.dumps(slice_gates),
+        item_vectors=item_vectors,
         evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
         blessing=types.Channel(type=standard_artifacts.ModelBlessing))
     super().__init__(spec=spec)

@@ -26,6 +26,7 @@ MUST_BEAT_POPULARITY_KEY = "must_beat_popularity"
 BASELINE_TOLERANCE_KEY = "baseline_tolerance"
 BATCH_SIZE_KEY = "batch_size"
 SLICE_GATES_KEY = "slice_gates"                # JSON list of gating.check_slice_gates
+ITEM_VECTORS_KEY = "item_vectors"              # item vectors file: the text-similarity baseline
 
 DEFAULT_EVAL_SPLIT = features.TEST_SPLIT
 DEFAULT_KS = evaluation.DEFAULT_KS
@@ -49,6 +50,7 @@ class RankingEvaluatorSpec(ComponentSpec):
       BASELINE_TOLERANCE_KEY: ExecutionParameter(type=float, optional=True),
       BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
       SLICE_GATES_KEY: ExecutionParameter(type=str, optional=True),
+      ITEM_VECTORS_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation of an exported model and of a popularity baseline.
+"""Full-ranking evaluation of an exported model, a popularity and a text-similarity baseline.
 
 Usable without TFX; the model is read through the ``serving.contract`` signatures only.
 """
@@ -17,8 +17,12 @@ from components.ranking_evaluator import metrics
 from components.ranking_evaluator import slices
 from serving import contract
 from trainer import features
+from trainer import item_vectors
 
 DEFAULT_KS = (5, 10, 20)
+MODEL, POPULARITY, BASELINE, TEXT_SIMILARITY = "model", "popularity", "baseline", "text_similarity"
+NO_TEXT_VECTORS_NOTE = ("text-similarity baseline skipped: the run has no item vectors "
+                        "(--item-vectors or --embed-items)")
 DEFAULT_BATCH_SIZE = 512
 SPLIT_PLACEHOLDER = "{split}"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -226,6 +230,46 @@ class PopularityScorer(Scorer):
     return np.broadcast_to(self.popularity, (len(histories), len(self.item_ids)))
 
 
+def load_text_vectors(path: str) -> Dict[bytes, np.ndarray]:
+  """Raw item id -> text vector of an item vectors file (``trainer.item_vectors``)."""
+  vectors = item_vectors.read_vectors(path)
+  return {item.encode("utf-8"): row for item, row in zip(vectors.item_ids, vectors.vectors)}
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+  """Rows scaled to length 1; zero rows stay zero."""
+  norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+  return matrix / np.where(norms > 0, norms, 1.0)
+
+
+class TextSimilarityScorer(Scorer):
+  """Cosine between each candidate's text vector and the mean of the history's text vectors.
+
+  An item without a vector scores 0, and so does every item for a history without one
+  (all tied, ranked by the protocol's tie rule).
+  """
+
+  def __init__(self, text_vectors: Mapping[bytes, np.ndarray], item_ids: Sequence[bytes]):
+    if not text_vectors:
+      raise ValueError("no text vectors")
+    self.item_ids = list(item_ids)
+    self._vectors = text_vectors
+    self.dim = len(next(iter(text_vectors.values())))
+    candidates = np.zeros((len(self.item_ids), self.dim), np.float32)
+    for row, item in enumerate(self.item_ids):
+      if item in self._vectors:
+        candidates[row] = self._vectors[item]
+    self._candidates = _unit_rows(candidates)
+
+  def _mean(self, history: Sequence[bytes]) -> np.ndarray:
+    known = [self._vectors[item] for item in history if item in self._vectors]
+    return np.mean(known, axis=0, dtype=np.float32) if known else np.zeros(self.dim, np.float32)
+
+  def scores(self, histories):
+    queries = _unit_rows(np.stack([self._mean(h) for h in histories]))
+    return queries @ self._candidates.T
+
+
 class Ranking(NamedTuple):
   """One scorer's ranking of the evaluated rows."""
   ranks: np.ndarray      # [U] rank of each target (``inf``: not in the catalogue)
@@ -324,24 +368,25 @@ def format_table(results: Dict[str, Dict[str, float]], ks: Sequence[int]) -> str
            + [metrics.NUM_USERS_KEY, metrics.NUM_MISSING_TARGETS_KEY])
   columns = list(results)
   width = max(len(name) for name in names) + 2
-  lines = [f"{'metric':<{width}}" + "".join(f"{c:>12}" for c in columns)]
+  cell = max([12] + [len(c) + 2 for c in columns])
+  lines = [f"{'metric':<{width}}" + "".join(f"{c:>{cell}}" for c in columns)]
   for name in names:
     cells = []
     for column in columns:
       value = results[column].get(name)
       if value is None:
-        cells.append(f"{'-':>12}")
+        cells.append(f"{'-':>{cell}}")
       elif isinstance(value, int):
-        cells.append(f"{value:>12d}")
+        cells.append(f"{value:>{cell}d}")
       else:
-        cells.append(f"{value:>12.4f}")
+        cells.append(f"{value:>{cell}.4f}")
     lines.append(f"{name:<{width}}" + "".join(cells))
   return "\n".join(lines)
 
 
 def format_report(result: Dict, ks: Sequence[int]) -> str:
   """The metric table (with beyond-accuracy rows) and the slice table of a result."""
-  scorers = [name for name in ("model", "popularity", "baseline") if name in result]
+  scorers = [name for name in (MODEL, POPULARITY, TEXT_SIMILARITY, BASELINE) if name in result]
   beyond = result.get("beyond_accuracy", {})
   tables = {name: {**result[name], **beyond.get(name, {})} for name in scorers}
   k = report_k(ks)
@@ -361,6 +406,7 @@ def evaluate_saved_model(saved_model_path: str, examples: str, *,
                          train_rows: Optional[Sequence[SequenceRow]] = None,
                          item_attributes: Optional[Mapping[bytes, Sequence[bytes]]] = None,
                          cold_items: Optional[Collection[bytes]] = None,
+                         text_vectors: Optional[Mapping[bytes, np.ndarray]] = None,
                          log: Callable[[str], None] = logging.info) -> Dict:
   """Full-ranking metrics of the SavedModel at ``saved_model_path``.
 
@@ -380,12 +426,16 @@ def evaluate_saved_model(saved_model_path: str, examples: str, *,
       leaves diversity out.
     cold_items: ids of the cold items (``slices.assign``); None: the targets
       without training interactions.
+    text_vectors: raw item id -> text vector (``load_text_vectors``): also rank
+      with the text-similarity baseline (``TextSimilarityScorer``) on the model's
+      catalogue. None leaves it out.
     log: where the metrics tables go.
   Returns:
     ``{"split", "num_items", "model": {metric: value}, "popularity": {...},
     "slices": {"model": {slice: {metric: value}}, "popularity": {...}},
     "beyond_accuracy": {"model": {...}, "popularity": {...}}}`` (no
-    ``popularity`` entries without ``with_popularity``).
+    ``popularity`` entries without ``with_popularity``; ``text_similarity``
+    entries next to them with ``text_vectors``).
   """
   ks = metrics.check_ks(ks)
   if eval_rows is None:
@@ -395,9 +445,11 @@ def evaluate_saved_model(saved_model_path: str, examples: str, *,
     train_rows = load_split(examples, train_split)
   counts = train_item_counts(train_rows)
   context = slice_context(eval_rows, counts, item_attributes, cold_items)
-  scorers = {"model": scorer}
+  scorers = {MODEL: scorer}
   if with_popularity:
-    scorers["popularity"] = PopularityScorer(counts, scorer.item_ids)
+    scorers[POPULARITY] = PopularityScorer(counts, scorer.item_ids)
+  if text_vectors is not None:
+    scorers[TEXT_SIMILARITY] = TextSimilarityScorer(text_vectors, scorer.item_ids)
   result = {"split": eval_split, "num_items": len(scorer.item_ids),
             "slices": {}, "beyond_accuracy": {}}
   for name, each in scorers.items():

@@ -1,4 +1,4 @@
-"""RankingEvaluator executor: full-ranking metrics, popularity baseline, blessing.
+"""RankingEvaluator executor: full-ranking metrics, popularity and text baselines, blessing.
 
 Writes the outputs the way the standard Evaluator does, so the standard Pusher reads them unchanged.
 """
@@ -20,10 +20,12 @@ from components.ranking_evaluator import component_spec as spec
 from components.ranking_evaluator import evaluation
 from components.ranking_evaluator import gating
 from components.ranking_evaluator import metrics
+from components.sequence_builder import cold_items as cold_items_lib
 from trainer import features
 
 METRICS_FILE = "metrics.json"
 POPULARITY_PROPERTY_PREFIX = "popularity/"
+TEXT_SIMILARITY_PROPERTY_PREFIX = "text_similarity/"
 
 
 def _parse_ks(value: Any) -> tuple:
@@ -57,6 +59,7 @@ def parse_exec_properties(exec_properties: Dict[str, Any]) -> Dict[str, Any]:
           get(spec.BATCH_SIZE_KEY, spec.DEFAULT_BATCH_SIZE)),
       "slice_gates": gating.check_slice_gates(
           get(spec.SLICE_GATES_KEY, list(spec.DEFAULT_SLICE_GATES)), ks),
+      "item_vectors": exec_properties.get(spec.ITEM_VECTORS_KEY) or None,
   }
   gating.check_thresholds(params["min_value"], params["baseline_tolerance"])
   params["min_value"] = float(params["min_value"])
@@ -116,13 +119,24 @@ class Executor(base_executor.BaseExecutor):
 
     eval_rows = _split_rows(examples, params["eval_split"])
     train_rows = _split_rows(examples, features.TRAIN_SPLIT)
+    cold_items = cold_items_lib.read(examples.uri, fileio.exists, fileio.open)
     shared = {"eval_split": params["eval_split"], "ks": ks, "batch_size": batch_size,
               "eval_rows": eval_rows, "train_rows": train_rows,
-              "item_attributes": _item_attributes(examples), "log": _no_log}
+              "item_attributes": _item_attributes(examples), "cold_items": cold_items,
+              "log": _no_log}
 
+    text_vectors, notes = None, []
+    if params["item_vectors"]:
+      text_vectors = evaluation.load_text_vectors(params["item_vectors"])
+    else:
+      notes.append(evaluation.NO_TEXT_VECTORS_NOTE)
     result = evaluation.evaluate_saved_model(
-        _serving_model_path(model), examples.uri, **shared)
+        _serving_model_path(model), examples.uri, text_vectors=text_vectors, **shared)
     result["model_uri"] = model.uri
+    result["notes"] = notes
+    if cold_items is not None:
+      result["cold_items"] = {"num_items": len(cold_items),
+                              "file": os.path.join(examples.uri, cold_items_lib.COLD_ITEMS_FILE)}
     baseline = None
     if baseline_model is not None:
       baseline_result = evaluation.evaluate_saved_model(
@@ -143,10 +157,12 @@ class Executor(base_executor.BaseExecutor):
 
     verdict = "BLESSED" if decision["blessed"] else "NOT BLESSED"
     logging.info(
-        "Full-ranking metrics on split '%s' (%d users, %d items):\n%s\n%s: %s = %.4f%s",
+        "Full-ranking metrics on split '%s' (%d users, %d items%s):\n%s%s\n%s: %s = %.4f%s",
         params["eval_split"], len(eval_rows), result["num_items"],
-        evaluation.format_report(result, ks), verdict, decision["metric"],
-        decision["value"], "".join(f"\n  - {r}" for r in decision["reasons"]))
+        f", {len(cold_items)} held out of training" if cold_items is not None else "",
+        evaluation.format_report(result, ks), "".join(f"\nNote: {n}" for n in notes),
+        verdict, decision["metric"], decision["value"],
+        "".join(f"\n  - {r}" for r in decision["reasons"]))
 
     self._write_evaluation(
         artifact_utils.get_single_instance(output_dict[spec.EVALUATION_KEY]), result)
@@ -158,9 +174,10 @@ class Executor(base_executor.BaseExecutor):
     io_utils.write_string_file(os.path.join(artifact.uri, METRICS_FILE),
                                json.dumps(result, indent=2, sort_keys=True))
     beyond = result["beyond_accuracy"]
-    for prefix, values in (("", {**result["model"], **beyond["model"]}),
-                           (POPULARITY_PROPERTY_PREFIX,
-                            {**result["popularity"], **beyond["popularity"]})):
+    scorers = (("", evaluation.MODEL), (POPULARITY_PROPERTY_PREFIX, evaluation.POPULARITY),
+               (TEXT_SIMILARITY_PROPERTY_PREFIX, evaluation.TEXT_SIMILARITY))
+    for prefix, values in ((prefix, {**result[name], **beyond[name]})
+                           for prefix, name in scorers if name in result):
       for name, value in values.items():
         if isinstance(value, float):
           artifact.set_float_custom_property(prefix + name, value)

@@ -7,6 +7,7 @@ from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts
 
+from components.sequence_builder import cold_items
 from components.sequence_builder import component_spec
 from components.sequence_builder import executor
 
@@ -29,7 +30,8 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
   Component `outputs` contains:
    - `output_examples`: Examples with splits train, eval, test (one example
      per user: user_id, history, target) and items (one example per catalogue
-     item: item_id, item_attributes, title), plus `stats.json`.
+     item: item_id, item_attributes, title), plus `stats.json` (and
+     `cold_items.json` when items are held out).
    - `schema`: Schema (`schema.pbtxt`) of those examples, for Transform.
   """
 
@@ -44,7 +46,9 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       drift_anomalies: Optional[types.BaseChannel] = None,
       min_interactions: int = component_spec.DEFAULT_MIN_INTERACTIONS,
       max_history_length: int = component_spec.DEFAULT_MAX_HISTORY_LENGTH,
-      forgotten_users: Optional[str] = None):
+      forgotten_users: Optional[str] = None,
+      cold_item_fraction: float = component_spec.DEFAULT_COLD_ITEM_FRACTION,
+      cold_item_seed: int = component_spec.DEFAULT_COLD_ITEM_SEED):
     """Constructs a SequenceBuilder.
 
     Args:
@@ -63,10 +67,16 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
       forgotten_users: path of the forgotten-users ledger
         (``forgotten_users.LEDGER_FILE``); the events of its users are dropped
         from every input span. A missing file forgets no one.
+      cold_item_fraction: hold this fraction of the items out of training
+        entirely, for the cold-item slice of the evaluation
+        (``cold_items.ColdItemSelector``); 0 holds none out.
+      cold_item_seed: which items that fraction is.
     """
     if isinstance(min_interactions, int) and isinstance(max_history_length,
                                                         int):
       component_spec.validate_parameters(min_interactions, max_history_length)
+    if isinstance(cold_item_fraction, (int, float)) and isinstance(cold_item_seed, int):
+      cold_items.validate(cold_item_fraction, cold_item_seed)
     spec = component_spec.SequenceBuilderSpec(
         examples=examples,
         items=items,
@@ -75,6 +85,9 @@ class SequenceBuilder(base_beam_component.BaseBeamComponent):
         min_interactions=min_interactions,
         max_history_length=max_history_length,
         forgotten_users=forgotten_users,
+        cold_item_fraction=(float(cold_item_fraction) if isinstance(cold_item_fraction, int)
+                            else cold_item_fraction),
+        cold_item_seed=cold_item_seed,
         output_examples=types.Channel(type=standard_artifacts.Examples),
         schema=types.Channel(type=standard_artifacts.Schema))
     super().__init__(spec=spec)

@@ -17,9 +17,13 @@ SCHEMA_KEY = "schema"
 MIN_INTERACTIONS_KEY = "min_interactions"
 MAX_HISTORY_LENGTH_KEY = "max_history_length"
 FORGOTTEN_USERS_KEY = "forgotten_users"  # path of the forgotten-users ledger
+COLD_ITEM_FRACTION_KEY = "cold_item_fraction"  # items held out of training (0: none)
+COLD_ITEM_SEED_KEY = "cold_item_seed"
 
 DEFAULT_MIN_INTERACTIONS = 5
 DEFAULT_MAX_HISTORY_LENGTH = 0  # 0 keeps the whole history.
+DEFAULT_COLD_ITEM_FRACTION = 0.0
+DEFAULT_COLD_ITEM_SEED = 0
 # Leave-one-out needs one target per train/eval/test split.
 MIN_MIN_INTERACTIONS = 3
 
@@ -31,6 +35,8 @@ class SequenceBuilderSpec(ComponentSpec):
       MIN_INTERACTIONS_KEY: ExecutionParameter(type=int, optional=True),
       MAX_HISTORY_LENGTH_KEY: ExecutionParameter(type=int, optional=True),
       FORGOTTEN_USERS_KEY: ExecutionParameter(type=str, optional=True),
+      COLD_ITEM_FRACTION_KEY: ExecutionParameter(type=float, optional=True),
+      COLD_ITEM_SEED_KEY: ExecutionParameter(type=int, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

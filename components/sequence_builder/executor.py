@@ -15,6 +15,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.sequence_builder import anomalies as anomalies_lib
+from components.sequence_builder import cold_items as cold_items_lib
 from components.sequence_builder import component_spec as spec
 from components.sequence_builder import forgotten_users
 from components.sequence_builder import records
@@ -48,6 +49,11 @@ COUNTER_NAMES = (
     "num_items_only_in_table",   # items of the item table never interacted with
     "num_item_table_rows",       # rows of the item table
     "num_item_table_rows_without_id",  # item-table rows skipped (empty id)
+    # Cold-item hold-out (all 0 when off):
+    "num_cold_items",            # catalogue items held out of training
+    "num_interactions_held_out",  # rows of held-out items removed from the sequences
+    "num_users_dropped_held_out",  # users below min_interactions once those are removed
+    "num_test_targets_held_out",  # test rows whose target is a held-out item
 )
 
 
@@ -114,9 +120,11 @@ class _DropForgotten(beam.DoFn):
 class _BuildSequences(beam.DoFn):
   """(user_id, [(timestamp, item_id)]) -> (split, serialized tf.Example)."""
 
-  def __init__(self, min_interactions: int, max_history_length: int):
+  def __init__(self, min_interactions: int, max_history_length: int,
+               cold: Optional[cold_items_lib.ColdItemSelector] = None):
     self._min_interactions = min_interactions
     self._max_history_length = max_history_length
+    self._cold = cold
 
   def process(self, element: Tuple[bytes, Iterable[Tuple[Any, bytes]]]):
     user_id, events = element
@@ -125,6 +133,16 @@ class _BuildSequences(beam.DoFn):
     if len(items) < self._min_interactions:
       yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_dropped_short", 1))
       return
+    if self._cold is not None:
+      kept = self._cold.hold_out(items)
+      yield beam.pvalue.TaggedOutput(
+          _STATS_TAG, ("num_interactions_held_out", len(items) - len(kept)))
+      items = kept
+      if len(items) < self._min_interactions:
+        yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_dropped_held_out", 1))
+        return
+      yield beam.pvalue.TaggedOutput(
+          _STATS_TAG, ("num_test_targets_held_out", int(self._cold.is_cold(items[-1]))))
     yield beam.pvalue.TaggedOutput(_STATS_TAG, ("num_users_kept", 1))
     yield beam.pvalue.TaggedOutput(
         _STATS_TAG, ("num_interactions_kept", len(items)))
@@ -177,6 +195,32 @@ def _write_split(examples: beam.PCollection, output: types.Artifact,
       os.path.join(split_uri, EXAMPLES_FILE_PREFIX), file_name_suffix=".gz")
 
 
+def _cold_item_selector(
+    exec_properties: Dict[str, Any]) -> Optional[cold_items_lib.ColdItemSelector]:
+  """The hold-out of the execution properties; None when off (fraction 0)."""
+  fraction = exec_properties.get(spec.COLD_ITEM_FRACTION_KEY)
+  seed = exec_properties.get(spec.COLD_ITEM_SEED_KEY)
+  selector = cold_items_lib.ColdItemSelector(
+      spec.DEFAULT_COLD_ITEM_FRACTION if fraction is None else fraction,
+      spec.DEFAULT_COLD_ITEM_SEED if seed is None else seed)
+  return selector if selector.fraction > 0 else None
+
+
+def _write_cold_items(catalogue_ids: beam.PCollection,
+                      cold: cold_items_lib.ColdItemSelector,
+                      output_uri: str) -> beam.PCollection:
+  """Writes ``cold_items.json`` (the held-out catalogue ids); returns their count stat."""
+  held_out = (catalogue_ids
+              | "ColdItems" >> beam.Filter(cold.is_cold)
+              | "ColdItemsToList" >> beam.combiners.ToList())
+  prefix = os.path.join(output_uri, os.path.splitext(cold_items_lib.COLD_ITEMS_FILE)[0])
+  _ = (held_out
+       | "ColdItemsToJson" >> beam.Map(lambda ids: cold_items_lib.to_json(cold, ids))
+       | "WriteColdItems" >> beam.io.WriteToText(
+           prefix, file_name_suffix=".json", shard_name_template=""))
+  return held_out | "CountColdItems" >> beam.Map(lambda ids: ("num_cold_items", len(ids)))
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Builds the sequence examples, their schema and stats.json."""
 
@@ -201,6 +245,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         - min_interactions: int >= 3 (default 5).
         - max_history_length: int >= 0 (default 0 = whole history).
         - forgotten_users: optional path of the forgotten-users ledger.
+        - cold_item_fraction: float in [0, 1) (default 0: off); this fraction of
+          the items is held out of training (``cold_items``) and their ids are
+          written to ``cold_items.json``.
+        - cold_item_seed: int >= 0 (default 0): which items.
 
     Raises:
       ValueError: anomalies, bad parameters, bad input rows, or no user left.
@@ -213,6 +261,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     if max_history_length is None:
       max_history_length = spec.DEFAULT_MAX_HISTORY_LENGTH
     spec.validate_parameters(min_interactions, max_history_length)
+    cold = _cold_item_selector(exec_properties)
 
     ledger = exec_properties.get(spec.FORGOTTEN_USERS_KEY)
     forgotten = (forgotten_users.forgotten_hashes(ledger, fileio.exists, fileio.open)
@@ -274,7 +323,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
               lambda r: (r.user_id, (r.timestamp, r.item_id)))
           | "GroupByUser" >> beam.GroupByKey()
           | "BuildSequences" >> beam.ParDo(
-              _BuildSequences(min_interactions, max_history_length)
+              _BuildSequences(min_interactions, max_history_length, cold)
           ).with_outputs(_STATS_TAG, main=_EXAMPLES_TAG))
       stats.append(built[_STATS_TAG])
       by_split = (
@@ -306,13 +355,16 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             item_rows
             | "DropRowsWithoutId" >> beam.Filter(lambda row: row is not None)
             | "KeyItemRows" >> beam.Map(lambda row: (row.item_id, row)))
+      grouped_items = catalogue | "GroupByItem" >> beam.CoGroupByKey()
       built_items = (
-          catalogue
-          | "GroupByItem" >> beam.CoGroupByKey()
+          grouped_items
           | "BuildItems" >> beam.ParDo(_BuildItems()).with_outputs(
               _STATS_TAG, main=_EXAMPLES_TAG))
       stats.append(built_items[_STATS_TAG])
       _write_split(built_items[_EXAMPLES_TAG], output, features.ITEMS_SPLIT)
+      if cold is not None:
+        stats.append(_write_cold_items(
+            grouped_items | "CatalogueIds" >> beam.Keys(), cold, output.uri))
 
       # Counters -> stats.json (fails the run if no user is left).
       _ = (

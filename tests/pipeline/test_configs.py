@@ -27,13 +27,15 @@ def test_every_flag_reaches_its_field():
             "--retrieval-config", '{"targets": "last_position"}', "--min-interactions", "3",
             "--max-history-length", "100", "--min-ndcg", "0.01", "--schema", "s.pbtxt",
             "--beam-arg=--direct_num_workers=2", "--enable-cache",
-            "--drift-config", '{"max_item_distance": 0.5}'),
+            "--drift-config", '{"max_item_distance": 0.5}',
+            "--cold-item-fraction", "0.1", "--cold-item-seed", "4"),
       data_root="d", output_root="o", serving_root="serve")
   assert config.pipeline_name == "p"
   assert config.model.encoder.max_seq_len == 20 and config.model.schedule.epochs == 7
   assert config.pretrain.schedule.epochs == 2
   assert config.retrieval.targets == "last_position"
   assert (config.sequence.min_interactions, config.sequence.max_history_length) == (3, 100)
+  assert (config.sequence.cold_item_fraction, config.sequence.cold_item_seed) == (0.1, 4)
   assert config.evaluation.min_value == 0.01
   assert config.schema_path == "s.pbtxt" and config.enable_cache
   assert config.beam_pipeline_args == ["--direct_num_workers=2"]

@@ -38,6 +38,22 @@ def test_slice_gates_of_the_evaluation_config_reach_the_evaluator(tmp_path):
   assert json.loads(evaluator.exec_properties["slice_gates"]) == [gate]
 
 
+def test_cold_items_reach_the_sequence_builder_and_item_vectors_the_evaluator(tmp_path):
+  config = configs.PipelineConfig(data_root=str(tmp_path / "data"),
+                                  output_root=str(tmp_path / "out"), use_item_table=False,
+                                  item_vectors="v.parquet")
+  config.sequence.cold_item_fraction, config.sequence.cold_item_seed = 0.1, 5
+  by_id = {c.id: c for c in create_pipeline(config).components}
+  builder = by_id["SequenceBuilder"].exec_properties
+  assert (builder["cold_item_fraction"], builder["cold_item_seed"]) == (0.1, 5)
+  assert by_id["RankingEvaluator"].exec_properties["item_vectors"] == "v.parquet"
+  default = configs.PipelineConfig(data_root=str(tmp_path / "data"),
+                                   output_root=str(tmp_path / "out"), use_item_table=False)
+  by_id = {c.id: c for c in create_pipeline(default).components}
+  assert by_id["SequenceBuilder"].exec_properties["cold_item_fraction"] == 0.0
+  assert by_id["RankingEvaluator"].exec_properties["item_vectors"] is None
+
+
 def _custom_configs(config) -> dict:
   """Trainer id -> its custom_config."""
   trainers = [c for c in create_pipeline(config).components if "Trainer" in c.id]

@@ -41,6 +41,20 @@ def test_summary_shows_one_row_per_slice_in_report_order():
   assert lines[start + 5] == ["popularity:tail", "4", "0.2500", "0.1250", "0.2500", "0.0000"]
 
 
+def test_summary_shows_the_text_baseline_and_the_cold_items_when_the_run_has_them():
+  evaluation = {**EVALUATION, "text_similarity": {"HR@10": 0.375, "NDCG@10": 0.1875}}
+  stats = {"num_interactions": 90, "num_users_kept": 12, "num_items": 20,
+           "num_cold_items": 2, "num_test_targets_held_out": 3, "num_users_dropped_held_out": 1}
+  text = summary.format_summary({"evaluation": evaluation, "sequences": stats}, 1.0)
+  lines = [line.split() for line in text.splitlines()]
+  assert ["metric", "model", "popularity", "text_similarity"] in lines
+  assert ["NDCG@10", "0.2500", "0.1250", "0.1875"] in lines
+  assert "cold items: 2 held out of training, the target of 3 test users" in text
+  assert ["metric", "model", "popularity"] in _lines() and "cold items" not in str(_lines())
+  noted = summary.format_summary({"evaluation": {**EVALUATION, "notes": ["no vectors"]}}, 1.0)
+  assert "note: no vectors" in noted
+
+
 def test_summary_of_an_evaluation_without_slices_has_no_slice_table():
   old = {key: value for key, value in EVALUATION.items()
          if key not in ("slices", "beyond_accuracy")}

@@ -53,6 +53,59 @@ def test_leave_one_out_splits_vocabulary_and_attributes(tmp_path, monkeypatch):
   assert data.train_labels == 1
 
 
+def test_cold_items_leave_the_sequences_but_stay_test_targets_and_candidates(tmp_path,
+                                                                           monkeypatch):
+  # Fraction 0.2, seed 20: of 10..14 only 12 is held out.
+  folder = tmp_path / "cold"
+  folder.mkdir()
+  (folder / "Toy.txt").write_text("1 10 11 12 13\n2 11 12 14 10\n5 10 11 14 12\n")
+  (folder / "Toy_item2attributes.json").write_text("{}")
+  monkeypatch.setitem(data_lib.DATASETS, "cold", ("s3rec", str(folder)))
+  data = data_lib.prepare("cold", str(tmp_path / "work"), cold_item_fraction=0.2,
+                          cold_item_seed=20)
+  vocab = (tmp_path / "work" / "item_vocab.txt").read_text().split()
+  assert sorted(vocab) == ["10", "11", "12", "13", "14"]
+  assert data.cold_items == {vocab.index("12")}
+  test = {vocab[t]: [vocab[i] for i in h]
+          for h, t in zip(data.histories["test"], data.targets["test"])}
+  assert test == {"13": ["10", "11"], "10": ["11", "14"], "12": ["10", "11", "14"]}
+  for split in ("train", "eval"):
+    seen = {i for h in data.histories[split] for i in h} | set(data.targets[split].tolist())
+    assert vocab.index("12") not in seen, split
+  ranks = np.array([1.0, 2.0, 20.0])
+  cold = data.targets["test"] == vocab.index("12")
+  slices_ = run.cold_slices(data, ranks)
+  assert slices_["cold_start:cold_items"]["num_users"] == 1
+  assert slices_["cold_start:cold_items"]["HR@10"] == float(ranks[cold][0] <= 10)
+  assert slices_["cold_start:warm_items"]["num_users"] == 2
+  off = data_lib.prepare("cold", str(tmp_path / "off"))
+  assert not off.cold_items and off.num_users == 3
+
+
+def test_cold_item_runs_have_their_own_key_and_table():
+  key = run._settings_key   # pylint: disable=protected-access
+  base = run.parse_args(["--dataset", "beauty"])
+  assert key(base, "finetune_only") == key(
+      run.parse_args(["--dataset", "beauty", "--cold-item-seed", "3"]), "finetune_only")
+  cold = run.parse_args(["--dataset", "beauty", "--cold-item-fraction", "0.1"])
+  assert key(base, "finetune_only") != key(cold, "finetune_only")
+  assert "0.1" in run._child_argv(cold, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  slice_metrics = {name: {"HR@10": 0.5, "NDCG@10": 0.25} for name in run.COLD_SLICES}
+  runs = [{"variant": "finetune_only", "seed": s, "test": {k: 0.1 for k in
+                                                          ("HR@10", "NDCG@10", "HR@20",
+                                                           "NDCG@20", "MRR")},
+           "test_slices": slice_metrics, "median_epoch_seconds": 1.0,
+           "train_predictions_per_second": 1.0, "peak_rss_mb": 1.0, "finetune_seconds": 1.0,
+           "best_epoch": 1, "finetune_history": {"val_NDCG@10": [0.1]}} for s in (1, 2)]
+  summary = run.aggregate(runs)
+  assert summary["finetune_only"]["cold_start:cold_items NDCG@10"] == {"mean": 0.25, "std": 0.0}
+  table = run.markdown({"summary": summary, "meta": {
+      "dataset": "x", "num_users": 1, "num_items": 1, "commit": "c", "date": "d",
+      "machine": {"cpu": "cpu", "cores": 2}}})
+  assert "| model | cold_start:cold_items HR@10 | cold_start:cold_items NDCG@10 |" in table
+  assert "| finetune_only | 0.5000 ± 0.0000 | 0.2500 ± 0.0000 |" in table
+
+
 def test_aggregate_and_table():
   def record(variant, seed, hr):
     return {"variant": variant, "seed": seed,

@@ -20,6 +20,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from tfx.components.util import model_utils
@@ -32,6 +33,7 @@ from components.ranking_evaluator import component
 from components.ranking_evaluator import component_spec
 from components.ranking_evaluator import evaluation
 from components.ranking_evaluator import executor
+from components.sequence_builder import cold_items
 from serving import contract
 from trainer import features
 
@@ -377,6 +379,92 @@ def test_diversity_is_absent_without_item_attributes(examples, models):
   assert held_out["slices"]["model"]["cold_start:cold_items"]["HR@5"] == 0.0  # u4: zz
 
 
+# Text vectors: i5's text equals i4's (u2's only history item); i3's is the sum of i1's and
+# i2's (u1's history). Text-similarity ranks (cosine to the history's mean vector):
+#   u1 mean [0, .5, .5]: i3 1.0 -> rank 1
+#   u2 mean [1, 0, 0]: i5 1.0 (i4 excluded) -> rank 1
+#   u3 mean of i2, i6, i1 (qq has none) [1, 2, 1] / 3: i3 .866 ahead of the target i1 .816
+#      -> rank 2
+#   u4 target zz is not in the catalogue -> a miss
+TEXT_VECTORS = {"i1": [0, 1, 0], "i2": [0, 0, 1], "i3": [0, 1, 1], "i4": [1, 0, 0],
+                "i5": [1, 0, 0], "i6": [1, 1, 0]}
+# Held out by the SequenceBuilder: i3 and i5, the targets of u1 and u2.
+# Cold slice u1, u2: model [2, 2], popularity [1, 4], text [1, 1];
+# warm slice u3, u4: model [1, inf], popularity [2, inf], text [2, inf].
+HELD_OUT = [b"i3", b"i5"]
+
+
+@pytest.fixture(scope="module")
+def cold_examples(tmp_path_factory):
+  artifact = _write_examples(str(tmp_path_factory.mktemp("cold_examples")))
+  with open(os.path.join(artifact.uri, cold_items.COLD_ITEMS_FILE), "w") as f:
+    f.write(cold_items.to_json(cold_items.ColdItemSelector(0.1, 0), HELD_OUT))
+  return artifact
+
+
+@pytest.fixture(scope="module")
+def vectors_file(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("vectors") / "item_vectors.npz")
+  np.savez(path, item_id=np.array(list(TEXT_VECTORS)),
+           vector=np.array(list(TEXT_VECTORS.values()), np.float32))
+  return path
+
+
+def test_text_similarity_baseline_and_cold_slices_next_to_the_model(tmp_path, cold_examples,
+                                                                    models, vectors_file):
+  result, evaluation_artifact, _ = _run(tmp_path, cold_examples, models[0],
+                                        item_vectors=vectors_file)
+  text = result["text_similarity"]
+  assert text["HR@1"] == pytest.approx(0.5)
+  assert text["NDCG@3"] == pytest.approx((2 + 1 / LOG3) / 4)
+  assert text["MRR"] == pytest.approx((1 + 1 + 0.5) / 4)
+  assert text["num_missing_targets"] == 1
+  assert result["model"] == pytest.approx(EXPECTED_MODEL)          # unchanged
+  assert result["popularity"] == pytest.approx(EXPECTED_POPULARITY)
+  assert result["cold_items"]["num_items"] == 2
+  assert result["notes"] == []
+  cold, warm = "cold_start:cold_items", "cold_start:warm_items"
+  by_scorer = {name: result["slices"][name] for name in ("model", "popularity",
+                                                         "text_similarity")}
+  assert {name: (s[cold]["num_users"], s[warm]["num_users"])
+          for name, s in by_scorer.items()} == {name: (2, 2) for name in by_scorer}
+  assert by_scorer["model"][cold]["NDCG@3"] == pytest.approx(1 / LOG3)
+  assert by_scorer["popularity"][cold]["NDCG@3"] == pytest.approx(0.5)
+  assert by_scorer["text_similarity"][cold]["NDCG@3"] == pytest.approx(1.0)
+  assert by_scorer["model"][warm]["NDCG@3"] == pytest.approx(0.5)
+  assert by_scorer["text_similarity"][warm]["NDCG@3"] == pytest.approx(1 / LOG3 / 2)
+  assert evaluation_artifact.get_float_custom_property(
+      "text_similarity/NDCG@3") == pytest.approx(text["NDCG@3"])
+  # The report's slice table carries every scorer.
+  report = evaluation.format_report(result, KS)
+  assert "  popularity  text_similarity" in report.splitlines()[0]   # columns apart
+  assert cold in report
+
+
+def test_without_item_vectors_the_text_baseline_is_skipped_with_a_note(tmp_path, cold_examples,
+                                                                      models):
+  result, evaluation_artifact, _ = _run(tmp_path, cold_examples, models[0])
+  assert "text_similarity" not in result and "text_similarity" not in result["slices"]
+  assert result["notes"] == [evaluation.NO_TEXT_VECTORS_NOTE]
+  assert not evaluation_artifact.has_custom_property("text_similarity/NDCG@3")
+  # The held-out items still define the cold slice (not "no training interactions": u2 only).
+  assert result["slices"]["model"]["cold_start:cold_items"]["num_users"] == 2
+
+
+def test_text_similarity_ties_count_against_it():
+  scorer = evaluation.TextSimilarityScorer(
+      {b"a": np.array([1.0, 0.0]), b"b": np.array([1.0, 0.0]), b"c": np.array([0.0, 1.0])},
+      [b"a", b"b", b"c", b"d"])
+  # b ties a exactly; d has no vector and c is orthogonal: both score 0.
+  np.testing.assert_allclose(scorer.scores([[b"a"], [b"x"]]), [[1, 1, 0, 0], [0, 0, 0, 0]])
+  # Tied candidates with a lower catalogue index rank ahead of the target (the protocol).
+  rows = [evaluation.SequenceRow(b"u", (b"c",), b"b"),   # a ties b at 0: rank 2
+          evaluation.SequenceRow(b"v", (b"x",), b"d"),   # no vector in the history: all tie
+          evaluation.SequenceRow(b"w", (b"a",), b"d")]   # b above, c tied: rank 3
+  ranks = evaluation.rank_rows(scorer, rows, k=2).ranks
+  assert ranks.tolist() == [2.0, 4.0, 3.0]
+
+
 def test_evaluate_saved_model_reads_a_split_pattern(tmp_path, examples, models):
   pattern = os.path.join(examples.uri, "Split-{split}", "*.gz")
   path = os.path.join(models[0].uri, path_constants.SERVING_MODEL_DIR)
@@ -429,6 +517,10 @@ def test_component_spec_has_standard_evaluator_channels():
       baseline_model=channel.Channel(type=standard_artifacts.Model))
   assert with_baseline.inputs["baseline_model"].type == standard_artifacts.Model
   assert with_baseline.exec_properties["gating_metric"] == "NDCG@10"
+  assert with_baseline.exec_properties["item_vectors"] is None
+  with_text = component.RankingEvaluator(examples=examples, model=model,
+                                         item_vectors="/data/item_vectors.parquet")
+  assert with_text.exec_properties["item_vectors"] == "/data/item_vectors.parquet"
 
 
 def test_component_checks_its_slice_gates():

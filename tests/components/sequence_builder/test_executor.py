@@ -26,9 +26,11 @@ from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 from components.sequence_builder import anomalies as anomalies_lib
+from components.sequence_builder import cold_items
 from components.sequence_builder import component as component_lib
 from components.sequence_builder import executor as executor_lib
 from components.sequence_builder import forgotten_users
+from components.sequence_builder import sequences
 from trainer import features
 
 # ---------------------------------------------------------------------------
@@ -324,6 +326,95 @@ def test_max_history_length_keeps_the_most_recent_items(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# Cold-item hold-out. Fraction 0.3 with seed 128 holds out c and f of a..h
+# (checked below). Time order per user:
+#   u1: a b c d e f -> a b d e f  (c removed; f, the test target, kept)
+#   u2: c a b d e   -> a b d e
+#   u3: a c f b     -> a b        (below min_interactions 3: dropped)
+#   u4: g h a       -> unchanged
+COLD_LOG = [("u1", item, t) for t, item in enumerate("abcdef")] + [
+    ("u2", item, t) for t, item in enumerate("cabde")] + [
+    ("u3", item, t) for t, item in enumerate("acfb")] + [
+    ("u4", item, t) for t, item in enumerate("gha")]
+COLD_PROPERTIES = {"min_interactions": 3, "cold_item_fraction": 0.3, "cold_item_seed": 128}
+
+
+@pytest.fixture(scope="module")
+def cold_run(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("cold_run"))
+  return _run(root, {"train": _log_rows(COLD_LOG)},
+              items={"train": [{"item_id": "h", "title": "Aitch"}]},
+              exec_properties=dict(COLD_PROPERTIES))
+
+
+def test_hold_out_removes_cold_items_but_keeps_cold_test_targets(cold_run):
+  selector = cold_items.ColdItemSelector(0.3, 128)
+  assert [i for i in "abcdefgh" if selector.is_cold(i.encode())] == ["c", "f"]
+  output = cold_run["output"]
+  expected = {b"u1": b"abdef", b"u2": b"abde", b"u4": b"gha"}
+  for split in features.SEQUENCE_SPLITS:
+    rows = _by_user(_read(output, split))
+    assert set(rows) == set(expected), split
+    for user, items in expected.items():
+      items = [bytes([i]) for i in items]
+      history, target = sequences.leave_one_out(items)[split]
+      assert rows[user][features.HISTORY] == history, (split, user)
+      assert rows[user][features.TARGET] == [target], (split, user)
+  # The test row whose target is held out is there.
+  assert _by_user(_read(output, features.TEST_SPLIT))[b"u1"][features.TARGET] == [b"f"]
+
+
+def test_no_held_out_item_in_any_train_or_eval_row_or_test_history(cold_run):
+  output = cold_run["output"]
+  for split in features.SEQUENCE_SPLITS:
+    for row in _read(output, split):
+      seen = row[features.HISTORY] + (
+          [] if split == features.TEST_SPLIT else row[features.TARGET])
+      assert not {b"c", b"f"} & set(seen), (split, row)
+
+
+def test_held_out_items_stay_in_the_catalogue_and_are_listed(cold_run):
+  output = cold_run["output"]
+  catalogue = {row[features.ITEM_ID][0] for row in _read(output, features.ITEMS_SPLIT)}
+  assert catalogue == {i.encode() for i in "abcdefgh"}
+  assert cold_items.read(output.uri) == {b"c", b"f"}
+  with open(os.path.join(output.uri, cold_items.COLD_ITEMS_FILE)) as f:
+    listed = json.load(f)
+  assert listed == {"fraction": 0.3, "seed": 128, "item_ids": ["c", "f"]}
+
+
+def test_hold_out_stats(cold_run):
+  output = cold_run["output"]
+  with open(os.path.join(output.uri, executor_lib.STATS_FILE_NAME)) as f:
+    stats = json.load(f)
+  assert stats["num_cold_items"] == 2
+  assert stats["num_interactions_held_out"] == 1 + 1 + 2
+  assert stats["num_users_dropped_held_out"] == 1
+  assert stats["num_test_targets_held_out"] == 1
+  assert stats["num_users_kept"] == 3
+  assert stats["num_interactions_kept"] == 5 + 4 + 3
+  assert output.get_int_custom_property("num_cold_items") == 2
+
+
+def test_no_hold_out_by_default_and_no_cold_items_file(int_run):
+  assert cold_items.read(int_run["output"].uri) is None
+  with open(os.path.join(int_run["output"].uri, executor_lib.STATS_FILE_NAME)) as f:
+    stats = json.load(f)
+  assert stats["num_cold_items"] == stats["num_interactions_held_out"] == 0
+
+
+def test_hold_out_does_not_depend_on_input_order_or_parallelism(cold_run, tmp_path):
+  rerun = _run(str(tmp_path), {"a": _log_rows(COLD_LOG[::-1])},
+               items={"train": [{"item_id": "h", "title": "Aitch"}]},
+               exec_properties=dict(COLD_PROPERTIES),
+               beam_pipeline_args=["--direct_num_workers=2",
+                                   "--direct_running_mode=multi_threading"],
+               log_shards=3)
+  assert _canonical(rerun["output"]) == _canonical(cold_run["output"])
+  assert cold_items.read(rerun["output"].uri) == {b"c", b"f"}
+
+
+# ---------------------------------------------------------------------------
 # Catalogue (items split).
 
 
@@ -536,6 +627,9 @@ def test_parameters_are_validated(tmp_path):
   with pytest.raises(ValueError, match="max_history_length must be >= 0"):
     _run(str(tmp_path / "b"), {"train": _log_rows(INT_LOG)},
          exec_properties={"max_history_length": -1})
+  with pytest.raises(ValueError, match="cold_item_fraction must be a number in"):
+    _run(str(tmp_path / "c"), {"train": _log_rows(INT_LOG)},
+         exec_properties={"cold_item_fraction": 1.0})
 
 
 # ---------------------------------------------------------------------------
@@ -568,6 +662,16 @@ def test_component_wires_channels_and_parameters():
       forgotten_users="data/forgotten_users.json")
   assert set(nightly.inputs) == {"examples", "drift_anomalies"}
   assert nightly.exec_properties["forgotten_users"] == "data/forgotten_users.json"
+  cold = component_lib.SequenceBuilder(
+      examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+      cold_item_fraction=0.1, cold_item_seed=3)
+  assert cold.exec_properties["cold_item_fraction"] == 0.1
+  assert cold.exec_properties["cold_item_seed"] == 3
+  assert minimal.exec_properties["cold_item_fraction"] == 0.0
+  with pytest.raises(ValueError, match="cold_item_fraction"):
+    component_lib.SequenceBuilder(
+        examples=channel_utils.as_channel([standard_artifacts.Examples()]),
+        cold_item_fraction=1.5)
 
 
 def test_new_ids_outside_an_inferred_string_domain_do_not_stop_the_run():
