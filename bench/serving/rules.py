@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -158,6 +159,43 @@ def in_process_recommender(signature, k: int, batch_size: int = 256):
   return recommend
 
 
+class InProcessClient:
+  """The two ``RecommenderClient`` calls the rule modes make, on a loaded SavedModel."""
+
+  def __init__(self, loaded):
+    self.signatures = loaded.signatures
+
+  def recommend_details(self, histories, k):
+    return self.signatures[contract.DEFAULT_SIGNATURE](
+        history=tf.constant(client_lib.history_tensor(histories)), k=tf.constant(k))
+
+  def recommend_with_rules(self, histories, k, rules, keep_history=False, diversity=0.0):
+    lists = {name: tf.constant(client_lib.history_tensor([r.lists()[name] for r in rules]),
+                               tf.string) for name in contract.RULE_LIST_INPUTS}
+    return self.signatures[contract.RULES_SIGNATURE](
+        history=tf.constant(client_lib.history_tensor(histories)), k=tf.constant(k), **lists,
+        keep_history=tf.constant(keep_history), diversity=tf.constant(diversity, tf.float32))
+
+
+def in_process_latency(args: argparse.Namespace, export_dir: str) -> Dict[str, Dict[str, float]]:
+  """Every rule mode called on the loaded SavedModel (no gRPC), modes taking turns."""
+  client = InProcessClient(tf.saved_model.load(export_dir))
+  modes = rule_modes(args.items, args.seed)
+  histories = load.sample_histories(bench_model.item_ids(args.items), 1, args.history_length,
+                                    args.seed)
+  latencies: Dict[str, List[float]] = {mode: [] for mode in modes}
+  for round_number in range(args.rounds):
+    for mode, (_, call) in modes.items():
+      for i in range(args.warmup + args.requests):
+        start = time.perf_counter()
+        call(client, histories[i % len(histories)], args.k)
+        if i >= args.warmup:
+          latencies[mode].append(time.perf_counter() - start)
+    print(f"in process: round {round_number + 1} done", flush=True)
+  return {mode: load.percentile_summary(values, sum(values), 0, 1)
+          for mode, values in latencies.items()}
+
+
 def quality(export_dir: str, num_items: int, users: int, k: int, seed: int):
   """``mmr_effect`` on synthetic interest histories, the last item held out."""
   histories = bench_model.interest_histories(num_items, users, seed=seed + 1, min_length=6)
@@ -243,6 +281,14 @@ def markdown(report: Dict[str, object]) -> str:
                    f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {ratio:.2f} |")
   lines += ["", "Modes: " + "; ".join(f"`{m}`: {e['description']}"
                                       for m, e in report["latency"].items()) + "."]
+  if report.get("in_process"):
+    base = report["in_process"]["serving_default"]["p99_ms"]
+    lines += ["", "## In process (the loaded SavedModel, no gRPC, one history per call)", "",
+              "| mode | calls | p50 ms | p99 ms | p99 / serving_default |",
+              "|---|---:|---:|---:|---:|"]
+    for mode, r in report["in_process"].items():
+      lines.append(f"| {mode} | {r['requests']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+                   f"{r['p99_ms'] / base:.2f} |")
   if report.get("quality"):
     keys = [key for key in report["quality"][0] if key != "diversity_weight"]
     lines += ["", f"## MMR on {report['quality_users']} synthetic interest histories "
@@ -293,6 +339,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   with tempfile.TemporaryDirectory(prefix="bench-rules-model-") as scratch:
     export_dir = export_rules_model(os.path.join(scratch, "model"), args.items, args.seed)
     report["latency"] = latency(args, export_dir)
+    report["in_process"] = in_process_latency(args, export_dir)
     if args.quality_users:
       report["quality"] = quality(export_dir, args.items, args.quality_users, args.k, args.seed)
   os.makedirs(args.out_dir, exist_ok=True)

@@ -43,4 +43,6 @@ def test_tiny_run_writes_a_report_marked_shared(tmp_path):
   assert all(entry["results"][0]["requests"] == 8 and entry["results"][0]["errors"] == 0
              for entry in report["latency"].values())
   assert [row["diversity_weight"] for row in report["quality"]] == list(rules.MMR_WEIGHTS)
+  assert set(report["in_process"]) == set(report["latency"])
+  assert report["in_process"]["recommend-rules"]["requests"] == 8
   assert "Shared cores" in (tmp_path / "rules.md").read_text()
