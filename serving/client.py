@@ -8,7 +8,7 @@ import csv
 import dataclasses
 import math
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -41,6 +41,24 @@ class Recommendations:
   items: List[List[Tuple[str, float]]]
   num_unknown: Optional[List[int]]
   version: int
+  num_unknown_rules: Optional[List[int]] = None   # per history, with rules only
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+  """One history's request-time rules (the ``recommend`` signature; docs/serving.md,
+  "Business rules"): item ids to exclude, to allow (empty: every item), attribute
+  values every item must have, and attribute values no item may have."""
+  exclude: Sequence[str] = ()
+  allow: Sequence[str] = ()
+  require_attributes: Sequence[str] = ()
+  exclude_attributes: Sequence[str] = ()
+
+  def lists(self) -> Dict[str, Sequence[str]]:
+    """Input name -> this history's list."""
+    return dict(zip(contract.RULE_LIST_INPUTS, (self.exclude, self.allow,
+                                                 self.require_attributes,
+                                                 self.exclude_attributes)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,22 +76,23 @@ class VersionStatus:
   error_message: str
 
 
-def history_tensor(histories: Sequence[Sequence[str]]) -> np.ndarray:
-  """Histories -> bytes [batch, max_len], each padded with "" at the END.
+def history_tensor(histories: Sequence[Sequence[str]], what: str = "histories") -> np.ndarray:
+  """Histories (or other per-row lists, named ``what``) -> bytes [batch, max_len], each
+  padded with "" at the END.
 
   Right padding keeps every row's most recent item last among its items and is
   what every server and export accepts.
   """
   if isinstance(histories, (str, bytes)):
-    raise TypeError("histories must be a list of histories (lists of item ids), got a string")
+    raise TypeError(f"{what} must be a list of lists of item ids, got a string")
   rows = []
   for i, history in enumerate(histories):
     if isinstance(history, (str, bytes)):
-      raise TypeError(f"histories[{i}] must be a list of item ids, got the string {history!r}")
+      raise TypeError(f"{what}[{i}] must be a list of item ids, got the string {history!r}")
     row = []
     for j, item in enumerate(history):
       if not isinstance(item, str):
-        raise TypeError(f"histories[{i}][{j}] must be a str item id, got {type(item).__name__}")
+        raise TypeError(f"{what}[{i}][{j}] must be a str item id, got {type(item).__name__}")
       row.append(item.encode())
     rows.append(row)
   width = max((len(r) for r in rows), default=0)
@@ -131,6 +150,41 @@ class RecommenderClient:
 
   def recommend_details(self, histories: Sequence[Sequence[str]], k: int) -> Recommendations:
     """``recommend`` plus unknown-id counts and the answering version."""
+    return self._recommend(self.signature_name, histories, k, {})
+
+  def recommend_with_rules(self, histories: Sequence[Sequence[str]], k: int,
+                           rules: Union[Rules, Sequence[Rules]] = Rules(),
+                           keep_history: bool = False,
+                           diversity: float = 0.0) -> Recommendations:
+    """Top-k under request-time rules (signature ``recommend``), filtered before top-k.
+
+    Args:
+      histories, k: as for ``recommend``.
+      rules: one ``Rules`` for every history, or one per history.
+      keep_history: also recommend the history's own items (default: never).
+      diversity: maximal-marginal-relevance weight in [0, 1]; 0 = by score only.
+
+    Returns:
+      ``Recommendations`` with ``num_unknown_rules``: rule values the model does not know.
+    """
+    rows = [rules] * len(histories) if isinstance(rules, Rules) else list(rules)
+    if len(rows) != len(histories):
+      raise ValueError(f"rules: one Rules per history, got {len(rows)} for "
+                       f"{len(histories)} histories")
+    if not isinstance(keep_history, bool):
+      raise TypeError(f"keep_history must be a bool, got {keep_history!r}")
+    if not 0.0 <= float(diversity) <= 1.0:
+      raise ValueError(f"diversity must be between 0 and 1, got {diversity!r}")
+    inputs = {name: tf.make_tensor_proto(
+        history_tensor([row.lists()[name] for row in rows], name), dtype=tf.string)
+              for name in contract.RULE_LIST_INPUTS}
+    inputs[contract.INPUT_KEEP_HISTORY] = tf.make_tensor_proto(keep_history, dtype=tf.bool)
+    inputs[contract.INPUT_DIVERSITY] = tf.make_tensor_proto(float(diversity), dtype=tf.float32)
+    return self._recommend(contract.RULES_SIGNATURE, histories, k, inputs)
+
+  def _recommend(self, signature_name: str, histories: Sequence[Sequence[str]], k: int,
+                 extra_inputs: Dict[str, object]) -> Recommendations:
+    """One Predict on ``signature_name`` with history, k and ``extra_inputs`` (protos)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
       raise ValueError(f"k must be a positive integer, got {k!r}")
     history = history_tensor(histories)
@@ -138,19 +192,24 @@ class RecommenderClient:
       return Recommendations([], [], self.version or 0)
     request = predict_pb2.PredictRequest()
     self._model_spec(request.model_spec, with_signature=True)
+    request.model_spec.signature_name = signature_name
     request.inputs[contract.INPUT_HISTORY].CopyFrom(
         tf.make_tensor_proto(history, dtype=tf.string))
     request.inputs[contract.INPUT_K].CopyFrom(tf.make_tensor_proto(int(k), dtype=tf.int32))
+    for name, proto in extra_inputs.items():
+      request.inputs[name].CopyFrom(proto)
     response = self._predict.Predict(request, timeout=self.timeout, metadata=self._metadata)
     ids = tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])
     scores = tf.make_ndarray(response.outputs[contract.OUTPUT_SCORES])
     items = [[(item.decode(), float(score)) for item, score in zip(id_row, score_row)
               if math.isfinite(score)]
              for id_row, score_row in zip(ids, scores)]
-    num_unknown = None
-    if contract.OUTPUT_NUM_UNKNOWN in response.outputs:   # serving.server only
-      num_unknown = tf.make_ndarray(response.outputs[contract.OUTPUT_NUM_UNKNOWN]).tolist()
-    return Recommendations(items, num_unknown, response.model_spec.version.value)
+    counts = {alias: tf.make_ndarray(response.outputs[alias]).tolist()
+              for alias in (contract.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_NUM_UNKNOWN_RULES)
+              if alias in response.outputs}   # num_unknown: serving.server only
+    return Recommendations(items, counts.get(contract.OUTPUT_NUM_UNKNOWN),
+                           response.model_spec.version.value,
+                           counts.get(contract.OUTPUT_NUM_UNKNOWN_RULES))
 
   def catalogue(self) -> List[str]:
     """Every item id the model can recommend, in vocabulary order (most popular first)."""
@@ -220,6 +279,13 @@ def _dtype_text(dtype_enum: int) -> str:
   return tf.dtypes.as_dtype(dtype_enum).name if dtype_enum else "none"
 
 
+def _weight(text: str) -> float:
+  value = float(text)
+  if not 0.0 <= value <= 1.0:
+    raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+  return value
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,6 +312,21 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="item ids, oldest first (none: popularity fallback)")
   rec.add_argument("-k", type=int, default=10)
   rec.add_argument("--items", help="canonical item table CSV, to print titles")
+  rules = rec.add_argument_group(
+      "business rules", "any of these sends the request to the 'recommend' signature "
+      "(docs/serving.md, \"Business rules\")")
+  rules.add_argument("--exclude", nargs="+", default=[], metavar="ITEM_ID",
+                     help="never recommend these items")
+  rules.add_argument("--allow", nargs="+", default=[], metavar="ITEM_ID",
+                     help="recommend only among these items")
+  rules.add_argument("--require-attribute", nargs="+", default=[], metavar="VALUE",
+                     help="recommend only items having every one of these attribute values")
+  rules.add_argument("--exclude-attribute", nargs="+", default=[], metavar="VALUE",
+                     help="never recommend items having any of these attribute values")
+  rules.add_argument("--keep-history", action="store_true",
+                     help="history items may be recommended too")
+  rules.add_argument("--diversity", type=_weight, default=0.0, metavar="WEIGHT",
+                     help="maximal-marginal-relevance weight in [0, 1] (default: 0, off)")
   commands.add_parser("status", parents=[common], help="versions and their states")
   commands.add_parser("metadata", parents=[common], help="signatures of the served version")
   return parser.parse_args(argv)
@@ -272,10 +353,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                              tls_server_name=args.tls_server_name)
   try:
     if args.command == "recommend":
-      result = client.recommend_details([args.history], args.k)
+      rules = Rules(args.exclude, args.allow, args.require_attribute, args.exclude_attribute)
+      if any(rules.lists().values()) or args.keep_history or args.diversity:
+        result = client.recommend_with_rules([args.history], args.k, rules,
+                                             args.keep_history, args.diversity)
+      else:
+        result = client.recommend_details([args.history], args.k)
       unknown = result.num_unknown[0] if result.num_unknown else 0
       print(f"# model {args.model_name} version {result.version}; "
-            f"{len(args.history)} history items, {unknown} unknown")
+            f"{len(args.history)} history items, {unknown} unknown"
+            + (f"; {result.num_unknown_rules[0]} unknown rule values"
+               if result.num_unknown_rules else ""))
       print("rank\titem_id\ttitle\tscore")
       for rank, (item, score) in enumerate(result.items[0], start=1):
         print(f"{rank}\t{item}\t{titles.get(item, '')}\t{score:.4f}")

@@ -8,9 +8,20 @@ MODEL_NAME = "seqrec"   # the model name the pipeline pushes and clients address
 DEFAULT_SIGNATURE = "serving_default"
 QUERY_EMBEDDING_SIGNATURE = "query_embedding"
 ITEM_EMBEDDINGS_SIGNATURE = "item_embeddings"
+# serving_default plus request-time business rules (docs/serving.md, "Business rules").
+RULES_SIGNATURE = "recommend"
 
 INPUT_HISTORY = "history"
 INPUT_K = "k"
+# Inputs of RULES_SIGNATURE: string [batch, None] lists padded with PAD, then scalars.
+INPUT_EXCLUDE_IDS = "exclude_ids"
+INPUT_ALLOW_IDS = "allow_ids"                    # an empty row allows every item
+INPUT_REQUIRE_ATTRIBUTES = "require_attributes"  # an item must have every one
+INPUT_EXCLUDE_ATTRIBUTES = "exclude_attributes"  # an item must have none
+INPUT_KEEP_HISTORY = "keep_history"              # bool; False (the default) excludes the history
+INPUT_DIVERSITY = "diversity"                    # float MMR weight in [0, 1]; 0 = off
+RULE_LIST_INPUTS = (INPUT_EXCLUDE_IDS, INPUT_ALLOW_IDS, INPUT_REQUIRE_ATTRIBUTES,
+                    INPUT_EXCLUDE_ATTRIBUTES)
 
 OUTPUT_ITEM_IDS = "item_ids"
 OUTPUT_SCORES = "scores"
@@ -18,6 +29,8 @@ OUTPUT_EMBEDDING = "embedding"
 OUTPUT_EMBEDDINGS = "embeddings"
 # Extra output of serving.server: int32 [batch], unknown (dropped) history ids per row.
 OUTPUT_NUM_UNKNOWN = "num_unknown"
+# Output of RULES_SIGNATURE: int32 [batch], rule values (ids, attributes) not in the catalogue.
+OUTPUT_NUM_UNKNOWN_RULES = "num_unknown_rules"
 
 PAD = ""
 

@@ -133,6 +133,17 @@ def _unknown_counter(catalogue: np.ndarray):
   return count
 
 
+def rules_request(history: np.ndarray, rules: bool, diversity: float) -> Dict[str, np.ndarray]:
+  """Warm-up inputs of ``recommend`` for ``history`` (k = 1): every rule list empty, or
+  each holding an unknown value."""
+  value = b"<warm-up unknown id>" if rules else contract.PAD.encode()
+  lists = {name: np.full((history.shape[0], 1), value, dtype=object)
+           for name in contract.RULE_LIST_INPUTS}
+  return {contract.INPUT_HISTORY: history, contract.INPUT_K: np.array(1, np.int32), **lists,
+          contract.INPUT_KEEP_HISTORY: np.array(False),
+          contract.INPUT_DIVERSITY: np.array(diversity, np.float32)}
+
+
 class Servable:
   """A loaded SavedModel version that honours ``serving.contract``."""
 
@@ -201,22 +212,27 @@ class Servable:
     return ids
 
   def _warm_up(self):
-    """Runs serving_default once (known, unknown and empty rows) before taking traffic."""
+    """Runs serving_default (and ``recommend``, rules on and off) once, on known, unknown
+    and empty rows, before taking traffic."""
     history = np.array([[self.catalogue[0], b"", b"<warm-up unknown id>"], [b"", b"", b""]],
                        dtype=object)
-    try:
-      outputs = self.run(contract.DEFAULT_SIGNATURE,
-                         {contract.INPUT_HISTORY: history,
-                          contract.INPUT_K: np.array(1, np.int32)})
-    except Exception as e:  # pylint: disable=broad-except
-      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
-                      f"{self.export_dir}: warm-up request to '{contract.DEFAULT_SIGNATURE}' "
-                      f"failed: {e}") from e
-    if outputs[contract.OUTPUT_ITEM_IDS].shape != (2, 1):
-      raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
-                      f"{self.export_dir}: warm-up request to '{contract.DEFAULT_SIGNATURE}' "
-                      f"with k=1 gave item_ids of shape "
-                      f"{list(outputs[contract.OUTPUT_ITEM_IDS].shape)}, expected [2, 1]")
+    requests = [(contract.DEFAULT_SIGNATURE, {contract.INPUT_HISTORY: history,
+                                              contract.INPUT_K: np.array(1, np.int32)})]
+    if contract.RULES_SIGNATURE in self._functions:
+      requests += [(contract.RULES_SIGNATURE, rules_request(history, rules, diversity))
+                   for rules, diversity in ((False, 0.0), (True, 0.5))]
+    for signature_name, arrays in requests:
+      try:
+        outputs = self.run(signature_name, arrays)
+      except Exception as e:  # pylint: disable=broad-except
+        raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{self.export_dir}: warm-up request to '{signature_name}' "
+                        f"failed: {e}") from e
+      if outputs[contract.OUTPUT_ITEM_IDS].shape != (2, 1):
+        raise LoadError(grpc.StatusCode.FAILED_PRECONDITION,
+                        f"{self.export_dir}: warm-up request to '{signature_name}' "
+                        f"with k=1 gave item_ids of shape "
+                        f"{list(outputs[contract.OUTPUT_ITEM_IDS].shape)}, expected [2, 1]")
 
   def outputs_of(self, signature_name: str) -> List[str]:
     """Output aliases a Predict on ``signature_name`` can return (num_unknown included)."""

@@ -447,6 +447,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                            "(default: %(default)s)")
   limits.add_argument("--max-id-bytes", type=_positive, default=validation.Limits.max_id_bytes,
                       help="bytes of one item id (default: %(default)s)")
+  limits.add_argument("--max-list-length", type=_positive,
+                      default=validation.Limits.max_list_length,
+                      help="columns of any other per-row list, e.g. the rule lists of "
+                           "'recommend' (default: %(default)s)")
   limits.add_argument("--max-concurrent-requests", type=_positive,
                       default=DEFAULT_MAX_CONCURRENT_REQUESTS,
                       help="Predict/GetModelMetadata calls running at once; one more is "
@@ -500,7 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   server = ModelServer(
       models=models, port=args.port, host=args.host, poll_seconds=args.poll_seconds,
       limits=validation.Limits(args.max_batch_size, args.max_history_length,
-                               args.max_elements, args.max_id_bytes),
+                               args.max_elements, args.max_id_bytes, args.max_list_length),
       fallback=args.empty_history, max_concurrent_requests=args.max_concurrent_requests,
       max_request_bytes=args.max_request_bytes, token=token, credentials=credentials,
       rest_port=args.rest_port, rest_timeout_ms=args.rest_timeout_ms,

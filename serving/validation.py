@@ -29,6 +29,7 @@ class Limits:
   max_history_length: int = 1000     # columns of ``history`` (padding included)
   max_elements: int = 262144         # values of any one input (rows x columns)
   max_id_bytes: int = 256            # bytes of one string value (an item id)
+  max_list_length: int = 10000       # columns of any other per-row list (e.g. rule lists)
 
   def __post_init__(self):
     if min(dataclasses.astuple(self)) < 1:
@@ -75,16 +76,34 @@ def declared_shape(signature_name: str, name: str,
   return [d.size for d in proto.tensor_shape.dim]
 
 
-def check_history(signature_name: str, shape: Sequence[int], limits: Limits) -> None:
-  """``history`` (declared rank 2) must fit the server's row and column limits."""
+def check_rows(signature_name: str, name: str, shape: Sequence[int], limits: Limits) -> None:
+  """A per-row input (declared rank 2: ``history``, a rule list) must fit the row and
+  column limits; ``history`` has its own column limit, every other list shares one."""
   batch, length = shape
   if batch > limits.max_batch_size:
-    raise _refuse(f"{signature_name}: input '{contract.INPUT_HISTORY}' has {batch} rows; "
+    raise _refuse(f"{signature_name}: input '{name}' has {batch} rows; "
                   f"this server accepts at most {limits.max_batch_size} per request")
-  if length > limits.max_history_length:
-    raise _refuse(f"{signature_name}: input '{contract.INPUT_HISTORY}' has {length} "
+  if name == contract.INPUT_HISTORY and length > limits.max_history_length:
+    raise _refuse(f"{signature_name}: input '{name}' has {length} "
                   f"columns; this server accepts histories of at most "
                   f"{limits.max_history_length} items")
+  if name != contract.INPUT_HISTORY and length > limits.max_list_length:
+    raise _refuse(f"{signature_name}: input '{name}' has {length} columns; this server "
+                  f"accepts lists of at most {limits.max_list_length} values")
+
+
+def check_same_rows(signature_name: str, arrays: Mapping[str, np.ndarray],
+                    specs: Mapping[str, tf.TensorSpec]) -> None:
+  """Every per-row input (rank 2) has one row per ``history`` row."""
+  rows = {name: array.shape[0] for name, array in sorted(arrays.items())
+          if specs[name].shape.rank == 2}
+  if len(set(rows.values())) <= 1:
+    return
+  first = contract.INPUT_HISTORY if contract.INPUT_HISTORY in rows else min(rows)
+  other = next(name for name in sorted(rows) if rows[name] != rows[first])
+  raise _refuse(f"{signature_name}: input '{other}' has {rows[other]} rows and "
+                f"'{first}' has {rows[first]}; every per-row input needs one row per "
+                f"'{first}' row")
 
 
 def check_size(signature_name: str, name: str, proto: tensor_pb2.TensorProto,
@@ -122,8 +141,8 @@ def tensor_to_array(signature_name: str, name: str, proto: tensor_pb2.TensorProt
     raise _refuse(f"{signature_name}: input '{name}' must have shape "
                   f"{_shape_text(expected_shape.as_list())} (rank {expected_shape.rank}), "
                   f"got shape {_shape_text(shape)}")
-  if name == contract.INPUT_HISTORY and len(shape) == 2:
-    check_history(signature_name, shape, limits)
+  if len(shape) == 2:
+    check_rows(signature_name, name, shape, limits)
   check_size(signature_name, name, proto, shape, limits)
   try:
     array = tf.make_ndarray(proto)
@@ -141,6 +160,16 @@ def check_k(signature_name: str, k: np.ndarray, num_items: int) -> None:
         grpc.StatusCode.INVALID_ARGUMENT,
         f"{signature_name}: input '{contract.INPUT_K}' must be between 1 and the "
         f"catalogue size {num_items}, got {value}")
+
+
+def check_diversity(signature_name: str, weight: np.ndarray) -> None:
+  """``diversity`` (already a float32 scalar) must be in ``[0, 1]``."""
+  value = float(weight)
+  if not 0.0 <= value <= 1.0:   # NaN fails too
+    raise RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{signature_name}: input '{contract.INPUT_DIVERSITY}' must be between 0 (off) "
+        f"and 1, got {value}")
 
 
 def check_output_filter(signature_name: str, output_filter: Sequence[str],
@@ -169,7 +198,7 @@ def request_arrays(signature_name: str, inputs: Mapping[str, tensor_pb2.TensorPr
     signature_name: the signature the request runs (for messages).
     inputs: the request's ``inputs`` map.
     specs: the signature's input TensorSpecs by name.
-    limits: size limits (rows and columns of ``history``, values, id bytes).
+    limits: size limits (rows and columns of per-row inputs, values, id bytes).
     num_items: catalogue size, the largest valid ``k``.
 
   Returns:
@@ -182,6 +211,9 @@ def request_arrays(signature_name: str, inputs: Mapping[str, tensor_pb2.TensorPr
   arrays = {}
   for name in sorted(specs):
     arrays[name] = tensor_to_array(signature_name, name, inputs[name], specs[name], limits)
+  check_same_rows(signature_name, arrays, specs)
   if contract.INPUT_K in arrays and arrays[contract.INPUT_K].ndim == 0:
     check_k(signature_name, arrays[contract.INPUT_K], num_items)
+  if contract.INPUT_DIVERSITY in arrays and arrays[contract.INPUT_DIVERSITY].ndim == 0:
+    check_diversity(signature_name, arrays[contract.INPUT_DIVERSITY])
   return arrays

@@ -3,6 +3,8 @@
 Vocabulary and retrieval are separate pieces so that other exports reuse the serving logic.
 """
 
+from typing import Dict, Optional, Sequence, Tuple
+
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -51,6 +53,17 @@ class ItemVocabulary(tf.Module):
             key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
             value_dtype=tf.string, value_index=tf.lookup.TextFileIndex.WHOLE_LINE),
         default_value=contract.PAD)
+    self.id_to_index = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            self.vocab_asset, key_dtype=tf.string,
+            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+            value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER),
+        default_value=-1)
+
+  def indices(self, ids: tf.Tensor) -> tf.Tensor:
+    """Raw ids (any shape) -> int64 vocabulary indices, -1 for padding and unknown ids."""
+    indices = self.id_to_index.lookup(tf.convert_to_tensor(ids, tf.string))
+    return tf.where(indices < self.num_items, indices, tf.constant(-1, tf.int64))
 
   def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
     """Raw ids [batch, len] (padded with "" anywhere) -> int64 vocabulary indices.
@@ -66,15 +79,6 @@ class ItemVocabulary(tf.Module):
 
 class HashTableItemVocabulary(ItemVocabulary):
   """Raw ids -> indices with a ``tf.lookup.StaticHashTable`` over the vocabulary file."""
-
-  def __init__(self, vocabulary_file: str, num_items: int, name=None):
-    super().__init__(vocabulary_file, num_items, name=name)
-    self.id_to_index = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            self.vocab_asset, key_dtype=tf.string,
-            key_index=tf.lookup.TextFileIndex.WHOLE_LINE,
-            value_dtype=tf.int64, value_index=tf.lookup.TextFileIndex.LINE_NUMBER),
-        default_value=-1)
 
   def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
     indices = self.id_to_index.lookup(compact(history))
@@ -141,6 +145,131 @@ def servable_model(model):
   return model
 
 
+MMR_MIN_POOL = 100    # MMR re-ranks each row's max(4k, MMR_MIN_POOL) best eligible items
+MMR_POOL_PER_K = 4
+
+
+def row_index_mask(indices: tf.RaggedTensor, num_items: int) -> tf.Tensor:
+  """bool [batch, num_items]: True at each row's ``indices`` (int64 ragged, in range)."""
+  rows = tf.cast(indices.value_rowids(), tf.int64)
+  coords = tf.stack([rows, tf.cast(indices.values, tf.int64)], axis=1)
+  shape = tf.stack([tf.cast(indices.nrows(), tf.int64), tf.constant(num_items, tf.int64)])
+  return tf.scatter_nd(coords, tf.ones_like(rows, tf.int32), shape) > 0
+
+
+def known_values(indices: tf.Tensor) -> tf.RaggedTensor:
+  """int64 [batch, n] indices, -1 for padding or unknown -> each row's known ones."""
+  return tf.ragged.boolean_mask(indices, indices >= 0)
+
+
+def count_unknown(values: tf.Tensor, indices: tf.Tensor) -> tf.Tensor:
+  """int32 [batch]: non-padding ``values`` whose lookup ``indices`` is -1."""
+  unknown = tf.not_equal(values, contract.PAD) & (indices < 0)
+  return tf.reduce_sum(tf.cast(unknown, tf.int32), axis=1)
+
+
+def mask_scores(scores: tf.Tensor, eligible: tf.Tensor) -> tf.Tensor:
+  """``scores`` with -inf where ``eligible`` (same shape, bool) is False."""
+  return tf.where(eligible, scores, tf.constant(-float("inf"), scores.dtype))
+
+
+class ItemAttributes(tf.Module):
+  """Attribute values of the catalogue items (categories, brands), for request-time rules.
+
+  Kept inside the SavedModel: the value -> index table and the (item, value) pairs.
+  With no values at all, every attribute in a rule is unknown.
+  """
+
+  def __init__(self, values: Sequence[str], item_values: Sequence[Sequence[int]], name=None):
+    """values: distinct attribute values, index order; item_values: per catalogue item
+    (vocabulary order) the indices of its values."""
+    super().__init__(name=name)
+    values = [v.decode() if isinstance(v, bytes) else v for v in values]
+    if contract.PAD in values or len(set(values)) != len(values):
+      raise ValueError("attribute values must be distinct and non-empty")
+    self.num_values = len(values)
+    self.num_items = len(item_values)
+    pairs = sorted({(item, int(v)) for item, row in enumerate(item_values) for v in row})
+    if any(v < 0 or v >= self.num_values for _, v in pairs):
+      raise ValueError(f"attribute indices must be in [0, {self.num_values})")
+    keys = values or [contract.PAD]   # a table needs a key; PAD is never looked up as known
+    self.value_to_index = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(keys, tf.string),
+            tf.constant(list(range(len(values))) or [-1], tf.int64)),
+        default_value=-1)
+    self.pairs = tf.Variable(tf.constant(pairs, tf.int64, shape=[len(pairs), 2]),
+                             trainable=False, name="item_attribute_pairs")
+
+  @classmethod
+  def empty(cls, num_items: int) -> "ItemAttributes":
+    return cls([], [[] for _ in range(num_items)])
+
+  def indices(self, values: tf.Tensor) -> tf.Tensor:
+    """Attribute values (any shape) -> int64 indices, -1 for padding and unknown values."""
+    return self.value_to_index.lookup(tf.convert_to_tensor(values, tf.string))
+
+  def match_counts(self, indices: tf.Tensor) -> tf.Tensor:
+    """float32 [batch, num_items]: how many of a row's known values (int64 [batch, n],
+    -1 ignored) each item has."""
+    width = max(self.num_values, 1)
+    known = known_values(indices)
+    rows = tf.cast(known.value_rowids(), tf.int64)
+    wanted = tf.scatter_nd(
+        tf.stack([rows, known.values], axis=1), tf.ones_like(rows, tf.float32),
+        tf.stack([tf.cast(tf.shape(indices)[0], tf.int64), tf.constant(width, tf.int64)]))
+    has = tf.SparseTensor(self.pairs, tf.ones([tf.shape(self.pairs)[0]], tf.float32),
+                          [self.num_items, width])
+    return tf.transpose(tf.sparse.sparse_dense_matmul(has, wanted, adjoint_b=True))
+
+
+def mmr_top_k(scores: tf.Tensor, item_embeddings: tf.Tensor, k: tf.Tensor,
+              weight: tf.Tensor, pool_size: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Maximal marginal relevance: k items per row picked greedily from its best ``pool_size``.
+
+  Each pick maximises ``(1 - weight) * relevance - weight * max cosine similarity``
+  to the items picked before; relevance is the score min-max scaled over the row's
+  eligible pool items. Items scored -inf (ineligible) come last, still -inf.
+
+  Args:
+    scores: float [batch, num_items], -inf where not eligible.
+    item_embeddings: float [num_items, d].
+    k, pool_size: int32 scalars, 1 <= k <= pool_size <= num_items.
+    weight: float32 scalar in [0, 1]; 0 gives plain top-k.
+
+  Returns:
+    (scores float32 [batch, k] in pick order, int64 item indices [batch, k]).
+  """
+  pool = tf.math.top_k(scores, k=pool_size)
+  values = tf.cast(pool.values, tf.float32)
+  valid = tf.math.is_finite(values)
+  low = tf.reduce_min(tf.where(valid, values, float("inf")), axis=1, keepdims=True)
+  high = tf.reduce_max(tf.where(valid, values, -float("inf")), axis=1, keepdims=True)
+  relevance = tf.where(valid, (values - low) / tf.maximum(high - low, 1e-12), 0.0)
+  unit = tf.math.l2_normalize(
+      tf.gather(tf.cast(item_embeddings, tf.float32), pool.indices), axis=-1)
+  similarity = tf.matmul(unit, unit, transpose_b=True)                 # [B, P, P]
+  weight = tf.cast(weight, tf.float32)
+
+  def pick(step, free, penalty, picks):
+    objective = (1.0 - weight) * relevance - weight * penalty           # in [-2, 1]
+    objective = tf.where(valid, objective, -3.0)                        # ineligible last
+    objective = tf.where(free, objective, -float("inf"))                # never twice
+    chosen = tf.argmax(objective, axis=1, output_type=tf.int32)
+    free = free & ~tf.one_hot(chosen, pool_size, on_value=True, off_value=False)
+    chosen_similarity = tf.gather(similarity, chosen, axis=1, batch_dims=1)
+    penalty = tf.where(step > 0, tf.maximum(penalty, chosen_similarity), chosen_similarity)
+    return step + 1, free, penalty, picks.write(step, chosen)
+
+  _, _, _, picks = tf.while_loop(
+      lambda step, *_: step < k, pick,
+      (tf.constant(0), tf.ones_like(valid), tf.zeros_like(relevance),
+       tf.TensorArray(tf.int32, size=k)))
+  chosen = tf.transpose(picks.stack())                                  # [B, k]
+  return (tf.gather(values, chosen, batch_dims=1),
+          tf.cast(tf.gather(pool.indices, chosen, batch_dims=1), tf.int64))
+
+
 class RecommenderModule(tf.Module):
   """Serving wrapper: raw-id histories in, top-k raw item ids and scores out.
 
@@ -150,12 +279,18 @@ class RecommenderModule(tf.Module):
   overriding ``_top_k``.
   """
 
-  def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int):
+  def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int,
+               attributes: Optional[ItemAttributes] = None):
+    """attributes: the catalogue's attribute values for rules (none: every one unknown)."""
     super().__init__()
     self.model = servable_model(model)
     self.vocabulary = vocabulary
     self.max_seq_len = max_seq_len
     self.num_items = vocabulary.num_items
+    self.attributes = attributes or ItemAttributes.empty(self.num_items)
+    if self.attributes.num_items != self.num_items:
+      raise ValueError(f"attributes cover {self.attributes.num_items} items, the catalogue "
+                       f"has {self.num_items}")
 
   def _model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
     return tf.cast(left_pad(indices + 1, self.max_seq_len), tf.int32)
@@ -172,14 +307,52 @@ class RecommenderModule(tf.Module):
       (scores float32 [batch, min(k, num_items)] best first, int64 vocabulary
       indices of the same shape). Slots without an item have score -inf.
     """
-    scores = self.model.score_all(inputs)
     # Never recommend what the user already has.
-    rows = tf.cast(indices.value_rowids(), tf.int64)
-    seen = tf.stack([rows, indices.values], axis=1)
-    scores = tf.tensor_scatter_nd_update(
-        scores, seen, tf.fill(tf.shape(rows), tf.constant(-float("inf"), scores.dtype)))
+    scores = mask_scores(self.model.score_all(inputs), self.eligible(indices))
     top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
     return tf.cast(top.values, tf.float32), tf.cast(top.indices, tf.int64)
+
+  def eligible(self, indices: tf.RaggedTensor, exclude_history=True,
+               rules: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """bool [batch, num_items]: the items each row may get; every signature asks here.
+
+    Args:
+      indices: int64 ragged [batch, None], each row's known history.
+      exclude_history: Python or bool scalar tensor: leave the history items out.
+      rules: bool [batch, num_items] from ``rule_mask``, or None.
+    """
+    mask = ~(row_index_mask(indices, self.num_items) & exclude_history)
+    if rules is not None:
+      mask &= rules
+    # Catalogue-wide masks (e.g. item availability, bool [num_items]) are ANDed in here.
+    return mask
+
+  def rule_mask(self, rules: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """The request's item and attribute rules (``contract.RULE_LIST_INPUTS``, string
+    [batch, n] padded with PAD) -> (bool [batch, num_items] eligible, int32 [batch]
+    rule values unknown to the catalogue). Unknown values match no item."""
+    ids = {name: self.vocabulary.indices(rules[name])
+           for name in (contract.INPUT_EXCLUDE_IDS, contract.INPUT_ALLOW_IDS)}
+    attributes = {name: self.attributes.indices(rules[name])
+                  for name in (contract.INPUT_REQUIRE_ATTRIBUTES,
+                               contract.INPUT_EXCLUDE_ATTRIBUTES)}
+    excluded = row_index_mask(known_values(ids[contract.INPUT_EXCLUDE_IDS]), self.num_items)
+    allow_ids = rules[contract.INPUT_ALLOW_IDS]
+    allows_all = ~tf.reduce_any(tf.not_equal(allow_ids, contract.PAD), axis=1)
+    allowed = row_index_mask(known_values(ids[contract.INPUT_ALLOW_IDS]), self.num_items)
+    required = rules[contract.INPUT_REQUIRE_ATTRIBUTES]
+    num_required = tf.reduce_sum(
+        tf.cast(tf.not_equal(required, contract.PAD), tf.float32), axis=1)
+    has_required = tf.equal(
+        self.attributes.match_counts(attributes[contract.INPUT_REQUIRE_ATTRIBUTES]),
+        num_required[:, tf.newaxis])
+    has_excluded = self.attributes.match_counts(
+        attributes[contract.INPUT_EXCLUDE_ATTRIBUTES]) > 0
+    mask = (~excluded & (allowed | allows_all[:, tf.newaxis]) & has_required
+            & ~has_excluded)
+    unknown = tf.add_n([count_unknown(rules[name], found)
+                        for name, found in {**ids, **attributes}.items()])
+    return mask, unknown
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
@@ -190,12 +363,51 @@ class RecommenderModule(tf.Module):
     scores, top = self._top_k(indices, self._model_inputs(indices), k)
     # Past the recommendable items (k near the catalogue size) only history
     # items remain: those slots come back as "" with score -inf.
+    return self._answer(scores, top)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
+      tf.TensorSpec([], tf.int32, name=contract.INPUT_K),
+      *[tf.TensorSpec([None, None], tf.string, name=name)
+        for name in contract.RULE_LIST_INPUTS],
+      tf.TensorSpec([], tf.bool, name=contract.INPUT_KEEP_HISTORY),
+      tf.TensorSpec([], tf.float32, name=contract.INPUT_DIVERSITY)])
+  def recommend_with_rules(self, history, k, exclude_ids, allow_ids, require_attributes,
+                           exclude_attributes, keep_history, diversity):
+    """``recommend`` with request-time rules, filtered before top-k (docs/serving.md)."""
+    tf.debugging.assert_positive(k, message="k must be a positive integer")
+    tf.debugging.Assert((diversity >= 0.0) & (diversity <= 1.0),
+                        ["diversity must be between 0 and 1, got", diversity])
+    rules = {}
+    for name, values in zip(contract.RULE_LIST_INPUTS, (exclude_ids, allow_ids,
+                                                        require_attributes, exclude_attributes)):
+      with tf.control_dependencies([tf.debugging.assert_equal(
+          tf.shape(values)[0], tf.shape(history)[0],
+          message=f"{name} must have one row per history row")]):
+        rules[name] = tf.identity(values)
+    indices = self.vocabulary.history_indices(history)
+    rule_mask, num_unknown_rules = self.rule_mask(rules)
+    scores = mask_scores(self.model.score_all(self._model_inputs(indices)),
+                         self.eligible(indices, ~keep_history, rule_mask))
+    width = tf.minimum(k, self.num_items)
+    pool_size = tf.minimum(tf.maximum(MMR_POOL_PER_K * width, MMR_MIN_POOL), self.num_items)
+
+    def diverse():
+      return mmr_top_k(scores, self.model.item_embeddings, width, diversity, pool_size)
+
+    def plain():
+      top = tf.math.top_k(scores, k=width)
+      return tf.cast(top.values, tf.float32), tf.cast(top.indices, tf.int64)
+
+    scores, top = tf.cond(diversity > 0.0, diverse, plain)
+    return {**self._answer(scores, top),
+            contract.OUTPUT_NUM_UNKNOWN_RULES: num_unknown_rules}
+
+  def _answer(self, scores: tf.Tensor, top: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Item ids and scores; slots without an eligible item are "" with score -inf."""
     ids = tf.where(tf.math.is_inf(scores), tf.constant(contract.PAD),
                    self.vocabulary.item_ids(top))
-    return {
-        contract.OUTPUT_ITEM_IDS: ids,
-        contract.OUTPUT_SCORES: scores,
-    }
+    return {contract.OUTPUT_ITEM_IDS: ids, contract.OUTPUT_SCORES: scores}
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY)])
@@ -210,9 +422,10 @@ class RecommenderModule(tf.Module):
             contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings, tf.float32)}
 
   def signatures(self) -> dict:
-    """The three signatures of ``serving.contract``, by name."""
+    """The signatures of ``serving.contract``, by name."""
     return {
         contract.DEFAULT_SIGNATURE: self.recommend.get_concrete_function(),
+        contract.RULES_SIGNATURE: self.recommend_with_rules.get_concrete_function(),
         contract.QUERY_EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function(),
         contract.ITEM_EMBEDDINGS_SIGNATURE: self.item_embeddings.get_concrete_function(),
     }
@@ -224,7 +437,9 @@ def save_module(module: RecommenderModule, export_dir: str, options=None) -> str
   return export_dir
 
 
-def export_serving_model(model, tf_transform_output, max_seq_len: int, export_dir: str):
+def export_serving_model(model, tf_transform_output, max_seq_len: int, export_dir: str,
+                         attributes: Optional[ItemAttributes] = None):
   """Writes the pipeline's SavedModel (tf.Transform id mapping, exact top-k)."""
-  module = RecommenderModule(model, TransformItemVocabulary(tf_transform_output), max_seq_len)
+  module = RecommenderModule(model, TransformItemVocabulary(tf_transform_output), max_seq_len,
+                             attributes)
   return save_module(module, export_dir)

@@ -23,6 +23,7 @@ from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import EncoderConfig
 from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import ModelConfig
+from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.clustering import ClusteringCallback
 
 
@@ -48,6 +49,22 @@ def read_item_vocab(tf_transform_output):
   """Raw item ids in vocabulary-index order."""
   return [token.decode() if isinstance(token, bytes) else token
           for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
+
+
+def serving_attributes(tf_transform_output, train_files) -> export.ItemAttributes:
+  """The catalogue's attribute values for the served model's rules (``recommend``).
+
+  Read from the transformed items split next to ``train_files`` and the
+  tf.Transform attribute vocabulary; none when no item has an attribute.
+  """
+  num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
+  values = [v.decode() if isinstance(v, bytes) else v
+            for v in tf_transform_output.vocabulary_by_name(features.ATTRIBUTE_VOCAB)]
+  if not values:
+    return export.ItemAttributes.empty(num_items)
+  table = item_attributes_lib.read_item_attributes(
+      item_attributes_lib.items_split_pattern(train_files), num_items, len(values))
+  return export.ItemAttributes(values, table.attribute_ids.to_list())
 
 
 def item_vectors_from(custom_config, config: EncoderConfig,
@@ -162,7 +179,8 @@ def run_fn(fn_args):
     history = model.fit(train_ds, validation_data=eval_ds, epochs=schedule.epochs,
                         callbacks=callbacks, verbose=2)
     export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
-                                serving_model_dir)
+                                serving_model_dir,
+                                serving_attributes(tf_transform_output, fn_args.train_files))
     warm_start.save(model, item_vocab, serving_model_dir)
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, "history.json"), "w") as f:

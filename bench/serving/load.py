@@ -113,11 +113,20 @@ def percentile_summary(latencies_s: List[float], elapsed_s: float, errors: int,
   return summary
 
 
+Call = Callable[[client_lib.RecommenderClient, List[List[str]], int], object]
+
+
+def plain_call(client: client_lib.RecommenderClient, batch: List[List[str]], k: int):
+  """One ``serving_default`` request (what the load generator measures by default)."""
+  return client.recommend_details(batch, k)
+
+
 def run_level(target: str, model_name: str, histories: List[List[List[str]]], k: int,
               concurrency: int, requests: int, max_seconds: float, timeout: float,
-              warmup: int, client_factory: Optional[Callable[[], Any]] = None
-              ) -> Dict[str, float]:
-  """Sends ``requests`` requests from ``concurrency`` threads; returns the summary.
+              warmup: int, client_factory: Optional[Callable[[], Any]] = None,
+              call: Call = plain_call) -> Dict[str, float]:
+  """Sends ``requests`` requests (each one ``call``) from ``concurrency`` threads;
+  returns the summary.
 
   client_factory: makes each thread's client, a context manager with
   ``recommend_details(histories, k)`` (default: a gRPC ``RecommenderClient``).
@@ -140,7 +149,7 @@ def run_level(target: str, model_name: str, histories: List[List[List[str]]], k:
   def worker():
     with client_factory() as client:
       for i in range(warmup):
-        client.recommend_details(histories[i % len(histories)], k)
+        call(client, histories[i % len(histories)], k)
       ready.wait()
       go.wait()
       while True:
@@ -150,7 +159,7 @@ def run_level(target: str, model_name: str, histories: List[List[List[str]]], k:
         batch = histories[index % len(histories)]
         start = time.perf_counter()
         try:
-          client.recommend_details(batch, k)
+          call(client, batch, k)
         except Exception as e:  # pylint: disable=broad-except
           with lock:
             errors.append(f"{type(e).__name__}: {e}")

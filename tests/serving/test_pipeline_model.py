@@ -136,3 +136,26 @@ def test_broken_version_leaves_the_previous_one_serving(served, in_process):
     assert states[1].state == "AVAILABLE"
     result = client.recommend_details([[catalogue[0]]], 3)
     assert result.version == 1 and len(result.items[0]) == 3
+
+
+def test_pushed_model_serves_rules_with_its_attributes_inside(served, in_process):
+  process, _ = served
+  loaded, catalogue = in_process
+  assert loaded.attributes.pairs.shape[0] > 0   # the synthetic items' attributes
+  histories = _histories(catalogue)[:3]
+  rules = [client_lib.Rules(exclude=catalogue[:3] + ["not-an-item"]),
+           client_lib.Rules(allow=catalogue[5:20]),
+           client_lib.Rules(exclude_attributes=["no-such-value"])]
+  lists = {name: client_lib.history_tensor([r.lists()[name] for r in rules])
+           for name in contract.RULE_LIST_INPUTS}
+  out = loaded.signatures[contract.RULES_SIGNATURE](
+      history=tf.constant(client_lib.history_tensor(histories)), k=tf.constant(K),
+      **{name: tf.constant(value, tf.string) for name, value in lists.items()},
+      keep_history=tf.constant(False), diversity=tf.constant(0.0))
+  expected = [[i.decode() for i in row if i] for row in out[contract.OUTPUT_ITEM_IDS].numpy()]
+  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+    result = client.recommend_with_rules(histories, K, rules)
+  assert [[i for i, _ in row] for row in result.items] == expected
+  assert result.num_unknown_rules == [1, 0, 1]
+  assert not set(catalogue[:3]) & set(expected[0])
+  assert set(expected[1]) <= set(catalogue[5:20]) and len(expected[0]) == K

@@ -928,7 +928,7 @@ def test_default_bind_address_is_loopback(tmp_path):
 def test_limits_are_server_flags_with_defaults(tmp_path):
   args = server_lib.parse_args(["--model-base-path", str(tmp_path)])
   assert (args.max_batch_size, args.max_history_length, args.max_elements,
-          args.max_id_bytes) == dataclasses.astuple(validation.Limits())
+          args.max_id_bytes, args.max_list_length) == dataclasses.astuple(validation.Limits())
   assert args.max_request_bytes == server_lib.DEFAULT_MAX_REQUEST_BYTES
   assert args.max_concurrent_requests == server_lib.DEFAULT_MAX_CONCURRENT_REQUESTS
   with pytest.raises(SystemExit):

@@ -74,6 +74,32 @@ def test_id_items_read_no_vectors(tmp_path):
   assert run_fn.item_vectors_from(config, EncoderConfig(), ["a"]) is None
 
 
+def _served_attributes(transform_dir, examples):
+  import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
+  attributes = run_fn.serving_attributes(tft.TFTransformOutput(transform_dir),
+                                         fake_transform.split_files(examples, "train"))
+  index = attributes.indices(tf.constant([f"attr{a}" for a in range(5)])).numpy()
+  return attributes, index, sorted(map(tuple, attributes.pairs.numpy().tolist()))
+
+
+def test_serving_attributes_come_from_the_items_split_and_attribute_vocabulary(tmp_path):
+  attributes, index, pairs = _served_attributes(*fake_transform.write(tmp_path))
+  assert attributes.num_items == fake_transform.V
+  assert index.tolist() == [0, 1, 2, 3, -1]
+  # Item j has attribute j % NUM_ATTRIBUTES; the OOV attribute is dropped.
+  assert pairs == [(j, j % fake_transform.NUM_ATTRIBUTES) for j in range(fake_transform.V)]
+
+
+def test_serving_attributes_are_empty_without_an_attribute_vocabulary(tmp_path):
+  transform_dir, examples = fake_transform.write(tmp_path)
+  vocab = os.path.join(transform_dir, "transform_fn", "assets", "attribute_vocab")
+  with open(vocab, "w", encoding="utf-8"):
+    pass
+  attributes, index, pairs = _served_attributes(transform_dir, examples)
+  assert attributes.num_items == fake_transform.V
+  assert index.tolist() == [-1] * 5 and pairs == []
+
+
 # Training under each strategy, each in a fresh process (devices are fixed at TensorFlow
 # start; a multi-worker strategy must exist before TensorFlow runs anything).
 
