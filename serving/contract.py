@@ -28,6 +28,11 @@ OUTPUT_NUM_UNKNOWN = "num_unknown"
 
 PAD = ""
 
+# Canonical interaction log columns (serving.explain_plot reads a user's history from it).
+LOG_USER_ID = "user_id"
+LOG_ITEM_ID = "item_id"
+LOG_TIMESTAMP = "timestamp"
+
 # Canonical item table columns (CSV; clients read titles from it).
 ITEM_TABLE_ID = "item_id"
 ITEM_TABLE_TITLE = "title"
