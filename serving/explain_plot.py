@@ -106,7 +106,7 @@ def render(explained: client_lib.ExplainedHistory, titles: Mapping[str, str], he
   rows = [heads] * blocks + [max(len(explained.items), 1)]
   fig, axes = plt.subplots(
       len(rows), 1, squeeze=False, gridspec_kw={"height_ratios": rows},
-      figsize=(max(9.0, 3.0 + 0.55 * len(columns)), 2.4 + 0.42 * sum(rows)))
+      figsize=(max(9.0, 3.5 + 0.3 * len(columns)), 3.2 + 0.5 * sum(rows)))
   axes = axes[:, 0]
   fig.suptitle(heading, fontsize=10)
   if not columns:
