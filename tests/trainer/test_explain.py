@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.framework import op_def_registry
 
 from serving import contract
+from serving import servable as servable_lib
 from tests import explain_model
 from tests.explain_model import CATALOGUE
 from tests.explain_model import CONFIG
@@ -136,3 +138,10 @@ def test_removing_the_top_attributed_item_lowers_the_score_more_than_the_least(m
   share = faithful_share(module, _random_histories(np.random.default_rng(2), 60))
   print(f"faithful on {share:.1%} of (row, recommendation) pairs")
   assert share >= FAITHFUL_SHARE
+
+
+def test_the_export_uses_only_ops_stock_tensorflow_registers(tmp_path):
+  ops = servable_lib.op_types(servable_lib.read_meta_graph(
+      explain_model.export_model(str(tmp_path))))
+  assert "While" in ops, "expected explain's loop over rows in the graph"
+  assert [op for op in ops if op_def_registry.get(op) is None] == []
