@@ -8,7 +8,7 @@ import csv
 import dataclasses
 import math
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 import numpy as np
@@ -59,6 +59,42 @@ class Rules:
     return dict(zip(contract.RULE_LIST_INPUTS, (self.exclude, self.allow,
                                                  self.require_attributes,
                                                  self.exclude_attributes)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanation:
+  """One recommended item and the history items that contributed most to its score.
+
+  ``because``: (history item id, weight) largest weight first; the weight is how much
+  the item's score falls when that history item is removed (docs/serving.md,
+  "Explanations"), negative when removing it would raise the score.
+  """
+  item_id: str
+  score: float
+  because: List[Tuple[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainedHistory:
+  """The ``explain`` answer for one history.
+
+  Attributes:
+    items: the recommendations (as ``recommend`` returns them) with their explanations.
+    attention: float [blocks, heads, positions]: how the model's query position
+      attends over ``attention_ids`` in each Transformer block.
+    attention_ids: the history items the model read, oldest first ("" = padding).
+  """
+  items: List[Explanation]
+  attention: np.ndarray
+  attention_ids: List[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Explanations:
+  """One ``explain`` call's answer: per history, and as ``Recommendations`` otherwise."""
+  histories: List[ExplainedHistory]
+  num_unknown: Optional[List[int]]
+  version: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,31 +221,45 @@ class RecommenderClient:
   def _recommend(self, signature_name: str, histories: Sequence[Sequence[str]], k: int,
                  extra_inputs: Dict[str, object]) -> Recommendations:
     """One Predict on ``signature_name`` with history, k and ``extra_inputs`` (protos)."""
+    outputs, version = self._predict_top_k(signature_name, histories, k, extra_inputs)
+    if outputs is None:
+      return Recommendations([], [], version)
+    return Recommendations(ranked_items(outputs), outputs.get(contract.OUTPUT_NUM_UNKNOWN),
+                           version, outputs.get(contract.OUTPUT_NUM_UNKNOWN_RULES))
+
+  def explain(self, histories: Sequence[Sequence[str]], k: int) -> Explanations:
+    """``recommend_details`` through the ``explain`` signature, with each item's
+    explanation and the model's attention over each history."""
+    outputs, version = self._predict_top_k(contract.EXPLAIN_SIGNATURE, histories, k)
+    if outputs is None:
+      return Explanations([], [], version)
+    return Explanations(explained_histories(outputs), outputs.get(contract.OUTPUT_NUM_UNKNOWN),
+                        version)
+
+  def _predict_top_k(self, signature_name: str, histories: Sequence[Sequence[str]], k: int,
+                     extra_inputs: Optional[Dict[str, object]] = None):
+    """(alias -> array, with the unknown counts as lists when sent; version), or (None,
+    version) for no history: one Predict of ``histories``, ``k`` and ``extra_inputs``
+    (protos) on the signature."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
       raise ValueError(f"k must be a positive integer, got {k!r}")
     history = history_tensor(histories)
     if history.shape[0] == 0:
-      return Recommendations([], [], self.version or 0)
+      return None, self.version or 0
     request = predict_pb2.PredictRequest()
     self._model_spec(request.model_spec, with_signature=True)
     request.model_spec.signature_name = signature_name
     request.inputs[contract.INPUT_HISTORY].CopyFrom(
         tf.make_tensor_proto(history, dtype=tf.string))
     request.inputs[contract.INPUT_K].CopyFrom(tf.make_tensor_proto(int(k), dtype=tf.int32))
-    for name, proto in extra_inputs.items():
+    for name, proto in (extra_inputs or {}).items():
       request.inputs[name].CopyFrom(proto)
     response = self._predict.Predict(request, timeout=self.timeout, metadata=self._metadata)
-    ids = tf.make_ndarray(response.outputs[contract.OUTPUT_ITEM_IDS])
-    scores = tf.make_ndarray(response.outputs[contract.OUTPUT_SCORES])
-    items = [[(item.decode(), float(score)) for item, score in zip(id_row, score_row)
-              if math.isfinite(score)]
-             for id_row, score_row in zip(ids, scores)]
-    counts = {alias: tf.make_ndarray(response.outputs[alias]).tolist()
-              for alias in (contract.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_NUM_UNKNOWN_RULES)
-              if alias in response.outputs}   # num_unknown: serving.server only
-    return Recommendations(items, counts.get(contract.OUTPUT_NUM_UNKNOWN),
-                           response.model_spec.version.value,
-                           counts.get(contract.OUTPUT_NUM_UNKNOWN_RULES))
+    outputs = {alias: tf.make_ndarray(tensor) for alias, tensor in response.outputs.items()}
+    for alias in (contract.OUTPUT_NUM_UNKNOWN, contract.OUTPUT_NUM_UNKNOWN_RULES):
+      if alias in outputs:   # num_unknown: serving.server only
+        outputs[alias] = outputs[alias].tolist()
+    return outputs, response.model_spec.version.value
 
   def catalogue(self) -> List[str]:
     """Every item id the model can recommend, in vocabulary order (most popular first)."""
@@ -257,6 +307,38 @@ class RecommenderClient:
 
   def __exit__(self, *exc) -> None:
     self.close()
+
+
+def ranked_items(outputs: Dict[str, np.ndarray]) -> List[List[Tuple[str, float]]]:
+  """Per row, (item_id, score) best first, from ``item_ids`` and ``scores``; slots
+  with a non-finite score (no recommendable item left) are dropped."""
+  return [[(item.decode(), float(score)) for item, score in zip(id_row, score_row)
+           if math.isfinite(score)]
+          for id_row, score_row in zip(outputs[contract.OUTPUT_ITEM_IDS],
+                                       outputs[contract.OUTPUT_SCORES])]
+
+
+def explained_histories(outputs: Dict[str, np.ndarray]) -> List[ExplainedHistory]:
+  """Per row, the ``explain`` signature's outputs (arrays by alias) as an ``ExplainedHistory``."""
+  because_ids = outputs[contract.OUTPUT_BECAUSE_IDS]
+  because_weights = outputs[contract.OUTPUT_BECAUSE_WEIGHTS]
+  rows = []
+  for row, items in enumerate(ranked_items(outputs)):
+    explained = [Explanation(item, score, [(i.decode(), float(w)) for i, w in zip(
+                     because_ids[row, j], because_weights[row, j]) if i])
+                 for j, (item, score) in enumerate(items)]
+    rows.append(ExplainedHistory(
+        explained, np.asarray(outputs[contract.OUTPUT_ATTENTION][row]),
+        [i.decode() for i in outputs[contract.OUTPUT_ATTENTION_IDS][row]]))
+  return rows
+
+
+def because_text(because: Sequence[Tuple[str, float]], titles: Mapping[str, str]) -> str:
+  """"because you interacted with <title> (weight), ..." naming the history items whose
+  removal lowers the score (positive weight); "" when there are none."""
+  named = [f"{titles.get(item) or item} ({weight:.3g})" for item, weight in because
+           if weight > 0]
+  return f"because you interacted with {', '.join(named)}" if named else ""
 
 
 def load_titles(path: str) -> Dict[str, str]:
@@ -312,6 +394,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                    help="item ids, oldest first (none: popularity fallback)")
   rec.add_argument("-k", type=int, default=10)
   rec.add_argument("--items", help="canonical item table CSV, to print titles")
+  rec.add_argument("--explain", action="store_true",
+                   help="ask the 'explain' signature and print, under each item, the "
+                        "history items that contributed most")
   rules = rec.add_argument_group(
       "business rules", "any of these sends the request to the 'recommend' signature "
       "(docs/serving.md, \"Business rules\")")
@@ -334,6 +419,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
+  if args.command == "recommend" and args.explain and (
+      args.exclude or args.allow or args.require_attribute or args.exclude_attribute
+      or args.keep_history or args.diversity):
+    print("error: --explain explains serving_default's answer; it takes no business rules",
+          file=sys.stderr)
+    return 2
   titles = {}
   if args.command == "recommend" and args.items:
     try:
@@ -354,19 +445,26 @@ def main(argv: Optional[List[str]] = None) -> int:
   try:
     if args.command == "recommend":
       rules = Rules(args.exclude, args.allow, args.require_attribute, args.exclude_attribute)
-      if any(rules.lists().values()) or args.keep_history or args.diversity:
-        result = client.recommend_with_rules([args.history], args.k, rules,
-                                             args.keep_history, args.diversity)
+      with_rules = any(rules.lists().values()) or args.keep_history or args.diversity
+      if args.explain:
+        result = client.explain([args.history], args.k)
+        items = [(e.item_id, e.score, e.because) for e in result.histories[0].items]
       else:
-        result = client.recommend_details([args.history], args.k)
+        result = (client.recommend_with_rules([args.history], args.k, rules,
+                                              args.keep_history, args.diversity)
+                  if with_rules else client.recommend_details([args.history], args.k))
+        items = [(item, score, []) for item, score in result.items[0]]
       unknown = result.num_unknown[0] if result.num_unknown else 0
       print(f"# model {args.model_name} version {result.version}; "
             f"{len(args.history)} history items, {unknown} unknown"
             + (f"; {result.num_unknown_rules[0]} unknown rule values"
-               if result.num_unknown_rules else ""))
+               if getattr(result, "num_unknown_rules", None) else ""))
       print("rank\titem_id\ttitle\tscore")
-      for rank, (item, score) in enumerate(result.items[0], start=1):
+      for rank, (item, score, because) in enumerate(items, start=1):
         print(f"{rank}\t{item}\t{titles.get(item, '')}\t{score:.4f}")
+        text = because_text(because, titles)
+        if text:
+          print(f"\t{text}")
     elif args.command == "status":
       for s in client.status():
         error = f"\t{s.error_code}: {s.error_message}" if s.error_code else ""

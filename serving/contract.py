@@ -10,6 +10,8 @@ QUERY_EMBEDDING_SIGNATURE = "query_embedding"
 ITEM_EMBEDDINGS_SIGNATURE = "item_embeddings"
 # serving_default plus request-time business rules (docs/serving.md, "Business rules").
 RULES_SIGNATURE = "recommend"
+# Optional (exports made before it lack it): serving_default's answer and why.
+EXPLAIN_SIGNATURE = "explain"
 
 INPUT_HISTORY = "history"
 INPUT_K = "k"
@@ -27,12 +29,22 @@ OUTPUT_ITEM_IDS = "item_ids"
 OUTPUT_SCORES = "scores"
 OUTPUT_EMBEDDING = "embedding"
 OUTPUT_EMBEDDINGS = "embeddings"
+# Outputs of EXPLAIN_SIGNATURE besides item_ids and scores (docs/serving.md, "Explanations").
+OUTPUT_BECAUSE_IDS = "because_ids"             # string [batch, k, m]
+OUTPUT_BECAUSE_WEIGHTS = "because_weights"     # float32 [batch, k, m]
+OUTPUT_ATTENTION = "attention"                 # float32 [batch, blocks, heads, max_seq_len]
+OUTPUT_ATTENTION_IDS = "attention_ids"         # string [batch, max_seq_len]
 # Extra output of serving.server: int32 [batch], unknown (dropped) history ids per row.
 OUTPUT_NUM_UNKNOWN = "num_unknown"
 # Output of RULES_SIGNATURE: int32 [batch], rule values (ids, attributes) not in the catalogue.
 OUTPUT_NUM_UNKNOWN_RULES = "num_unknown_rules"
 
 PAD = ""
+
+# Canonical interaction log columns (serving.explain_plot reads a user's history from it).
+LOG_USER_ID = "user_id"
+LOG_ITEM_ID = "item_id"
+LOG_TIMESTAMP = "timestamp"
 
 # Canonical item table columns (CSV; clients read titles from it).
 ITEM_TABLE_ID = "item_id"

@@ -27,6 +27,8 @@ REQUIRED_SIGNATURES = (contract.DEFAULT_SIGNATURE, contract.QUERY_EMBEDDING_SIGN
 FALLBACK_POPULARITY = "popularity"
 FALLBACK_MODEL = "model"
 FALLBACK_MODES = (FALLBACK_POPULARITY, FALLBACK_MODEL)
+# Signatures whose rows without a known item get the popularity fallback.
+FALLBACK_SIGNATURES = (contract.DEFAULT_SIGNATURE, contract.EXPLAIN_SIGNATURE)
 SCANN_OP_PREFIX = "Scann>"   # ScaNN's custom ops live in the "Scann" op namespace
 SCANN_OPS_MODULE = "scann.scann_ops.py.scann_ops"
 
@@ -287,7 +289,7 @@ class Servable:
                for alias in wanted if alias != contract.OUTPUT_NUM_UNKNOWN}
     if num_unknown is not None and contract.OUTPUT_NUM_UNKNOWN in wanted:
       outputs[contract.OUTPUT_NUM_UNKNOWN] = num_unknown.astype(np.int32)
-    if (signature_name == contract.DEFAULT_SIGNATURE and
+    if (signature_name in FALLBACK_SIGNATURES and
         self.fallback == FALLBACK_POPULARITY and history is not None):
       self._apply_fallback(history, num_unknown, int(arrays[contract.INPUT_K]), outputs)
     return outputs

@@ -115,7 +115,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
   @tf.autograph.experimental.do_not_convert
   def call(self, item_ids, training=False, causal: bool = True,
-           last_only: bool = False) -> tf.Tensor:
+           last_only: bool = False, return_attention: bool = False):
     """Encodes left-padded model-id sequences.
 
     Args:
@@ -128,10 +128,12 @@ class SequenceEncoder(tf.keras.layers.Layer):
         one query row (the earlier blocks still compute every position, which it
         reads), the same numbers as ``[:, -1:]`` of the full output for about
         half the work of a two-block encoder.
+      return_attention: also return each block's attention probabilities.
 
     Returns:
       float [B, L, d], or [B, 1, d] with ``last_only``; rows at padding
-      positions are exactly zero.
+      positions are exactly zero. With ``return_attention``, also a list with one
+      float [B, heads, L (or 1 in the last-only block), L] per block.
     """
     item_ids = tf.cast(item_ids, tf.int32)
     item_ids = tf.ensure_shape(item_ids, [None, None])
@@ -156,13 +158,30 @@ class SequenceEncoder(tf.keras.layers.Layer):
     x = self.embed_items(item_ids, training=training) * self._scale + positions[tf.newaxis]
     x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
     mask = attention_mask(padding_mask, causal)
+    attention = []
     for i, block in enumerate(self.blocks):
       final = last_only and i == len(self.blocks) - 1
-      x = block(x, mask, training=training, causal=causal, last_only=final)
+      x = block(x, mask, training=training, causal=causal, last_only=final,
+                return_attention=return_attention)
+      if return_attention:
+        x, scores = x
+        attention.append(scores)
       x = x * (keep[:, -1:] if final else keep)
     if last_only:   # a no-op after a last-only block; slices when there are no blocks
       x, keep = x[:, -1:], keep[:, -1:]
-    return self.final_norm(x) * keep
+    x = self.final_norm(x) * keep
+    return (x, attention) if return_attention else x
+
+  @tf.autograph.experimental.do_not_convert
+  def last_attention(self, item_ids, causal: bool) -> tf.Tensor:
+    """float [B, blocks, heads, L]: how the last position (the query) attends over
+    the positions of ``item_ids`` in each block (each row sums to 1; padding gets 0)."""
+    _, attention = self(item_ids, training=False, causal=causal, last_only=True,
+                        return_attention=True)
+    if not attention:
+      shape = tf.shape(item_ids)
+      return tf.zeros([shape[0], 0, self.config.num_heads, shape[1]], self.compute_dtype)
+    return tf.stack([scores[:, :, -1, :] for scores in attention], axis=1)
 
   @tf.autograph.experimental.do_not_convert
   def last_hidden(self, item_ids, training=False) -> tf.Tensor:

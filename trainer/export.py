@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from serving import contract
+from trainer import explain
 from trainer import features
 
 
@@ -132,6 +133,9 @@ class FixedCandidates(tf.Module):
 
   def query_embedding(self, item_ids) -> tf.Tensor:
     return self.model.query_embedding(item_ids)
+
+  def query_attention(self, item_ids) -> tf.Tensor:
+    return self.model.query_attention(item_ids)
 
   def score_all(self, item_ids) -> tf.Tensor:
     return tf.matmul(self.query_embedding(item_ids), self.item_embeddings, transpose_b=True)
@@ -354,16 +358,13 @@ class RecommenderModule(tf.Module):
                         for name, found in {**ids, **attributes}.items()])
     return mask, unknown
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
-      tf.TensorSpec([], tf.int32, name=contract.INPUT_K)])
-  def recommend(self, history, k):
+  def _ranked(self, history: tf.Tensor, k: tf.Tensor):
+    """serving_default's work: (indices, encoder inputs, scores, top) as in ``_top_k``."""
     tf.debugging.assert_positive(k, message="k must be a positive integer")
     indices = self.vocabulary.history_indices(history)
-    scores, top = self._top_k(indices, self._model_inputs(indices), k)
-    # Past the recommendable items (k near the catalogue size) only history
-    # items remain: those slots come back as "" with score -inf.
-    return self._answer(scores, top)
+    inputs = self._model_inputs(indices)
+    scores, top = self._top_k(indices, inputs, k)
+    return indices, inputs, scores, top
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
@@ -410,6 +411,13 @@ class RecommenderModule(tf.Module):
     return {contract.OUTPUT_ITEM_IDS: ids, contract.OUTPUT_SCORES: scores}
 
   @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
+      tf.TensorSpec([], tf.int32, name=contract.INPUT_K)])
+  def recommend(self, history, k):
+    _, _, scores, top = self._ranked(history, k)
+    return self._answer(scores, top)
+
+  @tf.function(input_signature=[
       tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY)])
   def query_embedding(self, history):
     inputs = self._model_inputs(self.vocabulary.history_indices(history))
@@ -422,12 +430,13 @@ class RecommenderModule(tf.Module):
             contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings, tf.float32)}
 
   def signatures(self) -> dict:
-    """The signatures of ``serving.contract``, by name."""
+    """The signatures of ``serving.contract``, by name (``explain``: trainer.explain)."""
     return {
         contract.DEFAULT_SIGNATURE: self.recommend.get_concrete_function(),
         contract.RULES_SIGNATURE: self.recommend_with_rules.get_concrete_function(),
         contract.QUERY_EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function(),
         contract.ITEM_EMBEDDINGS_SIGNATURE: self.item_embeddings.get_concrete_function(),
+        contract.EXPLAIN_SIGNATURE: explain.explain_function(self).get_concrete_function(),
     }
 
 

@@ -7,12 +7,12 @@ The three layers of data they name: docs/architecture.md, "Data as it flows thro
 from serving.contract import ITEM_TABLE_ATTRIBUTES
 from serving.contract import ITEM_TABLE_ID
 from serving.contract import ITEM_TABLE_TITLE
+from serving.contract import LOG_ITEM_ID
+from serving.contract import LOG_TIMESTAMP
+from serving.contract import LOG_USER_ID
 # pylint: enable=unused-import
 
-# Canonical log columns.
-LOG_USER_ID = "user_id"
-LOG_ITEM_ID = "item_id"
-LOG_TIMESTAMP = "timestamp"
+# Canonical log columns (LOG_USER_ID, LOG_ITEM_ID, LOG_TIMESTAMP: from serving.contract).
 LOG_WEIGHT = "weight"
 LOG_EVENT_TYPE = "event_type"
 LOG_REQUIRED_COLUMNS = (LOG_USER_ID, LOG_ITEM_ID, LOG_TIMESTAMP)

@@ -161,21 +161,25 @@ class TransformerBlock(tf.keras.layers.Layer):
 
   @tf.autograph.experimental.do_not_convert
   def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training=False,
-           causal: bool = True, last_only: bool = False) -> tf.Tensor:
+           causal: bool = True, last_only: bool = False, return_attention: bool = False):
     """x: float [B, L, d], padding rows zero; attention_mask: bool [B, L, L] (see
     ``attention_mask``); causal: how the frequency filter (if any) reads the
     sequence, matching the mask; last_only: compute the output of the last
     position alone (keys and values still span the whole sequence), the same
-    numbers as ``[:, -1:]`` of the full output for a fraction of the work.
+    numbers as ``[:, -1:]`` of the full output for a fraction of the work;
+    return_attention: also return the attention probabilities.
 
-    Returns float [B, L, d], or [B, 1, d] with ``last_only``.
+    Returns float [B, L, d], or [B, 1, d] with ``last_only``; with
+    ``return_attention`` also float [B, heads, L or 1 (queries), L (keys)].
     """
     normed = self.attention_norm(x)
     query = normed[:, -1:] if last_only else normed
     if last_only:
       attention_mask = attention_mask[:, -1:]
       x = x[:, -1:]
-    h = self.attention(query, normed, attention_mask=attention_mask, training=training)
+    h = self.attention(query, normed, attention_mask=attention_mask, training=training,
+                       return_attention_scores=return_attention)
+    h, scores = h if return_attention else (h, None)
     if self.frequency_filter is not None:
       alpha = self.filter_weight
       h = alpha * self.frequency_filter(normed, causal=causal, last_only=last_only) + (
@@ -183,7 +187,8 @@ class TransformerBlock(tf.keras.layers.Layer):
     x = x + self.attention_dropout(h, training=training)
     h = self.ff_inner(self.ff_norm(x))
     h = self.ff_outer(self.ff_inner_dropout(h, training=training))
-    return x + self.ff_dropout(h, training=training)
+    x = x + self.ff_dropout(h, training=training)
+    return (x, scores) if return_attention else x
 
   def get_config(self) -> dict:
     config = super().get_config()

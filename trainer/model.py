@@ -44,6 +44,11 @@ class NextItemModel(tf.keras.Model):
     """float [B, d] user/query embedding; dot it with ``item_embeddings`` rows to score."""
     return self(item_ids, training=False)
 
+  @tf.autograph.experimental.do_not_convert
+  def query_attention(self, item_ids) -> tf.Tensor:
+    """float [B, blocks, heads, L]: the (causal) query's attention from its last position."""
+    return self.encoder.last_attention(item_ids, causal=True)
+
   @property
   def item_embeddings(self) -> tf.Tensor:
     """float [V, d]: row j is the item with vocabulary index j."""

@@ -176,6 +176,10 @@ class RetrievalModel(tf.keras.Model):
     """float [B, d] user/query embedding; dot it with ``item_embeddings`` rows to score."""
     return self(item_ids, training=False)
 
+  def query_attention(self, item_ids) -> tf.Tensor:
+    """float [B, blocks, heads, L]: the query tower's attention from its last position."""
+    return self.encoder.last_attention(item_ids, causal=self.encoder_config.causal_query)
+
   @property
   def item_embeddings(self) -> tf.Tensor:
     """float [V, d] candidate tower output; row j is the item with vocabulary index j."""

@@ -1,9 +1,13 @@
-"""Fixtures for the serving tests: TLS certificates made on the spot."""
+"""Fixtures for the serving tests: TLS certificates made on the spot, a served explain model."""
 
 import datetime
 import ipaddress
 
 import pytest
+
+from serving import server as server_lib
+from serving import testing
+from tests import explain_model
 
 
 def _write_pem(path, data):
@@ -61,3 +65,20 @@ def tls_files(tmp_path_factory):
     files[name] = _write_pem(root / f"{name}.pem", pem(cert))
     files[f"{name}-key"] = _write_pem(root / f"{name}.key", key_pem(key))
   return files
+
+
+@pytest.fixture(scope="session")
+def explain_export(tmp_path_factory):
+  """A tiny trainer export with the ``explain`` signature (tests/explain_model.py)."""
+  return explain_model.export_model(str(tmp_path_factory.mktemp("explain_export")))
+
+
+@pytest.fixture(scope="session")
+def explain_target(explain_export, tmp_path_factory):
+  """host:port of a serving.server serving ``explain_export`` as version 1 of "seqrec"."""
+  base = tmp_path_factory.mktemp("explain_served") / "seqrec"
+  testing.push_version(explain_export, str(base), 1)
+  server = server_lib.ModelServer("seqrec", str(base), port=0, host=testing.LOOPBACK,
+                                  poll_seconds=0.5).start()
+  yield f"{testing.LOOPBACK}:{server.port}"
+  server.stop(grace=1)

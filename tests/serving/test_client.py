@@ -173,3 +173,49 @@ def test_server_cli_prints_its_port_serves_and_stops_on_signal(base_path, signum
   output = "".join(process.output)
   assert f"Serving model 'seqrec' (version 3) from {base_path} on 127.0.0.1:" in output
   assert "Server stopped" in output
+
+
+def test_explain_returns_each_item_with_the_history_items_behind_it(explain_target):
+  with client_lib.RecommenderClient(explain_target, MODEL, timeout=30) as client:
+    histories = [["item1", "item2", "item3"], ["item4", "mystery"], []]
+    result = client.explain(histories, k=3)
+    expected = client.recommend_details(histories, k=3)
+  assert result.version == expected.version == 1
+  assert result.num_unknown == [0, 1, 0]
+  assert [[(e.item_id, e.score) for e in h.items] for h in result.histories] == expected.items
+  first = result.histories[0]
+  assert all(len(e.because) == 3 and {i for i, _ in e.because} == {"item1", "item2", "item3"}
+             for e in first.items)
+  assert all(w1 >= w2 for e in first.items for (_, w1), (_, w2) in zip(e.because,
+                                                                      e.because[1:]))
+  assert [[i for i, _ in e.because] for e in result.histories[1].items] == [["item4"]] * 3
+  assert result.histories[2].items and not any(e.because for e in result.histories[2].items)
+  assert first.attention_ids[-3:] == ["item1", "item2", "item3"]
+  assert first.attention.ndim == 3 and first.attention.shape[-1] == len(first.attention_ids)
+  assert client.explain([], 3).histories == []
+
+
+def test_because_text_names_titles_of_positive_weights_only():
+  because = [("a", 0.25), ("b", 0.01), ("c", -0.1)]
+  assert client_lib.because_text(because, {"a": "Alpha"}) == (
+      "because you interacted with Alpha (0.25), b (0.01)")
+  assert client_lib.because_text([("c", -0.1)], {}) == ""
+
+
+def test_cli_explain_prints_because_lines_with_titles(explain_target, tmp_path, capsys):
+  items = _write_items(tmp_path / "items.csv", ["item_id", "title"],
+                       [[f"item{i}", f"Title {i}"] for i in range(30)])
+  code = client_lib.main(["recommend", "--server", explain_target, "--history", "item1",
+                          "item2", "-k", "2", "--items", items, "--explain"])
+  out = capsys.readouterr().out.splitlines()
+  assert code == 0
+  with client_lib.RecommenderClient(explain_target, MODEL) as client:
+    explained = client.explain([["item1", "item2"]], 2).histories[0].items
+  titles = {f"item{i}": f"Title {i}" for i in range(30)}
+  expected = []
+  for rank, e in enumerate(explained, start=1):
+    expected.append(f"{rank}\t{e.item_id}\t{titles[e.item_id]}\t{e.score:.4f}")
+    if client_lib.because_text(e.because, titles):
+      expected.append(f"\t{client_lib.because_text(e.because, titles)}")
+  assert out[2:] == expected
+  assert any(line.startswith("\tbecause you interacted with Title ") for line in out)

@@ -99,6 +99,24 @@ def test_grpc_top_k_equals_the_model_in_process(served, in_process):
     assert result.num_unknown == [0, 0, 0, 0, 1, 0]
 
 
+def test_explain_answers_as_serving_default_with_reasons_from_the_history(served, in_process):
+  process, _ = served
+  _, catalogue = in_process
+  histories = _histories(catalogue)
+  with client_lib.RecommenderClient(process.target, MODEL, timeout=60) as client:
+    expected = client.recommend(histories, K)
+    explained = client.explain(histories, K).histories
+  for got, want, history in zip(explained, expected, histories):
+    assert [e.item_id for e in got.items] == [i for i, _ in want], history
+    np.testing.assert_allclose([e.score for e in got.items], [s for _, s in want],
+                               rtol=1e-4, atol=1e-5)
+    known = [i for i in history if i in catalogue]
+    for item in got.items:
+      assert len(item.because) == min(3, len(set(known[-len(got.attention_ids):])))
+      assert {i for i, _ in item.because} <= set(known)
+    assert [i for i in got.attention_ids if i] == known[-len(got.attention_ids):]
+
+
 def test_pushed_version_is_swapped_in_while_requests_keep_succeeding(served, model_dir):
   process, base = served
   histories = [["not-an-item"], []]

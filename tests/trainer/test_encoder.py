@@ -126,6 +126,29 @@ def test_last_only_equals_the_last_row_of_the_full_output(causal, filter_weight,
   np.testing.assert_allclose(encoder.last_hidden(ids).numpy(), full[:, -1], atol=1e-5)
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_returning_attention_leaves_the_output_unchanged(causal):
+  encoder = _encoder(filter_weight=0.5)
+  ids = tf.constant([[0, 0, 0, 5, 1, 30, 7, 2], [3, 4, 5, 6, 7, 8, 9, 10]])
+  output, attention = encoder(ids, causal=causal, return_attention=True)
+  np.testing.assert_array_equal(output, encoder(ids, causal=causal))
+  assert [a.shape for a in attention] == [(2, 2, 8, 8)] * 2   # per block: [B, heads, L, L]
+  if causal:   # item positions see no later one
+    later = np.triu(np.ones([8, 8], bool), k=1)
+    np.testing.assert_array_equal(attention[0].numpy()[1][:, later], 0.0)
+  last = encoder.last_attention(ids, causal=causal).numpy()
+  assert last.shape == (2, 2, 2, 8)   # [B, blocks, heads, L]
+  np.testing.assert_allclose(last, np.stack([a[:, :, -1] for a in attention], axis=1),
+                             atol=1e-6)
+  np.testing.assert_allclose(last.sum(axis=-1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(last[0, :, :, :3], 0.0)   # padding keys
+
+
+def test_last_attention_without_blocks_is_empty():
+  assert _encoder(num_blocks=0).last_attention(tf.constant([[1, 2]]), causal=True).shape == (
+      1, 0, 2, 2)
+
+
 def test_all_padding_and_mask_token_inputs_give_finite_outputs():
   encoder = _encoder()
   ids = tf.constant([[0] * 8, [0, 0, 0, 0, 0, 2, NUM_ITEMS + 1, 4]])
