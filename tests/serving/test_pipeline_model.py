@@ -12,6 +12,7 @@ each signature, run from its SignatureDef in a session as TF Serving runs it, gi
 the outputs of ``tf.saved_model.load``.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -153,25 +154,37 @@ def test_grpc_top_k_equals_the_model_in_process(served, in_process):
     assert result.num_unknown == [0, 0, 0, 0, 1, 0]
 
 
+CLIENTS = 4   # concurrent client threads through the swap
+
+
 def test_pushed_version_is_swapped_in_while_requests_keep_succeeding(served, model_dir):
   process, base = served
   histories = [["not-an-item"], []]
-  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+  with contextlib.ExitStack() as stack:
+    clients = [stack.enter_context(client_lib.RecommenderClient(process.target, MODEL,
+                                                                timeout=30))
+               for _ in range(CLIENTS)]
 
-    def send():
-      result = client.recommend_details(histories, 5)
-      return result.version, result.items
+    def sender(client):
+      def send():
+        result = client.recommend_details(histories, 5)
+        return result.version, result.items
+      return send
 
-    with testing.BackgroundRequests(send, max_seconds=120) as traffic:
-      assert traffic.wait_for_count(3, timeout=60)
+    with contextlib.ExitStack() as running:
+      traffic = [running.enter_context(testing.BackgroundRequests(sender(c), max_seconds=120))
+                 for c in clients]
+      assert all(t.wait_for_count(3, timeout=60) for t in traffic)
       testing.push_version(model_dir, base, 2)
-      assert testing.wait_for(lambda: traffic.versions[-1:] == [2], timeout=90)
-      assert traffic.wait_for_count(len(traffic.versions) + 3, timeout=60)
-    assert traffic.errors == []
-    first = traffic.versions.index(2)
-    assert set(traffic.versions[:first]) == {1} and set(traffic.versions[first:]) == {2}
-    assert traffic.results[1] == traffic.results[2]   # same model, new version number
-    assert {s.version: s.state for s in client.status()}.get(2) == "AVAILABLE"
+      assert all(testing.wait_for(lambda t=t: t.versions[-1:] == [2], timeout=90)
+                 for t in traffic)
+      assert all(t.wait_for_count(len(t.versions) + 3, timeout=60) for t in traffic)
+    for t in traffic:
+      assert t.errors == []
+      first = t.versions.index(2)
+      assert set(t.versions[:first]) == {1} and set(t.versions[first:]) == {2}
+      assert t.results[1] == t.results[2]   # same model, new version number
+    assert {s.version: s.state for s in clients[0].status()}.get(2) == "AVAILABLE"
 
 
 def test_broken_version_leaves_the_previous_one_serving(served, in_process):
