@@ -19,6 +19,12 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.training_schedule import TrainingSchedule
 
 PIPELINE_NAME = "seqrec"
+DATA_DIR = "data"   # the canonical copy of the input, under a run's output root
+
+
+def data_root_of(output_root: str) -> str:
+  """Where runs with this output root keep the canonical data (``<output_root>/data``)."""
+  return os.path.join(output_root, DATA_DIR)
 
 
 @dataclasses.dataclass

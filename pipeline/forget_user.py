@@ -14,13 +14,12 @@ from typing import Dict, List, Optional, Sequence
 import pandas as pd
 
 from components.sequence_builder import forgotten_users
+from pipeline import configs
 from pipeline.ingest import canonical
 from pipeline.ingest import privacy
 from pipeline.ingest.errors import IngestError
 from trainer import atomic_file
 from trainer import features
-
-DATA_DIR = "data"   # the canonical copy under --output-dir, as the local runner writes it
 
 EXAMPLES = """examples:
   python -m pipeline.forget_user --output-dir OUT --user ID [--user ID ...] \\
@@ -125,7 +124,7 @@ def forget(data_root: str, user_ids: Sequence[str],
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
-  data_root = os.path.join(args.output_dir, DATA_DIR)
+  data_root = configs.data_root_of(args.output_dir)
   try:
     key = privacy.key_from_flags(args)
     privacy.check_key(data_root, key, holds_logs=True)

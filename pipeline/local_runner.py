@@ -81,7 +81,7 @@ def build_config(args) -> configs.PipelineConfig:
   settings = {} if args.span is None else {"span_window": args.span_window, "enable_cache": True}
   if args.embed_items:
     settings["item_vectors"] = os.path.join(output_root, EMBED_DIR, VECTORS_FILE)
-  return configs.from_flags(args, data_root=os.path.join(output_root, "data"),
+  return configs.from_flags(args, data_root=configs.data_root_of(output_root),
                             output_root=output_root,
                             default_pipeline_name=f"{configs.PIPELINE_NAME}-{args.dataset}",
                             **settings)

@@ -23,6 +23,7 @@ from trainer.model import INPUTS
 from trainer.model import LABELS
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.batch import share_of_global
 from trainer.pretraining.batch import step_seed
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import build_objectives
@@ -77,13 +78,6 @@ def _last_hidden(encoder: SequenceEncoder, item_ids, training) -> tf.Tensor:
 def _apply_gradients(optimizer, gradients, variables):
   """Optimizer update, kept out of AutoGraph conversion (see ``_encode``)."""
   optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
-
-
-def _share_of_global(count: tf.Tensor) -> tf.Tensor:
-  """This replica's ``count`` over the sum of all replicas' (exactly 1 on one device)."""
-  count = tf.stop_gradient(count)
-  total = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
-  return tf.math.divide_no_nan(count, total)
 
 
 class RetrievalModel(tf.keras.Model):
@@ -290,7 +284,7 @@ class RetrievalModel(tf.keras.Model):
       loss, count = self._loss(data, training=True, full=full, seed=seed)
       # The replicas' gradients are summed: each replica's mean counts by its share of
       # the global batch's targets, so the sum is the gradient of one device's mean.
-      total = loss * _share_of_global(count)
+      total = loss * share_of_global(count)
       if self.losses:
         total += tf.add_n(self.losses) / replicas
       auxiliary = self._auxiliary_losses(data, seed, training=True) if self.auxiliary else {}

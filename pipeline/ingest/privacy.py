@@ -15,6 +15,7 @@ import pandas as pd
 
 from components.sequence_builder import forgotten_users
 from pipeline.ingest.errors import IngestError
+from trainer import atomic_file
 from trainer import features
 
 KEY_ENV_FLAG = "--pseudonymize-key-env"
@@ -122,12 +123,17 @@ def check_key(data_root: str, key: Optional[bytes], holds_logs: bool) -> None:
 
 
 def record_key(data_root: str, key: Optional[bytes]) -> None:
-  """Marks ``data_root`` as pseudonymised with ``key`` (the key is not stored)."""
+  """Marks ``data_root`` as pseudonymised with ``key`` (the key is not stored).
+
+  Atomically: a half-written marker would make every later ingestion refuse the key.
+  """
   if key is None:
     return
-  with open(os.path.join(data_root, MARKER_FILE), "w", encoding="utf-8") as f:
+
+  def write(f):
     json.dump({"user_ids": _METHOD, "key_check": _key_check(key)}, f, indent=2)
     f.write("\n")
+  atomic_file.write_atomically(os.path.join(data_root, MARKER_FILE), write, encoding="utf-8")
 
 
 def ledger_path(data_root: str) -> str:

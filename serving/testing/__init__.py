@@ -1,5 +1,6 @@
 """Helpers for tests and benchmarks of a model server: push versions, run servers."""
 
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,9 @@ from serving import contract
 
 LOOPBACK = "127.0.0.1"
 TF_MODEL_SERVER = "tensorflow_model_server"
+# Path of a tensorflow_model_server binary, for the tests against stock TF Serving
+# (else it is looked up on PATH); see docs/failure-modes.md.
+TF_MODEL_SERVER_ENV = "SEQREC_TF_MODEL_SERVER"
 _READY_LINE = re.compile(r"^Serving model .* on [^ ]+:(\d+)\s*$")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -105,6 +109,60 @@ def bad_predict_requests(model_name: str) -> Dict[str, bytes]:
   }
 
 
+def tf_model_server_binary() -> Optional[str]:
+  """The stock ``tensorflow_model_server`` to test against: ``$SEQREC_TF_MODEL_SERVER``
+  if it names an executable file, else the one on PATH, else None."""
+  path = os.environ.get(TF_MODEL_SERVER_ENV)
+  if path:
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+  return shutil.which(TF_MODEL_SERVER)
+
+
+def tf_model_server_skip_reason() -> str:
+  """Why the tests against stock TF Serving skip when ``tf_model_server_binary`` is None."""
+  path = os.environ.get(TF_MODEL_SERVER_ENV)
+  where = (f"${TF_MODEL_SERVER_ENV}={path} is not an executable file" if path else
+           f"{TF_MODEL_SERVER} is not on PATH and ${TF_MODEL_SERVER_ENV} is not set")
+  return (f"stock TF Serving not available ({where}); its binary comes from Docker or "
+          "Google's apt repository, not pip. Run these where it exists: "
+          "docs/failure-modes.md, \"Stock TF Serving\"")
+
+
+_OPS_SCRIPT = """
+import json, sys
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+model = saved_model_pb2.SavedModel()
+with open(sys.argv[1], "rb") as f:
+  model.ParseFromString(f.read())
+python_ops = set(sys.argv[2:])
+lacking = set()
+for meta_graph in model.meta_graphs:
+  library = meta_graph.graph_def.library
+  functions = {f.signature.name for f in library.function}
+  nodes = list(meta_graph.graph_def.node) + [n for f in library.function for n in f.node_def]
+  lacking |= {n.op for n in nodes if n.op not in functions and (
+      n.op in python_ops or op_def_registry.get(n.op) is None)}
+print(json.dumps(sorted(lacking)))
+"""
+# Registered in Python TensorFlow but run Python code: no model server can run them.
+PYTHON_OPS = ("PyFunc", "PyFuncStateless", "EagerPyFunc")
+
+
+def ops_stock_tensorflow_lacks(export_dir: str) -> List[str]:
+  """Op types of the SavedModel that a model server built from stock TensorFlow
+  cannot run: ops not registered by ``import tensorflow`` alone (custom ops such as
+  ScaNN's; checked in a fresh process, so ops another import registered here do
+  not count) and ops that call back into Python."""
+  result = subprocess.run(
+      [sys.executable, "-c", _OPS_SCRIPT, os.path.join(export_dir, "saved_model.pb"),
+       *PYTHON_OPS],
+      capture_output=True, text=True, check=True,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
   """A loopback port free right now (for servers that cannot bind port 0)."""
   with socket.socket() as s:
@@ -165,9 +223,9 @@ class ServerProcess:
   @classmethod
   def tf_serving(cls, base_path: str, model_name: str,
                  poll_seconds: int = 1) -> "ServerProcess":
-    """Stock ``tensorflow_model_server`` (must be on PATH) on a free loopback port."""
+    """Stock ``tensorflow_model_server`` (``tf_model_server_binary``) on a free loopback port."""
     port = free_port()
-    command = [shutil.which(TF_MODEL_SERVER) or TF_MODEL_SERVER, f"--port={port}",
+    command = [tf_model_server_binary() or TF_MODEL_SERVER, f"--port={port}",
                "--rest_api_port=0", f"--model_name={model_name}",
                f"--model_base_path={os.path.abspath(base_path)}",
                f"--file_system_poll_wait_seconds={max(1, int(poll_seconds))}",

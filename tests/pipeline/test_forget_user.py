@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from components.sequence_builder import forgotten_users
+from pipeline import configs
 from pipeline import forget_user
 from pipeline import local_runner
 from pipeline.ingest import canonical
@@ -110,3 +111,14 @@ def test_bad_requests_are_one_error_line(tmp_path, capsys, argv, message):
   code = forget_user.main(["--output-dir", str(tmp_path / "nothing"), *argv])
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 1 and len(err) == 1 and err[0].startswith(message)
+
+
+def test_forget_user_finds_the_data_wherever_the_runner_puts_it(tmp_path, monkeypatch, capsys):
+  # One definition of <output-dir>/data serves both: moving it moves both.
+  monkeypatch.setattr(configs, "DATA_DIR", "canonical")
+  assert _nightly(tmp_path, monkeypatch, 1, ["ann", "ben", "cy"]) == 0
+  [(_, path)] = canonical.span_logs(str(tmp_path / "out/canonical/interactions"))
+  assert forget_user.main(["--output-dir", str(tmp_path / "out"), "--user", "ben"]) == 0
+  assert "removed 4 events from 1 canonical log file(s)" in capsys.readouterr().out
+  assert "ben" not in set(pd.read_csv(path, dtype=str).user_id)
+  assert not (tmp_path / "out" / "data").exists()

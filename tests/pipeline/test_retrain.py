@@ -55,17 +55,31 @@ def _versions(out):
   return sorted(int(v) for v in os.listdir(base) if v.isdigit()) if os.path.isdir(base) else []
 
 
-def _latest_metrics(out):
-  state = json.load(open(os.path.join(out, "retrain_state.json")))
-  return state
+def _state(out) -> dict:
+  with open(os.path.join(out, "retrain_state.json")) as f:
+    return json.load(f)
+
+
+def _served(out, version: int) -> str:
+  return os.path.join(out, "serving", "seqrec", str(version))
+
+
+def _evaluated_and_baseline(out) -> tuple:
+  """(id of the Model the last run's RankingEvaluator evaluated, [id of its baseline])."""
+  store = lineage.store(os.path.join(out, "metadata", "seqrec-nightly", "metadata.db"))
+  evaluator_in = lineage.artifacts_by_key(
+      store, lineage.last_execution(store, "RankingEvaluator"), lineage.INPUT)
+  return evaluator_in["model"][0], evaluator_in["baseline_model"]
 
 
 def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, tmp_path, capsys):
   out = str(tmp_path / "nightly")
 
   first = _retrain(days, out, "day1", 1, capsys)
-  assert "BLESSED" in first
+  assert "BLESSED" in first and "NOT BLESSED" not in first
   [v1] = _versions(out)
+  assert _state(out)["1"] == {**_state(out)["1"], "blessed": True, "pushed": True,
+                              "pushed_destination": _served(out, v1)}
 
   second = _retrain(days, out, "day2", 2, capsys)
   store = lineage.store(os.path.join(out, "metadata", "seqrec-nightly", "metadata.db"))
@@ -89,19 +103,30 @@ def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, t
   assert pusher_in["model"] == trainer_out["model"]
   assert pusher_in["model_blessing"] == evaluator_out["blessing"]
   assert baseline_id != trainer_out["model"][0]
-  state = _latest_metrics(out)
+  # Day 2 holds every user's test target, which version 1 never saw and the new
+  # model trained next to: it beats both popularity and the served model, and is pushed.
+  assert "NOT BLESSED" not in second and "BLESSED" in second
   versions = _versions(out)
-  if state["2"]["blessed"]:
-    assert versions[0] == v1 and len(versions) == 2 and versions[1] > v1
-  else:
-    assert versions == [v1]
+  assert len(versions) == 2 and versions[0] == v1 and versions[1] > v1
+  v2 = versions[1]
+  assert f"pushed: {_served(out, v2)}" in second
+  assert _state(out)["2"] == {**_state(out)["2"], "blessed": True, "pushed": True,
+                              "pushed_destination": _served(out, v2)}
+  day2_model = trainer_out["model"][0]
 
   again = _retrain(days, out, "day2", 2, capsys)
   assert "Nothing to do" in again
   assert _versions(out) == versions
 
+  # Day 3's item ids are shuffled: the gate refuses its model against the model
+  # served since day 2, which stays the newest version.
   corrupted = _retrain(days, out, "day3", 3, capsys)
   assert "NOT BLESSED" in corrupted
   assert "pushed: nothing" in corrupted
-  assert _versions(out) == versions
-  assert json.load(open(os.path.join(out, "retrain_state.json")))["3"]["pushed"] is False
+  assert _versions(out) == [v1, v2]
+  day3_model, day3_baseline = _evaluated_and_baseline(out)
+  assert day3_baseline == [day2_model] and day3_model != day2_model
+  state = _state(out)
+  assert state["3"] == {**state["3"], "blessed": False, "pushed": False,
+                        "pushed_destination": None}
+  assert state["2"]["pushed_destination"] == _served(out, max(_versions(out)))

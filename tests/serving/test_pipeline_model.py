@@ -4,12 +4,16 @@ The model comes from the session fixture ``pushed_model_path`` (tests/conftest.p
 which runs the whole pipeline on tiny synthetic data, unless the environment variable
 ``SEQREC_TEST_SAVED_MODEL`` names an exported SavedModel folder to use instead.
 
-Each check runs against ``serving.server`` and, when ``tensorflow_model_server`` is on
-PATH, against stock TF Serving too, through the same ``serving.client``.
+Each check runs against ``serving.server`` and, where stock TF Serving exists
+(``$SEQREC_TF_MODEL_SERVER`` or ``tensorflow_model_server`` on PATH), against it too,
+through the same ``serving.client``. Without it, what those three checks rely on is
+checked without the binary: the export uses only ops stock TensorFlow registers, and
+each signature, run from its SignatureDef in a session as TF Serving runs it, gives
+the outputs of ``tf.saved_model.load``.
 """
 
+import contextlib
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -44,8 +48,10 @@ def in_process(model_dir):
 
 def _start(kind, base_path):
   if kind == testing.TF_MODEL_SERVER:
-    if not shutil.which(testing.TF_MODEL_SERVER):
-      pytest.skip(f"{testing.TF_MODEL_SERVER} is not on PATH")
+    if not testing.tf_model_server_binary():
+      if os.environ.get(testing.TF_MODEL_SERVER_ENV):   # asked for, but not there: fail
+        pytest.fail(testing.tf_model_server_skip_reason())
+      pytest.skip(testing.tf_model_server_skip_reason())
     return testing.ServerProcess.tf_serving(base_path, MODEL, poll_seconds=1).start()
   return testing.ServerProcess.local(base_path, MODEL, poll_seconds=1.0).start()
 
@@ -79,6 +85,55 @@ def test_default_export_has_no_scann_ops(model_dir):
   ops = servable_lib.op_types(servable_lib.read_meta_graph(model_dir))
   assert "TopKV2" in ops, "expected the exact top-k of serving_default in the graph"
   assert [op for op in ops if op.startswith("Scann")] == []
+
+
+def test_export_uses_only_ops_a_stock_model_server_runs(model_dir):
+  assert testing.ops_stock_tensorflow_lacks(model_dir) == []
+
+
+def test_an_op_stock_tensorflow_cannot_serve_is_found(tmp_path):
+  module = tf.Module()
+  module.f = tf.function(
+      lambda x: {"y": tf.py_function(lambda v: v * 2, [x], tf.float32)},
+      input_signature=[tf.TensorSpec([None], tf.float32)])
+  tf.saved_model.save(module, str(tmp_path), signatures=module.f.get_concrete_function())
+  assert testing.ops_stock_tensorflow_lacks(str(tmp_path)) == ["EagerPyFunc"]
+
+
+def _signature_feeds(catalogue):
+  history = client_lib.history_tensor(_histories(catalogue))
+  return {contract.DEFAULT_SIGNATURE: {contract.INPUT_HISTORY: history, contract.INPUT_K: K},
+          contract.QUERY_EMBEDDING_SIGNATURE: {contract.INPUT_HISTORY: history},
+          contract.ITEM_EMBEDDINGS_SIGNATURE: {}}
+
+
+def test_each_signature_serves_from_its_signature_def_as_tf_serving_runs_it(
+    model_dir, in_process):
+  # TF Serving loads the SavedModel's MetaGraph into a session (running its init op,
+  # e.g. the id lookup tables) and feeds and fetches the SignatureDef's tensor names.
+  loaded, catalogue = in_process
+  feeds = _signature_feeds(catalogue)
+  with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(
+        session, [tf.saved_model.SERVING], model_dir)
+    served = {}
+    for name, inputs in feeds.items():
+      signature = meta_graph.signature_def[name]
+      assert set(signature.inputs) == set(inputs), name
+      served[name] = session.run(
+          {alias: info.name for alias, info in signature.outputs.items()},
+          feed_dict={signature.inputs[alias].name: value for alias, value in inputs.items()})
+  for name, inputs in feeds.items():
+    expected = loaded.signatures[name](
+        **{alias: tf.constant(value) for alias, value in inputs.items()})
+    assert set(served[name]) == set(expected), name
+    for alias, value in expected.items():
+      value = value.numpy()
+      if value.dtype == object:
+        np.testing.assert_array_equal(served[name][alias], value, err_msg=f"{name}/{alias}")
+      else:
+        np.testing.assert_allclose(served[name][alias], value, rtol=1e-5, atol=1e-6,
+                                   err_msg=f"{name}/{alias}")
 
 
 def test_grpc_top_k_equals_the_model_in_process(served, in_process):
@@ -115,27 +170,37 @@ def test_explain_answers_as_serving_default_with_reasons_from_the_history(served
       assert len(item.because) == min(3, len(set(known[-len(got.attention_ids):])))
       assert {i for i, _ in item.because} <= set(known)
     assert [i for i in got.attention_ids if i] == known[-len(got.attention_ids):]
+CLIENTS = 4   # concurrent client threads through the swap
 
 
 def test_pushed_version_is_swapped_in_while_requests_keep_succeeding(served, model_dir):
   process, base = served
   histories = [["not-an-item"], []]
-  with client_lib.RecommenderClient(process.target, MODEL, timeout=30) as client:
+  with contextlib.ExitStack() as stack:
+    clients = [stack.enter_context(client_lib.RecommenderClient(process.target, MODEL,
+                                                                timeout=30))
+               for _ in range(CLIENTS)]
 
-    def send():
-      result = client.recommend_details(histories, 5)
-      return result.version, result.items
+    def sender(client):
+      def send():
+        result = client.recommend_details(histories, 5)
+        return result.version, result.items
+      return send
 
-    with testing.BackgroundRequests(send, max_seconds=120) as traffic:
-      assert traffic.wait_for_count(3, timeout=60)
+    with contextlib.ExitStack() as running:
+      traffic = [running.enter_context(testing.BackgroundRequests(sender(c), max_seconds=120))
+                 for c in clients]
+      assert all(t.wait_for_count(3, timeout=60) for t in traffic)
       testing.push_version(model_dir, base, 2)
-      assert testing.wait_for(lambda: traffic.versions[-1:] == [2], timeout=90)
-      assert traffic.wait_for_count(len(traffic.versions) + 3, timeout=60)
-    assert traffic.errors == []
-    first = traffic.versions.index(2)
-    assert set(traffic.versions[:first]) == {1} and set(traffic.versions[first:]) == {2}
-    assert traffic.results[1] == traffic.results[2]   # same model, new version number
-    assert {s.version: s.state for s in client.status()}.get(2) == "AVAILABLE"
+      assert all(testing.wait_for(lambda t=t: t.versions[-1:] == [2], timeout=90)
+                 for t in traffic)
+      assert all(t.wait_for_count(len(t.versions) + 3, timeout=60) for t in traffic)
+    for t in traffic:
+      assert t.errors == []
+      first = t.versions.index(2)
+      assert set(t.versions[:first]) == {1} and set(t.versions[first:]) == {2}
+      assert t.results[1] == t.results[2]   # same model, new version number
+    assert {s.version: s.state for s in clients[0].status()}.get(2) == "AVAILABLE"
 
 
 def test_broken_version_leaves_the_previous_one_serving(served, in_process):

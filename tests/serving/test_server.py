@@ -1,5 +1,6 @@
 """serving.server on the toy model (serving.testing.toy_model): fast, in-process, loopback only."""
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -400,41 +401,77 @@ def test_compact_history_moves_padding_last_and_keeps_order():
       [[b"a", b"b", b"", b""], [b"c", b"d", b"", b""], [b"", b"", b"", b""]])
 
 
-def test_new_version_is_swapped_in_while_requests_keep_succeeding(toy_exports, tmp_path):
+CLIENTS = 4   # concurrent client threads, each with its own channel and histories
+CLIENT_HISTORIES = [[["item_3", "item_8"], ["item_20", ""]], [["item_1", "item_7", "item_3"]],
+                    [["item_40", ""], ["item_12", "item_2"], ["item_5", "item_6"]],
+                    [["item_0", "item_49", "item_25"]]]
+
+
+def test_concurrent_clients_get_whole_versions_through_a_bad_push_and_a_swap(
+    toy_exports, tmp_path):
+  """Versions 1 (seed 0), 2 (broken) and 3 (seed 1) land while CLIENTS threads call."""
   base = tmp_path / MODEL
   testing.push_version(toy_exports[0], str(base), 1)
   server = _start(base)
-  history = [["item_3", "item_8"], ["item_20", ""]]
-  ch = grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}")
+  target = f"{testing.LOOPBACK}:{server.port}"
+  expected = {(client, version): toy_model.expected_recommendations(
+                  [[i for i in h if i] for h in CLIENT_HISTORIES[client]], 5, NUM_ITEMS,
+                  seed=seed)
+              for client in range(CLIENTS) for version, seed in ((1, 0), (3, 1))}
+  answers = []   # (client, sent at, answering version, ranked pairs), appended by every thread
+  channels = [grpc.insecure_channel(target) for _ in range(CLIENTS)]
 
-  def send():
-    response, outputs = _predict(ch, _request(history, 5))
-    return response.model_spec.version.value, _as_pairs(outputs)
+  def sender(client):
+    def send():
+      sent = time.monotonic()
+      response, outputs = _predict(channels[client], _request(CLIENT_HISTORIES[client], 5))
+      version = response.model_spec.version.value
+      answers.append((client, sent, version, _as_pairs(outputs)))
+      return version, None
+    return send
+
+  def each_client_answered(count, since=0.0):
+    return testing.wait_for(lambda: all(
+        sum(1 for c, sent, _, _ in list(answers) if c == client and sent >= since) >= count
+        for client in range(CLIENTS)), timeout=30)
+
+  def failures(traffic, first=5):
+    return [e for t in traffic for e in t.errors][:first]
 
   try:
-    with testing.BackgroundRequests(send) as traffic:
-      assert traffic.wait_for_count(5, timeout=30)
-      testing.push_version(toy_exports[1], str(base), 2)
-      assert server.watcher.wait_for_version(2, timeout=60)
-      assert testing.wait_for(lambda: traffic.versions[-1:] == [2], timeout=30)
-      assert traffic.wait_for_count(len(traffic.versions) + 5, timeout=30)
-    assert traffic.errors == []
-    # Version numbers never go back once 2 answered.
-    first_two = traffic.versions.index(2)
-    assert set(traffic.versions[:first_two]) == {1} and set(traffic.versions[first_two:]) == {2}
-    expected = {seed: toy_model.expected_recommendations(
-        [[i for i in h if i] for h in history], 5, NUM_ITEMS, seed=seed) for seed in (0, 1)}
-    _assert_same_ranking(traffic.results[1], expected[0])
-    _assert_same_ranking(traffic.results[2], expected[1])
-    with grpc.insecure_channel(f"{testing.LOOPBACK}:{server.port}") as ch:
+    with contextlib.ExitStack() as stack:
+      traffic = [stack.enter_context(testing.BackgroundRequests(sender(c)))
+                 for c in range(CLIENTS)]
+      assert each_client_answered(3), failures(traffic)
+      testing.push_broken_version(str(base), 2)
+      assert testing.wait_for(lambda: getattr(
+          server.watcher.version_states().get(2), "state", None) == model_watcher.END, timeout=30)
+      assert each_client_answered(3, since=time.monotonic()), failures(traffic)
+      testing.push_version(toy_exports[1], str(base), 3)
+      assert server.watcher.wait_for_version(3, timeout=60)
+      swapped = time.monotonic()
+      assert each_client_answered(3, since=swapped), failures(traffic)
+    assert failures(traffic) == []   # no valid request failed
+    for client, sent, version, pairs in answers:
+      assert version in (1, 3)
+      # Ids and scores of one whole version: the one the answer names.
+      _assert_same_ranking(pairs, expected[client, version])
+      if sent >= swapped:
+        assert version == 3, "a request sent after the swap was answered by version 1"
+    for client in range(CLIENTS):   # a client never goes back to the old version
+      versions = [v for c, _, v, _ in answers if c == client]
+      assert versions == sorted(versions) and versions[-1] == 3 and versions[0] == 1
+    with grpc.insecure_channel(target) as ch:
       states = {s.version: s.state for s in _status(ch).model_version_status}
       assert states == {1: get_model_status_pb2.ModelVersionStatus.END,
-                        2: get_model_status_pb2.ModelVersionStatus.AVAILABLE}
+                        2: get_model_status_pb2.ModelVersionStatus.END,
+                        3: get_model_status_pb2.ModelVersionStatus.AVAILABLE}
       with pytest.raises(grpc.RpcError) as error:
         _predict(ch, _request([["item_1"]], 2, version=1))
       assert error.value.code() == grpc.StatusCode.NOT_FOUND
   finally:
-    ch.close()
+    for ch in channels:
+      ch.close()
     server.stop(grace=1)
 
 

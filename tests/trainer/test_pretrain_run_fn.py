@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.trainer import fake_transform
+from tests.trainer import strategy_worker as workers
 from trainer import features
 from trainer import item_vectors
 from trainer import pretrain_run_fn
@@ -87,3 +88,43 @@ def test_run_fn_pretrains_text_items_from_the_item_vectors_file(tmp_path):
   stats = warm_start.restore(model, fake_transform.ITEM_VOCAB, fn_args.serving_model_dir)
   assert stats["weights"] == len(model.encoder.trained_weights)
   assert not np.array_equal(fresh, model.encoder.item_text.adaptor.projection.numpy())
+
+
+# Pre-training under each strategy, as the fine-tuning run_fn is tested
+# (tests/trainer/test_run_fn.py): same losses as one device within
+# strategy_worker.LOSS_RTOL, only the chief writes.
+
+@pytest.fixture(scope="module")
+def one_device(transform_root, tmp_path_factory):
+  """History of pre-training on the default strategy (one device)."""
+  run = workers.train_on_one_device(transform_root, tmp_path_factory.mktemp("default") / "out",
+                                    workers.PRE_TRAINING)
+  assert set(run) == {"loss", "next_item_loss", "val_loss", "val_next_item_loss"}
+  return run
+
+
+def _assert_encoder_saved(out) -> None:
+  path = warm_start.warm_start_dir(os.path.join(out, "model", "Format-Serving"))
+  assert os.path.isdir(path) and os.listdir(path), "no encoder saved"
+
+
+def test_pretraining_mirrored_over_two_logical_cpus_trains_like_one_device(
+    transform_root, one_device, tmp_path):
+  out = tmp_path / "mirrored"
+  workers.finish(workers.start("mirrored", transform_root, out, logical_cpus=2,
+                               trainer_name=workers.PRE_TRAINING))
+  assert workers.replicas(out) == 2
+  workers.assert_same_metrics(workers.history(out), one_device)
+  _assert_encoder_saved(out)
+
+
+def test_pretraining_on_two_local_workers_trains_like_one_device_and_only_the_chief_writes(
+    transform_root, one_device, tmp_path):
+  outs = [tmp_path / "chief", tmp_path / "worker1"]
+  workers.finish(*workers.start_cluster("multi_worker_mirrored", transform_root, outs,
+                                        trainer_name=workers.PRE_TRAINING))
+  assert [workers.replicas(out) for out in outs] == [2, 2]
+  workers.assert_same_metrics(workers.history(outs[0]), one_device)
+  _assert_encoder_saved(outs[0])
+  assert os.listdir(outs[1]) == ["replicas.json"], "the non-chief worker wrote outputs"
+  assert not os.listdir(str(outs[1]) + "-tmp"), "the non-chief worker left scratch files"

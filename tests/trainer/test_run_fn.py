@@ -1,13 +1,7 @@
 """Trainer wiring: the distribution strategy is a config switch, and each strategy trains alike."""
 
-import contextlib
-import json
 import logging
 import os
-import socket
-import subprocess
-import sys
-import time
 import typing
 
 import numpy as np
@@ -15,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import fake_transform
+from tests.trainer import strategy_worker as workers
 from trainer import item_vectors
 from trainer import run_fn
 from trainer.config import ITEM_VECTORS_KEY
@@ -100,101 +95,29 @@ def test_serving_attributes_are_empty_without_an_attribute_vocabulary(tmp_path):
   assert index.tolist() == [-1] * 5 and pairs == []
 
 
-# Training under each strategy, each in a fresh process (devices are fixed at TensorFlow
-# start; a multi-worker strategy must exist before TensorFlow runs anything).
-
-WORKER_TIMEOUT = 300   # seconds per training process
-# Replicas sum the same per-row terms in another order: losses agree to float32 noise
-# (weighing an uneven split wrongly moves them well past this). Ranking metrics move only
-# if a near-tie flips: at most one of the 16 validation rows may rank differently.
-LOSS_RTOL = 1e-5
-RANKING_ATOL = 1 / 16
-
-
-def _worker(strategy: str, root, out, logical_cpus: int = 1, tf_config: dict = None):
-  env = {**os.environ, "TMPDIR": str(out) + "-tmp"}
-  os.makedirs(env["TMPDIR"])
-  if tf_config is not None:
-    env["TF_CONFIG"] = json.dumps(tf_config)
-  return subprocess.Popen(
-      [sys.executable, "-m", "tests.trainer.strategy_worker", strategy, str(root), str(out),
-       str(logical_cpus)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _finish(*workers) -> None:
-  """Waits for the workers (killing them all past WORKER_TIMEOUT); each must succeed."""
-  deadline = time.time() + WORKER_TIMEOUT
-  try:
-    outputs = [w.communicate(timeout=max(deadline - time.time(), 1))[0] for w in workers]
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
-        worker.wait()
-  for worker, output in zip(workers, outputs):
-    assert worker.returncode == 0, output[-5000:]
-
-
-def _history(out) -> dict:
-  with open(os.path.join(out, "model_run", "history.json")) as f:
-    return json.load(f)
-
-
-def _replicas(out) -> int:
-  with open(os.path.join(out, "replicas.json")) as f:
-    return json.load(f)
-
-
-def _assert_same_metrics(history: dict, reference: dict) -> None:
-  assert history.keys() == reference.keys()
-  for name, values in reference.items():
-    tolerance = {"rel": LOSS_RTOL} if "loss" in name else {"abs": RANKING_ATOL}
-    assert history[name] == pytest.approx(values, **tolerance), name
-
-
-def _free_ports(count: int) -> list:
-  """Loopback ports nothing listens on (all held open together, so all different)."""
-  with contextlib.ExitStack() as stack:
-    sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-    for s in sockets:
-      s.bind(("127.0.0.1", 0))
-    return [s.getsockname()[1] for s in sockets]
-
-
-@pytest.fixture(scope="module")
-def transform_root(tmp_path_factory):
-  root = tmp_path_factory.mktemp("transform")
-  fake_transform.write(root, graph=True)
-  return root
-
+# Training under each strategy, each in a fresh process (tests/trainer/strategy_worker.py).
 
 @pytest.fixture(scope="module")
 def one_device(transform_root, tmp_path_factory):
   """History of the run on the default strategy (one device)."""
-  out = tmp_path_factory.mktemp("default") / "out"
-  _finish(_worker("default", transform_root, out))
-  assert _replicas(out) == 1
-  return _history(out)
+  return workers.train_on_one_device(transform_root, tmp_path_factory.mktemp("default") / "out")
 
 
 def test_mirrored_over_two_logical_cpus_trains_like_one_device(transform_root, one_device,
                                                                tmp_path):
   out = tmp_path / "mirrored"
-  _finish(_worker("mirrored", transform_root, out, logical_cpus=2))
-  assert _replicas(out) == 2
-  _assert_same_metrics(_history(out), one_device)
+  workers.finish(workers.start("mirrored", transform_root, out, logical_cpus=2))
+  assert workers.replicas(out) == 2
+  workers.assert_same_metrics(workers.history(out), one_device)
   assert tf.saved_model.contains_saved_model(str(out / "model" / "Format-Serving"))
 
 
 def test_two_local_workers_train_like_one_device_and_only_the_chief_writes(
     transform_root, one_device, tmp_path):
-  cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
   outs = [tmp_path / "chief", tmp_path / "worker1"]
-  _finish(*[_worker("multi_worker_mirrored", transform_root, out,
-                    tf_config={"cluster": cluster, "task": {"type": "worker", "index": i}})
-            for i, out in enumerate(outs)])
-  assert [_replicas(out) for out in outs] == [2, 2]
-  _assert_same_metrics(_history(outs[0]), one_device)
+  workers.finish(*workers.start_cluster("multi_worker_mirrored", transform_root, outs))
+  assert [workers.replicas(out) for out in outs] == [2, 2]
+  workers.assert_same_metrics(workers.history(outs[0]), one_device)
   assert tf.saved_model.contains_saved_model(str(outs[0] / "model" / "Format-Serving"))
   assert os.listdir(outs[1]) == ["replicas.json"], "the non-chief worker wrote outputs"
   assert not os.listdir(str(outs[1]) + "-tmp"), "the non-chief worker left scratch files"

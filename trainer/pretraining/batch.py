@@ -17,6 +17,20 @@ def step_seed(seed: int, optimizer) -> tf.Tensor:
   return tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
 
 
+def share_of_global(count: tf.Tensor) -> tf.Tensor:
+  """This replica's ``count`` over the sum of all replicas' (exactly 1 on one device).
+
+  Under a distribution strategy the replicas' gradients and metric states are
+  summed: a replica's mean weighted by its share makes the sum one device's mean.
+  When no replica counts anything, each gets an equal share.
+  """
+  count = tf.cast(tf.stop_gradient(count), tf.float32)
+  context = tf.distribute.get_replica_context()
+  total = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+  equal = 1.0 / tf.cast(context.num_replicas_in_sync, tf.float32)
+  return tf.where(total > 0, tf.math.divide_no_nan(count, total), equal)
+
+
 class PretrainingBatch:
   """A ``trainer.inputs`` batch (``inputs``/``labels`` int [B, L]) plus shared passes.
 
@@ -121,3 +135,8 @@ class Objective(tf.keras.layers.Layer):
     """
     del config, embedding_dim, num_items, item_attributes
     return cls(**kwargs)
+
+  def terms(self, batch: PretrainingBatch) -> tf.Tensor:
+    """How many terms the loss of ``call`` averages: its weight in a global batch
+    split across replicas (``share_of_global``). This default: the non-empty rows."""
+    return tf.reduce_sum(tf.cast(batch.nonempty, tf.float32))

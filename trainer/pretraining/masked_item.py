@@ -25,3 +25,8 @@ class MaskedItemObjective(Objective):
     """float scalar: mean cross-entropy over masked positions."""
     _, labels, hidden = batch.cloze()
     return self.softmax(hidden, labels, batch.item_embeddings())
+
+  def terms(self, batch: PretrainingBatch) -> tf.Tensor:
+    """The masked positions."""
+    _, labels, _ = batch.cloze()
+    return tf.reduce_sum(tf.cast(labels >= 0, tf.float32))

@@ -15,6 +15,7 @@ from trainer.pretraining import masked_item  # pylint: disable=unused-import  (r
 from trainer.pretraining import next_item  # pylint: disable=unused-import  (registers its objective)
 from trainer.pretraining import objectives
 from trainer.pretraining.batch import PretrainingBatch
+from trainer.pretraining.batch import share_of_global
 from trainer.pretraining.batch import step_seed
 from trainer.pretraining.clustering import ClusteringObjective
 from trainer.pretraining.config import PretrainConfig
@@ -81,36 +82,56 @@ class PretrainingModel(tf.keras.Model):
 
   def compute_losses(self, batch, seed, training: bool) -> Dict[str, tf.Tensor]:
     """dict name -> float scalar loss of each enabled objective on ``batch``."""
+    return self._losses_and_shares(batch, seed, training, with_shares=False)[0]
+
+  def _losses_and_shares(self, batch, seed, training: bool, with_shares: bool = True):
+    """(name -> loss, name -> this replica's share of the objective's terms, or None).
+
+    Shares need a replica context (a train or test step); they are 1 on one device.
+    """
     context = PretrainingBatch(self.encoder, batch, self.pretrain_config, seed, training)
-    return {name: objective(context) for name, objective in self.objectives.items()}
+    losses = {name: objective(context) for name, objective in self.objectives.items()}
+    if not with_shares:
+      return losses, None
+    shares = {name: share_of_global(objective.terms(context))
+              for name, objective in self.objectives.items()}
+    return losses, shares
 
-  def _total(self, losses: Dict[str, tf.Tensor]) -> tf.Tensor:
-    return tf.add_n([self.weights_by_objective[name] * loss for name, loss in losses.items()])
+  def _total(self, losses: Dict[str, tf.Tensor], shares: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """This replica's part of the global batch's weighted loss (all of it on one device)."""
+    return tf.add_n([self.weights_by_objective[name] * loss * shares[name]
+                     for name, loss in losses.items()])
 
-  def _report(self, losses, total):
-    self.loss_tracker.update_state(total)
+  def _report(self, losses, shares, total):
+    # Metric states are summed over replicas: share-weighted, each step adds one
+    # device's value of the whole global batch.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    self.loss_tracker.update_state(total * replicas, sample_weight=1.0 / replicas)
     for name, loss in losses.items():
-      self.objective_trackers[name].update_state(loss)
+      self.objective_trackers[name].update_state(loss, sample_weight=shares[name])
     return {m.name: m.result() for m in self.metrics}
 
   @tf.autograph.experimental.do_not_convert
   def train_step(self, data):
     seed = step_seed(self.pretrain_config.schedule.seed, self.optimizer)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
-      losses = self.compute_losses(data, seed, training=True)
-      total = self._total(losses)
-      regularised = total + tf.add_n(self.losses) if self.losses else total
+      losses, shares = self._losses_and_shares(data, seed, training=True)
+      # The replicas' gradients are summed: weighted by their shares, the sum is
+      # the gradient of one device's loss on the global batch.
+      total = self._total(losses, shares)
+      regularised = total + tf.add_n(self.losses) / replicas if self.losses else total
     variables = self.trainable_variables
     gradients = tape.gradient(regularised, variables)
     self.optimizer.apply_gradients(
         [(g, v) for g, v in zip(gradients, variables) if g is not None])
-    return self._report(losses, total)
+    return self._report(losses, shares, total)
 
   @tf.autograph.experimental.do_not_convert
   def test_step(self, data):
     seed = tf.constant([self.pretrain_config.schedule.seed, -1], tf.int64)
-    losses = self.compute_losses(data, seed, training=False)
-    return self._report(losses, self._total(losses))
+    losses, shares = self._losses_and_shares(data, seed, training=False)
+    return self._report(losses, shares, self._total(losses, shares))
 
 
 def build_objectives(pretrain_config: PretrainConfig, dim: int, num_items: int,

@@ -20,3 +20,7 @@ class NextItemObjective(Objective):
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: mean cross-entropy over labelled positions."""
     return self.task(batch.next_item_hidden(), batch.labels, batch.item_embeddings())
+
+  def terms(self, batch: PretrainingBatch) -> tf.Tensor:
+    """The labelled positions."""
+    return tf.reduce_sum(tf.cast(batch.labels >= 0, tf.float32))

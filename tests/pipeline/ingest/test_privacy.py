@@ -156,3 +156,22 @@ def test_an_unreadable_ledger_stops_ingestion(tmp_path):
   log = pd.read_csv(_log(tmp_path / "log.csv"), dtype={"user_id": str})
   with pytest.raises(IngestError, match="ledger .* is unreadable .*restore it from a backup"):
     canonical.write_canonical(log, None, str(data_root))
+
+
+def test_a_marker_write_that_fails_midway_leaves_the_previous_marker(tmp_path, monkeypatch):
+  data_root = tmp_path / "data"
+  data_root.mkdir()
+  privacy.record_key(str(data_root), KEY.encode())
+  before = (data_root / privacy.MARKER_FILE).read_bytes()
+
+  def dump_then_fail(value, f, **kwargs):   # e.g. the disk fills up after a few bytes
+    f.write(json.dumps(value)[:5])
+    raise OSError(28, "No space left on device")
+
+  monkeypatch.setattr(privacy.json, "dump", dump_then_fail)
+  with pytest.raises(OSError, match="No space left"):
+    privacy.record_key(str(data_root), KEY.encode())
+  monkeypatch.undo()
+  assert (data_root / privacy.MARKER_FILE).read_bytes() == before
+  assert [p.name for p in data_root.iterdir()] == [privacy.MARKER_FILE]
+  privacy.check_key(str(data_root), KEY.encode(), holds_logs=True)   # still readable
