@@ -17,16 +17,28 @@ METRICS_FILE = "metrics.json"
 STATS_FILE = "stats.json"
 
 
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+  """A read-only connection to the run's ML Metadata (SQLite)."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def newest(artifacts):
+  """The newest of ``artifacts`` (by creation time, then id), or None."""
+  return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
+
+
 def _latest(store, type_name: str):
   try:
     artifacts = store.get_artifacts_by_type(type_name)
   except Exception:  # pylint: disable=broad-except
     return None
-  artifacts = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]
-  return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
+  return newest([a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE])
 
 
-def _read_json(directory: str, name: str) -> Optional[Dict]:
+def read_json(directory: str, name: str) -> Optional[Dict]:
   path = os.path.join(directory, name)
   if not os.path.exists(path):
     return None
@@ -36,14 +48,11 @@ def _read_json(directory: str, name: str) -> Optional[Dict]:
 
 def collect(metadata_path: str) -> Dict:
   """The newest run's sequence stats, evaluation and push, from MLMD."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
+  store = open_store(metadata_path)
   result = {}
   evaluation = _latest(store, "ModelEvaluation")
   if evaluation is not None:
-    result["evaluation"] = _read_json(evaluation.uri, METRICS_FILE)
+    result["evaluation"] = read_json(evaluation.uri, METRICS_FILE)
   push = _latest(store, "PushedModel")
   if push is not None:
     props = push.custom_properties
@@ -52,9 +61,10 @@ def collect(metadata_path: str) -> Dict:
       result["pushed_destination"] = props["pushed_destination"].string_value
   for examples in sorted(store.get_artifacts_by_type("Examples"),
                          key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
-    stats = _read_json(examples.uri, STATS_FILE)
+    stats = read_json(examples.uri, STATS_FILE)
     if stats is not None:
       result["sequences"] = stats
+      result["sequences_uri"] = examples.uri
       break
   return result
 
@@ -96,6 +106,8 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
     lines.append(f"pushed: {summary.get('pushed_destination')}")
   else:
     lines.append("pushed: nothing (model not blessed); the serving folder is unchanged")
+  if summary.get("report"):
+    lines.append(f"report: {summary['report']}")
   lines.append(f"wall time: {wall_seconds:.0f} s")
   lines.append("=" * 64)
   return "\n".join(lines)
