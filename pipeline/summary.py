@@ -15,6 +15,9 @@ from components.ranking_evaluator import slices
 
 METRICS_FILE = "metrics.json"
 STATS_FILE = "stats.json"
+# The overall metrics shown, in order (those the evaluation has).
+METRIC_NAMES = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
+                "coverage@10", "novelty@10", "diversity@10")
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -69,6 +72,11 @@ def collect(metadata_path: str) -> Dict:
   return result
 
 
+def scorer_metrics(evaluation: Dict, scorer: str) -> Dict:
+  """One scorer's overall metrics, accuracy and beyond accuracy, in one dict."""
+  return {**evaluation.get(scorer, {}), **evaluation.get("beyond_accuracy", {}).get(scorer, {})}
+
+
 def format_summary(summary: Dict, wall_seconds: float) -> str:
   """A short, readable block for the end of a run."""
   lines = ["", "=" * 64, "Run summary", "=" * 64]
@@ -80,12 +88,10 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
         f"({stats.get('num_users_dropped_short', 0)} below min_interactions), "
         f"{stats.get('num_items', '?')} items")
   evaluation = summary.get("evaluation") or {}
-  beyond = evaluation.get("beyond_accuracy", {})
-  model = {**evaluation.get("model", {}), **beyond.get("model", {})}
-  popularity = {**evaluation.get("popularity", {}), **beyond.get("popularity", {})}
+  model = scorer_metrics(evaluation, "model")
+  popularity = scorer_metrics(evaluation, "popularity")
   if evaluation.get("model"):
-    names = [n for n in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
-                         "coverage@10", "novelty@10", "diversity@10") if n in model]
+    names = [n for n in METRIC_NAMES if n in model]
     lines.append(f"full-ranking metrics on split '{evaluation.get('split', 'test')}' "
                  f"({model.get('num_users', '?')} users):")
     lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}")

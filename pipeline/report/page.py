@@ -12,14 +12,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from components.ranking_evaluator import metrics as metrics_lib
 from components.ranking_evaluator import slices as slices_lib
+from pipeline import summary as summary_lib
 from pipeline.report import charts
 from pipeline.report.sources import ReportInputs
 
 NOT_AVAILABLE = "Not available"
 SCORERS = (("model", "this run"), ("popularity", "popularity"),
            ("baseline", "previous model"))
-OVERALL_METRICS = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
-                   "coverage@10", "novelty@10", "diversity@10")
 SLICE_METRICS = ("HR@10", "NDCG@10")
 HISTORY_SHOWN = 10   # the example user's most recent items shown
 DATA_STATS = (("num_users_kept", "users"), ("num_users_dropped_short", "users dropped (too short)"),
@@ -166,8 +165,7 @@ def _scorers(by_scorer: Dict) -> List[Tuple[str, str]]:
 
 def _overall(evaluation: Dict) -> Dict[str, Dict[str, float]]:
   """Scorer -> every overall metric (accuracy and beyond accuracy)."""
-  beyond = evaluation.get("beyond_accuracy", {})
-  return {key: {**evaluation.get(key, {}), **beyond.get(key, {})}
+  return {key: summary_lib.scorer_metrics(evaluation, key)
           for key, _ in SCORERS if evaluation.get(key)}
 
 
@@ -189,7 +187,7 @@ def metrics_section(inputs: ReportInputs, figures: Figures) -> str:
     return not_available(inputs.missing.get("evaluation", "no evaluator output"))
   overall = _overall(evaluation)
   scorers = _scorers(overall)
-  names = [n for n in OVERALL_METRICS if n in overall.get("model", {})]
+  names = [n for n in summary_lib.METRIC_NAMES if n in overall.get("model", {})]
   rows = [[name] + [overall[key].get(name, "-") for key, _ in scorers] for name in names]
   users = overall.get("model", {}).get(metrics_lib.NUM_USERS_KEY, "?")
   parts = [f'<p class="note">Full ranking over the whole catalogue on split '
@@ -209,11 +207,6 @@ def metrics_section(inputs: ReportInputs, figures: Figures) -> str:
   return "\n".join(parts)
 
 
-def _slice_order(names) -> List[str]:
-  known = slices_lib.slice_names()
-  return sorted(names, key=lambda n: (known.index(n), "") if n in known else (len(known), n))
-
-
 def slices_section(inputs: ReportInputs, figures: Figures) -> str:
   evaluation = inputs.evaluation
   if not evaluation:
@@ -222,7 +215,7 @@ def slices_section(inputs: ReportInputs, figures: Figures) -> str:
   if not by_scorer.get("model"):
     return not_available("the evaluator's output has no slices")
   scorers = _scorers(by_scorer)
-  names = _slice_order(by_scorer["model"])
+  names = slices_lib.report_order(by_scorer["model"])
   header = ["slice", "users"] + [f"{m} {label}" for _, label in scorers for m in SLICE_METRICS]
   rows = [[name, by_scorer["model"][name].get(metrics_lib.NUM_USERS_KEY, 0)]
           + [by_scorer[key].get(name, {}).get(m, "-") for key, _ in scorers for m in SLICE_METRICS]
