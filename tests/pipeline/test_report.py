@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.ranking_evaluator.evaluation import SequenceRow
 from pipeline.report import build as report
@@ -14,6 +15,8 @@ from pipeline import summary as summary_lib
 from pipeline.report import page
 from pipeline.report import screenshot
 from pipeline.report import sources
+from serving import contract
+from serving.testing import toy_model
 
 SECTIONS = ("data", "training", "metrics", "slices", "example")
 SCRIPT_TITLE = "<script>alert('x')</script> & Co"
@@ -115,6 +118,50 @@ def test_explanations_are_read_by_shape_whatever_the_output_names():
                                                        "b": [("y", 1.0)]}
   with pytest.raises(ValueError, match="one string and one float output"):
     sources.explanations({"scores": outputs["scores"]}, ["a", "b"])
+
+
+class _ExplainingToy(toy_model.ToyRecommender):
+  """The toy model plus an ``explain`` signature: each item explained by the last two
+  history items, weights 0.25 and 0.75."""
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None], tf.string, name=contract.INPUT_HISTORY),
+      tf.TensorSpec([], tf.int32, name=contract.INPUT_K)])
+  def explain(self, history, k):
+    top = self.recommend(history, k)[contract.OUTPUT_ITEM_IDS]
+    shape = tf.concat([tf.shape(top), [2]], axis=0)
+    sources = tf.broadcast_to(history[:, tf.newaxis, -2:], shape)
+    weights = tf.broadcast_to(tf.constant([0.25, 0.75]), shape)
+    return {contract.OUTPUT_ITEM_IDS: top, "history_ids": sources, "weights": weights}
+
+
+def _export(module, path: str, explain: bool) -> str:
+  signatures = {
+      contract.DEFAULT_SIGNATURE: module.recommend.get_concrete_function(),
+      contract.QUERY_EMBEDDING_SIGNATURE: module.query_embedding.get_concrete_function(),
+      contract.ITEM_EMBEDDINGS_SIGNATURE: module.item_embeddings.get_concrete_function()}
+  if explain:
+    signatures[sources.EXPLAIN_SIGNATURE] = module.explain.get_concrete_function()
+  tf.saved_model.save(module, path, signatures=signatures)
+  return path
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_the_example_user_gets_the_models_recommendations_and_explanations_if_any(
+    tmp_path, explain):
+  ids = toy_model.toy_item_ids(20)
+  module = _ExplainingToy(ids, toy_model.toy_embeddings(20, 4, seed=0))
+  path = _export(module, str(tmp_path / "model"), explain)
+  row = SequenceRow(b"u", (b"item_1", b"item_2", b"item_3"), b"item_4")
+  example = sources.recommend_for(path, row, pushed_this_run=True, k=5)
+  expected = toy_model.expected_recommendations([["item_1", "item_2", "item_3"]], 5,
+                                                num_items=20, dim=4)[0]
+  assert [item for item, _ in example.recommendations] == [item for item, _ in expected]
+  if explain:
+    assert example.explanations == {item: [("item_3", 0.75), ("item_2", 0.25)]
+                                    for item, _ in expected}
+  else:
+    assert example.explanations is None and "no 'explain' signature" in example.explain_note
 
 
 def test_data_summary_counts_test_sequences_and_bands_items_by_popularity():
