@@ -7,6 +7,7 @@ figures are PNGs, embedded as data URIs and also returned to be written beside t
 import base64
 import datetime
 import html
+import statistics
 import string
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -32,7 +33,8 @@ PAGE = string.Template("""<!doctype html>
 <meta charset="utf-8">
 <title>Run report: $pipeline</title>
 <style>
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; padding: 0 1em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222;
+       padding: 0 1em; }
 h1 { margin-bottom: 0.2em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
 .meta { color: #555; }
@@ -54,23 +56,9 @@ tr.hit { background: #e5f5e0; }
 <header>
 <h1>Run report: $pipeline</h1>
 <p class="meta">$meta</p>
-<nav><a href="#data">Data</a><a href="#training">Training</a><a href="#metrics">Metrics</a><a href="#slices">Slices</a><a href="#example">Example user</a></nav>
+<nav>$nav</nav>
 </header>
-<section id="data"><h2>Data</h2>
-$data
-</section>
-<section id="training"><h2>Training</h2>
-$training
-</section>
-<section id="metrics"><h2>Metrics</h2>
-$metrics
-</section>
-<section id="slices"><h2>Slices</h2>
-$slices
-</section>
-<section id="example"><h2>Example user</h2>
-$example
-</section>
+$sections
 </body>
 </html>
 """)
@@ -92,17 +80,15 @@ def _number(value) -> str:
   return esc(value)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence], numeric_from: int = 1,
-           row_classes: Optional[Sequence[str]] = None) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence], numeric_from: int = 1) -> str:
   """A table; cells from column ``numeric_from`` on are numbers (floats to 4 places)."""
   def cell(tag: str, i: int, value) -> str:
     css = ' class="num"' if i >= numeric_from else ""
     text = _number(value) if i >= numeric_from else esc(value)
     return f"<{tag}{css}>{text}</{tag}>"
   lines = ["<table>", "<tr>" + "".join(cell("th", i, h) for i, h in enumerate(header)) + "</tr>"]
-  for r, row in enumerate(rows):
-    css = f' class="{row_classes[r]}"' if row_classes and row_classes[r] else ""
-    lines.append(f"<tr{css}>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
+  for row in rows:
+    lines.append("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>")
   lines.append("</table>")
   return "\n".join(lines)
 
@@ -119,12 +105,15 @@ def data_section(inputs: ReportInputs, figures: Figures) -> str:
   if data is None:
     return not_available(inputs.missing.get("data", "no sequence data"))
   rows = [(label, data.stats[key]) for key, label in DATA_STATS if key in data.stats]
-  lengths = f"{min(data.lengths)} to {max(data.lengths)}, median {sorted(data.lengths)[len(data.lengths) // 2]}"
+  lengths = (f"{min(data.lengths)} to {max(data.lengths)}, "
+             f"median {statistics.median(data.lengths):g}")
+  cut = data.stats.get("max_history_length")
+  cut_note = f" Histories were cut to their last {esc(cut)} items." if cut else ""
   parts = [_table(("", "value"), rows),
            f'<p class="note">Sequence lengths and item popularity count the kept users\' '
            f'test sequences (history and held-out item): {len(data.lengths)} users, '
-           f'{len(data.item_counts)} items, lengths {esc(lengths)}. Head, torso and tail '
-           f'items each hold a third of the interactions.</p>',
+           f'{len(data.item_counts)} items, lengths {esc(lengths)}.{cut_note} Head, torso '
+           'and tail items each hold a third of the interactions.</p>',
            '<div class="figures">',
            _figure(figures, "sequence_lengths.png", charts.sequence_lengths(data.lengths),
                    "histogram of sequence lengths"),
@@ -275,9 +264,11 @@ def example_section(inputs: ReportInputs, unused_figures: Figures) -> str:
       f"<div><h3>Recommendations</h3><table>{header}{''.join(rows)}</table>{note}</div></div>"])
 
 
-SECTIONS: Dict[str, Callable[[ReportInputs, Figures], str]] = {
-    "data": data_section, "training": training_section, "metrics": metrics_section,
-    "slices": slices_section, "example": example_section}
+# Section id -> (heading, how it is drawn), in page order.
+SECTIONS: Dict[str, Tuple[str, Callable[[ReportInputs, Figures], str]]] = {
+    "data": ("Data", data_section), "training": ("Training", training_section),
+    "metrics": ("Metrics", metrics_section), "slices": ("Slices", slices_section),
+    "example": ("Example user", example_section)}
 
 
 def _meta(inputs: ReportInputs, now: datetime.datetime) -> str:
@@ -293,11 +284,13 @@ def render(inputs: ReportInputs, now: Optional[datetime.datetime] = None) -> Tup
   """(the page, its figures by file name); a section that fails says why, in place."""
   figures: Figures = {}
   now = now or datetime.datetime.now(datetime.timezone.utc)
-  parts = {}
-  for name, section in SECTIONS.items():
+  sections = []
+  for name, (heading, draw) in SECTIONS.items():
     try:
-      parts[name] = section(inputs, figures)
+      body = draw(inputs, figures)
     except Exception as e:  # pylint: disable=broad-except
-      parts[name] = not_available(f"could not draw this section ({type(e).__name__}: {e})")
-  return PAGE.substitute(pipeline=esc(inputs.pipeline_name), meta=_meta(inputs, now),
-                         **parts), figures
+      body = not_available(f"could not draw this section ({type(e).__name__}: {e})")
+    sections.append(f'<section id="{name}"><h2>{heading}</h2>\n{body}\n</section>')
+  nav = "".join(f'<a href="#{name}">{heading}</a>' for name, (heading, _) in SECTIONS.items())
+  return PAGE.substitute(pipeline=esc(inputs.pipeline_name), meta=_meta(inputs, now), nav=nav,
+                         sections="\n".join(sections)), figures

@@ -28,8 +28,9 @@ def screenshot(page: str, out: str, width: int = 1280, height: int = 4000,
   if browser is None:
     raise FileNotFoundError(f"no Chromium found on PATH (tried {', '.join(BROWSERS)})")
   with tempfile.TemporaryDirectory(prefix="report-chromium-") as profile:
-    command = [browser, *FLAGS, f"--user-data-dir={profile}", f"--screenshot={os.path.abspath(out)}",
-               f"--window-size={width},{height}", "file://" + os.path.abspath(page)]
+    command = [browser, *FLAGS, f"--user-data-dir={profile}",
+               f"--screenshot={os.path.abspath(out)}", f"--window-size={width},{height}",
+               "file://" + os.path.abspath(page)]
     subprocess.run(command, check=True, timeout=timeout, capture_output=True)
   if not os.path.isfile(out):
     raise RuntimeError(f"{browser} wrote no screenshot to {out}")

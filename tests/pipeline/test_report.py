@@ -42,7 +42,8 @@ def _inputs(**changes) -> sources.ReportInputs:
       recommendations=[("i9", 2.5), ("i7", 1.25)], model_path="/serving/seqrec/7",
       pushed_this_run=True, explanations=None, explain_note="the model has no 'explain' signature")
   inputs = sources.ReportInputs(
-      pipeline_name="seqrec-test", summary={"pushed": True, "pushed_destination": "/serving/seqrec/7"},
+      pipeline_name="seqrec-test",
+      summary={"pushed": True, "pushed_destination": "/serving/seqrec/7"},
       data=sources.data_summary({"num_users_kept": 12, "num_items": 10}, ROWS),
       histories={"pre-training": {"loss": [3.0, 2.0], "masked_item_loss": [2.5, 1.5],
                                   "val_loss": [3.1, 2.2]},
