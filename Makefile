@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline bench-soak bench-bulk download clean
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline bench-soak bench-bulk download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -100,6 +100,13 @@ bench-soak: venv
 # markdown in outputs/bench/serving/. The pushed model: ARGS="--model-path outputs/synthetic/serving/seqrec".
 bench-bulk: venv
 	$(PY) -m bench.serving.bulk --out-dir $(BENCH_OUT) $(ARGS)
+
+# Looks at a run's report as a person would: renders it in headless Chromium (Debian:
+# apt-get install chromium) and writes screenshot.png beside it; then open the PNG.
+#   make report-check [REPORT=outputs/<dataset>/report/report.html]
+REPORT ?= outputs/synthetic/report/report.html
+report-check: venv
+	$(PY) -m pipeline.report.screenshot $(REPORT)
 
 download: venv
 	$(PY) -m pipeline.ingest.download $(DATASET)

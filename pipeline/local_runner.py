@@ -115,15 +115,21 @@ def write_config(config: configs.PipelineConfig) -> str:
 
 
 def run(config: configs.PipelineConfig) -> dict:
-  """Runs the pipeline with LocalDagRunner and returns the MLMD summary."""
+  """Runs the pipeline with LocalDagRunner, writes the run report and returns the MLMD
+  summary (with the report's path under "report" when it was written)."""
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from pipeline.pipeline import create_pipeline  # pylint: disable=g-import-not-at-top
+  from pipeline.report import build as report  # pylint: disable=g-import-not-at-top
   from pipeline import summary  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
   metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
       config.metadata_path)
   tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
-  return summary.collect(config.metadata_path)
+  result = summary.collect(config.metadata_path)
+  report_path = report.write_or_warn(config, result)
+  if report_path:
+    result["report"] = report_path
+  return result
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -32,6 +32,8 @@ SPAN_FOLDER = "span-{SPAN}"
 # Not "CsvExampleGen": span windows must not gather the Examples it wrote with
 # inferred types (integer ids, float32 timestamps).
 LOG_EXAMPLE_GEN = "LogExampleGen"
+PRETRAIN_TRAINER = "PretrainTrainer"
+TRAINER = "Trainer"   # TFX's default id of the (fine-tuning) Trainer
 
 
 def _trainer(run_fn: str, base_model: Optional[tfx.dsl.Channel],
@@ -154,7 +156,7 @@ def create_pipeline(
         PRETRAIN_RUN_FN, baseline, transform,
         {MODEL_CONFIG_KEY: model_config, **item_vectors,
          PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
-    ).with_id("PretrainTrainer")
+    ).with_id(PRETRAIN_TRAINER)
     components.append(pretrainer)
     warm_start_from = pretrainer.outputs["model"]
 

@@ -15,6 +15,22 @@ from components.ranking_evaluator import slices
 
 METRICS_FILE = "metrics.json"
 STATS_FILE = "stats.json"
+# The overall metrics shown, in order (those the evaluation has).
+METRIC_NAMES = ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
+                "coverage@10", "novelty@10", "diversity@10")
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+  """A read-only connection to the run's ML Metadata (SQLite)."""
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def newest(artifacts):
+  """The newest of ``artifacts`` (by creation time, then id), or None."""
+  return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
 
 
 def _latest(store, type_name: str):
@@ -22,11 +38,10 @@ def _latest(store, type_name: str):
     artifacts = store.get_artifacts_by_type(type_name)
   except Exception:  # pylint: disable=broad-except
     return None
-  artifacts = [a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE]
-  return max(artifacts, key=lambda a: (a.create_time_since_epoch, a.id)) if artifacts else None
+  return newest([a for a in artifacts if a.state == metadata_store_pb2.Artifact.LIVE])
 
 
-def _read_json(directory: str, name: str) -> Optional[Dict]:
+def read_json(directory: str, name: str) -> Optional[Dict]:
   path = os.path.join(directory, name)
   if not os.path.exists(path):
     return None
@@ -36,14 +51,11 @@ def _read_json(directory: str, name: str) -> Optional[Dict]:
 
 def collect(metadata_path: str) -> Dict:
   """The newest run's sequence stats, evaluation and push, from MLMD."""
-  config = metadata_store_pb2.ConnectionConfig()
-  config.sqlite.filename_uri = metadata_path
-  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-  store = metadata_store.MetadataStore(config)
+  store = open_store(metadata_path)
   result = {}
   evaluation = _latest(store, "ModelEvaluation")
   if evaluation is not None:
-    result["evaluation"] = _read_json(evaluation.uri, METRICS_FILE)
+    result["evaluation"] = read_json(evaluation.uri, METRICS_FILE)
   push = _latest(store, "PushedModel")
   if push is not None:
     props = push.custom_properties
@@ -58,11 +70,17 @@ def collect(metadata_path: str) -> Dict:
                                       "rows": props["rows"].int_value, "k": props["k"].int_value}
   for examples in sorted(store.get_artifacts_by_type("Examples"),
                          key=lambda a: (a.create_time_since_epoch, a.id), reverse=True):
-    stats = _read_json(examples.uri, STATS_FILE)
+    stats = read_json(examples.uri, STATS_FILE)
     if stats is not None:
       result["sequences"] = stats
+      result["sequences_uri"] = examples.uri
       break
   return result
+
+
+def scorer_metrics(evaluation: Dict, scorer: str) -> Dict:
+  """One scorer's overall metrics, accuracy and beyond accuracy, in one dict."""
+  return {**evaluation.get(scorer, {}), **evaluation.get("beyond_accuracy", {}).get(scorer, {})}
 
 
 def format_summary(summary: Dict, wall_seconds: float) -> str:
@@ -81,14 +99,12 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
           f"{stats.get('num_test_targets_held_out', '?')} test users "
           f"({stats.get('num_users_dropped_held_out', 0)} users too short without them)")
   evaluation = summary.get("evaluation") or {}
-  beyond = evaluation.get("beyond_accuracy", {})
-  model = {**evaluation.get("model", {}), **beyond.get("model", {})}
-  popularity = {**evaluation.get("popularity", {}), **beyond.get("popularity", {})}
-  text = {**evaluation.get("text_similarity", {}), **beyond.get("text_similarity", {})}
+  model = scorer_metrics(evaluation, "model")
+  popularity = scorer_metrics(evaluation, "popularity")
+  text = scorer_metrics(evaluation, "text_similarity")
   text_column = f"{'text_similarity':>17}" if text else ""
   if evaluation.get("model"):
-    names = [n for n in ("HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
-                         "coverage@10", "novelty@10", "diversity@10") if n in model]
+    names = [n for n in METRIC_NAMES if n in model]
     lines.append(f"full-ranking metrics on split '{evaluation.get('split', 'test')}' "
                  f"({model.get('num_users', '?')} users):")
     lines.append(f"  {'metric':<12}{'model':>10}{'popularity':>12}{text_column}")
@@ -116,6 +132,8 @@ def format_summary(summary: Dict, wall_seconds: float) -> str:
   if bulk:
     lines.append(f"bulk recommendations: {bulk['users']} users, {bulk['rows']} rows "
                  f"(k={bulk['k']}) in {bulk['uri']}")
+  if summary.get("report"):
+    lines.append(f"report: {summary['report']}")
   lines.append(f"wall time: {wall_seconds:.0f} s")
   lines.append("=" * 64)
   return "\n".join(lines)

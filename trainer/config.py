@@ -20,6 +20,8 @@ RETRIEVAL_CONFIG_KEY = "retrieval_config"  # a RetrievalConfig dict (fine-tuning
 PRETRAIN_CONFIG_KEY = "pretrain_config"    # a PretrainConfig dict (pre-training)
 ITEMS_FILES_KEY = "items_files"            # glob of the transformed items split (pre-training)
 ITEM_VECTORS_KEY = "item_vectors"          # item vectors file (both Trainers; text items only)
+# Both Trainers' per-epoch Keras history, {metric: [float per epoch]}, in their ModelRun folder.
+HISTORY_FILE = "history.json"
 
 CAUSAL = "causal"
 BIDIRECTIONAL = "bidirectional"

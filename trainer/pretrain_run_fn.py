@@ -16,6 +16,7 @@ from trainer import features
 from trainer import inputs
 from trainer import warm_start
 from trainer.config import EncoderConfig
+from trainer.config import HISTORY_FILE
 from trainer.config import ITEMS_FILES_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import PRETRAIN_CONFIG_KEY
@@ -134,7 +135,7 @@ def run_fn(fn_args):
     warm_start.save(model, item_vocab, serving_model_dir)
     tf.io.gfile.makedirs(serving_model_dir)   # TFX requires it; nothing to serve
     tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, "history.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
       json.dump(history, f)
 
 

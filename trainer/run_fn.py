@@ -21,6 +21,7 @@ from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import EncoderConfig
+from trainer.config import HISTORY_FILE
 from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import ModelConfig
 from trainer.pretraining import item_attributes as item_attributes_lib
@@ -183,5 +184,5 @@ def run_fn(fn_args):
                                 serving_attributes(tf_transform_output, fn_args.train_files))
     warm_start.save(model, item_vocab, serving_model_dir)
     tf.io.gfile.makedirs(model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(model_run_dir, "history.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
       json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

@@ -107,6 +107,12 @@ def slice_metrics(ranks, masks: Mapping[str, np.ndarray],
   return result
 
 
+def report_order(names: Collection[str]) -> List[str]:
+  """``names`` in ``slice_names`` order, unknown names after them by name."""
+  known = slice_names()
+  return sorted(names, key=lambda n: (known.index(n), "") if n in known else (len(known), n))
+
+
 def format_table(slices_by_scorer: Mapping[str, Mapping[str, Mapping[str, float]]],
                  metric_names: Sequence[str]) -> str:
   """One row per slice (in ``slice_names`` order, others after): its users, then
@@ -114,9 +120,7 @@ def format_table(slices_by_scorer: Mapping[str, Mapping[str, Mapping[str, float]
   scorers = list(slices_by_scorer)
   if not scorers:
     return ""
-  known = slice_names()
-  names = sorted(slices_by_scorer[scorers[0]],   # report order, e.g. after a JSON round trip
-                 key=lambda n: (known.index(n), "") if n in known else (len(known), n))
+  names = report_order(slices_by_scorer[scorers[0]])   # e.g. after a JSON round trip
   width = max(len("slice"), *(len(n) for n in names)) + 2
   group = 9 * len(metric_names)
   lines = [f"{'slice':<{width}}{'users':>7}" + "".join(f"{s:>{group}}" for s in scorers),
