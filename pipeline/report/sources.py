@@ -20,7 +20,7 @@ from serving import contract
 from trainer import features
 from trainer.config import HISTORY_FILE
 
-EXPLAIN_SIGNATURE = "explain"   # optional: added by the explanations work (issue 18)
+EXPLAIN_SIGNATURE = contract.EXPLAIN_SIGNATURE   # optional: older exports lack it
 EXAMPLE_K = 10
 T = TypeVar("T")
 
@@ -163,17 +163,16 @@ def pick_user(rows: List[evaluation_lib.SequenceRow]) -> evaluation_lib.Sequence
 
 
 def explanations(outputs: Dict, recommended: List[str]) -> Dict[str, List[Tuple[str, float]]]:
-  """item -> [(history item, weight)] from an ``explain`` signature's numpy outputs.
-
-  Read by shape, so the output names need not be known: the string [1, k, m] output
-  holds the history items behind each of the k items, the float [1, k, m] output
-  their weights; ``item_ids`` [1, k] (if given) orders the k items.
-  """
-  ids3 = [v for v in outputs.values() if v.dtype == object and v.ndim == 3]
-  weights3 = [v for v in outputs.values() if v.dtype.kind == "f" and v.ndim == 3]
-  if len(ids3) != 1 or len(weights3) != 1:
-    raise ValueError("expected one string and one float output of shape [1, k, m], got "
+  """item -> [(history item, weight)] from an ``explain`` signature's numpy outputs
+  (``because_ids`` / ``because_weights`` [1, k, m]; ``item_ids`` [1, k], if given,
+  orders the k items)."""
+  missing = [name for name in (contract.OUTPUT_BECAUSE_IDS, contract.OUTPUT_BECAUSE_WEIGHTS)
+             if name not in outputs]
+  if missing:
+    raise ValueError(f"the explain outputs lack {', '.join(missing)}; got "
                      + ", ".join(f"{n}{list(v.shape)}" for n, v in sorted(outputs.items())))
+  ids3 = [outputs[contract.OUTPUT_BECAUSE_IDS]]
+  weights3 = [outputs[contract.OUTPUT_BECAUSE_WEIGHTS]]
   items = recommended
   if contract.OUTPUT_ITEM_IDS in outputs:
     items = [i.decode() for i in outputs[contract.OUTPUT_ITEM_IDS][0]]

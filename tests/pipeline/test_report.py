@@ -110,14 +110,14 @@ def test_explanations_are_shown_when_the_model_has_them():
   assert "0.75" in section and "No explanations" not in section
 
 
-def test_explanations_are_read_by_shape_whatever_the_output_names():
+def test_explanations_are_read_by_their_contract_names():
   outputs = {"item_ids": np.array([[b"a", b"b"]], dtype=object),
              "because_ids": np.array([[[b"x", b"y"], [b"y", b""]]], dtype=object),
              "because_weights": np.array([[[0.25, 0.75], [1.0, 0.0]]], dtype=np.float32),
              "scores": np.array([[2.0, 1.0]], dtype=np.float32)}
   assert sources.explanations(outputs, ["a", "b"]) == {"a": [("y", 0.75), ("x", 0.25)],
                                                        "b": [("y", 1.0)]}
-  with pytest.raises(ValueError, match="one string and one float output"):
+  with pytest.raises(ValueError, match="the explain outputs lack because_ids, because_weights"):
     sources.explanations({"scores": outputs["scores"]}, ["a", "b"])
 
 
@@ -133,7 +133,8 @@ class _ExplainingToy(toy_model.ToyRecommender):
     shape = tf.concat([tf.shape(top), [2]], axis=0)
     sources = tf.broadcast_to(history[:, tf.newaxis, -2:], shape)
     weights = tf.broadcast_to(tf.constant([0.25, 0.75]), shape)
-    return {contract.OUTPUT_ITEM_IDS: top, "history_ids": sources, "weights": weights}
+    return {contract.OUTPUT_ITEM_IDS: top, contract.OUTPUT_BECAUSE_IDS: sources,
+            contract.OUTPUT_BECAUSE_WEIGHTS: weights}
 
 
 def _export(module, path: str, explain: bool) -> str:
