@@ -172,7 +172,13 @@ def run_level(target: str, model_name: str, histories: List[List[List[str]]], k:
   go = threading.Event()                       # the clock runs
   with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
     futures = [pool.submit(worker) for _ in range(concurrency)]
-    ready.wait(timeout=max(60.0, timeout * (warmup + 1)))
+    try:
+      ready.wait(timeout=max(60.0, timeout * (warmup + 1)))
+    except threading.BrokenBarrierError:
+      failed = [f.exception() for f in futures if f.done() and f.exception()]
+      if failed:   # a worker's warm-up failed: say why, not that the barrier broke
+        raise RuntimeError(f"warm-up request failed: {failed[0]!r}") from failed[0]
+      raise
     started = time.perf_counter()
     deadline[0] = started + max_seconds
     go.set()

@@ -234,7 +234,7 @@ def latency(args: argparse.Namespace, export_dir: str) -> Dict[str, Dict[str, ob
           for mode, (_, call) in modes.items():
             summary = load.run_level(process.target, contract.MODEL_NAME, histories, args.k,
                                      concurrency, args.requests, args.max_seconds,
-                                     args.timeout, args.warmup, call)
+                                     args.timeout, args.warmup, call=call)
             runs[mode][concurrency].append(summary)
             print(f"round {round_number + 1} {mode} concurrency {concurrency}: p50 "
                   f"{summary['p50_ms']:.2f} ms, p99 {summary['p99_ms']:.2f} ms, "
