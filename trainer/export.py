@@ -150,18 +150,24 @@ class RecommenderModule(tf.Module):
   overriding ``_top_k``.
   """
 
-  def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int):
+  def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int, available=None):
+    """available: bool [num_items], the items that may be served (default: all)."""
     super().__init__()
     self.model = servable_model(model)
     self.vocabulary = vocabulary
     self.max_seq_len = max_seq_len
     self.num_items = vocabulary.num_items
+    # Availability: what the catalogue refresh (pipeline.refresh_catalogue) sets; an
+    # unavailable item is never among the top k. A variable, so a refresh can set it.
+    self.available = tf.Variable(
+        tf.ones([self.num_items], tf.bool) if available is None else available,
+        trainable=False, dtype=tf.bool, shape=[self.num_items], name="available")
 
   def _model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
     return tf.cast(left_pad(indices + 1, self.max_seq_len), tf.int32)
 
   def _top_k(self, indices: tf.RaggedTensor, inputs: tf.Tensor, k: tf.Tensor):
-    """Best ``min(k, num_items)`` items per row, the row's own ``indices`` excluded.
+    """Best ``min(k, num_items)`` available items per row, the row's own ``indices`` excluded.
 
     Args:
       indices: int64 ragged [batch, None], each row's known history (all of it).
@@ -178,6 +184,9 @@ class RecommenderModule(tf.Module):
     seen = tf.stack([rows, indices.values], axis=1)
     scores = tf.tensor_scatter_nd_update(
         scores, seen, tf.fill(tf.shape(rows), tf.constant(-float("inf"), scores.dtype)))
+    # Availability mask (catalogue refresh): unavailable items are never eligible.
+    scores = tf.where(self.available[tf.newaxis, :], scores,
+                      tf.constant(-float("inf"), scores.dtype))
     top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
     return tf.cast(top.values, tf.float32), tf.cast(top.indices, tf.int64)
 
