@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from components.pusher import executor as pusher
+from components.pusher import atomic_push as pusher
 from pipeline import embed_items
 from pipeline.ingest import IngestError, read_items
 from pipeline.local_runner import CONFIG_FILE, EMBED_DIR
@@ -217,11 +217,14 @@ def push(module, base_dir: str, based_on: str) -> str:
     return pusher.push_atomically(os.path.join(scratch, "model"), base_dir, now=0)
 
 
-def summary(refresh, path: str, seconds: float, id_only: bool, has_vectors: bool) -> List[str]:
+def summary(refresh, path: str, seconds: float, timings: Mapping[str, float], id_only: bool,
+            has_vectors: bool) -> List[str]:
   """The lines the command prints."""
-  lines = [f"Refreshed catalogue -> {path} in {seconds:.1f} s: {len(refresh.added)} added, "
-           f"{len(refresh.changed)} changed, {len(refresh.removed)} removed, "
-           f"{refresh.num_unavailable} unavailable, {int(refresh.available.sum())} servable"]
+  phases = ", ".join(f"{name} {value:.1f} s" for name, value in timings.items())
+  lines = [f"Refreshed catalogue -> {path} in {seconds:.1f} s ({phases}): "
+           f"{len(refresh.added)} added, {len(refresh.changed)} changed, "
+           f"{len(refresh.removed)} removed, {refresh.num_unavailable} unavailable, "
+           f"{int(refresh.available.sum())} servable"]
   if refresh.not_added:
     reason = ("this model represents items by id alone: new items need text items "
               "(item_representation 'text' or 'id+text', configs/README.md) and a retrain"
@@ -238,24 +241,36 @@ def summary(refresh, path: str, seconds: float, id_only: bool, has_vectors: bool
 def refresh(args: argparse.Namespace) -> List[str]:
   """Runs the refresh; returns the summary lines."""
   from trainer import catalogue_refresh  # pylint: disable=g-import-not-at-top
-  start = time.time()
+  timings: Dict[str, float] = {}
+  start = last = time.time()
+
+  def phase(name: str) -> None:
+    nonlocal last
+    now = time.time()
+    timings[name] = now - last
+    last = now
+
   model_dir, base_dir = model_location(args)
   items = read_items(args.items)
   stock = stock_of(args.items, args.availability)
   served = catalogue_refresh.read_served_model(model_dir)
+  phase("read")
   vectors = table_vectors(items, served, args)
+  phase("embed")
   attributes = [a.split(features.ATTRIBUTE_SEPARATOR) if a else []
                 for a in items[features.ITEM_TABLE_ATTRIBUTES]]
   result = catalogue_refresh.plan_refresh(served, items[features.ITEM_TABLE_ID].tolist(),
                                           attributes, vectors, stock)
   if not result.available.any():
     raise RefreshError(f"no item of {args.items} could be served: nothing pushed")
+  phase("candidates")
   with tempfile.TemporaryDirectory(prefix="refresh-assets-") as assets:
     module = catalogue_refresh.build_module(served, result.item_ids, result.embeddings,
                                             result.available, result.in_catalogue,
                                             result.text_vectors, assets)
     path = push(module, base_dir, model_dir)
-  return summary(result, path, time.time() - start, not served.uses_item_text,
+  phase("save and push")
+  return summary(result, path, time.time() - start, timings, not served.uses_item_text,
                  bool(args.embed or args.item_vectors))
 
 

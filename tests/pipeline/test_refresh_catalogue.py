@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.pusher import executor as pusher
+from components.pusher import atomic_push as pusher
 from pipeline import refresh_catalogue
 from serving import contract
 from serving.client import RecommenderClient
