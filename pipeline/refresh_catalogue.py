@@ -84,6 +84,9 @@ def model_location(args: argparse.Namespace) -> Tuple[str, str]:
   """(version folder to extend, serving base folder to push to)."""
   if args.model_dir:
     model_dir = os.path.normpath(args.model_dir)
+    if not os.path.isfile(os.path.join(model_dir, pusher.SAVED_MODEL_FILE)):
+      raise RefreshError(f"--model-dir {model_dir} holds no {pusher.SAVED_MODEL_FILE}: pass a "
+                         "version folder of a pushed model")
     return model_dir, os.path.dirname(model_dir)
   if args.pipeline_output:
     config = _read_config(args.pipeline_output)
