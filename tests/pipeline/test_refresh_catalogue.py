@@ -146,14 +146,6 @@ def test_the_query_tower_and_the_served_items_are_unchanged(trained, tmp_path, c
   np.testing.assert_array_equal(new_items["embeddings"][:len(WARM)], old_items["embeddings"])
 
 
-def test_the_rebuilt_candidate_tower_reproduces_the_trained_one(trained):
-  from trainer import catalogue_refresh  # pylint: disable=g-import-not-at-top
-  served = catalogue_refresh.read_served_model(trained["text"])
-  rows = catalogue_refresh.CandidateTower(served).embed(VECTORS[WARM], range(len(WARM)),
-                                                        [[]] * len(WARM))
-  np.testing.assert_allclose(rows, served.embeddings, atol=1e-5)
-
-
 def test_a_refresh_is_pushed_atomically_and_the_server_swaps_to_it(trained, tmp_path, capsys,
                                                                    monkeypatch):
   base = _serving_dir(trained["text"], tmp_path)
