@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain test bench-quality bench-serving bench-serving-pipeline bench-soak bench-bulk download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-refresh bench-soak bench-bulk download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -64,6 +64,14 @@ retrain: venv
 	$(PY) -m pipeline.local_runner --dataset csv --data-dir $(LOG) $(if $(ITEMS),--items $(ITEMS)) \
 	  --span $(SPAN) --span-window $(WINDOW) --output-dir $(OUT) --pipeline-name seqrec-nightly
 
+# Catalogue refresh without retraining (docs/serving.md, "Refreshing the catalogue"): new items
+# embedded (text models), removed ones dropped, availability applied; pushes version + 1.
+#   make refresh ITEMS=<updated item table> [AVAILABILITY=stock.csv] [OUT=outputs/nightly]
+refresh: venv
+	@[ -n "$(ITEMS)" ] || { echo "usage: make refresh ITEMS=<item table> [AVAILABILITY=<item_id,available CSV>] [OUT=<pipeline output dir, default outputs/nightly>]" >&2; exit 2; }
+	$(PY) -m pipeline.refresh_catalogue --pipeline-output $(OUT) --items $(ITEMS) --embed \
+	  $(if $(AVAILABILITY),--availability $(AVAILABILITY))
+
 test: venv-ann venv-text
 	$(PY) -m pytest -q tests
 
@@ -87,6 +95,11 @@ bench-serving: venv-ann
 bench-serving-pipeline: venv
 	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000 \
 	  --out-dir $(BENCH_OUT) --label pipeline-synthetic
+
+# Catalogue refresh (bench/serving/refresh.py): 1,000 new items embedded and added to a served
+# 12,000-item text model, until the local server serves the new version; JSON + markdown.
+bench-refresh: venv-text
+	$(PY) -m bench.serving.refresh --out-dir $(BENCH_OUT) $(ARGS)
 
 # Soak (bench/serving/soak.py): concurrency 8 for 10 min on loopback against serving/server.py,
 # a new version every minute, 5% malformed requests; status codes, p50/p99 and the server's RSS

@@ -75,10 +75,10 @@ def embed(items: pd.DataFrame, source: str, args: argparse.Namespace) -> item_ve
   encoder = text_encoder.load_encoder(args.encoder, args.batch_size)
   cache = item_vectors.EmbeddingCache(args.cache or os.path.join(args.out, "cache"),
                                       encoder.identity, encoder.dim)
-  return item_vectors.embed_texts(ids, texts, encoder, cache, _progress_printer())
+  return item_vectors.embed_texts(ids, texts, encoder, cache, progress_printer())
 
 
-def _progress_printer(every_seconds: float = 10.0) -> text_encoder.Progress:
+def progress_printer(every_seconds: float = 10.0) -> text_encoder.Progress:
   """Prints 'embedded done/total texts' to stderr at most every few seconds, and at the end."""
   start = last = time.time()
 

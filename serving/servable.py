@@ -192,6 +192,11 @@ class Servable:
         name: dict(fn.structured_input_signature[1]) for name, fn in self._functions.items()}
     self.catalogue = self._read_catalogue()
     self.num_items = len(self.catalogue)
+    # The popularity fallback's items: the catalogue without what the model marks
+    # unavailable (its ``available`` variable, set by a catalogue refresh).
+    available = getattr(self._loaded, "available", None)
+    self.fallback_items = (self.catalogue if available is None
+                           else self.catalogue[available.numpy().astype(bool)])
     self._count_unknown = _unknown_counter(self.catalogue)
     self._warm_up()
 
@@ -296,19 +301,22 @@ class Servable:
 
   def _apply_fallback(self, history: np.ndarray, num_unknown: np.ndarray, k: int,
                       outputs: Dict[str, np.ndarray]) -> None:
-    """Rows without a known item get the k most popular items, score 0."""
+    """Rows without a known item get the k most popular available items, score 0
+    (slots past the available items: "" with score -inf, as the model answers)."""
     present = (history != contract.PAD.encode()).sum(axis=1)
     empty_rows = np.flatnonzero(present - num_unknown == 0)
     if empty_rows.size == 0:
       return
     k = min(k, self.num_items)
+    fallback = self.fallback_items[:k]
     if contract.OUTPUT_ITEM_IDS in outputs:
       ids = outputs[contract.OUTPUT_ITEM_IDS].astype(object)
-      ids[empty_rows] = self.catalogue[:k]
+      ids[empty_rows] = np.concatenate(
+          [fallback, np.full([k - len(fallback)], contract.PAD.encode(), object)])
       outputs[contract.OUTPUT_ITEM_IDS] = ids
     if contract.OUTPUT_SCORES in outputs:
       scores = outputs[contract.OUTPUT_SCORES].copy()
-      scores[empty_rows] = 0.0
+      scores[empty_rows] = np.where(np.arange(k) < len(fallback), 0.0, -np.inf)
       outputs[contract.OUTPUT_SCORES] = scores
 
 

@@ -284,8 +284,9 @@ class RecommenderModule(tf.Module):
   """
 
   def __init__(self, model, vocabulary: ItemVocabulary, max_seq_len: int,
-               attributes: Optional[ItemAttributes] = None):
-    """attributes: the catalogue's attribute values for rules (none: every one unknown)."""
+               attributes: Optional[ItemAttributes] = None, available=None):
+    """attributes: the catalogue's attribute values for rules (none: every one unknown);
+    available: bool [num_items], the items that may be served (default: all)."""
     super().__init__()
     self.model = servable_model(model)
     self.vocabulary = vocabulary
@@ -295,12 +296,17 @@ class RecommenderModule(tf.Module):
     if self.attributes.num_items != self.num_items:
       raise ValueError(f"attributes cover {self.attributes.num_items} items, the catalogue "
                        f"has {self.num_items}")
+    # Availability: what the catalogue refresh (pipeline.refresh_catalogue) sets; an
+    # unavailable item is never among the top k. A variable, so a refresh can set it.
+    self.available = tf.Variable(
+        tf.ones([self.num_items], tf.bool) if available is None else available,
+        trainable=False, dtype=tf.bool, shape=[self.num_items], name="available")
 
   def _model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
     return tf.cast(left_pad(indices + 1, self.max_seq_len), tf.int32)
 
   def _top_k(self, indices: tf.RaggedTensor, inputs: tf.Tensor, k: tf.Tensor):
-    """Best ``min(k, num_items)`` items per row, the row's own ``indices`` excluded.
+    """Best ``min(k, num_items)`` available items per row, the row's own ``indices`` excluded.
 
     Args:
       indices: int64 ragged [batch, None], each row's known history (all of it).
@@ -328,8 +334,8 @@ class RecommenderModule(tf.Module):
     mask = ~(row_index_mask(indices, self.num_items) & exclude_history)
     if rules is not None:
       mask &= rules
-    # Catalogue-wide masks (e.g. item availability, bool [num_items]) are ANDed in here.
-    return mask
+    # Availability (catalogue refresh): an unavailable item is never eligible.
+    return mask & self.available[tf.newaxis, :]
 
   def rule_mask(self, rules: Dict[str, tf.Tensor]) -> Tuple[tf.Tensor, tf.Tensor]:
     """The request's item and attribute rules (``contract.RULE_LIST_INPUTS``, string
@@ -430,14 +436,21 @@ class RecommenderModule(tf.Module):
             contract.OUTPUT_EMBEDDINGS: tf.cast(self.model.item_embeddings, tf.float32)}
 
   def signatures(self) -> dict:
-    """The signatures of ``serving.contract``, by name (``explain``: trainer.explain)."""
-    return {
+    """The signatures of ``serving.contract``, by name (``explain``: trainer.explain).
+
+    ``explain`` needs the encoder's attention (``model.query_attention``); a model
+    without it (a catalogue refresh's wrapper over a loaded version) is exported without.
+    """
+    signatures = {
         contract.DEFAULT_SIGNATURE: self.recommend.get_concrete_function(),
         contract.RULES_SIGNATURE: self.recommend_with_rules.get_concrete_function(),
         contract.QUERY_EMBEDDING_SIGNATURE: self.query_embedding.get_concrete_function(),
         contract.ITEM_EMBEDDINGS_SIGNATURE: self.item_embeddings.get_concrete_function(),
-        contract.EXPLAIN_SIGNATURE: explain.explain_function(self).get_concrete_function(),
     }
+    if hasattr(self.model, "query_attention"):
+      signatures[contract.EXPLAIN_SIGNATURE] = (
+          explain.explain_function(self).get_concrete_function())
+    return signatures
 
 
 def save_module(module: RecommenderModule, export_dir: str, options=None) -> str:

@@ -73,6 +73,7 @@ class ScannRecommenderModule(export.RecommenderModule):
     candidates = tf.cast(candidates, tf.int64)
     seen = tf.reduce_any(
         tf.equal(candidates[:, :, tf.newaxis], history[:, tf.newaxis, :]), axis=2)
+    seen |= ~tf.gather(self.available, candidates)   # availability mask (catalogue refresh)
     scores = tf.where(seen, tf.constant(-float("inf"), scores.dtype), scores)
     # Fewer candidates than k (reordering cap): pad with empty slots.
     width = tf.minimum(k, self.num_items)

@@ -51,3 +51,24 @@ def test_text_items_export_with_the_candidate_matrix_computed_once(tmp_path):
 def test_id_items_export_the_model_itself():
   model = RetrievalModel(V, dataclasses.replace(CONFIG, item_representation="id"))
   assert export.servable_model(model) is model
+
+
+def test_unavailable_items_are_never_among_the_top_k(tmp_path):
+  tf.keras.utils.set_random_seed(0)
+  model = RetrievalModel(V, CONFIG, RetrievalConfig(), item_vectors=clustered_vectors(2, 4))
+  loaded, module = _export(model, tmp_path)
+  assert module.available.numpy().all()   # a trained export serves every item
+  available = np.ones([V], bool)
+  available[[0, 3, 6]] = False
+  module.available.assign(available)
+  reloaded = tf.saved_model.load(export.save_module(module, str(tmp_path / "masked")))
+  history = tf.constant([["item1", "item2"], ["", ""]])
+  top = reloaded.signatures[contract.DEFAULT_SIGNATURE](history=history, k=tf.constant(V))
+  ids = top[contract.OUTPUT_ITEM_IDS].numpy().astype(str)
+  full = loaded.signatures[contract.DEFAULT_SIGNATURE](history=history, k=tf.constant(V))
+  expected = [[i for i in row if i not in ("", "item0", "item3", "item6")]
+              for row in full[contract.OUTPUT_ITEM_IDS].numpy().astype(str).tolist()]
+  # Same order as without the mask; the slots past the eligible items stay empty.
+  assert [row[:len(e)].tolist() for row, e in zip(ids, expected)] == expected
+  assert (ids[0, 3:] == "").all() and (ids[1, 5:] == "").all()
+  assert np.isinf(top[contract.OUTPUT_SCORES].numpy()[0, 3:]).all()
