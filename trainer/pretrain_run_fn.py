@@ -30,6 +30,7 @@ from trainer.run_fn import is_chief
 from trainer.run_fn import item_vectors_from
 from trainer.run_fn import model_config_from
 from trainer.run_fn import output_dir
+from trainer.run_fn import read_attribute_vocab
 from trainer.run_fn import read_item_vocab
 from trainer.run_fn import shard_by_data
 
@@ -47,6 +48,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
              item_attributes: Optional[ItemAttributeTable] = None,
              log_dir: Optional[str] = None,
              warm_start_from: Optional[Tuple[Sequence[str], str]] = None,
+             attribute_vocab: Optional[Sequence[str]] = None,
              item_vectors: Optional[np.ndarray] = None,
              strategy: Optional[tf.distribute.Strategy] = None
              ) -> Tuple[PretrainingModel, dict]:
@@ -64,6 +66,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     warm_start_from: ``(item_vocab, base Model's serving folder)``: continue from
       that Model's encoder (``trainer.warm_start``; items matched by raw id), e.g.
       the served model's, so a nightly run refreshes rather than restarts it.
+    attribute_vocab: attribute values in index order; with it the warm start also
+      carries the attribute embeddings over by value.
     item_vectors: float [V, t] item text vectors (text item representations).
     strategy: the tf.distribute strategy to train under (default: the current one);
       each worker keeps its replicas' share of every global batch (``shard_by_data``).
@@ -88,7 +92,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
                              item_vectors)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if warm_start_from is not None:
-      warm_start.restore(model, *warm_start_from)
+      warm_start.restore(model, *warm_start_from, attribute_vocab)
   callbacks = []
   if log_dir:
     callbacks.append(tf.keras.callbacks.TensorBoard(log_dir=log_dir))
@@ -122,6 +126,7 @@ def run_fn(fn_args):
     logging.info("Item attributes: %d of %d items have some of %d attributes",
                  attributes.num_items_with_attributes, num_items, num_attributes)
   item_vocab = read_item_vocab(tf_transform_output)
+  attribute_vocab = read_attribute_vocab(tf_transform_output)
   base_model = getattr(fn_args, "base_model", None)
   chief = is_chief(strategy)
   with output_dir(fn_args.model_run_dir, chief) as model_run_dir, \
@@ -130,9 +135,10 @@ def run_fn(fn_args):
         fn_args.train_files, fn_args.eval_files, tf_transform_output.transformed_feature_spec(),
         num_items, model_config.encoder, pretrain_config, attributes, log_dir=model_run_dir,
         warm_start_from=(item_vocab, base_model) if base_model else None,
+        attribute_vocab=attribute_vocab,
         item_vectors=item_vectors_from(custom_config, model_config.encoder, item_vocab),
         strategy=strategy)
-    warm_start.save(model, item_vocab, serving_model_dir)
+    warm_start.save(model, item_vocab, serving_model_dir, attribute_vocab)
     tf.io.gfile.makedirs(serving_model_dir)   # TFX requires it; nothing to serve
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:

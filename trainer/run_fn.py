@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -52,6 +52,12 @@ def read_item_vocab(tf_transform_output):
           for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
+def read_attribute_vocab(tf_transform_output) -> List[str]:
+  """Attribute values in attribute-index order (empty when no item has one)."""
+  return [v.decode() if isinstance(v, bytes) else v
+          for v in tf_transform_output.vocabulary_by_name(features.ATTRIBUTE_VOCAB)]
+
+
 def serving_attributes(tf_transform_output, train_files) -> export.ItemAttributes:
   """The catalogue's attribute values for the served model's rules (``recommend``).
 
@@ -59,8 +65,7 @@ def serving_attributes(tf_transform_output, train_files) -> export.ItemAttribute
   tf.Transform attribute vocabulary; none when no item has an attribute.
   """
   num_items = tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB)
-  values = [v.decode() if isinstance(v, bytes) else v
-            for v in tf_transform_output.vocabulary_by_name(features.ATTRIBUTE_VOCAB)]
+  values = read_attribute_vocab(tf_transform_output)
   if not values:
     return export.ItemAttributes.empty(num_items)
   table = item_attributes_lib.read_item_attributes(
@@ -158,13 +163,14 @@ def run_fn(fn_args):
 
   train_ds, eval_ds = dataset(fn_args.train_files, True), dataset(fn_args.eval_files, False)
   item_vocab = read_item_vocab(tf_transform_output)
+  attribute_vocab = read_attribute_vocab(tf_transform_output)
   with strategy.scope():
     model = retrieval.build_for_run(
         tf_transform_output, fn_args.train_files, train_ds, config.encoder, retrieval_config,
         item_vectors=item_vectors_from(fn_args.custom_config, config.encoder, item_vocab))
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
     if fn_args.base_model:
-      warm_start.restore(model, item_vocab, fn_args.base_model)
+      warm_start.restore(model, item_vocab, fn_args.base_model, attribute_vocab)
   chief = is_chief(strategy)
   with output_dir(fn_args.model_run_dir, chief) as model_run_dir, \
        output_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
@@ -182,7 +188,7 @@ def run_fn(fn_args):
     export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
                                 serving_model_dir,
                                 serving_attributes(tf_transform_output, fn_args.train_files))
-    warm_start.save(model, item_vocab, serving_model_dir)
+    warm_start.save(model, item_vocab, serving_model_dir, attribute_vocab)
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
       json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

@@ -1,4 +1,5 @@
-"""Warm start across Trainer runs: known items keep their embeddings, new items start fresh."""
+"""Warm start across Trainer runs: known items and attribute values keep their embeddings,
+new ones start fresh."""
 
 import io
 import json
@@ -12,6 +13,7 @@ from absl import logging
 WARM_START_DIR = "warm_start"
 _WEIGHTS = "weights.npz"
 _VOCAB = "item_vocab.json"
+_ATTRIBUTES = "attributes.npy"
 
 
 def warm_start_dir(serving_model_dir: str) -> str:
@@ -32,38 +34,79 @@ def _table_index(encoder) -> Optional[int]:
   return next(i for i, w in enumerate(encoder.trained_weights) if w is table)
 
 
-def save(model, item_vocab: Sequence[str], serving_model_dir: str) -> None:
+def _attribute_table(model) -> Optional[tf.Variable]:
+  """The model's attribute embeddings [A, d], row a = attribute vocabulary index a: the
+  candidate tower's (RetrievalModel) or the attribute objective's (PretrainingModel)."""
+  layer = getattr(model, "attribute_table", None)
+  if layer is not None:
+    return layer.embeddings
+  return getattr(model, "attribute_embeddings", None)
+
+
+def _write(directory: str, name: str, payload: bytes) -> None:
+  with tf.io.gfile.GFile(os.path.join(directory, name), "wb") as f:
+    f.write(payload)
+
+
+def save(model, item_vocab: Sequence[str], serving_model_dir: str,
+         attribute_vocab: Optional[Sequence[str]] = None) -> None:
   """Writes the encoder's weights and item vocabulary for a later warm start.
 
   The weights are ``encoder.trained_weights``: the frozen text vectors of text item
-  representations are left out, the next run has its own for its vocabulary.
+  representations are left out, the next run has its own for its vocabulary. With
+  ``attribute_vocab``, the model's attribute embeddings (if it has them) are saved
+  too, so pre-training hands them to fine-tuning and a nightly run keeps them.
 
   Args:
     model: a SequenceEncoder or a model holding one as ``.encoder``.
     item_vocab: raw item ids in vocabulary-index order.
     serving_model_dir: the Model artifact's serving folder
       (``fn_args.serving_model_dir``); the files go to ``warm_start_dir`` of it.
+    attribute_vocab: attribute values in attribute-index order (the tf.Transform
+      attribute vocabulary).
   """
   encoder = _encoder(model)
   directory = warm_start_dir(serving_model_dir)
   tf.io.gfile.makedirs(directory)
   buffer = io.BytesIO()
   np.savez(buffer, *[w.numpy() for w in encoder.trained_weights])
-  with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "wb") as f:
-    f.write(buffer.getvalue())
+  _write(directory, _WEIGHTS, buffer.getvalue())
+  index = {"item_vocab": list(item_vocab), "table_index": _table_index(encoder)}
+  attributes = _attribute_table(model)
+  if attributes is not None and attribute_vocab is not None:
+    if len(attribute_vocab) != attributes.shape[0]:
+      raise ValueError(f"attribute_vocab has {len(attribute_vocab)} values; the model's "
+                       f"attribute table has {attributes.shape[0]} rows")
+    buffer = io.BytesIO()
+    np.save(buffer, attributes.numpy())
+    _write(directory, _ATTRIBUTES, buffer.getvalue())
+    index["attribute_vocab"] = list(attribute_vocab)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB), "w") as f:
-    json.dump({"item_vocab": list(item_vocab), "table_index": _table_index(encoder)}, f)
+    json.dump(index, f)
 
 
-def restore(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]:
+def restore(model, item_vocab: Sequence[str], base_model: str,
+            attribute_vocab: Optional[Sequence[str]] = None) -> Dict[str, int]:
   """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
   ``base_model`` is the serving folder of the Model artifact to start from
-  (``fn_args.base_model``). Returns counts: ``weights`` copied, ``items_kept``
-  (embeddings carried over), ``items_new``; ``weights`` is zero when nothing
-  could be copied.
+  (``fn_args.base_model``). With ``attribute_vocab`` (this run's attribute values
+  in index order), attribute embeddings saved with their vocabulary are copied into
+  the model's attribute table by value; new values keep their initialisation.
+  Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
+  ``items_new``, ``attributes_kept``; ``weights`` is zero when nothing could be
+  copied (and then nothing is).
   """
-  model = _encoder(model)
+  attributes = _attribute_table(model)
+  stats = _restore_encoder(_encoder(model), item_vocab, base_model)
+  stats["attributes_kept"] = 0
+  if stats["weights"] and attributes is not None and attribute_vocab is not None:
+    stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model)
+  logging.info("Warm start from %s: %s", warm_start_dir(base_model), stats)
+  return stats
+
+
+def _restore_encoder(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]:
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
@@ -88,9 +131,30 @@ def restore(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]
   for w, value in zip(weights, old):
     w.assign(value)
   kept = len(set(saved["item_vocab"]) & set(item_vocab))
-  stats = {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
-  logging.info("Warm start from %s: %s", directory, stats)
-  return stats
+  return {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
+
+
+def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: str) -> int:
+  """Copies saved attribute rows into ``table`` by value; the number of values kept."""
+  directory = warm_start_dir(base_model)
+  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
+    old_vocab = json.load(f).get("attribute_vocab")
+  if old_vocab is None:
+    return 0
+  with tf.io.gfile.GFile(os.path.join(directory, _ATTRIBUTES), "rb") as f:
+    old = np.load(io.BytesIO(f.read()))
+  fresh = table.numpy()
+  if old.shape[1] != fresh.shape[1]:
+    logging.warning("Attribute embeddings not carried over: width %d, saved %d.",
+                    fresh.shape[1], old.shape[1])
+    return 0
+  old_rows = {value: i for i, value in enumerate(old_vocab)}
+  pairs = [(j, old_rows[value]) for j, value in enumerate(vocab) if value in old_rows]
+  if pairs:
+    new_rows, saved_rows = map(list, zip(*pairs))
+    fresh[new_rows] = old[saved_rows]
+    table.assign(fresh)
+  return len(pairs)
 
 
 def _remap_table(fresh: np.ndarray, old: np.ndarray, old_vocab: List[str],

@@ -17,6 +17,7 @@ from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
+from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.retrieval import RetrievalModel
 
 V = fake_transform.V
@@ -51,12 +52,21 @@ def test_run_fn_pretrains_an_encoder_fine_tuning_warm_starts_from(tmp_path):
   assert len(history["loss"]) == 2
   assert os.path.isdir(fn_args.serving_model_dir)   # TFX's Trainer checks it exists
 
-  # The fine-tuning run_fn gets this Model as base_model (fn_args.base_model).
-  model = RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.1), RetrievalConfig())
+  # The fine-tuning run_fn gets this Model as base_model (fn_args.base_model), with
+  # the attribute objective's embeddings for its candidate tower.
+  attributes = ItemAttributeTable([[j % fake_transform.NUM_ATTRIBUTES] for j in range(V)],
+                                  fake_transform.NUM_ATTRIBUTES)
+  model = RetrievalModel(V, dataclasses.replace(CONFIG, dropout=0.1), RetrievalConfig(),
+                         attributes)
   fresh = model.encoder.item_embeddings.numpy()
-  stats = warm_start.restore(model, fake_transform.ITEM_VOCAB, fn_args.serving_model_dir)
-  assert stats == {"weights": len(model.encoder.weights), "items_kept": V, "items_new": 0}
+  fresh_attributes = model.attribute_table.embeddings.numpy()
+  attribute_vocab = [f"attr{a}" for a in range(fake_transform.NUM_ATTRIBUTES)]
+  stats = warm_start.restore(model, fake_transform.ITEM_VOCAB, fn_args.serving_model_dir,
+                             attribute_vocab)
+  assert stats == {"weights": len(model.encoder.weights), "items_kept": V, "items_new": 0,
+                   "attributes_kept": fake_transform.NUM_ATTRIBUTES}
   assert not np.array_equal(fresh, model.encoder.item_embeddings.numpy())
+  assert not np.array_equal(fresh_attributes, model.attribute_table.embeddings.numpy())
 
 
 def test_run_fn_names_the_items_split_it_cannot_find(tmp_path):

@@ -51,7 +51,8 @@ def test_retrain_on_a_changed_vocabulary_matches_items_by_raw_id(tmp_path):
   new = _retrieval(3)
   fresh_d = _table(new)[3].copy()
   stats = warm_start.restore(new, ["c", "a", "d"], base)
-  assert stats == {"weights": len(new.encoder.weights), "items_kept": 2, "items_new": 1}
+  assert stats == {"weights": len(new.encoder.weights), "items_kept": 2, "items_new": 1,
+                   "attributes_kept": 0}
   old_rows, new_rows = _table(old), _table(new)
   np.testing.assert_array_equal(new_rows[1], old_rows[3])  # c
   np.testing.assert_array_equal(new_rows[2], old_rows[1])  # a
@@ -93,8 +94,9 @@ def test_changed_architecture_trains_from_scratch_and_logs_why(tmp_path, caplog,
                                            (_retrieval, _pretraining)])
 def test_encoder_carries_over_between_pretraining_and_fine_tuning(tmp_path, source, target):
   """Pre-training hands its encoder to fine-tuning; a nightly pre-training run
-  starts from the served (fine-tuned) model's. Nothing else is copied (attribute
-  tables and objective weights keep their initialisation)."""
+  starts from the served (fine-tuned) model's. Without an attribute vocabulary
+  nothing else is copied (attribute tables and objective weights keep their
+  initialisation)."""
   old = source(3)
   base = _save(old, ["a", "b", "c"], tmp_path)
   new = target(3)
@@ -110,6 +112,41 @@ def test_encoder_carries_over_between_pretraining_and_fine_tuning(tmp_path, sour
     if id(w) in others:
       np.testing.assert_array_equal(w.numpy(), others[id(w)])
 
+
+def _attribute_rows(model):
+  return warm_start._attribute_table(model).numpy()
+
+
+@pytest.mark.parametrize("source,target", [(_pretraining, _retrieval),
+                                           (_retrieval, _pretraining),
+                                           (_retrieval, _retrieval)])
+def test_attribute_embeddings_carry_over_by_value(tmp_path, source, target):
+  """The attribute objective's table becomes the candidate tower's, and a nightly run
+  keeps it: rows follow the attribute value, a new value keeps its initialisation."""
+  old = source(3)
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  new = target(3)
+  fresh = _attribute_rows(new).copy()
+  stats = warm_start.restore(new, ["a", "b", "c"], base, attribute_vocab=["blue", "green"])
+  assert stats["attributes_kept"] == 1
+  np.testing.assert_array_equal(_attribute_rows(new)[0], _attribute_rows(old)[1])  # blue
+  np.testing.assert_array_equal(_attribute_rows(new)[1], fresh[1])                 # green
+
+
+def test_attribute_embeddings_stay_when_the_encoder_cannot_warm_start(tmp_path):
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(_retrieval(3), ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  new = _retrieval(3, dataclasses.replace(CONFIG, num_blocks=2))
+  fresh = _attribute_rows(new).copy()
+  stats = warm_start.restore(new, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  assert stats["weights"] == 0 and stats["attributes_kept"] == 0
+  np.testing.assert_array_equal(_attribute_rows(new), fresh)
+
+
+def test_an_attribute_vocabulary_of_another_size_is_refused(tmp_path):
+  with pytest.raises(ValueError, match="attribute_vocab has 3 values"):
+    warm_start.save(_retrieval(3), ["a", "b", "c"], str(tmp_path / "s"), ["x", "y", "z"])
 
 
 def _text_retrieval(vocab, representation):
