@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -169,12 +169,13 @@ def markdown(report: Dict[str, object]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
-  """Writes ``<out_dir>/<label>.json`` and ``.md``; returns the markdown."""
+def write_report(report: Dict[str, object], out_dir: str, label: str,
+                 render: Callable[[Dict[str, object]], str] = markdown) -> str:
+  """Writes ``<out_dir>/<label>.json`` and ``.md`` (``render(report)``); returns the markdown."""
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, f"{label}.json"), "w", encoding="utf-8") as f:
     json.dump(report, f, indent=2)
-  text = markdown(report)
+  text = render(report)
   with open(os.path.join(out_dir, f"{label}.md"), "w", encoding="utf-8") as f:
     f.write(text)
   print(text)

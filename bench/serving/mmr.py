@@ -6,7 +6,6 @@ On a pipeline run's pushed model and its leave-one-out test users; docs/serving.
 import argparse
 import datetime
 import glob
-import json
 import os
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
@@ -14,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from bench.serving import bulk
 from bench.serving import load
 from components.bulk_recommender import saved_model
 from components.ranking_evaluator import evaluation
@@ -204,13 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "machine": load.machine_info(), "model_dir": model_dir,
             "examples": args.examples, "k": args.k,
             **measure(model_dir, args.examples, args.weights, args.k, args.max_users)}
-  os.makedirs(args.out_dir, exist_ok=True)
-  with open(os.path.join(args.out_dir, f"{args.label}.json"), "w", encoding="utf-8") as f:
-    json.dump(report, f, indent=2)
-  text = markdown(report)
-  with open(os.path.join(args.out_dir, f"{args.label}.md"), "w", encoding="utf-8") as f:
-    f.write(text)
-  print(text)
+  bulk.write_report(report, args.out_dir, args.label, markdown)
   return 0
 
 
