@@ -9,6 +9,7 @@ import sys
 from typing import Any, Dict, List, Optional
 
 from pipeline import progress
+from serving import contract
 
 EXAMPLES = """\
 examples:
@@ -17,11 +18,19 @@ examples:
   python -m pipeline.bulk_recommend --model-dir outputs/synthetic/serving/seqrec \\
       --examples outputs/synthetic/tfx/seqrec-synthetic/SequenceBuilder/output_examples/7 \\
       --output recs/ --users users.txt --k 20 --format csv
+  python -m pipeline.bulk_recommend --model-dir outputs/synthetic/serving/seqrec \\
+      --events outputs/synthetic/data/interactions/interactions.csv --output recs/ \\
+      --rules user_rules.jsonl --input 'exclude_attributes=["brand:Acme"]'
 
 Histories: --events (canonical events CSVs, every event) or --examples (the
 SequenceBuilder output: its test split's history + target). Users file: one id per
 line. Output: <output>/recommendations-SSSSS-of-NNNNN.<format>, one row per
-(user_id, rank, item_id, score); history items are never recommended."""
+(user_id, rank, item_id, score); history items are never recommended (unless a rule
+keeps them). Rules file: JSON Lines, one user a line, e.g.
+  {"user_id": "u001", "exclude_ids": ["i003"], "require_attributes": ["category:Hair"]}
+with any inputs of --signature (default then: recommend); list inputs extend the
+global --input lists, the others (keep_history, diversity) replace them; users not
+in the file get the global rules. docs/serving.md, "Per-user rules in bulk runs"."""
 
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
@@ -46,7 +55,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
   parser.add_argument("--signature", default=None,
                       help="signature to call (default serving_default)")
   parser.add_argument("--input", action="append", default=[], metavar="NAME=JSON",
-                      help="a further input of --signature, the same for every user; repeatable")
+                      help="a further input of --signature, the same for every user (the "
+                           "global rules); repeatable; the recommend signature's inputs "
+                           "default to no rule")
+  parser.add_argument("--rules", metavar="FILE",
+                      help="per-user rules: JSON Lines, {\"user_id\": ..., <input>: <value>} "
+                           "a line; list inputs extend the global ones, others replace them "
+                           f"(--signature defaults to {contract.RULES_SIGNATURE})")
   parser.add_argument("--batch-size", type=int, default=256, help="histories per model call")
   parser.add_argument("--beam-arg", action="append", default=None,
                       help="Beam pipeline arg, repeatable; replaces the in-memory DirectRunner "
@@ -74,12 +89,14 @@ def build(args: argparse.Namespace):
   from components.bulk_recommender import histories  # pylint: disable=g-import-not-at-top
   from components.bulk_recommender import recommend  # pylint: disable=g-import-not-at-top
   from components.bulk_recommender import saved_model  # pylint: disable=g-import-not-at-top
-  from serving import contract  # pylint: disable=g-import-not-at-top
+  from components.bulk_recommender import user_rules  # pylint: disable=g-import-not-at-top
+  signature = args.signature or (contract.RULES_SIGNATURE if args.rules
+                                 else contract.DEFAULT_SIGNATURE)
   settings = recommend.BulkSettings(
-      model_dir=saved_model.resolve_model_dir(args.model_dir), k=args.k,
-      signature=args.signature or contract.DEFAULT_SIGNATURE,
-      extra_inputs=parse_inputs(args.input), output_format=args.format,
-      num_shards=args.num_shards, batch_size=args.batch_size)
+      model_dir=saved_model.resolve_model_dir(args.model_dir), k=args.k, signature=signature,
+      extra_inputs=user_rules.with_rule_defaults(signature, parse_inputs(args.input)),
+      output_format=args.format, num_shards=args.num_shards, batch_size=args.batch_size,
+      rules_file=args.rules)
   settings.check()
   if recommend.output_files(args.output):
     raise ValueError(f"--output {args.output} already holds recommendations "
@@ -117,11 +134,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 1
   print(f"Bulk recommendations: {settings.model_dir}, signature '{settings.signature}', "
         f"k={settings.k}, histories from {source}"
-        + (f", users in {args.users}" if args.users else ""), flush=True)
+        + (f", users in {args.users}" if args.users else "")
+        + (f", per-user rules in {args.rules}" if args.rules else ""), flush=True)
   options = PipelineOptions(list(args.beam_arg or DEFAULT_BEAM_ARGS))
   result = recommend.run(settings, read_histories, args.output, args.users,
                          make_pipeline=lambda: beam.Pipeline(options=options))
   print(summary_line(result, settings, args.output), flush=True)
+  if args.rules:
+    print(f"per-user rules: {result.users_with_rules} user(s) under their own rules, the "
+          f"others under the global ones; {result.calls} model calls", flush=True)
+  if result.rules_without_history:
+    print(f"note: {result.rules_without_history} user(s) of {args.rules} have no history "
+          "in the input; left out", flush=True)
   if result.users_without_history:
     print(f"note: {result.users_without_history} user(s) of {args.users} have no history "
           "in the input; left out", flush=True)

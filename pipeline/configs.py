@@ -83,8 +83,22 @@ class BulkRecommendConfig(JsonConfig):
   k: int = 10
   output_format: Literal["parquet", "csv"] = "parquet"
   num_shards: int = 0   # 0: the runner decides
+  # The signature and its other inputs for every user (global rules; with ``recommend``
+  # those not given mean no rule); per-user rules, JSON Lines (docs/serving.md,
+  # "Per-user rules in bulk runs"), a path the executor can read. None: the defaults
+  # (serving_default, or recommend when a rules file is given).
+  signature: Optional[str] = None
+  extra_inputs: Optional[Dict[str, Any]] = None
+  rules_file: Optional[str] = None
 
   def validate(self) -> None:
+    if self.extra_inputs is not None and not isinstance(self.extra_inputs, dict):
+      raise ValueError(f"BulkRecommendConfig.extra_inputs must be a JSON object; "
+                       f"got {self.extra_inputs!r}")
+    for name in ("signature", "rules_file"):
+      value = getattr(self, name)
+      if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"BulkRecommendConfig.{name} must be a non-empty string; got {value!r}")
     if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
       raise ValueError(f"BulkRecommendConfig.k must be a positive integer; got {self.k!r}")
     if isinstance(self.num_shards, bool) or not isinstance(self.num_shards, int) \

@@ -8,14 +8,14 @@ import os
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from bench.serving import bench_model
 from bench.serving import load
-from components.ranking_evaluator import metrics
+from bench.serving import mmr
 from serving import client as client_lib
 from serving import contract
 from serving import testing
@@ -100,65 +100,6 @@ def rule_modes(num_items: int, seed: int) -> Dict[str, Tuple[str, load.Call]]:
   }
 
 
-def embedding_diversity(embeddings: np.ndarray, items: Sequence[int]) -> float:
-  """Mean pairwise cosine distance of ``items`` (rows of ``embeddings``); 0 below two."""
-  if len(items) < 2:
-    return 0.0
-  unit = embeddings[list(items)]
-  unit = unit / np.linalg.norm(unit, axis=1, keepdims=True)
-  n = len(unit)
-  return float((n * n - (unit @ unit.T).sum()) / (n * (n - 1)))
-
-
-def mmr_effect(recommend: Callable[[List[List[str]], float], List[List[str]]],
-               histories: Sequence[Sequence[str]], targets: Sequence[str],
-               catalogue: Sequence[str], embeddings: np.ndarray,
-               item_attributes: Optional[Sequence[Sequence[str]]] = None,
-               weights: Sequence[float] = MMR_WEIGHTS, k: int = 10) -> List[Dict[str, float]]:
-  """NDCG@k and intra-list diversity of ``recommend`` at each MMR weight.
-
-  Args:
-    recommend: (histories, diversity weight) -> top-k item ids per history.
-    histories, targets: each history's held-out next item.
-    catalogue: item ids in ``embeddings`` row order.
-    embeddings: float [num_items, d], for the cosine intra-list diversity.
-    item_attributes: per catalogue item its attribute values, for the evaluator's
-      attribute (Jaccard) intra-list diversity; None leaves it out.
-  """
-  index = {item: i for i, item in enumerate(catalogue)}
-  results = []
-  for weight in weights:
-    lists = [[index[i] for i in row if i in index] for row in recommend(list(histories), weight)]
-    ranks = [float(row.index(index[t]) + 1) if index.get(t) in row else float("inf")
-             for row, t in zip(lists, targets)]
-    result = {"diversity_weight": weight, f"ndcg@{k}": metrics.ndcg_at_k(ranks, k),
-              f"embedding_ild@{k}": float(np.mean([embedding_diversity(embeddings, row)
-                                                    for row in lists]))}
-    if item_attributes is not None:
-      top = np.array([row + [metrics.MISSING] * (k - len(row)) for row in lists])
-      result[f"attribute_ild@{k}"] = metrics.intra_list_diversity(top, item_attributes, [k])[k]
-    results.append(result)
-  return results
-
-
-def in_process_recommender(signature, k: int, batch_size: int = 256):
-  """(histories, weight) -> top-k ids, through a loaded ``recommend`` ``signature``."""
-
-  def recommend(histories, weight):
-    ids = []
-    for start in range(0, len(histories), batch_size):
-      batch = client_lib.history_tensor(histories[start:start + batch_size])
-      empty = tf.fill([len(batch), 1], contract.PAD)
-      outputs = signature(
-          history=tf.constant(batch), k=tf.constant(k),
-          **{name: empty for name in contract.RULE_LIST_INPUTS},
-          keep_history=tf.constant(False), diversity=tf.constant(weight, tf.float32))
-      ids += [[i.decode() for i in row if i] for row in outputs[contract.OUTPUT_ITEM_IDS].numpy()]
-    return ids
-
-  return recommend
-
-
 class InProcessClient:
   """The two ``RecommenderClient`` calls the rule modes make, on a loaded SavedModel."""
 
@@ -202,12 +143,12 @@ def quality(export_dir: str, num_items: int, users: int, k: int, seed: int):
   values, rows = catalogue_attributes(num_items, seed)
   loaded = tf.saved_model.load(export_dir)
   items = loaded.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()
-  recommend = in_process_recommender(loaded.signatures[contract.RULES_SIGNATURE], k)
-  return mmr_effect(recommend, [h[:-1] for h in histories],
-                    [h[-1] for h in histories],
-                    [i.decode() for i in items[contract.OUTPUT_ITEM_IDS].numpy()],
-                    items[contract.OUTPUT_EMBEDDINGS].numpy(),
-                    [[values[v] for v in row] for row in rows], k=k)
+  recommend = mmr.in_process_recommender(loaded.signatures[contract.RULES_SIGNATURE], k)
+  return mmr.mmr_effect(recommend, [h[:-1] for h in histories],
+                        [h[-1] for h in histories],
+                        [i.decode() for i in items[contract.OUTPUT_ITEM_IDS].numpy()],
+                        items[contract.OUTPUT_EMBEDDINGS].numpy(),
+                        [[values[v] for v in row] for row in rows], weights=MMR_WEIGHTS, k=k)
 
 
 def latency(args: argparse.Namespace, export_dir: str) -> Dict[str, Dict[str, object]]:

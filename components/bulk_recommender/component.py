@@ -35,7 +35,7 @@ class BulkRecommender(base_beam_component.BaseBeamComponent):
                k: Optional[int] = None, output_format: Optional[str] = None,
                num_shards: Optional[int] = None, signature: Optional[str] = None,
                extra_inputs: Optional[Mapping[str, Any]] = None,
-               batch_size: Optional[int] = None):
+               batch_size: Optional[int] = None, rules_file: Optional[str] = None):
     """Constructs a BulkRecommender.
 
     Args:
@@ -46,13 +46,16 @@ class BulkRecommender(base_beam_component.BaseBeamComponent):
       output_format: "parquet" (default) or "csv".
       num_shards: output files; 0 or None lets the runner decide.
       signature: the signature to call (default ``serving_default``).
-      extra_inputs: the signature's other inputs, the same for every user.
+      extra_inputs: the signature's other inputs, the same for every user (the
+        global rules; for the ``recommend`` signature those not given mean no rule).
       batch_size: histories per model call (default 256).
+      rules_file: per-user rules, JSON Lines keyed by user id (docs/serving.md,
+        "Per-user rules in bulk runs"); the signature then defaults to ``recommend``.
     """
     spec_ = spec.BulkRecommenderSpec(
         examples=examples, pushed_model=pushed_model, k=k, output_format=output_format,
         num_shards=num_shards, signature=signature,
         extra_inputs=json.dumps(dict(extra_inputs)) if extra_inputs else None,
-        batch_size=batch_size,
+        batch_size=batch_size, rules_file=rules_file,
         recommendations=types.Channel(type=simple_artifacts.Dataset))
     super().__init__(spec=spec_)

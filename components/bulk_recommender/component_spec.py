@@ -21,6 +21,7 @@ NUM_SHARDS_KEY = "num_shards"
 SIGNATURE_KEY = "signature"
 EXTRA_INPUTS_KEY = "extra_inputs"    # JSON object: input name -> value, for every user
 BATCH_SIZE_KEY = "batch_size"
+RULES_FILE_KEY = "rules_file"        # per-user rules, JSON Lines (user_rules)
 
 
 class BulkRecommenderSpec(ComponentSpec):
@@ -33,6 +34,7 @@ class BulkRecommenderSpec(ComponentSpec):
       SIGNATURE_KEY: ExecutionParameter(type=str, optional=True),
       EXTRA_INPUTS_KEY: ExecutionParameter(type=str, optional=True),
       BATCH_SIZE_KEY: ExecutionParameter(type=int, optional=True),
+      RULES_FILE_KEY: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),

@@ -14,6 +14,7 @@ from tfx.types import artifact_utils
 from components.bulk_recommender import component_spec as spec
 from components.bulk_recommender import histories
 from components.bulk_recommender import recommend
+from components.bulk_recommender import user_rules
 from serving import contract
 
 PUSHED_PROPERTY = "pushed"   # what the standard Pusher sets on its PushedModel
@@ -28,9 +29,12 @@ def settings_from(exec_properties: Dict[str, Any], model_dir: str) -> recommend.
   extra = json.loads(get(spec.EXTRA_INPUTS_KEY, "{}") or "{}")
   if not isinstance(extra, dict):
     raise ValueError(f"{spec.EXTRA_INPUTS_KEY} must be a JSON object, got {extra!r}")
+  rules_file = exec_properties.get(spec.RULES_FILE_KEY) or None
+  signature = get(spec.SIGNATURE_KEY, contract.RULES_SIGNATURE if rules_file
+                  else contract.DEFAULT_SIGNATURE)
   return recommend.BulkSettings(
-      model_dir=model_dir, k=get(spec.K_KEY, spec.DEFAULTS[spec.K_KEY]),
-      signature=get(spec.SIGNATURE_KEY, contract.DEFAULT_SIGNATURE), extra_inputs=extra,
+      model_dir=model_dir, k=get(spec.K_KEY, spec.DEFAULTS[spec.K_KEY]), signature=signature,
+      extra_inputs=user_rules.with_rule_defaults(signature, extra), rules_file=rules_file,
       output_format=get(spec.OUTPUT_FORMAT_KEY, spec.DEFAULTS[spec.OUTPUT_FORMAT_KEY]),
       num_shards=get(spec.NUM_SHARDS_KEY, spec.DEFAULTS[spec.NUM_SHARDS_KEY]),
       batch_size=get(spec.BATCH_SIZE_KEY, spec.DEFAULTS[spec.BATCH_SIZE_KEY]))

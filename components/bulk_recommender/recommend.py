@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from components.bulk_recommender import histories as histories_lib
 from components.bulk_recommender import saved_model
+from components.bulk_recommender import user_rules
 from serving import contract
 
 FORMATS = ("parquet", "csv")
@@ -30,12 +31,17 @@ DEFAULT_K = 10
 DEFAULT_BATCH_SIZE = 256
 METRICS_NAMESPACE = "bulk_recommend"
 USERS, ROWS, MISSING_USERS = "users", "rows", "users_without_history"
+RULE_USERS, RULES_WITHOUT_HISTORY, CALLS = "users_with_rules", "rules_without_history", "calls"
 PROGRESS_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
 class BulkSettings:
-  """What one bulk run computes; ``extra_inputs`` feeds a signature's other inputs (rules)."""
+  """What one bulk run computes; ``extra_inputs`` feeds a signature's other inputs (rules).
+
+  ``rules_file``: per-user values of those inputs (``user_rules``), merged with
+  ``extra_inputs`` for the users it names.
+  """
   model_dir: str                       # the SavedModel folder (saved_model.resolve_model_dir)
   k: int = DEFAULT_K
   signature: str = contract.DEFAULT_SIGNATURE
@@ -43,6 +49,7 @@ class BulkSettings:
   output_format: str = "parquet"
   num_shards: int = 0                  # 0: the runner decides
   batch_size: int = DEFAULT_BATCH_SIZE
+  rules_file: Optional[str] = None
 
   def check(self) -> Dict[str, saved_model.InputSpec]:
     """Raises ValueError (ModelError for the model) on bad settings; the extra input specs."""
@@ -54,7 +61,13 @@ class BulkSettings:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if self.num_shards < 0:
       raise ValueError(f"num_shards must be >= 0, got {self.num_shards}")
-    return saved_model.signature_inputs(self.model_dir, self.signature, self.extra_inputs)
+    specs = saved_model.signature_inputs(self.model_dir, self.signature, self.extra_inputs)
+    if self.rules_file:
+      if not specs:
+        raise ValueError(f"signature '{self.signature}' takes no inputs a rules file could "
+                         f"set; use --signature {contract.RULES_SIGNATURE}")
+      user_rules.check_file(self.rules_file, specs)
+    return specs
 
 
 def padded(histories: Sequence[Sequence[str]]) -> np.ndarray:
@@ -93,11 +106,12 @@ class _Progress:
 
 
 class RecommendDoFn(beam.DoFn):
-  """Batches of UserHistory -> output rows, from the SavedModel loaded once per worker.
+  """Batches of UserHistory (or (user, history, UserRules)) -> output rows, from the
+  SavedModel loaded once per worker.
 
   ``settings.signature`` is called with history [batch, longest] (left-padded with
-  ""), k and ``settings.extra_inputs`` (rank-0 inputs as given; per-row inputs
-  repeated for every row of the batch).
+  ""), k and ``settings.extra_inputs`` merged with each user's rules (per-row inputs
+  row by row; rank-0 inputs as given, one call per distinct set of them in a batch).
   """
 
   def __init__(self, settings: BulkSettings, input_specs: Mapping[str, saved_model.InputSpec]):
@@ -106,6 +120,8 @@ class RecommendDoFn(beam.DoFn):
     self._specs = dict(input_specs)
     self._users = beam.metrics.Metrics.counter(METRICS_NAMESPACE, USERS)
     self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, ROWS)
+    self._rule_users = beam.metrics.Metrics.counter(METRICS_NAMESPACE, RULE_USERS)
+    self._calls = beam.metrics.Metrics.counter(METRICS_NAMESPACE, CALLS)
 
   def setup(self):
     self._loaded = tf.saved_model.load(self._settings.model_dir)
@@ -113,15 +129,28 @@ class RecommendDoFn(beam.DoFn):
     self._k = tf.constant(self._settings.k, tf.int32)
     self._progress = _Progress(PROGRESS_SECONDS)
 
-  def process(self, batch: List[histories_lib.UserHistory]):
-    extra = saved_model.request_tensors(self._specs, self._settings.extra_inputs, len(batch))
-    outputs = self._call(**{contract.INPUT_HISTORY: tf.constant(padded([h for _, h in batch])),
+  def _rows_of_call(self, batch: Sequence[tuple], extra: Mapping[str, tf.Tensor]):
+    outputs = self._call(**{contract.INPUT_HISTORY: tf.constant(padded([e[1] for e in batch])),
                             contract.INPUT_K: self._k}, **extra)
+    self._calls.inc()
     ids = outputs[contract.OUTPUT_ITEM_IDS].numpy()
     scores = outputs[contract.OUTPUT_SCORES].numpy()
+    for element, user_ids, user_scores in zip(batch, ids, scores):
+      yield from rows_of(element[0], user_ids, user_scores)
+
+  def process(self, batch: List[tuple]):
+    users = [element[2] if len(element) > 2 else None for element in batch]
+    self._rule_users.inc(sum(1 for u in users if u is not None))
     rows = 0
-    for (user, _), user_ids, user_scores in zip(batch, ids, scores):
-      for row in rows_of(user, user_ids, user_scores):
+    if not any(users):
+      calls = [(batch, saved_model.request_tensors(self._specs, self._settings.extra_inputs,
+                                                   len(batch)))]
+    else:
+      groups = user_rules.row_values(self._settings.extra_inputs, users, self._specs)
+      calls = [([batch[i] for i in positions], saved_model.row_tensors(self._specs, values))
+               for positions, values in groups.values()]
+    for elements, extra in calls:
+      for row in self._rows_of_call(elements, extra):
         rows += 1
         yield row
     self._users.inc(len(batch))
@@ -180,9 +209,34 @@ def only_users(histories, user_ids):
           | "Wanted" >> beam.ParDo(_KeepWanted()))
 
 
+class _AttachRules(beam.DoFn):
+  """(user, {history: [...], rules: [...]}) -> (user, history, UserRules or None)."""
+
+  def __init__(self):
+    super().__init__()
+    self._orphans = beam.metrics.Metrics.counter(METRICS_NAMESPACE, RULES_WITHOUT_HISTORY)
+
+  def process(self, element):
+    user, grouped = element
+    found, rules = list(grouped["history"]), list(grouped["rules"])
+    if not found:
+      if rules:
+        self._orphans.inc()
+      return
+    yield user, found[0], rules[0] if rules else None
+
+
+def with_user_rules(histories, rules):
+  """(user, history, that user's rules or None) for every user of ``histories``; rules
+  of users without a history are counted and dropped."""
+  return ({"history": histories, "rules": rules}
+          | "JoinRules" >> beam.CoGroupByKey()
+          | "AttachRules" >> beam.ParDo(_AttachRules()))
+
+
 def recommend(histories, settings: BulkSettings,
               input_specs: Mapping[str, saved_model.InputSpec]):
-  """UserHistory PCollection -> output rows PCollection."""
+  """UserHistory (or (user, history, UserRules)) PCollection -> output rows PCollection."""
   return (histories
           | "Batch" >> beam.BatchElements(min_batch_size=settings.batch_size,
                                            max_batch_size=settings.batch_size)
@@ -197,6 +251,9 @@ class BulkResult:
   users_without_history: int
   files: List[str]
   seconds: float
+  users_with_rules: int = 0
+  rules_without_history: int = 0   # rules file users with no history in the input
+  calls: int = 0                   # model calls
 
   @property
   def users_per_second(self) -> float:
@@ -216,7 +273,8 @@ def output_files(output_dir: str) -> List[str]:
 
 def run(settings: BulkSettings, read_histories: beam.PTransform, output_dir: str,
         users_file: Optional[str] = None, make_pipeline=None) -> BulkResult:
-  """Runs the whole job: histories (only ``users_file``'s users, if given) to files.
+  """Runs the whole job: histories (only ``users_file``'s users, if given) to files,
+  each user under the global rules merged with theirs (``settings.rules_file``).
 
   ``make_pipeline``: a no-argument factory of the Beam pipeline (default: a
   DirectRunner pipeline); the TFX executor passes its own.
@@ -229,10 +287,16 @@ def run(settings: BulkSettings, read_histories: beam.PTransform, output_dir: str
     if users_file:
       wanted = p | "Users" >> histories_lib.ReadUserIds(users_file)
       found = only_users(found, wanted)
+    if settings.rules_file:
+      rules = p | "Rules" >> user_rules.ReadUserRules(settings.rules_file, input_specs)
+      found = with_user_rules(found, rules)
     _ = (recommend(found, settings, input_specs)
          | "Write" >> WriteRecommendations(output_dir, settings.output_format,
                                            settings.num_shards))
   result = p.result
   return BulkResult(users=_counter(result, USERS), rows=_counter(result, ROWS),
                     users_without_history=_counter(result, MISSING_USERS),
-                    files=output_files(output_dir), seconds=time.monotonic() - start)
+                    files=output_files(output_dir), seconds=time.monotonic() - start,
+                    users_with_rules=_counter(result, RULE_USERS),
+                    rules_without_history=_counter(result, RULES_WITHOUT_HISTORY),
+                    calls=_counter(result, CALLS))

@@ -5,7 +5,7 @@ Reads ``saved_model.pb`` only (no TensorFlow graph is loaded), so bad inputs fai
 
 import dataclasses
 import os
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -101,14 +101,32 @@ def signature_inputs(model_dir: str, signature: str,
 def request_tensors(specs: Mapping[str, InputSpec], values: Mapping[str, Any],
                     batch_size: int) -> Dict[str, tf.Tensor]:
   """The extra inputs of one call: rank-0 inputs as given, per-row inputs repeated per row."""
+  return row_tensors(specs, [values] * batch_size)
+
+
+def _per_row(spec: InputSpec, rows: Sequence[Any]) -> np.ndarray:
+  """One input's per-row values as one array; string lists of unequal length padded with PAD."""
+  if spec.dtype != tf.string:
+    return np.stack([np.asarray(row, dtype=spec.dtype.as_numpy_dtype) for row in rows])
+  arrays = [np.asarray(row, dtype=object) for row in rows]
+  if len({a.shape for a in arrays}) == 1:
+    return np.stack(arrays) if arrays else np.zeros([0], dtype=object)
+  if any(a.ndim != 1 for a in arrays):
+    raise ValueError("per-row string inputs of unequal shapes must be flat lists")
+  padded = np.full((len(arrays), max(len(a) for a in arrays)), contract.PAD, dtype=object)
+  for i, a in enumerate(arrays):
+    padded[i, :len(a)] = a
+  return padded
+
+
+def row_tensors(specs: Mapping[str, InputSpec],
+                rows: Sequence[Mapping[str, Any]]) -> Dict[str, tf.Tensor]:
+  """The extra inputs of one call from each row's values: rank-0 inputs from the first
+  row (the caller groups rows that agree on them), per-row inputs stacked row by row."""
   tensors = {}
   for name, spec in specs.items():
-    value = values[name]
     if spec.rank == 0:
-      tensors[name] = tf.constant(value, spec.dtype)
-      continue
-    row = np.asarray(value, dtype=object if spec.dtype == tf.string else None)
-    rows = np.broadcast_to(row, (batch_size,) + row.shape)
-    tensors[name] = tf.constant(rows, spec.dtype)
+      tensors[name] = tf.constant(rows[0][name], spec.dtype)
+    else:
+      tensors[name] = tf.constant(_per_row(spec, [row[name] for row in rows]), spec.dtype)
   return tensors
-

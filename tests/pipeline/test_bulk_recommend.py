@@ -151,3 +151,40 @@ def test_an_output_folder_with_earlier_recommendations_is_refused(model_base, ev
   code, _, err = _run(capsys, "--model-dir", model_base, "--events", events,
                       "--output", tmp_path)
   assert code == 1 and "already holds recommendations" in err
+
+
+@pytest.fixture(scope="module")
+def rules_model(tmp_path_factory):
+  """A real export with the ``recommend`` signature: items item_0 … item_39, attributes."""
+  from tests.trainer import test_rules   # pylint: disable=g-import-not-at-top
+  return test_rules._export(tmp_path_factory.mktemp("rules"), 40, 0)["path"]  # pylint: disable=protected-access
+
+
+def test_per_user_rules_extend_the_global_ones(rules_model, tmp_path, capsys):
+  log = tmp_path / "events.csv"
+  log.write_text("user_id,item_id,timestamp\na,item_0,1\na,item_1,2\nb,item_2,1\nc,item_3,1\n")
+  rules = tmp_path / "rules.jsonl"
+  rules.write_text('{"user_id": "a", "allow_ids": ["item_0", "item_5", "item_6", "item_7"]}\n'
+                   '\n{"user_id": "b", "keep_history": true, "allow_ids": ["item_2", "item_9"]}'
+                   '\n{"user_id": "nobody", "exclude_ids": ["item_1"]}\n')
+  code, out, err = _run(capsys, "--model-dir", rules_model, "--events", log, "--output",
+                        tmp_path / "out", "--k", 3, "--format", "csv", "--rules", rules,
+                        "--input", 'exclude_ids=["item_6"]')
+  assert code == 0, err
+  table = _read(str(tmp_path / "out"), "csv")
+  got = {user: sorted(rows["item_id"]) for user, rows in table.groupby("user_id")}
+  assert got["a"] == ["item_5", "item_7"]      # allowed, minus history and the global exclusion
+  assert got["b"] == ["item_2", "item_9"]      # history kept
+  assert len(got["c"]) == 3 and "item_6" not in got["c"] and "item_3" not in got["c"]
+  assert "signature 'recommend'" in out and "per-user rules: 2 user(s) under their own" in out
+  assert "note: 1 user(s) of" in out
+
+
+def test_a_malformed_rules_file_is_a_one_line_error(rules_model, events, tmp_path, capsys):
+  rules = tmp_path / "rules.jsonl"
+  rules.write_text('{"user_id": "u1"}\n{"user_id": "u2", "require_attributes": "cat_1"}\n')
+  code, out, err = _run(capsys, "--model-dir", rules_model, "--events", events,
+                        "--output", tmp_path / "o", "--rules", rules)
+  assert code == 1 and not out and len(err.splitlines()) == 1
+  assert err == (f"error: rules file {rules}, line 2, field 'require_attributes': expected a "
+                 'list of string values, got "cat_1"')

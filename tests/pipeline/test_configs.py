@@ -103,3 +103,11 @@ def test_bulk_recommendations_are_off_unless_asked_for():
   with pytest.raises(ValueError, match="BulkRecommendConfig.output_format must be one of"):
     configs.from_flags(_args("--bulk-recommendations", '{"output_format": "xml"}'),
                        data_root="d", output_root="o")
+  rules = configs.from_flags(_args("--bulk-recommendations",
+                                   '{"rules_file": "r.jsonl", "extra_inputs": {"diversity": 0.2}}'),
+                             data_root="d", output_root="o")
+  assert rules.bulk_recommendations == configs.BulkRecommendConfig(
+      rules_file="r.jsonl", extra_inputs={"diversity": 0.2})
+  with pytest.raises(ValueError, match="BulkRecommendConfig.extra_inputs must be a JSON object"):
+    configs.from_flags(_args("--bulk-recommendations", '{"extra_inputs": [1]}'),
+                       data_root="d", output_root="o")

@@ -81,3 +81,8 @@ def test_the_bulk_recommender_follows_the_pusher_only_when_configured(tmp_path):
   assert bulk.exec_properties["k"] == 7 and bulk.exec_properties["output_format"] == "csv"
   assert bulk.inputs["pushed_model"].producer_component_id == "AtomicPusher"
   assert bulk.inputs["examples"].producer_component_id == "SequenceBuilder"
+  config.bulk_recommendations = configs.BulkRecommendConfig(
+      rules_file="/rules.jsonl", extra_inputs={"exclude_ids": ["i1"]})
+  bulk, = [c for c in create_pipeline(config).components if c.id == "BulkRecommender"]
+  assert bulk.exec_properties["rules_file"] == "/rules.jsonl"
+  assert bulk.exec_properties["extra_inputs"] == '{"exclude_ids": ["i1"]}'

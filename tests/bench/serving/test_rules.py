@@ -1,9 +1,6 @@
-"""bench.serving.rules: the rule modes, the MMR quality function and a tiny end-to-end run."""
+"""bench.serving.rules: the rule modes and a tiny end-to-end run (MMR quality: test_mmr.py)."""
 
 import json
-
-import numpy as np
-import pytest
 
 from bench.serving import bench_model
 from bench.serving import rules
@@ -15,20 +12,6 @@ def test_catalogue_attributes_give_each_item_its_cluster_and_a_brand():
   assert len(rows) == 300
   assert [values[row[0]] for row in rows] == [f"category_{c}" for c in clusters]
   assert all(values[row[1]].startswith("brand_") for row in rows)
-
-
-def test_mmr_effect_scores_each_weight_with_ndcg_and_diversity():
-  catalogue = ["a", "b", "c", "d"]
-  embeddings = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], np.float32)
-  answers = {0.0: [["a", "b"], ["c", "a"]], 0.5: [["a", "c"], ["b", "d"]]}
-  results = rules.mmr_effect(lambda histories, weight: answers[weight], [["x"], ["y"]],
-                             ["b", "c"], catalogue, embeddings,
-                             [["red"], ["red"], ["blue"], []], weights=(0.0, 0.5), k=2)
-  assert results[0]["ndcg@2"] == pytest.approx((1 / np.log2(3) + 1) / 2)
-  assert results[1]["ndcg@2"] == 0.0
-  assert results[0]["embedding_ild@2"] == pytest.approx(0.5)   # (0 + 1) / 2
-  assert results[1]["embedding_ild@2"] > results[0]["embedding_ild@2"]
-  assert results[0]["attribute_ild@2"] == pytest.approx(0.5)   # "d" has no attribute
 
 
 def test_tiny_run_writes_a_report_marked_shared(tmp_path):

@@ -12,6 +12,7 @@ from tfx.types.experimental import simple_artifacts
 from components.bulk_recommender import component_spec as spec
 from components.bulk_recommender import executor
 from components.sequence_builder import sequences
+from serving import contract
 from serving.testing import toy_model
 from trainer import features
 
@@ -76,3 +77,14 @@ def test_a_model_that_was_not_pushed_gets_no_recommendations(tmp_path):
 def test_a_bad_format_names_the_choices(tmp_path):
   with pytest.raises(ValueError, match=r"unknown format 'xml'; choose one of"):
     _do(tmp_path, pushed=1, output_format="xml")
+
+
+def test_a_rules_file_property_calls_the_recommend_signature_with_no_global_rule():
+  settings = executor.settings_from({spec.RULES_FILE_KEY: "rules.jsonl",
+                                     spec.EXTRA_INPUTS_KEY: '{"diversity": 0.25}'}, "model")
+  assert settings.signature == contract.RULES_SIGNATURE and settings.rules_file == "rules.jsonl"
+  assert settings.extra_inputs == {**{name: [] for name in contract.RULE_LIST_INPUTS},
+                                   "keep_history": False, "diversity": 0.25}
+  plain = executor.settings_from({}, "model")
+  assert plain.signature == contract.DEFAULT_SIGNATURE and plain.rules_file is None
+  assert plain.extra_inputs == {}
