@@ -22,6 +22,7 @@ from bench.quality.run import recipe_path
 from trainer import cpu_features
 from trainer import inputs
 from trainer.config import load_model_config
+from trainer.model import INPUTS
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 from trainer.run_fn import compile_model
@@ -44,9 +45,9 @@ def _timed(fn) -> Dict[str, object]:
           "cores": "shared" if is_shared(loads, os.cpu_count() or 1) else "alone"}
 
 
-def _input_epoch(dataset: tf.data.Dataset) -> int:
-  """Reads one epoch of ``dataset`` without training; returns its batches."""
-  return sum(1 for _ in dataset)
+def _input_epoch(dataset: tf.data.Dataset) -> List[int]:
+  """Reads one epoch of ``dataset`` without training; returns its rows per batch."""
+  return [int(batch[INPUTS].shape[0]) for batch in dataset]
 
 
 def measure(args) -> Dict[str, object]:
@@ -59,12 +60,12 @@ def measure(args) -> Dict[str, object]:
                                 encoder.max_seq_len, schedule.batch_size, training=True,
                                 shuffle_seed=args.seed, prefixes=True)
   _input_epoch(dataset)   # fills the cache, as the first training epoch does
-  batches: List[int] = []
+  batches: List[List[int]] = []
   result = {"dataset": args.dataset, "model_config": config.to_dict(),
             "cpu_bf16": cpu_features.has_native_bf16(), "cores": os.cpu_count(),
             "input_pipeline": _timed(lambda: batches.append(_input_epoch(dataset)))}
-  result["batches_per_epoch"] = batches[0]
-  result["examples_per_epoch"] = data.train_labels
+  result["batches_per_epoch"] = len(batches[0])
+  result["rows_per_epoch"] = sum(batches[0])   # one per prefix: one training target each
   for name in args.settings.split(","):
     run_schedule = dataclasses.replace(schedule, **SETTINGS[name])
     tf.keras.utils.set_random_seed(args.seed)

@@ -7,6 +7,8 @@ from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
 from trainer.model import INPUTS
 from trainer.model import LABELS
+from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.model import PretrainingModel
 from trainer.retrieval import RetrievalModel
 from trainer.tasks import NextItemTask
 from trainer.tasks import set_scoring_precision
@@ -79,3 +81,11 @@ def test_a_bf16_train_step_gives_losses_close_to_float32_on_a_tiny_model():
   # Scores (the exported function's) stay float32.
   assert model.score_all(tf.constant([[0, 1, 2, 3, 4, 5]])).dtype == tf.float32
   assert all(w.dtype == tf.float32 for w in model.weights)
+
+
+def test_scoring_precision_reaches_the_pretraining_objectives():
+  model = PretrainingModel(NUM_ITEMS, EncoderConfig(max_seq_len=4, embedding_dim=8, ff_dim=8),
+                           PretrainConfig(attribute_weight=0.0))
+  set_scoring_precision(model, "bfloat16")
+  assert [t.matmul_dtype for t in model.submodules if isinstance(t, NextItemTask)] == [
+      tf.bfloat16]
