@@ -76,6 +76,7 @@ def measure(args) -> Dict[str, object]:
     history = {}
     timing = _timed(lambda: history.update(model.fit(dataset, verbose=0).history))
     timing["loss"] = round(float(history["loss"][0]), 4)
+    timing["mixed_precision"] = run_schedule.mixed_precision
     result[name] = timing
     logging.info("%s: %s", name, timing)
   return result
