@@ -42,7 +42,8 @@ class ItemAttributeTable:
     # [V, A] with 1 / (item's attribute count) at its attributes: mean_embeddings as
     # one sparse-dense matmul, whose gradient is far cheaper than a segment mean's.
     self._mean_weights = tf.SparseTensor(
-        [[item, a] for item, row in enumerate(rows) for a in row],
+        np.array([[item, a] for item, row in enumerate(rows) for a in row],
+                 np.int64).reshape(-1, 2),
         tf.constant([1.0 / len(row) for row in rows for _ in row], tf.float32,
                     shape=[len(flat)]),
         [self.num_items, num_attributes])
