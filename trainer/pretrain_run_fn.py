@@ -25,6 +25,7 @@ from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import PretrainingModel
+from trainer.run_fn import compile_model
 from trainer.run_fn import distribution_strategy
 from trainer.run_fn import is_chief
 from trainer.run_fn import item_vectors_from
@@ -90,7 +91,7 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
   with strategy.scope():
     model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes,
                              item_vectors)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
+    compile_model(model, schedule)
     if warm_start_from is not None:
       warm_start.restore(model, *warm_start_from, attribute_vocab)
   callbacks = []

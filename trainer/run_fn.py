@@ -11,12 +11,14 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from trainer import cpu_features
 from trainer import export
 from trainer import features
 from trainer import inputs
 from trainer import item_vectors as item_vectors_lib
 from trainer import ranking_validation
 from trainer import retrieval
+from trainer import tasks
 from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
@@ -26,6 +28,7 @@ from trainer.config import RETRIEVAL_CONFIG_KEY
 from trainer.config import ModelConfig
 from trainer.pretraining import item_attributes as item_attributes_lib
 from trainer.pretraining.clustering import ClusteringCallback
+from trainer.training_schedule import TrainingSchedule
 
 
 def model_config_from(custom_config) -> ModelConfig:
@@ -44,6 +47,17 @@ STRATEGIES = {
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
   """The tf.distribute strategy ``ModelConfig.distribution_strategy`` names."""
   return STRATEGIES[name]()
+
+
+def compile_model(model: tf.keras.Model, schedule: TrainingSchedule) -> None:
+  """Compiles ``model`` for training with Adam at the schedule's learning rate, its
+  ``jit_compile`` and its ``mixed_precision`` of the catalogue-scoring matmuls."""
+  precision = cpu_features.resolve_precision(schedule.mixed_precision)
+  logging.info("Training with %s catalogue-scoring matmuls (mixed_precision=%r), "
+               "jit_compile=%s", precision, schedule.mixed_precision, schedule.jit_compile)
+  tasks.set_scoring_precision(model, precision)
+  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate),
+                jit_compile=schedule.jit_compile)
 
 
 def read_item_vocab(tf_transform_output):
@@ -168,7 +182,7 @@ def run_fn(fn_args):
     model = retrieval.build_for_run(
         tf_transform_output, fn_args.train_files, train_ds, config.encoder, retrieval_config,
         item_vectors=item_vectors_from(fn_args.custom_config, config.encoder, item_vocab))
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
+    compile_model(model, schedule)
     if fn_args.base_model:
       warm_start.restore(model, item_vocab, fn_args.base_model, attribute_vocab)
   chief = is_chief(strategy)

@@ -27,7 +27,8 @@ def _chunk_loss(logits, probabilities, targets, target_logits):
 
 def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
                               targets: tf.Tensor, with_gradients: bool = True,
-                              chunk_rows: int = CHUNK_ROWS) -> tf.Tensor:
+                              chunk_rows: int = CHUNK_ROWS,
+                              matmul_dtype: tf.DType = tf.float32) -> tf.Tensor:
   """Sum over rows of full-softmax cross-entropy, logits = queries @ item_embeddings^T.
 
   Same value and gradients as summing
@@ -47,6 +48,8 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
     with_gradients: False skips the gradient work (evaluation); the result then
       has no gradient.
     chunk_rows: rows per chunk.
+    matmul_dtype: the three matmuls' operands are cast to it (bfloat16: mixed
+      precision); their products, the softmax, the loss and the gradients are float32.
 
   Returns:
     float32 scalar.
@@ -54,10 +57,14 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
   num_rows = tf.shape(queries)[0]
   num_chunks = (num_rows + chunk_rows - 1) // chunk_rows
 
+  def matmul(a, b, **kwargs):
+    return tf.cast(tf.matmul(tf.cast(a, matmul_dtype), tf.cast(b, matmul_dtype), **kwargs),
+                   tf.float32)
+
   def chunk(q, e, i):
     start = i * chunk_rows
     q_c, targets_c = q[start:start + chunk_rows], targets[start:start + chunk_rows]
-    logits = tf.matmul(q_c, e, transpose_b=True)                     # [C, V]
+    logits = matmul(q_c, e, transpose_b=True)                        # [C, V]
     probabilities = tf.nn.softmax(logits)
     target_rows = tf.gather(e, targets_c)                            # [C, d]
     target_logits = tf.reduce_sum(q_c * target_rows, axis=1)
@@ -80,9 +87,9 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
       # applied on [C, d] / [N, d] operands (target_rows here, a scatter below).
       rows = tf.range(i * chunk_rows, i * chunk_rows + tf.shape(q_c)[0])
       d_q = tf.tensor_scatter_nd_update(
-          d_q, rows[:, tf.newaxis], tf.matmul(probabilities, e) - target_rows)
+          d_q, rows[:, tf.newaxis], matmul(probabilities, e) - target_rows)
       # [d, C] @ [C, V]: faster than [C, V]^T @ [C, d] in TF's CPU matmul.
-      d_e_transposed += tf.matmul(q_c, probabilities, transpose_a=True)
+      d_e_transposed += matmul(q_c, probabilities, transpose_a=True)
       return i + 1, total + loss, d_q, d_e_transposed
 
     _, total, d_q, d_e_transposed = tf.while_loop(
@@ -106,8 +113,11 @@ class NextItemTask(tf.keras.layers.Layer):
   Only labelled positions are scored: they are gathered first, so logits are
   computed for the N labelled positions of the batch instead of all B * L, and
   in blocks of ``CHUNK_ROWS`` rows ([CHUNK_ROWS, V] floats) rather than one
-  [B, L, V] tensor.
+  [B, L, V] tensor. ``matmul_dtype`` is the precision of those blocks' matmuls
+  (``set_scoring_precision``).
   """
+
+  matmul_dtype: tf.DType = tf.float32
 
   def call(self, hidden: tf.Tensor, labels: tf.Tensor, item_embeddings: tf.Tensor,
            with_gradients: bool = True) -> tf.Tensor:
@@ -142,5 +152,13 @@ class NextItemTask(tf.keras.layers.Layer):
       targets = tf.identity(targets)
     loss_sum = softmax_cross_entropy_sum(
         tf.cast(queries, tf.float32), tf.cast(item_embeddings, tf.float32), targets,
-        with_gradients=with_gradients)
+        with_gradients=with_gradients, matmul_dtype=self.matmul_dtype)
     return loss_sum, tf.size(targets)
+
+
+def set_scoring_precision(model: tf.Module, precision: str) -> None:
+  """Runs every ``NextItemTask`` of ``model`` with matmuls in ``precision``
+  ("float32" or "bfloat16"; ``trainer.cpu_features.resolve_precision``)."""
+  for module in model.submodules:
+    if isinstance(module, NextItemTask):
+      module.matmul_dtype = tf.as_dtype(precision)

@@ -5,8 +5,11 @@ have one; the encoder's shape is ``trainer.config.EncoderConfig``.
 """
 
 import dataclasses
+from typing import Literal
 
 from trainer.json_config import JsonConfig
+
+Precision = Literal["float32", "bfloat16", "auto"]
 
 
 @dataclasses.dataclass
@@ -16,6 +19,15 @@ class TrainingSchedule(JsonConfig):
   learning_rate: float = 1e-3
   batch_size: int = 256
   seed: int = 42                 # weights, shuffling and augmentations
+  # Precision of the full-softmax losses' matrix multiplies over the catalogue (their
+  # inputs are rounded to it; logits, softmax, loss and weights stay float32; the
+  # encoder and the exported model are float32 either way): "float32", "bfloat16",
+  # or "auto" (bfloat16 where the CPU multiplies it natively, trainer.cpu_features).
+  mixed_precision: Precision = "float32"
+  # XLA-compile the whole train step (Keras ``compile(jit_compile=...)``). Off by
+  # default: the chunked full-softmax loop has data-dependent shapes that XLA does not
+  # compile (docs/architecture.md, "Training speed").
+  jit_compile: bool = False
 
   def validate(self) -> None:
     for name in ("epochs", "batch_size"):

@@ -35,6 +35,8 @@ from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
+from trainer.run_fn import compile_model
+from trainer.training_schedule import TrainingSchedule
 
 OBJECTIVES = objectives.NAMES
 
@@ -82,6 +84,7 @@ DEFAULT_RECIPE = "default"
 DEFAULT_RETRIEVAL_CONFIG = '{"targets": "prefixes"}'
 DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
+SPEED_SETTINGS = ("mixed_precision", "jit_compile")   # TrainingSchedule fields
 
 # Reference full-ranking results on the same S3-Rec preprocessing and protocol.
 REFERENCE_RESULTS = {
@@ -146,19 +149,43 @@ def _test_ranks(model, data, config) -> np.ndarray:
   return np.concatenate(ranks)
 
 
+# An epoch timing counts as shared (other work on the cores) when the 1-minute load
+# average at its start or end exceeds this many times the core count: training alone
+# keeps the load near the core count (its runnable threads), other jobs add theirs.
+SHARED_LOAD_PER_CORE = 1.5
+
+
+def load_average() -> float:
+  """The 1-minute load average (0 where the OS does not report one)."""
+  try:
+    return round(os.getloadavg()[0], 2)
+  except OSError:
+    return 0.0
+
+
+def is_shared(loads: List[List[float]], cores: int) -> bool:
+  """Whether any [start, end] load average of ``loads`` says the cores were shared."""
+  return any(load > SHARED_LOAD_PER_CORE * cores for pair in loads for load in pair)
+
+
 class EpochTimer(tf.keras.callbacks.Callback):
-  """Records each epoch's wall time (training steps; later callbacks not included)."""
+  """Records each epoch's wall time (training steps; later callbacks not included) and
+  the 1-minute load average at its start and end (``is_shared``)."""
 
   def __init__(self):
     super().__init__()
     self.seconds = []
+    self.loads = []
     self._start = None
+    self._start_load = None
 
   def on_epoch_begin(self, epoch, logs=None):
+    self._start_load = load_average()
     self._start = time.perf_counter()
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
+    self.loads.append([self._start_load, load_average()])
 
 
 def run_one(args) -> Dict[str, object]:
@@ -203,7 +230,7 @@ def run_one(args) -> Dict[str, object]:
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
   model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes)
-  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
+  compile_model(model, schedule)
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -231,6 +258,8 @@ def run_one(args) -> Dict[str, object]:
   record["epoch_seconds"] = [round(s, 2) for s in timer.seconds]
   median_epoch = float(np.median(timer.seconds))
   record["median_epoch_seconds"] = round(median_epoch, 2)
+  record["epoch_load_average"] = timer.loads
+  record["shared_cores"] = is_shared(timer.loads, os.cpu_count() or 1)
   # Training-step time only: the validation ranking runs in on_epoch_end, after the timer.
   record["train_predictions_per_second"] = round(data.train_labels / median_epoch, 1)
   record["finetune_history"] = {k: [float(x) for x in v] for k, v in history.history.items()}
@@ -274,6 +303,8 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
                 "finetune_seconds", "best_epoch"):
       row[key] = float(np.median([r[key] for r in group]))
     row["pretrain_seconds"] = float(np.median([r.get("pretrain_seconds", 0.0) for r in group]))
+    # Runs recorded before the load was recorded say nothing: they count as shared.
+    row["shared_cores"] = any(r.get("shared_cores", True) for r in group)
     if all("test_slices" in r for r in group):
       for name in COLD_SLICES:
         for key in ("HR@10", "NDCG@10"):
@@ -284,6 +315,11 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
                                            for r in group]))
     summary[variant] = row
   return summary
+
+
+def _cores(row: dict) -> str:
+  """How a row's epochs were timed: "shared" (other work on the cores) or "alone"."""
+  return "shared" if row.get("shared_cores", True) else "alone"
 
 
 def _cell(stat: dict, seeds: int, digits: int = 4) -> str:
@@ -300,14 +336,15 @@ def markdown(result: dict) -> str:
            f"items); commit `{meta['commit']}`; {meta['machine']['cpu']}, "
            f"{meta['machine']['cores']} cores; {meta['date']}.", "",
            "| model | seeds | HR@10 | NDCG@10 | MRR | best epoch | epochs to 95% of best | "
-           "s/epoch (median) | train predictions/s | pre-training s | peak RSS MB |",
+           "s/epoch (median; cores alone or shared) | train predictions/s | pre-training s | "
+           "peak RSS MB |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]
   for variant, row in summary.items():
     n = len(row["seeds"])
     lines.append(
         f"| {variant} | {n} | {_cell(row['HR@10'], n)} | {_cell(row['NDCG@10'], n)} | "
         f"{_cell(row['MRR'], n)} | {row['best_epoch']:.0f} | {row['epochs_to_95']:.0f} | "
-        f"{row['median_epoch_seconds']:.1f} | "
+        f"{row['median_epoch_seconds']:.1f} {_cores(row)} | "
         f"{row['train_predictions_per_second']:.0f} | {row['pretrain_seconds']:.0f} | "
         f"{row['peak_rss_mb']:.0f} |")
   cold = [f"{name} {key}" for name in COLD_SLICES for key in ("HR@10", "NDCG@10")]
@@ -395,13 +432,24 @@ def _cold_args(args) -> Dict[str, object]:
   return {"cold_item_fraction": args.cold_item_fraction, "cold_item_seed": args.cold_item_seed}
 
 
+def _model_key(config) -> dict:
+  """A ModelConfig's dict without the speed settings at their defaults, so runs recorded
+  before those settings existed keep their key."""
+  values = config.to_dict()
+  default = TrainingSchedule()
+  for name in SPEED_SETTINGS:
+    if values["schedule"][name] == getattr(default, name):
+      del values["schedule"][name]
+  return values
+
+
 def _settings_key(args, variant: str) -> str:
   """Short hash of the settings a run of ``variant`` depends on: a finished run is
   reused only when they are the same (so an interrupted benchmark resumes where it
   stopped, and changing the pre-training recipe keeps the fine-tune-only runs). JSON
   settings count by content, so editing a recipe file is a change."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
-              load_model_config(args.model_config).to_dict(),
+              _model_key(load_model_config(args.model_config)),
               load_json_object(args.retrieval_config)]
   if VARIANTS[variant].pretrain:
     settings += [args.pretrain_epochs, load_json_object(args.pretrain_config)]

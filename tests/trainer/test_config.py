@@ -42,6 +42,7 @@ def test_pretraining_schedule_keeps_its_own_defaults():
     ({"batch_size": 0}, "TrainingSchedule.batch_size must be >= 1"),
     ({"learning_rate": 0.0}, "TrainingSchedule.learning_rate must be > 0"),
     ({"attention": "sideways"}, "EncoderConfig.attention must be one of"),
+    ({"mixed_precision": "float16"}, "TrainingSchedule.mixed_precision must be one of"),
 ])
 def test_bad_values_are_refused_naming_the_field(values, message):
   with pytest.raises(ValueError, match=message):
@@ -72,3 +73,12 @@ def test_items_are_ids_unless_the_config_says_text():
   text = load_model_config('{"item_representation": "id+text", "adaptor_experts": 4}').encoder
   assert text.uses_item_ids and text.uses_item_text and text.adaptor_experts == 4
   assert not EncoderConfig(item_representation="text").uses_item_ids
+
+
+def test_speed_settings_default_off_and_read_flat_or_nested():
+  assert TrainingSchedule().mixed_precision == "float32"
+  assert TrainingSchedule().jit_compile is False
+  flat = ModelConfig.from_dict({"mixed_precision": "auto", "jit_compile": True})
+  assert flat.schedule == TrainingSchedule(mixed_precision="auto", jit_compile=True)
+  assert PretrainConfig.from_dict({"schedule": {"mixed_precision": "bfloat16"}}
+                                  ).schedule.mixed_precision == "bfloat16"

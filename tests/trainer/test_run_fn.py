@@ -10,13 +10,17 @@ import tensorflow as tf
 
 from tests.trainer import fake_transform
 from tests.trainer import strategy_worker as workers
+from trainer import cpu_features
 from trainer import item_vectors
 from trainer import run_fn
+from trainer import tasks
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import EncoderConfig
 from trainer.config import DistributionStrategy
 from trainer.config import ModelConfig
+from trainer.config import RetrievalConfig
+from trainer.retrieval import RetrievalModel
 from trainer.training_schedule import TrainingSchedule
 
 
@@ -121,3 +125,20 @@ def test_two_local_workers_train_like_one_device_and_only_the_chief_writes(
   assert tf.saved_model.contains_saved_model(str(outs[0] / "model" / "Format-Serving"))
   assert os.listdir(outs[1]) == ["replicas.json"], "the non-chief worker wrote outputs"
   assert not os.listdir(str(outs[1]) + "-tmp"), "the non-chief worker left scratch files"
+
+
+@pytest.mark.parametrize("flags, setting, expected", [
+    ("avx2 avx512_bf16", "auto", tf.bfloat16), ("avx2", "auto", tf.float32),
+    ("avx2", "bfloat16", tf.bfloat16), ("avx2 amx_bf16", "float32", tf.float32)])
+def test_compile_model_honours_the_schedule_speed_settings(monkeypatch, flags, setting,
+                                                            expected):
+  monkeypatch.setattr(cpu_features, "cpu_flags", lambda path=None: frozenset(flags.split()))
+  model = RetrievalModel(20, EncoderConfig(max_seq_len=4, embedding_dim=8, ff_dim=8),
+                         RetrievalConfig(use_item_attributes=False))
+  jit = setting == "bfloat16"
+  run_fn.compile_model(model, TrainingSchedule(learning_rate=0.01, mixed_precision=setting,
+                                               jit_compile=jit))
+  assert model._jit_compile is jit   # pylint: disable=protected-access
+  assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+  assert [t.matmul_dtype for t in model.submodules if isinstance(t, tasks.NextItemTask)
+          ] == [expected]

@@ -39,6 +39,14 @@ class ItemAttributeTable:
         tf.constant(flat, tf.int32, shape=[len(flat)]),
         tf.constant([len(r) for r in rows], tf.int64, shape=[len(rows)]))
     self._counts = tf.constant([len(r) for r in rows], tf.int32)
+    # [V, A] with 1 / (item's attribute count) at its attributes: mean_embeddings as
+    # one sparse-dense matmul, whose gradient is far cheaper than a segment mean's.
+    self._mean_weights = tf.SparseTensor(
+        np.array([[item, a] for item, row in enumerate(rows) for a in row],
+                 np.int64).reshape(-1, 2),
+        tf.constant([1.0 / len(row) for row in rows for _ in row], tf.float32,
+                    shape=[len(flat)]),
+        [self.num_items, num_attributes])
 
   @property
   def num_items_with_attributes(self) -> int:
@@ -61,10 +69,12 @@ class ItemAttributeTable:
     Args:
       attribute_embeddings: float [A, d], row a = attribute index a.
     """
-    ids = self.attribute_ids
-    return tf.math.unsorted_segment_mean(
-        tf.gather(attribute_embeddings, ids.flat_values),
-        tf.cast(ids.value_rowids(), tf.int32), num_segments=self.num_items)
+    weights = self._mean_weights
+    if attribute_embeddings.dtype != weights.dtype:
+      weights = tf.SparseTensor(weights.indices, tf.cast(weights.values,
+                                                         attribute_embeddings.dtype),
+                                weights.dense_shape)
+    return tf.sparse.sparse_dense_matmul(weights, attribute_embeddings)
 
 
 def items_split_pattern(train_files: Union[str, Sequence[str]]) -> str:

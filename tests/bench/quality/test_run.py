@@ -215,3 +215,31 @@ def test_no_run_tables_the_recorded_runs_and_trains_nothing(tmp_path, monkeypatc
   result = json.loads((tmp_path / "out" / "results.json").read_text())
   assert [(r["variant"], r["seed"]) for r in result["runs"]] == [("finetune_only", 1)]
   assert "| finetune_only | 1 | 0.5000 |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_epoch_timings_say_whether_the_cores_were_shared():
+  assert not run.is_shared([[1.9, 2.4]], cores=2)
+  assert run.is_shared([[1.9, 2.4], [2.0, 3.1]], cores=2)
+  runs = [{"variant": "finetune_only", "seed": 1, "shared_cores": shared,
+           "test": {k: 0.1 for k in ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR")},
+           "median_epoch_seconds": 12.0, "train_predictions_per_second": 1.0,
+           "peak_rss_mb": 1.0, "finetune_seconds": 1.0, "best_epoch": 1,
+           "finetune_history": {"val_NDCG@10": [0.1]}} for shared in (False, None)]
+  meta = {"dataset": "x", "num_users": 1, "num_items": 1, "commit": "c", "date": "d",
+          "machine": {"cpu": "cpu", "cores": 2}}
+  alone = run.markdown({"summary": run.aggregate(runs[:1]), "meta": meta})
+  assert "| 12.0 alone |" in alone
+  del runs[1]["shared_cores"]   # recorded before the load was: counts as shared
+  assert "| 12.0 shared |" in run.markdown({"summary": run.aggregate(runs), "meta": meta})
+
+
+def test_speed_settings_change_the_run_key_only_when_set():
+  key = run._settings_key   # pylint: disable=protected-access
+  base = run.parse_args(["--dataset", "beauty"])
+  recipe = load_model_config(base.model_config).to_dict()
+  model_key = run._model_key(load_model_config(base.model_config))   # pylint: disable=protected-access
+  assert set(recipe["schedule"]) - set(model_key["schedule"]) == set(run.SPEED_SETTINGS)
+  bf16 = run.parse_args(["--dataset", "beauty", "--model-config",
+                         json.dumps({**recipe, "schedule": {**recipe["schedule"],
+                                                            "mixed_precision": "bfloat16"}})])
+  assert key(base, "finetune_only") != key(bf16, "finetune_only")

@@ -57,3 +57,13 @@ def test_multi_hot_and_mean_embeddings():
   np.testing.assert_allclose(table.mean_embeddings(embeddings), [[2.0, 2.0], [0, 0], [0, 1]])
   with pytest.raises(ValueError, match=r"item 0: attribute indices must be in \[0, 3\)"):
     item_attributes.ItemAttributeTable([[3]], num_attributes=3)
+
+
+def test_mean_embeddings_gradient_spreads_each_item_equally_over_its_attributes():
+  table = item_attributes.ItemAttributeTable([[0, 2], [], [1], [2]], num_attributes=3)
+  embeddings = tf.Variable([[1.0, 0.0], [0.0, 1.0], [3.0, 4.0]])
+  with tf.GradientTape() as tape:
+    total = tf.reduce_sum(table.mean_embeddings(embeddings) * [[1.0], [5.0], [2.0], [3.0]])
+  # Attribute 0: half of item 0; 1: all of item 2; 2: half of item 0 and all of item 3.
+  np.testing.assert_allclose(tape.gradient(total, embeddings), [[0.5] * 2, [2.0] * 2,
+                                                                [3.5] * 2])
