@@ -100,8 +100,8 @@ class TransformItemVocabulary(HashTableItemVocabulary):
                      name=name)
     # The attribute vocabulary ships too: a catalogue refresh reads the values from it.
     attribute_vocab = tf_transform_output.vocabulary_file_by_name(features.ATTRIBUTE_VOCAB)
-    self.attribute_vocab_asset = (tf.saved_model.Asset(attribute_vocab)
-                                  if tf.io.gfile.exists(attribute_vocab) else None)
+    self.attribute_vocab_asset = (tf.saved_model.Asset(attribute_vocab) if attribute_vocab
+                                  else None)   # None: the Transform wrote no such file
 
 
 class FixedCandidates(tf.Module):

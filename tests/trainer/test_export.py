@@ -2,6 +2,7 @@
 id lookup, and its answers against the Keras model itself."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -230,3 +231,12 @@ def test_dense_window_and_masks_match_their_ragged_definitions():
       expected[b, j] += 1
   np.testing.assert_array_equal(export.index_counts(tf.constant(indices), 9), expected)
   np.testing.assert_array_equal(export.index_mask(tf.constant(indices), 9), expected > 0)
+
+
+def test_pipeline_vocabulary_without_an_attribute_vocabulary_ships_the_item_one(tmp_path):
+  transform_dir, _ = fake_transform.write(tmp_path)
+  os.remove(os.path.join(transform_dir, "transform_fn", "assets", features.ATTRIBUTE_VOCAB))
+  vocabulary = export.TransformItemVocabulary(tft.TFTransformOutput(transform_dir))
+  assert vocabulary.attribute_vocab_asset is None
+  tf.saved_model.save(vocabulary, str(tmp_path / "saved"))
+  assert [p.name for p in (tmp_path / "saved" / "assets").iterdir()] == [features.ITEM_VOCAB]
