@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-refresh bench-soak bench-bulk download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -95,6 +95,13 @@ bench-serving: venv-ann
 bench-serving-pipeline: venv
 	$(PY) -m bench.serving.load --model-path outputs/synthetic/serving/seqrec --requests 2000 \
 	  --out-dir $(BENCH_OUT) --label pipeline-synthetic
+
+# Latency of a pushed model (bench/serving/trained.py): in process, gRPC and REST, serving_default
+# and recommend with rules, 50-item histories, concurrency 1 and 8; about 3 minutes.
+bench-serving-trained: venv
+	@if [ -z "$(MODEL)" ]; then \
+	  echo "usage: make bench-serving-trained MODEL=<pushed model base path or version folder>" >&2; exit 2; fi
+	$(PY) -m bench.serving.trained --model-path $(MODEL) --out-dir $(BENCH_OUT) $(ARGS)
 
 # Catalogue refresh (bench/serving/refresh.py): 1,000 new items embedded and added to a served
 # 12,000-item text model, until the local server serves the new version; JSON + markdown.

@@ -39,7 +39,7 @@ def without_each(indices: tf.RaggedTensor, candidates: tf.Tensor) -> tf.RaggedTe
       tf.not_equal(copies.flat_values, drop)))
 
 
-def occlusion_weights(module, indices: tf.RaggedTensor, inputs: tf.Tensor,
+def occlusion_weights(module, indices: tf.Tensor, inputs: tf.Tensor,
                       top: tf.Tensor) -> tf.Tensor:
   """float32 [B, k, W]: for recommended item ``top[b, j]`` and window position ``p``,
   its score for the history minus its score for the history without item ``inputs[b, p]``.
@@ -50,14 +50,15 @@ def occlusion_weights(module, indices: tf.RaggedTensor, inputs: tf.Tensor,
 
   Args:
     module: a ``trainer.export.RecommenderModule``.
-    indices: int64 ragged [B, None], each row's known history.
+    indices: int64 [B, n], each row's history, -1 for none.
     inputs: int32 [B, W], the encoder's input for those rows (``W = max_seq_len``).
     top: int64 [B, k], the recommended vocabulary indices.
   """
   width = module.max_seq_len
   candidates = tf.cast(inputs, tf.int64) - 1
-  occluded = module._model_inputs(   # pylint: disable=protected-access
-      without_each(indices[:, -2 * width:], candidates))
+  known = tf.ragged.boolean_mask(indices, indices >= 0)
+  occluded = module._ragged_model_inputs(   # pylint: disable=protected-access
+      without_each(known[:, -2 * width:], candidates))
   occluded = tf.reshape(occluded, [-1, width, width])
   model = module.model
 

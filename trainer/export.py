@@ -26,19 +26,24 @@ def left_pad(ids: tf.RaggedTensor, length: int, pad_value=0) -> tf.Tensor:
   return dense + tf.cast(pad_value, ids.dtype)
 
 
-def compact(history: tf.Tensor) -> tf.RaggedTensor:
-  """Raw ids [batch, len] -> each row's non-padding ids, order kept (ragged)."""
-  history = tf.convert_to_tensor(history, tf.string)
-  return tf.ragged.boolean_mask(history, tf.not_equal(history, contract.PAD))
+def left_pad_known(indices: tf.Tensor, length: int) -> tf.Tensor:
+  """int64 [batch, n] indices, -1 for none -> [batch, length]: each row's last ``length``
+  known ones (>= 0), order kept, right-aligned, -1 before them. ``left_pad`` of the
+  known values, without a ragged tensor (fewer ops per request)."""
+  known = indices >= 0
+  from_end = tf.cumsum(tf.cast(known, tf.int64), axis=1, reverse=True)   # 1 = the last one
+  coords = tf.where(known & (from_end <= length))                        # [n, 2] (row, pos)
+  cols = tf.cast(length, tf.int64) - tf.gather_nd(from_end, coords)
+  shape = tf.stack([tf.shape(indices, out_type=tf.int64)[0], tf.cast(length, tf.int64)])
+  return tf.scatter_nd(tf.stack([coords[:, 0], cols], axis=1),
+                       tf.gather_nd(indices, coords) + 1, shape) - 1
 
 
 class ItemVocabulary(tf.Module):
   """The catalogue: vocabulary index <-> raw item id, from a vocabulary file.
 
   Line j of ``vocabulary_file`` is the raw id of vocabulary index j (the format
-  tf.Transform writes); the file ships as an asset of the SavedModel. Subclasses
-  say how raw history ids become indices (``history_indices``), the only thing
-  in which the exports differ.
+  tf.Transform writes); the file ships as an asset of the SavedModel.
   """
 
   def __init__(self, vocabulary_file: str, num_items: int, name=None):
@@ -66,12 +71,10 @@ class ItemVocabulary(tf.Module):
     indices = self.id_to_index.lookup(tf.convert_to_tensor(ids, tf.string))
     return tf.where(indices < self.num_items, indices, tf.constant(-1, tf.int64))
 
-  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
-    """Raw ids [batch, len] (padded with "" anywhere) -> int64 vocabulary indices.
-
-    Padding and ids outside the catalogue are dropped; the order is kept.
-    """
-    raise NotImplementedError
+  def history_indices(self, history: tf.Tensor) -> tf.Tensor:
+    """Raw ids [batch, len] (padded with "" anywhere) -> int64 [batch, len] vocabulary
+    indices, -1 for padding and ids outside the catalogue (dense: no ragged ops)."""
+    return self.indices(history)
 
   def item_ids(self, indices: tf.Tensor) -> tf.Tensor:
     """Vocabulary indices (any shape) -> raw ids ("" outside the catalogue)."""
@@ -81,48 +84,32 @@ class ItemVocabulary(tf.Module):
 class HashTableItemVocabulary(ItemVocabulary):
   """Raw ids -> indices with a ``tf.lookup.StaticHashTable`` over the vocabulary file."""
 
-  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
-    indices = self.id_to_index.lookup(compact(history))
-    return tf.ragged.boolean_mask(indices, (indices >= 0) & (indices < self.num_items))
 
+class TransformItemVocabulary(HashTableItemVocabulary):
+  """The pipeline's catalogue: tf.Transform's item vocabulary file and size.
 
-class TransformItemVocabulary(ItemVocabulary):
-  """The pipeline's catalogue: raw ids go through the tf.Transform graph, as in training."""
+  The transform maps a history id by a whole-line lookup in this same file
+  (``trainer.preprocessing``: ``tft.apply_vocabulary``, ids outside it to the OOV
+  bucket), so the hash table gives the indices training saw without running the
+  transform graph per request; tests/trainer/test_export.py checks both agree.
+  """
 
   def __init__(self, tf_transform_output: tft.TFTransformOutput, name=None):
     super().__init__(tf_transform_output.vocabulary_file_by_name(features.ITEM_VOCAB),
                      tf_transform_output.vocabulary_size_by_name(features.ITEM_VOCAB),
                      name=name)
-    self.transform_layer = tf_transform_output.transform_features_layer()
-
-  def history_indices(self, history: tf.Tensor) -> tf.RaggedTensor:
-    history = tf.convert_to_tensor(history, tf.string)
-    batch = tf.shape(history)[0]
-    empty = tf.fill([batch], contract.PAD)
-    raw = {
-        # Padding may stand anywhere: compact each row (order kept) first.
-        features.HISTORY: compact(history).to_sparse(),
-        features.ITEM_ATTRIBUTES: tf.SparseTensor(
-            tf.zeros([0, 2], tf.int64), tf.zeros([0], tf.string),
-            tf.stack([tf.cast(batch, tf.int64), 0])),
-        features.TARGET: empty,
-        features.ITEM_ID: empty,
-        features.USER_ID: empty,
-        features.TITLE: empty,
-    }
-    ids = self.transform_layer(raw)[features.HISTORY_IDS]
-    if isinstance(ids, tf.SparseTensor):
-      ids = tf.RaggedTensor.from_sparse(ids)
-    ids = tf.cast(ids, tf.int64)
-    return tf.ragged.boolean_mask(ids, ids < self.num_items)   # drops the OOV bucket
+    # The attribute vocabulary ships too: a catalogue refresh reads the values from it.
+    attribute_vocab = tf_transform_output.vocabulary_file_by_name(features.ATTRIBUTE_VOCAB)
+    self.attribute_vocab_asset = (tf.saved_model.Asset(attribute_vocab) if attribute_vocab
+                                  else None)   # None: the Transform wrote no such file
 
 
 class FixedCandidates(tf.Module):
   """A model whose candidate tower was evaluated once, at export: ``item_embeddings``
   is a variable, the query tower the model's own.
 
-  With text item representations the candidate tower runs the text adaptor over the
-  whole catalogue; done once here, a request costs what it costs with id items.
+  A request then scores against a stored matrix instead of recomputing the catalogue's
+  embeddings (id table rows plus attribute means, or the text adaptor over every item).
   """
 
   def __init__(self, model):
@@ -142,23 +129,35 @@ class FixedCandidates(tf.Module):
 
 
 def servable_model(model):
-  """``model``, or ``FixedCandidates(model)`` when its items are represented by text."""
-  encoder = getattr(model, "encoder", None)
-  if encoder is not None and encoder.config.uses_item_text:
-    return FixedCandidates(model)
-  return model
+  """``FixedCandidates(model)``, or ``model`` when its candidate matrix already is a
+  variable (a catalogue refresh's candidates)."""
+  if isinstance(model.item_embeddings, tf.Variable):
+    return model
+  return FixedCandidates(model)
 
 
 MMR_MIN_POOL = 100    # MMR re-ranks each row's max(4k, MMR_MIN_POOL) best eligible items
 MMR_POOL_PER_K = 4
 
 
-def row_index_mask(indices: tf.RaggedTensor, num_items: int) -> tf.Tensor:
-  """bool [batch, num_items]: True at each row's ``indices`` (int64 ragged, in range)."""
-  rows = tf.cast(indices.value_rowids(), tf.int64)
-  coords = tf.stack([rows, tf.cast(indices.values, tf.int64)], axis=1)
-  shape = tf.stack([tf.cast(indices.nrows(), tf.int64), tf.constant(num_items, tf.int64)])
-  return tf.scatter_nd(coords, tf.ones_like(rows, tf.int32), shape) > 0
+def known_pairs(indices: tf.Tensor) -> tf.Tensor:
+  """int64 [batch, n] indices, -1 for padding or unknown -> int64 [m, 2] (row, index)
+  of the known ones."""
+  coords = tf.where(indices >= 0)
+  return tf.stack([coords[:, 0], tf.gather_nd(indices, coords)], axis=1)
+
+
+def index_counts(indices: tf.Tensor, width: int, dtype=tf.int32) -> tf.Tensor:
+  """[batch, width]: how often each row's known ``indices`` (int64 [batch, n], -1
+  ignored) name each column."""
+  pairs = known_pairs(indices)
+  shape = tf.stack([tf.shape(indices, out_type=tf.int64)[0], tf.constant(width, tf.int64)])
+  return tf.scatter_nd(pairs, tf.ones_like(pairs[:, 0], dtype), shape)
+
+
+def index_mask(indices: tf.Tensor, width: int) -> tf.Tensor:
+  """bool [batch, width]: True at each row's known ``indices`` (int64 [batch, n], -1 ignored)."""
+  return index_counts(indices, width) > 0
 
 
 def known_values(indices: tf.Tensor) -> tf.RaggedTensor:
@@ -217,11 +216,7 @@ class ItemAttributes(tf.Module):
     """float32 [batch, num_items]: how many of a row's known values (int64 [batch, n],
     -1 ignored) each item has."""
     width = max(self.num_values, 1)
-    known = known_values(indices)
-    rows = tf.cast(known.value_rowids(), tf.int64)
-    wanted = tf.scatter_nd(
-        tf.stack([rows, known.values], axis=1), tf.ones_like(rows, tf.float32),
-        tf.stack([tf.cast(tf.shape(indices)[0], tf.int64), tf.constant(width, tf.int64)]))
+    wanted = index_counts(indices, width, tf.float32)
     has = tf.SparseTensor(self.pairs, tf.ones([tf.shape(self.pairs)[0]], tf.float32),
                           [self.num_items, width])
     return tf.transpose(tf.sparse.sparse_dense_matmul(has, wanted, adjoint_b=True))
@@ -302,14 +297,19 @@ class RecommenderModule(tf.Module):
         tf.ones([self.num_items], tf.bool) if available is None else available,
         trainable=False, dtype=tf.bool, shape=[self.num_items], name="available")
 
-  def _model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
+  def _model_inputs(self, indices: tf.Tensor) -> tf.Tensor:
+    """int64 [batch, n] history indices (-1 for none) -> the encoder's int32 input."""
+    return tf.cast(left_pad_known(indices, self.max_seq_len) + 1, tf.int32)
+
+  def _ragged_model_inputs(self, indices: tf.RaggedTensor) -> tf.Tensor:
+    """``_model_inputs`` of ragged known indices (``trainer.explain``'s occluded rows)."""
     return tf.cast(left_pad(indices + 1, self.max_seq_len), tf.int32)
 
-  def _top_k(self, indices: tf.RaggedTensor, inputs: tf.Tensor, k: tf.Tensor):
+  def _top_k(self, indices: tf.Tensor, inputs: tf.Tensor, k: tf.Tensor):
     """Best ``min(k, num_items)`` available items per row, the row's own ``indices`` excluded.
 
     Args:
-      indices: int64 ragged [batch, None], each row's known history (all of it).
+      indices: int64 [batch, n], each row's history (all of it), -1 for none.
       inputs: int32 [batch, max_seq_len], the encoder's input for those rows.
       k: int32 scalar >= 1.
 
@@ -322,16 +322,16 @@ class RecommenderModule(tf.Module):
     top = tf.math.top_k(scores, k=tf.minimum(k, self.num_items))
     return tf.cast(top.values, tf.float32), tf.cast(top.indices, tf.int64)
 
-  def eligible(self, indices: tf.RaggedTensor, exclude_history=True,
+  def eligible(self, indices: tf.Tensor, exclude_history=True,
                rules: Optional[tf.Tensor] = None) -> tf.Tensor:
     """bool [batch, num_items]: the items each row may get; every signature asks here.
 
     Args:
-      indices: int64 ragged [batch, None], each row's known history.
+      indices: int64 [batch, n], each row's history, -1 for none.
       exclude_history: Python or bool scalar tensor: leave the history items out.
       rules: bool [batch, num_items] from ``rule_mask``, or None.
     """
-    mask = ~(row_index_mask(indices, self.num_items) & exclude_history)
+    mask = ~(index_mask(indices, self.num_items) & exclude_history)
     if rules is not None:
       mask &= rules
     # Availability (catalogue refresh): an unavailable item is never eligible.
@@ -346,10 +346,10 @@ class RecommenderModule(tf.Module):
     attributes = {name: self.attributes.indices(rules[name])
                   for name in (contract.INPUT_REQUIRE_ATTRIBUTES,
                                contract.INPUT_EXCLUDE_ATTRIBUTES)}
-    excluded = row_index_mask(known_values(ids[contract.INPUT_EXCLUDE_IDS]), self.num_items)
+    excluded = index_mask(ids[contract.INPUT_EXCLUDE_IDS], self.num_items)
     allow_ids = rules[contract.INPUT_ALLOW_IDS]
     allows_all = ~tf.reduce_any(tf.not_equal(allow_ids, contract.PAD), axis=1)
-    allowed = row_index_mask(known_values(ids[contract.INPUT_ALLOW_IDS]), self.num_items)
+    allowed = index_mask(ids[contract.INPUT_ALLOW_IDS], self.num_items)
     required = rules[contract.INPUT_REQUIRE_ATTRIBUTES]
     num_required = tf.reduce_sum(
         tf.cast(tf.not_equal(required, contract.PAD), tf.float32), axis=1)

@@ -65,9 +65,9 @@ class ScannRecommenderModule(export.RecommenderModule):
     # No identifiers: the index answers with row numbers = vocabulary indices.
     self.scann.index(tf.cast(model.item_embeddings, tf.float32))
 
-  def _top_k(self, indices: tf.RaggedTensor, inputs: tf.Tensor, k: tf.Tensor):
+  def _top_k(self, indices: tf.Tensor, inputs: tf.Tensor, k: tf.Tensor):
     query = tf.cast(self.model.query_embedding(inputs), tf.float32)
-    history = indices.to_tensor(default_value=-1)                   # [B, h]
+    history = export.known_values(indices).to_tensor(default_value=-1)   # [B, h]
     wanted = tf.minimum(k + tf.shape(history)[1], self.num_items)
     scores, candidates = self.scann(query, k=wanted)                 # [B, <= wanted]
     candidates = tf.cast(candidates, tf.int64)

@@ -37,16 +37,36 @@ shares the machine's cores with the server. Writes <out-dir>/<label>.json and .m
 More: docs/serving.md, "Serving benchmarks"."""
 
 
-def cpu_model() -> str:
-  """The CPU's ``model name`` from /proc/cpuinfo ("unknown" elsewhere)."""
+def _cpuinfo(field: str) -> Optional[str]:
+  """The first ``field`` of /proc/cpuinfo (None elsewhere)."""
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
       for line in f:
-        if line.startswith("model name"):
+        if line.split(":", 1)[0].strip() == field:
           return line.split(":", 1)[1].strip()
   except OSError:
     pass
-  return "unknown"
+  return None
+
+
+def cpu_model() -> str:
+  """The CPU's ``model name`` from /proc/cpuinfo ("unknown" elsewhere)."""
+  return _cpuinfo("model name") or "unknown"
+
+
+VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def cpu_vector_flags() -> List[str]:
+  """The vector-instruction flags TensorFlow's CPU kernels use that this CPU has."""
+  flags = set((_cpuinfo("flags") or "").split())
+  return [flag for flag in VECTOR_FLAGS if flag in flags]
+
+
+def sharing(load_before: float, cpus: Optional[int]) -> str:
+  """"alone" when the 1-min load average at the start was below half the cores,
+  "shared" otherwise (other work skews the numbers)."""
+  return "alone" if load_before < 0.5 * (cpus or 1) else "shared"
 
 
 def git_commit(repo_root: str = testing.REPO_ROOT) -> str:
@@ -95,6 +115,8 @@ def machine_during(load_before: float) -> Dict[str, object]:
   machine = machine_info()
   machine["load_average_before"] = round(load_before, 2)
   machine["load_average_after"] = machine.pop("load_average_1min")
+  machine["cpu_flags"] = cpu_vector_flags()
+  machine["cores"] = sharing(load_before, machine["cpus"])
   return machine
 
 
@@ -339,6 +361,27 @@ def run(args: argparse.Namespace) -> Dict[str, object]:
   }
 
 
+def timestamped(label: Optional[str], stem: str) -> str:
+  """``label``, or ``<stem>-<local time>`` when none is given."""
+  return label or f"{stem}-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def write_files(report: Dict[str, object], out_dir: str, label: str, markdown: str) -> None:
+  """Writes ``<out_dir>/<label>.json`` (``report`` with its label) and ``<label>.md``."""
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, f"{label}.json"), "w", encoding="utf-8") as f:
+    json.dump(dict(report, label=label), f, indent=2)
+  with open(os.path.join(out_dir, f"{label}.md"), "w", encoding="utf-8") as f:
+    f.write(markdown)
+
+
+def exit_code(report: Dict[str, object]) -> int:
+  """0 when no request failed (and the paths answered alike, where compared), else 1."""
+  ok = (report.get("identical_answers", True)
+        and all(r["errors"] == 0 for r in report["results"]))
+  return 0 if ok else 1
+
+
 def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
   """Writes ``<out_dir>/<label>.json`` and ``.md``; returns the markdown table."""
   report = dict(report, label=label)
@@ -367,10 +410,10 @@ def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
-  label = args.label or "load-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  label = timestamped(args.label, "load")
   report = run(args)
   write_report(report, args.out_dir, label)
-  return 0 if all(r["errors"] == 0 for r in report["results"]) else 1
+  return exit_code(report)
 
 
 if __name__ == "__main__":

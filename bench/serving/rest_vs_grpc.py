@@ -3,7 +3,6 @@
 Takes bench.serving.load's flags except --server; usage: docs/serving.md, "Serving benchmarks".
 """
 
-import datetime
 import http.client
 import json
 import math
@@ -110,9 +109,6 @@ def run(args) -> Dict[str, object]:
 
 def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
   """Writes ``<out_dir>/<label>.json`` and ``.md``; returns the markdown table."""
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, f"{label}.json"), "w", encoding="utf-8") as f:
-    json.dump(dict(report, label=label), f, indent=2)
   lines = ["| api | concurrency | requests | errors | p50 ms | p99 ms | req/s |",
            "|---|---:|---:|---:|---:|---:|---:|"]
   for r in report["results"]:
@@ -120,28 +116,28 @@ def write_report(report: Dict[str, object], out_dir: str, label: str) -> str:
                  f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['throughput_rps']:.1f} |")
   table = "\n".join(lines)
   machine = report["machine"]
-  with open(os.path.join(out_dir, f"{label}.md"), "w", encoding="utf-8") as f:
-    f.write(f"# REST vs gRPC: {label}\n\n"
-            f"Model: {report['model']} ({report['catalogue_size']} items), served by "
-            f"serving.server on loopback. Requests: batch {report['batch_size']} x history "
-            f"{report['history_length']}, k={report['k']}; {report['requests_per_level']} "
-            f"per level and API. Same answers through both APIs: "
-            f"{'yes' if report['identical_answers'] else 'NO'}. Machine: "
-            f"{machine['cpu_model']}, {machine['cpus']} CPUs shared with the load generator, "
-            f"1-min load average {machine['load_average_before']:.1f} before and "
-            f"{machine['load_average_after']:.1f} after; commit "
-            f"{machine['git_commit'][:12]}.\n\n{table}\n")
+  load.write_files(report, out_dir, label,
+                   f"# REST vs gRPC: {label}\n\n"
+                   f"Model: {report['model']} ({report['catalogue_size']} items), served by "
+                   f"serving.server on loopback. Requests: batch {report['batch_size']} x history "
+                   f"{report['history_length']}, k={report['k']}; {report['requests_per_level']} "
+                   f"per level and API. Same answers through both APIs: "
+                   f"{'yes' if report['identical_answers'] else 'NO'}. Machine: "
+                   f"{machine['cpu_model']}, {machine['cpus']} CPUs shared with the load "
+                   f"generator, "
+                   f"1-min load average {machine['load_average_before']:.1f} before and "
+                   f"{machine['load_average_after']:.1f} after; commit "
+                   f"{machine['git_commit'][:12]}.\n\n{table}\n")
   print(table)
   return table
 
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
-  label = args.label or "rest-vs-grpc-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  label = load.timestamped(args.label, "rest-vs-grpc")
   report = run(args)
   write_report(report, args.out_dir, label)
-  ok = report["identical_answers"] and all(r["errors"] == 0 for r in report["results"])
-  return 0 if ok else 1
+  return load.exit_code(report)
 
 
 if __name__ == "__main__":

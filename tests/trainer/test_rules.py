@@ -67,29 +67,23 @@ def rules_inputs(histories, k, exclude=None, allow=None, require=None, exclude_a
   return inputs
 
 
-def reference(catalogue, inputs):
-  """Brute force in NumPy: per row, (eligible item indices, top-k scores, unknown count)."""
-  loaded, num_items = catalogue["loaded"], catalogue["num_items"]
-  ids = bench_model.item_ids(num_items)
+def eligible_items(ids, values, item_values, inputs):
+  """Brute force in Python: per row of the ``recommend`` inputs, (the item indices it may
+  get, the number of rule values unknown to the catalogue)."""
   index = {item: i for i, item in enumerate(ids)}
-  value_index = {v: i for i, v in enumerate(catalogue["values"])}
-  has = [set(row) for row in catalogue["rows"]]
-  query = loaded.signatures[contract.QUERY_EMBEDDING_SIGNATURE](
-      history=inputs[contract.INPUT_HISTORY])[contract.OUTPUT_EMBEDDING].numpy()
-  items = loaded.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[
-      contract.OUTPUT_EMBEDDINGS].numpy()
-  k = int(inputs[contract.INPUT_K])
+  value_index = {v: i for i, v in enumerate(values)}
+  has = [set(row) for row in item_values]
   rows = {name: [[v.decode() for v in row if v] for row in inputs[name].numpy()]
           for name in (contract.INPUT_HISTORY, *contract.RULE_LIST_INPUTS)}
   results = []
-  for b, q in enumerate(query):
-    history = {index[i] for i in rows[contract.INPUT_HISTORY][b] if i in index}
+  for b, history in enumerate(rows[contract.INPUT_HISTORY]):
+    history = {index[i] for i in history if i in index}
     exclude = rows[contract.INPUT_EXCLUDE_IDS][b]
     allow = rows[contract.INPUT_ALLOW_IDS][b]
     require = rows[contract.INPUT_REQUIRE_ATTRIBUTES][b]
     exclude_attributes = rows[contract.INPUT_EXCLUDE_ATTRIBUTES][b]
     eligible = []
-    for item in range(num_items):
+    for item in range(len(ids)):
       if item in history and not bool(inputs[contract.INPUT_KEEP_HISTORY]):
         continue
       if ids[item] in exclude or (allow and ids[item] not in allow):
@@ -99,10 +93,26 @@ def reference(catalogue, inputs):
       if any(value_index.get(v, -1) in has[item] for v in exclude_attributes):
         continue
       eligible.append(item)
-    scores = items @ q
-    top = sorted((-scores[eligible]).tolist())[:k]
     unknown = (sum(i not in index for i in exclude + allow)
                + sum(v not in value_index for v in require + exclude_attributes))
+    results.append((eligible, unknown))
+  return results
+
+
+def reference(catalogue, inputs):
+  """Brute force in NumPy: per row, (eligible item indices, top-k scores, unknown count)."""
+  loaded, num_items = catalogue["loaded"], catalogue["num_items"]
+  query = loaded.signatures[contract.QUERY_EMBEDDING_SIGNATURE](
+      history=inputs[contract.INPUT_HISTORY])[contract.OUTPUT_EMBEDDING].numpy()
+  items = loaded.signatures[contract.ITEM_EMBEDDINGS_SIGNATURE]()[
+      contract.OUTPUT_EMBEDDINGS].numpy()
+  k = int(inputs[contract.INPUT_K])
+  rows = eligible_items(bench_model.item_ids(num_items), catalogue["values"], catalogue["rows"],
+                        inputs)
+  results = []
+  for q, (eligible, unknown) in zip(query, rows):
+    scores = items @ q
+    top = sorted((-scores[eligible]).tolist())[:k]
     results.append((set(eligible), scores, [-s for s in top], unknown))
   return results
 
