@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -120,6 +120,12 @@ bench-soak: venv
 # markdown in outputs/bench/serving/. The pushed model: ARGS="--model-path outputs/synthetic/serving/seqrec".
 bench-bulk: venv
 	$(PY) -m bench.serving.bulk --out-dir $(BENCH_OUT) $(ARGS)
+
+# MMR diversity on a trained model: NDCG@10/HR@10 and intra-list diversity per weight
+#   make bench-mmr RUN=<a pipeline run's --output-dir>
+bench-mmr: venv
+	@if [ -z "$(RUN)" ]; then echo "usage: make bench-mmr RUN=<pipeline output dir>" >&2; exit 2; fi
+	$(PY) -m bench.serving.mmr --run-dir $(RUN) --out-dir $(BENCH_OUT) $(ARGS)
 
 # Looks at a run's report as a person would: renders it in headless Chromium (Debian:
 # apt-get install chromium) and writes screenshot.png beside it; then open the PNG.
