@@ -26,6 +26,9 @@ from components.ranking_evaluator import slices
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
+from trainer import run_fn
+from trainer import warm_start
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.model import INPUTS
@@ -172,6 +175,12 @@ def run_one(args) -> Dict[str, object]:
   encoder_config, schedule = model_config.encoder, model_config.schedule
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
+  if args.train_user_fraction < 1:
+    data = data_lib.sample_training_users(data, args.train_user_fraction, args.seed,
+                                          os.path.join(args.work_dir, "data"),
+                                          encoder_config.max_seq_len)
+  item_vectors = run_fn.item_vectors_from({ITEM_VECTORS_KEY: args.item_vectors},
+                                          encoder_config, data.item_ids)
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
@@ -202,8 +211,11 @@ def run_one(args) -> Dict[str, object]:
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
-  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes)
+  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes,
+                         item_vectors=item_vectors)
   model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate))
+  if args.warm_start_from:
+    record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from)
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -242,6 +254,8 @@ def run_one(args) -> Dict[str, object]:
   record["test"] = metrics.summarize(ranks, KS)
   if data.cold_items:
     record["test_slices"] = cold_slices(data, ranks)
+  if args.save_warm_start:
+    warm_start.save(model, data.item_ids, args.save_warm_start)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 
@@ -358,6 +372,17 @@ def parse_args(argv=None):
                            "does (--cold-item-fraction there) and report the test users whose "
                            "target is one apart (default 0: off)")
   parser.add_argument("--cold-item-seed", type=int, default=0)
+  parser.add_argument("--item-vectors", default=None,
+                      help="item vectors file (python -m pipeline.embed_items) for a model "
+                           "config with item_representation text or id+text")
+  parser.add_argument("--train-user-fraction", type=float, default=1.0,
+                      help="train on this seeded fraction of the users (the run's seed); "
+                           "every user is still validated and tested")
+  parser.add_argument("--warm-start-from", default=None,
+                      help="start the encoder from the weights --save-warm-start wrote "
+                           "(trainer.warm_start: items matched by raw id, text adaptor kept)")
+  parser.add_argument("--save-warm-start", default=None,
+                      help="write the fine-tuned encoder for a later --warm-start-from")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   parser.add_argument("--no-run", action="store_true",
@@ -388,7 +413,17 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
           "--auxiliary-config", args.auxiliary_config, "--out-dir", args.out_dir,
           "--work-dir", args.work_dir, "--variant", variant, "--seed", str(seed),
           "--record", record, "--cold-item-fraction", str(args.cold_item_fraction),
-          "--cold-item-seed", str(args.cold_item_seed)]
+          "--cold-item-seed", str(args.cold_item_seed), *_text_argv(args)]
+
+
+def _text_argv(args) -> List[str]:
+  """The item-text and transfer options of a child, those that are set."""
+  options = {"--item-vectors": args.item_vectors, "--warm-start-from": args.warm_start_from,
+             "--save-warm-start": args.save_warm_start}
+  argv = [part for flag, value in options.items() if value for part in (flag, value)]
+  if args.train_user_fraction < 1:
+    argv += ["--train-user-fraction", str(args.train_user_fraction)]
+  return argv
 
 
 def _cold_args(args) -> Dict[str, object]:
@@ -409,6 +444,8 @@ def _settings_key(args, variant: str) -> str:
     settings += [load_json_object(args.auxiliary_config)]
   if args.cold_item_fraction > 0:   # runs recorded before the option keep their key
     settings += [_cold_args(args)]
+  if _text_argv(args):              # so do runs without item text or transfer
+    settings += [_text_argv(args)]
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
