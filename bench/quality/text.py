@@ -29,11 +29,12 @@ HEADLINE_ROWS = ("id", "text", "id+text")
 VARIANT = "finetune_only"
 COLD, WARM = run.COLD_SLICES
 METRICS = ("HR@10", "NDCG@10")
-# Published full-ranking results on UniSRec's Scientific split (see the README's notes).
+# Published Scientific results (protocols differ: bench/quality/results/README.md, "Item text").
+# (name, HR@10 or Recall@10, NDCG@10); None where not checked.
 PUBLISHED = {
     "scientific": [
-        ("UniSRec (KDD 2022), fine-tuned inductive+transductive, published", 0.1188, 0.0641),
-        ("Recformer (KDD 2023), published", 0.1448, 0.1027),
+        ("UniSRec (KDD 2022), published: see its Table 2, not copied here", None, None),
+        ("Recformer (KDD 2023), published, own Scientific preprocessing", 0.1448, 0.1027),
     ],
 }
 
@@ -207,7 +208,8 @@ def markdown(result: dict) -> str:
       lines.append(f"| {name.replace('_', '-')} baseline | – | " +
                    " | ".join(_cell(row[c], 1) for c in cols) + " | | |")
     for name, hr, ndcg in PUBLISHED.get(dataset, []):
-      lines.append(f"| {name} | | {hr:.4f} | {ndcg:.4f} | " + " | " * (len(cols) - 2) + " | |")
+      cells = ["–" if v is None else f"{v:.4f}" for v in (hr, ndcg)]
+      lines.append(f"| {name} | | " + " | ".join(cells) + " |" + " |" * (len(cols) - 2) + " | |")
     lines += [""]
     for name, bar in entry["bars"].items():
       lines.append(f"- **{name}**: cold NDCG@10 beats text similarity: "

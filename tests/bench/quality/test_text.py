@@ -155,7 +155,7 @@ def test_bars_and_table():
   assert "| text | 3 | 0.1800 ± 0.0100 | 0.0900 ± 0.0100 | 0.1000 ± 0.0100 |" in table
   assert "| id+text | 1 | 0.2000 | 0.1000 |" in table
   assert "| text-similarity baseline | – | 0.1000 | 0.0500 | 0.0400 | 0.0200 |" in table
-  assert "Recformer (KDD 2023), published | | 0.1448 | 0.1027 |" in table
+  assert "Recformer (KDD 2023), published, own Scientific preprocessing | | 0.1448 | 0.1027 |" in table
   assert "- **id+text**: cold NDCG@10 beats text similarity: NOT met" in table
   assert "12 s wall (shared cores" in table
   assert "load average 4.00 3.00 2.00 at the start" in table
