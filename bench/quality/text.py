@@ -20,6 +20,8 @@ from bench.quality import run
 from components.ranking_evaluator import evaluation
 from components.ranking_evaluator import metrics
 from trainer import features
+from trainer.config import ALL_POSITIONS
+from trainer.config import CAUSAL
 from trainer.config import load_json_object
 from trainer.item_vectors import VECTORS_FILE
 
@@ -27,6 +29,9 @@ DATASETS = ("ml-100k", "ml-latest-small", "scientific")
 ROWS = ("id", "text", "id+text")
 HEADLINE_ROWS = ("id", "text", "id+text")
 VARIANT = "finetune_only"
+# Long MovieLens histories make one example per prefix costly on shared cores: these
+# train one pass per sequence (recipe_argv).
+ONE_PASS = ("ml-100k", "ml-latest-small")
 COLD, WARM = run.COLD_SLICES
 METRICS = ("HR@10", "NDCG@10")
 # Published Scientific results (protocols differ: bench/quality/results/README.md, "Item text").
@@ -109,15 +114,25 @@ def baselines(data: data_lib.BenchData, vectors_path: str) -> Dict[str, Dict[str
 # The model rows: one quality-benchmark run (bench/quality/run.py) per row.
 
 
-def row_config(dataset: str, representation: str, out_dir: str) -> str:
-  """The dataset's recipe with ``item_representation`` set, written as a file."""
+def recipe_argv(dataset: str, representation: str, out_dir: str, one_pass: bool) -> List[str]:
+  """``--model-config`` (the dataset's recipe with ``item_representation`` set, written
+  as a file) and ``--retrieval-config`` of a row.
+
+  ``one_pass`` trains SASRec's way instead: a causal query tower with every position of
+  a sequence a target, one pass per sequence rather than one example per prefix.
+  """
   values = load_json_object(run.recipe_path(dataset))
-  values["encoder"] = {**values.get("encoder", {}), "item_representation": representation}
-  path = os.path.join(out_dir, f"model-{representation.replace('+', '_')}.json")
+  encoder = {**values.get("encoder", {}), "item_representation": representation}
+  if one_pass:
+    encoder["attention"] = CAUSAL
+  values["encoder"] = encoder
+  name = f"model-{representation.replace('+', '_')}{'-one-pass' if one_pass else ''}.json"
+  path = os.path.join(out_dir, name)
   os.makedirs(out_dir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(values, f, indent=1)
-  return path
+  retrieval = json.dumps({"targets": ALL_POSITIONS}) if one_pass else run.DEFAULT_RETRIEVAL_CONFIG
+  return ["--model-config", path, "--retrieval-config", retrieval]
 
 
 def row_argv(args, dataset: str, representation: str, seeds: int,
@@ -128,7 +143,7 @@ def row_argv(args, dataset: str, representation: str, seeds: int,
   patience = _per_dataset(args.patience_per_dataset).get(dataset, args.patience)
   return ["--dataset", dataset, "--variants", VARIANT, "--seeds", str(seeds),
           "--finetune-epochs", str(epochs), "--patience", str(patience),
-          "--model-config", row_config(dataset, representation, out),
+          *recipe_argv(dataset, representation, out, dataset in args.one_pass.split(",")),
           "--cold-item-fraction", str(args.cold_item_fraction),
           "--cold-item-seed", str(args.cold_item_seed),
           "--out-dir", os.path.join(out, representation.replace("+", "_")),
@@ -240,6 +255,9 @@ def parse_args(argv=None):
   parser.add_argument("--patience", type=int, default=5)
   parser.add_argument("--epochs-per-dataset", default="", help="e.g. 'ml-100k=8'")
   parser.add_argument("--patience-per-dataset", default="", help="e.g. 'ml-100k=2'")
+  parser.add_argument("--one-pass", default=",".join(ONE_PASS),
+                      help="datasets trained with a causal query tower on every position "
+                           "(one pass per sequence) instead of the recipe's prefixes")
   parser.add_argument("--cold-item-fraction", type=float, default=0.1)
   parser.add_argument("--cold-item-seed", type=int, default=0)
   parser.add_argument("--data-dir", action="append", default=[],

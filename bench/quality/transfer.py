@@ -27,7 +27,7 @@ def _common(args, dataset: str, out: str, vectors: str, seeds: int) -> List[str]
   return ["--dataset", dataset, *_data_dir(args, dataset), "--variants", text.VARIANT,
           "--seeds", str(seeds), "--finetune-epochs", str(args.finetune_epochs),
           "--patience", str(args.patience),
-          "--model-config", text.row_config(dataset, REPRESENTATION, out),
+          *text.recipe_argv(dataset, REPRESENTATION, out, dataset in args.one_pass.split(",")),
           "--item-vectors", vectors, "--out-dir", out,
           "--work-dir", os.path.join(args.out_dir, dataset, "work"),
           *(["--no-run"] if args.no_run else [])]
@@ -92,6 +92,8 @@ def parse_args(argv=None):
   parser.add_argument("--target", default="ml-100k")
   parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
   parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--one-pass", default=",".join(text.ONE_PASS),
+                      help="datasets trained one pass per sequence (bench.quality.text)")
   parser.add_argument("--finetune-epochs", type=int, default=200)
   parser.add_argument("--patience", type=int, default=5)
   parser.add_argument("--data-dir", action="append", default=[],

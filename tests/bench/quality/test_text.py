@@ -1,5 +1,7 @@
 """The item-text and transfer benchmarks: dataset loaders, user sampler, baselines, tables."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,14 @@ def test_per_dataset_overrides():
   sci = run.parse_args(text.row_argv(args, "scientific", "id", 1, "v"))
   assert (ml.finetune_epochs, ml.patience) == (6, 2)
   assert (sci.finetune_epochs, sci.patience) == (30, 5)
+
+
+def test_one_pass_rows_train_causally_on_every_position(tmp_path):
+  args = text.parse_args(["--out-dir", str(tmp_path)])
+  ml = run.parse_args(text.row_argv(args, "ml-100k", "text", 1, "v"))
+  sci = run.parse_args(text.row_argv(args, "scientific", "text", 1, "v"))
+  assert run.load_model_config(ml.model_config).encoder.attention == "causal"
+  assert json.loads(ml.retrieval_config) == {"targets": "all_positions"}
+  assert run.load_model_config(sci.model_config).encoder.attention == "bidirectional"
+  assert sci.retrieval_config == run.DEFAULT_RETRIEVAL_CONFIG
+  assert ml.model_config != sci.model_config
