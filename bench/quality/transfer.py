@@ -23,9 +23,10 @@ def _data_dir(args, dataset: str) -> List[str]:
   return ["--data-dir", folder] if folder else []
 
 
-def _common(args, dataset: str, out: str, vectors: str, seeds: int) -> List[str]:
+def _common(args, dataset: str, out: str, vectors: str, seeds: int,
+            epochs: Optional[int] = None) -> List[str]:
   return ["--dataset", dataset, *_data_dir(args, dataset), "--variants", text.VARIANT,
-          "--seeds", str(seeds), "--finetune-epochs", str(args.finetune_epochs),
+          "--seeds", str(seeds), "--finetune-epochs", str(epochs or args.finetune_epochs),
           "--patience", str(args.patience),
           *text.recipe_argv(dataset, REPRESENTATION, out, dataset in args.one_pass.split(",")),
           "--item-vectors", vectors, "--out-dir", out,
@@ -39,7 +40,7 @@ def source_model(args) -> str:
   folder = os.path.join(out, "model", "serving")   # trainer.warm_start keeps ../warm_start
   embed = text.embed_step(args.source, text._per_dataset(",".join(args.data_dir)).get(  # pylint: disable=protected-access
       args.source), os.path.join(args.embed_dir, args.source, "embed"))
-  run.main(_common(args, args.source, out, embed["vectors"], 1) +
+  run.main(_common(args, args.source, out, embed["vectors"], 1, args.source_epochs) +
            ["--save-warm-start", folder])
   return folder
 
@@ -96,6 +97,8 @@ def parse_args(argv=None):
                       help="datasets trained one pass per sequence (bench.quality.text)")
   parser.add_argument("--finetune-epochs", type=int, default=200)
   parser.add_argument("--patience", type=int, default=5)
+  parser.add_argument("--source-epochs", type=int, default=None,
+                      help="at most this many epochs on the source (default --finetune-epochs)")
   parser.add_argument("--data-dir", action="append", default=[],
                       help="DATASET=FOLDER (default: ../shared/data/...)")
   parser.add_argument("--out-dir", default=os.path.join("outputs", "bench", "transfer"))
