@@ -149,6 +149,16 @@ def _test_ranks(model, data, config) -> np.ndarray:
   return np.concatenate(ranks)
 
 
+def zero_id_rows(encoder, items) -> None:
+  """Sets the id embedding of ``items`` (vocabulary indices) to zero, as catalogue
+  refresh serves an item the model never trained on (trainer.catalogue_refresh)."""
+  if encoder.item_table is None or not items:
+    return
+  table = encoder.item_table.embeddings
+  rows = np.asarray(sorted(items), np.int64)[:, None] + 1   # model id = index + 1
+  table.assign(tf.tensor_scatter_nd_update(table, rows, tf.zeros([len(rows), table.shape[1]])))
+
+
 class EpochTimer(tf.keras.callbacks.Callback):
   """Records each epoch's wall time (training steps; later callbacks not included)."""
 
@@ -250,6 +260,8 @@ def run_one(args) -> Dict[str, object]:
   record["best_epoch"] = best + 1
   record["validation"] = {k: float(history.history[k][best])
                           for k in (monitor, ranking_validation.hr_name(10))}
+  if args.zero_cold_ids:
+    zero_id_rows(model.encoder, data.cold_items)
   ranks = _test_ranks(model, data, model_config)
   record["test"] = metrics.summarize(ranks, KS)
   if data.cold_items:
@@ -381,6 +393,10 @@ def parse_args(argv=None):
   parser.add_argument("--warm-start-from", default=None,
                       help="start the encoder from the weights --save-warm-start wrote "
                            "(trainer.warm_start: items matched by raw id, text adaptor kept)")
+  parser.add_argument("--zero-cold-ids", action="store_true",
+                      help="test with the held-out items' id embeddings at zero, as a "
+                           "catalogue refresh adds them (their training only pushed them down "
+                           "as negatives)")
   parser.add_argument("--save-warm-start", default=None,
                       help="write the fine-tuned encoder for a later --warm-start-from")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
@@ -423,6 +439,8 @@ def _text_argv(args) -> List[str]:
   argv = [part for flag, value in options.items() if value for part in (flag, value)]
   if args.train_user_fraction < 1:
     argv += ["--train-user-fraction", str(args.train_user_fraction)]
+  if args.zero_cold_ids:
+    argv += ["--zero-cold-ids"]
   return argv
 
 

@@ -210,3 +210,26 @@ def test_one_pass_rows_train_causally_on_every_position(tmp_path):
   assert run.load_model_config(sci.model_config).encoder.attention == "bidirectional"
   assert sci.retrieval_config == run.DEFAULT_RETRIEVAL_CONFIG
   assert ml.model_config != sci.model_config
+
+
+def test_refreshed_rows_zero_the_held_out_id_embeddings_only(tmp_path):
+  from trainer.config import EncoderConfig
+  from trainer.encoder import SequenceEncoder
+  vectors = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+  encoder = SequenceEncoder(5, EncoderConfig(embedding_dim=4, max_seq_len=4, num_heads=1,
+                                             item_representation="id+text"), vectors)
+  encoder(tf.zeros([1, 4], tf.int64))
+  before = encoder.item_table.embeddings.numpy().copy()
+  text_only = encoder.item_text(tf.range(1, 6)).numpy()
+  run.zero_id_rows(encoder, {1, 3})
+  after = encoder.item_table.embeddings.numpy()
+  assert not after[[2, 4]].any()                       # model ids of indices 1 and 3
+  np.testing.assert_array_equal(after[[0, 1, 3, 5, 6]], before[[0, 1, 3, 5, 6]])
+  np.testing.assert_allclose(encoder.item_embeddings.numpy()[[1, 3]], text_only[[1, 3]],
+                             rtol=1e-6)
+  args = text.parse_args(["--out-dir", str(tmp_path)])
+  parsed = run.parse_args(text.row_argv(args, "scientific", "id+text-refreshed", 1, "v"))
+  assert parsed.zero_cold_ids and parsed.out_dir.endswith("id_text-refreshed")
+  plain = run.parse_args(text.row_argv(args, "scientific", "id+text", 1, "v"))
+  key = run._settings_key  # pylint: disable=protected-access
+  assert key(parsed, "finetune_only") != key(plain, "finetune_only")
