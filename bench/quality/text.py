@@ -332,15 +332,14 @@ def write(result: dict, results: str) -> str:
 def meta(args) -> dict:
   return {"commit": run._commit(), "machine": run._machine(),  # pylint: disable=protected-access
           "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-          "load_average": load_average(), "shared": args.shared,
-          "cold_item_fraction": args.cold_item_fraction,
-          "cold_item_seed": args.cold_item_seed, "args": vars(args)}
+          "load_average": load_average(), "shared": args.shared, "args": vars(args)}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-  result = {"meta": meta(args), "datasets": {}}
+  result = {"meta": {**meta(args), "cold_item_fraction": args.cold_item_fraction,
+                     "cold_item_seed": args.cold_item_seed}, "datasets": {}}
   for dataset in args.datasets.split(","):
     result["datasets"][dataset] = benchmark_dataset(args, dataset)
     write(result, args.results)   # after each dataset: a partial table survives

@@ -233,3 +233,8 @@ def test_refreshed_rows_zero_the_held_out_id_embeddings_only(tmp_path):
   plain = run.parse_args(text.row_argv(args, "scientific", "id+text", 1, "v"))
   key = run._settings_key  # pylint: disable=protected-access
   assert key(parsed, "finetune_only") != key(plain, "finetune_only")
+
+
+def test_both_benchmarks_record_their_meta():
+  meta = transfer.parse_args([])
+  assert {"commit", "machine", "load_average", "shared"} <= set(text.meta(meta))
