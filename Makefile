@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-text bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -82,6 +82,17 @@ bench-quality: DATASET ?= beauty
 bench-quality: SEEDS ?= 3
 bench-quality: venv
 	$(PY) -m bench.quality.run --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+# Item-text benchmark (bench/quality/text.py): rows id / text / id+text on ml-100k,
+# ml-latest-small and Scientific, a seeded 10% of items held out of training (cold slice),
+# the text-similarity and popularity baselines and the embedding step's wall time; then the
+# transfer table (bench/quality/transfer.py: ml-latest-small -> ml-100k with 10/25/100% of
+# the training users, warm start vs scratch). Writes bench/quality/results/text.{json,md} and
+# transfer.{json,md}; the recorded settings: bench/quality/results/README.md, "Item text".
+#   make bench-text [TEXT_ARGS="--seeds 1"] [TRANSFER_ARGS="--seeds 1"]
+bench-text: venv-text
+	$(PY) -m bench.quality.text $(TEXT_ARGS)
+	$(PY) -m bench.quality.transfer $(TRANSFER_ARGS)
 
 # Serving benchmark (bench/serving/suite.py): p50/p99 latency and throughput at
 # concurrency 1, 8, 32 over gRPC on loopback for the encoder model at Beauty size

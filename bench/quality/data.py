@@ -23,6 +23,8 @@ DATASETS = {
     "beauty": (formats.S3REC, "../shared/data/beauty"),
     "lastfm": (formats.S3REC, "../shared/data/lastfm"),
     "ml-100k": (formats.ML_100K, "../shared/data/ml-100k"),
+    "ml-latest-small": (formats.ML_LATEST, "../shared/data/ml-latest-small"),
+    "scientific": (formats.UNISREC, "../shared/data/scientific"),
     "synthetic": ("synthetic", None),
 }
 SPEC = {
@@ -44,19 +46,24 @@ class BenchData:
   attributes: Optional[ItemAttributeTable]
   train_labels: int                      # labelled positions per training epoch (L <= max_seq_len)
   cold_items: FrozenSet[int] = frozenset()  # vocabulary indices of the held-out items
+  item_ids: List[str] = dataclasses.field(default_factory=list)  # raw ids, vocabulary order
+
+
+def dataset_folder(name: str, data_dir: Optional[str]) -> str:
+  """The folder of dataset ``name`` (``data_dir`` or its default); checked to exist."""
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+  folder = data_dir or DATASETS[name][1]
+  if not folder or not os.path.isdir(folder):
+    raise FileNotFoundError(f"dataset folder {folder} not found (dataset {name}); "
+                            f"pass --data-dir or see `make download`")
+  return folder
 
 
 def _load_frames(name: str, data_dir: Optional[str]):
-  if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
-  kind, default_dir = DATASETS[name]
-  if kind == "synthetic":
+  if name in DATASETS and DATASETS[name][0] == "synthetic":
     return synthetic.generate(seed=0)
-  folder = data_dir or default_dir
-  if not os.path.isdir(folder):
-    raise FileNotFoundError(f"dataset folder {folder} not found (dataset {name}); "
-                            f"pass --data-dir or see `make download`")
-  return formats.load_dataset(kind, folder)
+  return formats.load_dataset(DATASETS[name][0], dataset_folder(name, data_dir))
 
 
 def user_sequences(interactions) -> List[List[str]]:
@@ -131,7 +138,7 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
   data = BenchData(name=name, num_items=len(vocab), num_users=len(encoded),
                    num_interactions=sum(len(s) for s in encoded), files=files,
                    histories=histories, targets=targets, attributes=attributes,
-                   train_labels=train_labels,
+                   train_labels=train_labels, item_ids=vocab,
                    cold_items=frozenset(i for item, i in index.items()
                                         if cold and cold.is_cold(item.encode("utf-8"))))
   with open(os.path.join(work_dir, "summary.json"), "w") as f:
@@ -140,3 +147,28 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
                "items_with_attributes": attributes.num_items_with_attributes if attributes else 0},
               f, indent=1)
   return data
+
+
+def sample_training_users(data: BenchData, fraction: float, seed: int, work_dir: str,
+                          max_seq_len: int = 50) -> BenchData:
+  """``data`` trained on a seeded ``fraction`` of its users; evaluation stays whole.
+
+  Only the training split (its TFRecord, histories, targets and label count) is cut
+  to the sampled users; every user's validation and test rows stay, so the metrics
+  are over the same users at every fraction. At least one user is kept.
+  """
+  if not 0 < fraction <= 1:
+    raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+  split = features.TRAIN_SPLIT
+  users = len(data.targets[split])
+  keep = np.sort(np.random.default_rng(seed).permutation(users)[:max(1, round(fraction * users))])
+  histories = [data.histories[split][u] for u in keep]
+  targets = data.targets[split][keep]
+  os.makedirs(work_dir, exist_ok=True)
+  path = os.path.join(work_dir, f"{split}-users{fraction:g}-seed{seed}.tfrecord.gz")
+  _write(path, histories, targets)
+  return dataclasses.replace(
+      data, files={**data.files, split: path},
+      histories={**data.histories, split: histories},
+      targets={**data.targets, split: targets},
+      train_labels=sum(min(len(h), max_seq_len) for h in histories))

@@ -26,6 +26,9 @@ from components.ranking_evaluator import slices
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
+from trainer import run_fn
+from trainer import warm_start
+from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.model import INPUTS
@@ -168,6 +171,16 @@ def is_shared(loads: List[List[float]], cores: int) -> bool:
   return any(load > SHARED_LOAD_PER_CORE * cores for pair in loads for load in pair)
 
 
+def zero_id_rows(encoder, items) -> None:
+  """Sets the id embedding of ``items`` (vocabulary indices) to zero, as catalogue
+  refresh serves an item the model never trained on (trainer.catalogue_refresh)."""
+  if encoder.item_table is None or not items:
+    return
+  table = encoder.item_table.embeddings
+  rows = np.asarray(sorted(items), np.int64)[:, None] + 1   # model id = index + 1
+  table.assign(tf.tensor_scatter_nd_update(table, rows, tf.zeros([len(rows), table.shape[1]])))
+
+
 class EpochTimer(tf.keras.callbacks.Callback):
   """Records each epoch's wall time (training steps; later callbacks not included) and
   the 1-minute load average at its start and end (``is_shared``)."""
@@ -199,6 +212,12 @@ def run_one(args) -> Dict[str, object]:
   encoder_config, schedule = model_config.encoder, model_config.schedule
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
+  if args.train_user_fraction < 1:
+    data = data_lib.sample_training_users(data, args.train_user_fraction, args.seed,
+                                          os.path.join(args.work_dir, "data"),
+                                          encoder_config.max_seq_len)
+  item_vectors = run_fn.item_vectors_from({ITEM_VECTORS_KEY: args.item_vectors},
+                                          encoder_config, data.item_ids)
   record = {"variant": args.variant, "seed": args.seed, "dataset": args.dataset,
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
@@ -229,8 +248,11 @@ def run_one(args) -> Dict[str, object]:
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
-  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes)
+  model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes,
+                         item_vectors=item_vectors)
   compile_model(model, schedule)
+  if args.warm_start_from:
+    record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from)
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -267,10 +289,14 @@ def run_one(args) -> Dict[str, object]:
   record["best_epoch"] = best + 1
   record["validation"] = {k: float(history.history[k][best])
                           for k in (monitor, ranking_validation.hr_name(10))}
+  if args.zero_cold_ids:
+    zero_id_rows(model.encoder, data.cold_items)
   ranks = _test_ranks(model, data, model_config)
   record["test"] = metrics.summarize(ranks, KS)
   if data.cold_items:
     record["test_slices"] = cold_slices(data, ranks)
+  if args.save_warm_start:
+    warm_start.save(model, data.item_ids, args.save_warm_start)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 
@@ -395,6 +421,21 @@ def parse_args(argv=None):
                            "does (--cold-item-fraction there) and report the test users whose "
                            "target is one apart (default 0: off)")
   parser.add_argument("--cold-item-seed", type=int, default=0)
+  parser.add_argument("--item-vectors", default=None,
+                      help="item vectors file (python -m pipeline.embed_items) for a model "
+                           "config with item_representation text or id+text")
+  parser.add_argument("--train-user-fraction", type=float, default=1.0,
+                      help="train on this seeded fraction of the users (the run's seed); "
+                           "every user is still validated and tested")
+  parser.add_argument("--warm-start-from", default=None,
+                      help="start the encoder from the weights --save-warm-start wrote "
+                           "(trainer.warm_start: items matched by raw id, text adaptor kept)")
+  parser.add_argument("--zero-cold-ids", action="store_true",
+                      help="test with the held-out items' id embeddings at zero, as a "
+                           "catalogue refresh adds them (their training only pushed them down "
+                           "as negatives)")
+  parser.add_argument("--save-warm-start", default=None,
+                      help="write the fine-tuned encoder for a later --warm-start-from")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   parser.add_argument("--no-run", action="store_true",
@@ -425,7 +466,19 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
           "--auxiliary-config", args.auxiliary_config, "--out-dir", args.out_dir,
           "--work-dir", args.work_dir, "--variant", variant, "--seed", str(seed),
           "--record", record, "--cold-item-fraction", str(args.cold_item_fraction),
-          "--cold-item-seed", str(args.cold_item_seed)]
+          "--cold-item-seed", str(args.cold_item_seed), *_text_argv(args)]
+
+
+def _text_argv(args) -> List[str]:
+  """The item-text and transfer options of a child, those that are set."""
+  options = {"--item-vectors": args.item_vectors, "--warm-start-from": args.warm_start_from,
+             "--save-warm-start": args.save_warm_start}
+  argv = [part for flag, value in options.items() if value for part in (flag, value)]
+  if args.train_user_fraction < 1:
+    argv += ["--train-user-fraction", str(args.train_user_fraction)]
+  if args.zero_cold_ids:
+    argv += ["--zero-cold-ids"]
+  return argv
 
 
 def _cold_args(args) -> Dict[str, object]:
@@ -457,6 +510,8 @@ def _settings_key(args, variant: str) -> str:
     settings += [load_json_object(args.auxiliary_config)]
   if args.cold_item_fraction > 0:   # runs recorded before the option keep their key
     settings += [_cold_args(args)]
+  if _text_argv(args):              # so do runs without item text or transfer
+    settings += [_text_argv(args)]
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
