@@ -25,8 +25,8 @@ from components.ranking_evaluator import metrics
 from components.ranking_evaluator import slices
 from trainer import features
 from trainer import inputs
-from trainer import retrieval
 from trainer import ranking_validation
+from trainer import retrieval
 from trainer import run_fn
 from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
