@@ -131,6 +131,12 @@ class RetrievalConfig(JsonConfig):
   # example's target).
   targets: Targets = PREFIXES
   use_item_attributes: bool = True     # add the mean attribute embedding to candidates
+  # Text and id+text items only: items with no interaction in the training data take
+  # no part in the training losses' catalogue scoring (never a negative), in
+  # fine-tuning and in pre-training alike; they stay scorable at evaluation and
+  # serving. False scores them as negatives as id models always do
+  # (trainer.tasks.excluded_items).
+  exclude_untrained_items: bool = True
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
   # objective weights default to 0 here, e.g. {"contrastive_weight": 0.1}.

@@ -14,6 +14,7 @@ import tensorflow_transform as tft
 
 from trainer import features
 from trainer import inputs
+from trainer import retrieval
 from trainer import warm_start
 from trainer.config import EncoderConfig
 from trainer.config import HISTORY_FILE
@@ -33,6 +34,7 @@ from trainer.run_fn import model_config_from
 from trainer.run_fn import output_dir
 from trainer.run_fn import read_attribute_vocab
 from trainer.run_fn import read_item_vocab
+from trainer.run_fn import retrieval_config_from
 from trainer.run_fn import shard_by_data
 
 Files = Union[str, Sequence[str]]
@@ -51,7 +53,8 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
              warm_start_from: Optional[Tuple[Sequence[str], str]] = None,
              attribute_vocab: Optional[Sequence[str]] = None,
              item_vectors: Optional[np.ndarray] = None,
-             strategy: Optional[tf.distribute.Strategy] = None
+             strategy: Optional[tf.distribute.Strategy] = None,
+             exclude_untrained_items: bool = True
              ) -> Tuple[PretrainingModel, dict]:
   """Pre-trains an encoder on transformed sequence examples.
 
@@ -72,6 +75,9 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
     item_vectors: float [V, t] item text vectors (text item representations).
     strategy: the tf.distribute strategy to train under (default: the current one);
       each worker keeps its replicas' share of every global batch (``shard_by_data``).
+    exclude_untrained_items: with a text item representation, items no training
+      batch shows take no part in the objectives' catalogue scoring
+      (``RetrievalConfig.exclude_untrained_items``, ``trainer.tasks.excluded_items``).
 
   Returns:
     (the trained PretrainingModel, its fit history as {metric: [per-epoch floats]}).
@@ -88,9 +94,11 @@ def pretrain(train_files: Files, eval_files: Optional[Files], transformed_featur
 
   train_ds = dataset(train_files, True)
   eval_ds = dataset(eval_files, False) if eval_files else None
+  untrained = retrieval.untrained_to_exclude(lambda: train_ds, num_items, encoder_config,
+                                             exclude_untrained_items)
   with strategy.scope():
     model = PretrainingModel(num_items, encoder_config, pretrain_config, item_attributes,
-                             item_vectors)
+                             item_vectors, untrained, exclude_untrained_items)
     compile_model(model, schedule)
     if warm_start_from is not None:
       warm_start.restore(model, *warm_start_from, attribute_vocab)
@@ -138,7 +146,8 @@ def run_fn(fn_args):
         warm_start_from=(item_vocab, base_model) if base_model else None,
         attribute_vocab=attribute_vocab,
         item_vectors=item_vectors_from(custom_config, model_config.encoder, item_vocab),
-        strategy=strategy)
+        strategy=strategy,
+        exclude_untrained_items=retrieval_config_from(custom_config).exclude_untrained_items)
     warm_start.save(model, item_vocab, serving_model_dir, attribute_vocab)
     tf.io.gfile.makedirs(serving_model_dir)   # TFX requires it; nothing to serve
     tf.io.gfile.makedirs(model_run_dir)

@@ -1,7 +1,7 @@
 """Two-tower retrieval fine-tuning as a Keras model (TFRS), full or sampled softmax."""
 
 import logging
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -29,6 +29,7 @@ from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.model import build_objectives
 from trainer.pretraining.objectives import CLUSTERING
 from trainer.tasks import NextItemTask
+from trainer.tasks import excluded_items
 
 
 def item_probabilities(dataset: tf.data.Dataset, num_items: int,
@@ -55,6 +56,36 @@ def item_probabilities(dataset: tf.data.Dataset, num_items: int,
     counts += np.bincount(labels, minlength=num_items)
   counts += smoothing
   return counts / counts.sum()
+
+
+def untrained_items(dataset: tf.data.Dataset, num_items: int) -> np.ndarray:
+  """bool [V]: the items no training batch shows, as an input or as a label.
+
+  Args:
+    dataset: ``trainer.inputs`` training batches (inputs are model ids, index + 1).
+  """
+  seen = np.zeros([num_items], bool)
+  for batch in dataset:
+    labels = batch[LABELS].numpy().reshape(-1)
+    items = batch[INPUTS].numpy().reshape(-1) - 1
+    for indices in (labels, items):
+      seen[indices[(indices >= 0) & (indices < num_items)]] = True
+  return ~seen
+
+
+def untrained_to_exclude(dataset: Callable[[], tf.data.Dataset], num_items: int,
+                         config: EncoderConfig,
+                         exclude_untrained_items: bool) -> Optional[np.ndarray]:
+  """``untrained_items`` of the training batches ``dataset()`` when the training losses
+  leave them out (text item representations, ``exclude_untrained_items``;
+  ``trainer.tasks.excluded_items``), else None without making or reading the data.
+  Both Trainers and the quality benchmark use it."""
+  if not (config.uses_item_text and exclude_untrained_items):
+    return None
+  untrained = untrained_items(dataset(), num_items)
+  logging.info("%d of %d catalogue items have no training interaction: left out of the "
+               "training losses' catalogue scoring", untrained.sum(), num_items)
+  return untrained
 
 
 @tf.autograph.experimental.do_not_convert
@@ -93,7 +124,8 @@ class RetrievalModel(tf.keras.Model):
                retrieval_config: Optional[RetrievalConfig] = None,
                item_attributes: Optional[ItemAttributeTable] = None,
                item_probabilities: Optional[np.ndarray] = None,
-               item_vectors: Optional[np.ndarray] = None, **kwargs):
+               item_vectors: Optional[np.ndarray] = None,
+               untrained: Optional[np.ndarray] = None, **kwargs):
     """Builds both towers.
 
     Args:
@@ -106,9 +138,14 @@ class RetrievalModel(tf.keras.Model):
         ``item_probabilities``); required for log-Q with in_batch/mixed negatives.
       item_vectors: float [V, t] item text vectors, for text item representations
         (``EncoderConfig.item_representation``).
+      untrained: bool [V], items with no interaction in the training data
+        (``untrained_items``); text models leave them out of the training losses'
+        catalogue scoring (``trainer.tasks.excluded_items``).
     """
     super().__init__(**kwargs)
     self.retrieval_config = retrieval_config or RetrievalConfig()
+    self.excluded = excluded_items(untrained, config,
+                                   self.retrieval_config.exclude_untrained_items)
     if not config.causal_query and self.retrieval_config.targets == ALL_POSITIONS:
       raise ValueError(
           f"EncoderConfig.attention={config.attention!r} lets every position see the items "
@@ -235,6 +272,10 @@ class RetrievalModel(tf.keras.Model):
       if config.negatives == UNIFORM:
         score_mask = tf.concat([tf.eye(n, dtype=tf.bool),
                                 tf.ones([n, config.num_uniform_negatives], tf.bool)], axis=1)
+      if self.excluded is not None:   # in-batch candidates are positives: all trained
+        kept = tf.broadcast_to(tf.logical_not(tf.gather(self.excluded, candidate_ids)),
+                               tf.stack([n, tf.size(candidate_ids)]))
+        score_mask = kept if score_mask is None else tf.logical_and(score_mask, kept)
     probabilities = None
     if config.logq_correction and config.negatives != UNIFORM:
       in_batch = tf.gather(self._probabilities, candidate_ids)
@@ -253,8 +294,9 @@ class RetrievalModel(tf.keras.Model):
     if full:
       hidden, labels = self._hidden_and_labels(data, training)
       scale = tf.constant(1.0 / self.retrieval_config.temperature, hidden.dtype)
-      loss_sum, count = self.softmax.sum_and_count(hidden * scale, labels,
-                                                   self.candidate_embeddings(training))
+      loss_sum, count = self.softmax.sum_and_count(
+          hidden * scale, labels, self.candidate_embeddings(training),
+          excluded=self.excluded if training else None)
       count = tf.cast(count, tf.float32)
     else:
       queries, positives = self._queries_and_positives(data, training)
@@ -273,7 +315,8 @@ class RetrievalModel(tf.keras.Model):
     return self.auxiliary.get(CLUSTERING)
 
   def _auxiliary_losses(self, data, seed, training: bool) -> dict:
-    context = PretrainingBatch(self.encoder, data, self.auxiliary_config, seed, training)
+    context = PretrainingBatch(self.encoder, data, self.auxiliary_config, seed, training,
+                               self.excluded)
     return {name: objective(context) for name, objective in self.auxiliary.items()}
 
   def train_step(self, data):
@@ -313,7 +356,8 @@ def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Datas
 
   Reads the transformed items split (``items_files``, default derived from
   ``train_files``) when ``use_item_attributes`` is set and some item has an
-  attribute, and counts training targets for log-Q when the loss needs them.
+  attribute, counts training targets for log-Q when the loss needs them, and finds
+  the items the training data never shows when the model leaves them out of its losses.
 
   Args:
     tf_transform_output: ``tft.TFTransformOutput`` of the Transform.
@@ -335,5 +379,7 @@ def build_for_run(tf_transform_output, train_files, train_dataset: tf.data.Datas
   probabilities = None
   if retrieval_config.needs_item_probabilities:
     probabilities = item_probabilities(train_dataset, num_items, retrieval_config.targets)
+  untrained = untrained_to_exclude(lambda: train_dataset, num_items, config,
+                                   retrieval_config.exclude_untrained_items)
   return RetrievalModel(num_items, config, retrieval_config, attributes, probabilities,
-                        item_vectors)
+                        item_vectors, untrained)

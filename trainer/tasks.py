@@ -1,6 +1,11 @@
 """Training objectives on top of the sequence encoder."""
 
+from typing import Optional
+
+import numpy as np
 import tensorflow as tf
+
+from trainer.config import EncoderConfig
 
 NO_LABEL = -1
 
@@ -28,7 +33,8 @@ def _chunk_loss(logits, probabilities, targets, target_logits):
 def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
                               targets: tf.Tensor, with_gradients: bool = True,
                               chunk_rows: int = CHUNK_ROWS,
-                              matmul_dtype: tf.DType = tf.float32) -> tf.Tensor:
+                              matmul_dtype: tf.DType = tf.float32,
+                              excluded: Optional[tf.Tensor] = None) -> tf.Tensor:
   """Sum over rows of full-softmax cross-entropy, logits = queries @ item_embeddings^T.
 
   Same value and gradients as summing
@@ -50,6 +56,8 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
     chunk_rows: rows per chunk.
     matmul_dtype: the three matmuls' operands are cast to it (bfloat16: mixed
       precision); their products, the softmax, the loss and the gradients are float32.
+    excluded: optional bool [V]: items left out of the softmax (logit -inf), so they
+      are no one's negative and get no gradient; no target may be excluded.
 
   Returns:
     float32 scalar.
@@ -65,6 +73,8 @@ def softmax_cross_entropy_sum(queries: tf.Tensor, item_embeddings: tf.Tensor,
     start = i * chunk_rows
     q_c, targets_c = q[start:start + chunk_rows], targets[start:start + chunk_rows]
     logits = matmul(q_c, e, transpose_b=True)                        # [C, V]
+    if excluded is not None:
+      logits = tf.where(excluded[tf.newaxis, :], tf.constant(-np.inf, tf.float32), logits)
     probabilities = tf.nn.softmax(logits)
     target_rows = tf.gather(e, targets_c)                            # [C, d]
     target_logits = tf.reduce_sum(q_c * target_rows, axis=1)
@@ -120,7 +130,7 @@ class NextItemTask(tf.keras.layers.Layer):
   matmul_dtype: tf.DType = tf.float32
 
   def call(self, hidden: tf.Tensor, labels: tf.Tensor, item_embeddings: tf.Tensor,
-           with_gradients: bool = True) -> tf.Tensor:
+           with_gradients: bool = True, excluded: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Mean cross-entropy over labelled positions.
 
     Args:
@@ -130,15 +140,19 @@ class NextItemTask(tf.keras.layers.Layer):
       item_embeddings: float [V, d], row j = vocabulary index j.
       with_gradients: False for evaluation only (skips the gradient work; the
         loss then has no gradient).
+      excluded: optional bool [V], items left out of the softmax
+        (``softmax_cross_entropy_sum``; ``untrained_items``).
 
     Returns:
       float scalar; 0 if no position is labelled.
     """
-    loss_sum, count = self.sum_and_count(hidden, labels, item_embeddings, with_gradients)
+    loss_sum, count = self.sum_and_count(hidden, labels, item_embeddings, with_gradients,
+                                         excluded)
     return tf.math.divide_no_nan(loss_sum, tf.cast(count, loss_sum.dtype))
 
   @tf.autograph.experimental.do_not_convert
-  def sum_and_count(self, hidden, labels, item_embeddings, with_gradients: bool = True):
+  def sum_and_count(self, hidden, labels, item_embeddings, with_gradients: bool = True,
+                    excluded: Optional[tf.Tensor] = None):
     """(float scalar sum of per-position cross-entropies, int32 number of labelled positions)."""
     labels = tf.cast(labels, tf.int32)
     labelled = tf.greater_equal(labels, 0)
@@ -152,8 +166,26 @@ class NextItemTask(tf.keras.layers.Layer):
       targets = tf.identity(targets)
     loss_sum = softmax_cross_entropy_sum(
         tf.cast(queries, tf.float32), tf.cast(item_embeddings, tf.float32), targets,
-        with_gradients=with_gradients, matmul_dtype=self.matmul_dtype)
+        with_gradients=with_gradients, matmul_dtype=self.matmul_dtype, excluded=excluded)
     return loss_sum, tf.size(targets)
+
+
+def excluded_items(untrained: Optional[np.ndarray], config: EncoderConfig,
+                   enabled: bool = True) -> Optional[tf.Tensor]:
+  """bool [V] items the training losses leave out of the catalogue softmax, or None.
+
+  Items the training data never shows (``untrained``, see
+  ``trainer.retrieval.untrained_items``) would only ever be negatives there: with a
+  text item representation that pushes down, through the shared adaptor, exactly the
+  new items text is meant to recommend. So text and id+text models leave them out
+  (``enabled``: ``RetrievalConfig.exclude_untrained_items``); id models keep them, as an
+  item never trained on has an untrained embedding that should rank low. Evaluation and
+  serving score every item either way.
+  """
+  if untrained is None or not enabled or not config.uses_item_text:
+    return None
+  untrained = np.asarray(untrained, bool)
+  return tf.constant(untrained) if untrained.any() else None
 
 
 def set_scoring_precision(model: tf.Module, precision: str) -> None:

@@ -26,6 +26,7 @@ from components.ranking_evaluator import slices
 from trainer import features
 from trainer import inputs
 from trainer import ranking_validation
+from trainer import retrieval
 from trainer import run_fn
 from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
@@ -233,8 +234,12 @@ def run_one(args) -> Dict[str, object]:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
     record["pretrain_config"] = pretrain_config.to_dict()
     start = time.perf_counter()
+    exclude = RetrievalConfig.from_dict(
+        load_json_object(args.retrieval_config, "retrieval config")).exclude_untrained_items
     pretrained, history = pretrain(data.files["train"], None, spec, data.num_items,
-                                   encoder_config, pretrain_config, data.attributes)
+                                   encoder_config, pretrain_config, data.attributes,
+                                   item_vectors=item_vectors,
+                                   exclude_untrained_items=exclude)
     record["pretrain_seconds"] = round(time.perf_counter() - start, 1)
     record["pretrain_history"] = history
 
@@ -248,8 +253,21 @@ def run_one(args) -> Dict[str, object]:
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
+
+  def dataset(split, training):
+    return inputs.make_dataset(
+        data.files[split], spec, data.num_items, encoder_config.max_seq_len,
+        schedule.batch_size, training=training, shuffle_seed=args.seed,
+        prefixes=training and retrieval_config.trains_on_prefixes)
+
+  # The held-out (cold) items, found in the training batches as the Trainer finds them.
+  untrained = retrieval.untrained_to_exclude(lambda: dataset("train", True), data.num_items,
+                                             encoder_config,
+                                             retrieval_config.exclude_untrained_items)
+  if untrained is not None:
+    record["excluded_untrained_items"] = int(untrained.sum())
   model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes,
-                         item_vectors=item_vectors)
+                         item_vectors=item_vectors, untrained=untrained)
   compile_model(model, schedule)
   if args.warm_start_from:
     record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from)
@@ -257,12 +275,6 @@ def run_one(args) -> Dict[str, object]:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
       model.attribute_table.embeddings.assign(pretrained.attribute_embeddings)
-
-  def dataset(split, training):
-    return inputs.make_dataset(
-        data.files[split], spec, data.num_items, encoder_config.max_seq_len,
-        schedule.batch_size, training=training, shuffle_seed=args.seed,
-        prefixes=training and retrieval_config.trains_on_prefixes)
 
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
   monitor = ranking_validation.ndcg_name(10)
@@ -512,6 +524,9 @@ def _settings_key(args, variant: str) -> str:
     settings += [_cold_args(args)]
   if _text_argv(args):              # so do runs without item text or transfer
     settings += [_text_argv(args)]
+  if args.item_vectors and RetrievalConfig.from_dict(
+      load_json_object(args.retrieval_config)).exclude_untrained_items:
+    settings += ["exclude_untrained_items"]   # text runs from before the exclusion differ
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -38,7 +38,10 @@ def _export(model, tmp_path):
 
 def test_text_items_export_with_the_candidate_matrix_computed_once(tmp_path):
   tf.keras.utils.set_random_seed(0)
-  model = RetrievalModel(V, CONFIG, RetrievalConfig(), item_vectors=clustered_vectors(2, 4))
+  # Item 5 never trained: left out of training's softmax, still exported and served.
+  model = RetrievalModel(V, CONFIG, RetrievalConfig(), item_vectors=clustered_vectors(2, 4),
+                         untrained=np.arange(V) == 5)
+  assert model.excluded is not None
   loaded, module = _export(model, tmp_path)
   assert isinstance(module.model, export.FixedCandidates)
   signatures = loaded.signatures

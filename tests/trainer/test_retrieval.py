@@ -299,3 +299,80 @@ def test_a_cold_item_scores_with_its_cluster_through_its_text():
   for cluster in range(CLUSTERS):
     others = [j for j in range(CLUSTERS * PER_CLUSTER) if j // PER_CLUSTER != cluster]
     assert scores[cluster, COLD[cluster]] > scores[cluster, others].max(), cluster
+
+
+def test_untrained_items_are_those_no_training_batch_shows():
+  batch = _batch([[1, 2, 3], [3, 4], [7, 8, 2]])
+  dataset = tf.data.Dataset.from_tensors(batch)
+  expected = np.ones([V], bool)
+  expected[[1, 2, 3, 4, 7, 8]] = False
+  np.testing.assert_array_equal(retrieval.untrained_items(dataset, V), expected)
+
+
+def _train_loss(model, batch) -> float:
+  return float(model._loss(batch, training=True, full=True)[0])  # pylint: disable=protected-access
+
+
+def _softmax_loss(model, batch, kept) -> float:
+  """The full-softmax training loss by hand, over the ``kept`` catalogue items only."""
+  hidden = model.encoder(batch[INPUTS], causal=True).numpy()
+  labels = batch[LABELS].numpy()
+  queries, positives = hidden[labels >= 0], labels[labels >= 0]
+  log_p = _log_softmax(queries @ model.item_embeddings.numpy()[kept].T)
+  return -np.mean(log_p[np.arange(len(positives)), np.searchsorted(kept, positives)])
+
+
+def _cold_text_model(representation="text", **retrieval_values):
+  tf.keras.utils.set_random_seed(0)
+  config = dataclasses.replace(TEXT_CONFIG, item_representation=representation)
+  untrained = np.isin(np.arange(CLUSTERS * PER_CLUSTER), COLD)
+  return retrieval.RetrievalModel(
+      CLUSTERS * PER_CLUSTER, config,
+      retrieval.RetrievalConfig(targets=retrieval.ALL_POSITIONS, use_item_attributes=False,
+                                **retrieval_values),
+      item_vectors=clustered_vectors(CLUSTERS, PER_CLUSTER), untrained=untrained)
+
+
+@pytest.mark.parametrize("representation", ["text", "id+text"])
+def test_text_models_leave_untrained_items_out_of_the_training_softmax(representation):
+  model = _cold_text_model(representation)
+  batch = _cluster_batch()
+  warm = np.flatnonzero(~np.isin(np.arange(CLUSTERS * PER_CLUSTER), COLD))
+  assert _train_loss(model, batch) == pytest.approx(_softmax_loss(model, batch, warm), rel=1e-5)
+  # Validation still scores the whole catalogue, as evaluation and serving do.
+  every = np.arange(CLUSTERS * PER_CLUSTER)
+  assert _validation_loss(model, batch) == pytest.approx(_softmax_loss(model, batch, every),
+                                                         rel=1e-5)
+  # Switched off, the untrained items are negatives again.
+  model = _cold_text_model(representation, exclude_untrained_items=False)
+  assert model.excluded is None
+  assert _train_loss(model, batch) == pytest.approx(_softmax_loss(model, batch, every), rel=1e-5)
+
+
+def test_id_models_keep_untrained_items_as_negatives():
+  tf.keras.utils.set_random_seed(0)
+  untrained = np.zeros([V], bool)
+  untrained[[4, 9]] = True
+  model = retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(
+      targets=retrieval.ALL_POSITIONS), ATTRIBUTES, untrained=untrained)
+  assert model.excluded is None
+  batch = _cycle_batch()
+  assert _train_loss(model, batch) == pytest.approx(
+      _softmax_loss(model, batch, np.arange(V)), rel=1e-5)
+
+
+def test_uniform_negatives_skip_untrained_items_for_text_models():
+  # Every target is item 0 and every other item is untrained: no negative is left.
+  batch = _batch([[1, 2, 0], [3, 0], [5, 4, 0]], pairs=inputs.batch_prefix_pairs)
+  batch[LABELS] = tf.where(batch[LABELS] >= 0, 0, -1)
+  losses = {}
+  for exclude in (True, False):
+    model = _cold_text_model(loss=retrieval.SAMPLED_SOFTMAX, negatives=retrieval.UNIFORM,
+                             num_uniform_negatives=64, exclude_untrained_items=exclude)
+    if exclude:
+      model.excluded = tf.range(CLUSTERS * PER_CLUSTER) > 0
+    queries, positives = model._queries_and_positives(batch, training=True)  # pylint: disable=protected-access
+    losses[exclude] = float(model.sampled_softmax_loss_sum(
+        queries, positives, model.candidate_embeddings(), tf.constant([1, 2], tf.int64)))
+  assert losses[True] == pytest.approx(0.0, abs=1e-6)
+  assert losses[False] > 1.0

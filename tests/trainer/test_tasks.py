@@ -1,6 +1,7 @@
 """Mixed-precision catalogue scoring: bfloat16 matmuls, float32 loss, close to float32."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer.config import EncoderConfig
@@ -11,6 +12,7 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.model import PretrainingModel
 from trainer.retrieval import RetrievalModel
 from trainer.tasks import NextItemTask
+from trainer.tasks import excluded_items
 from trainer.tasks import set_scoring_precision
 from trainer.tasks import softmax_cross_entropy_sum
 
@@ -89,3 +91,43 @@ def test_scoring_precision_reaches_the_pretraining_objectives():
   set_scoring_precision(model, "bfloat16")
   assert [t.matmul_dtype for t in model.submodules if isinstance(t, NextItemTask)] == [
       tf.bfloat16]
+
+
+def test_excluded_items_leave_the_softmax_and_get_no_gradient():
+  rng = np.random.default_rng(2)
+  queries = tf.constant(rng.normal(size=[6, 8]), tf.float32)
+  embeddings = tf.constant(rng.normal(size=[NUM_ITEMS, 8]), tf.float32)
+  targets = np.array([0, 3, 3, 10, 7, 1])
+  excluded = np.zeros([NUM_ITEMS], bool)
+  excluded[[2, 5, 11, 39]] = True
+  kept = np.flatnonzero(~excluded)
+  with tf.GradientTape() as tape:
+    tape.watch([queries, embeddings])
+    loss = softmax_cross_entropy_sum(queries, embeddings, tf.constant(targets), chunk_rows=4,
+                                     excluded=tf.constant(excluded))
+  d_queries, d_embeddings = tape.gradient(loss, [queries, embeddings])
+  # The same as a softmax over the kept items only.
+  with tf.GradientTape() as tape:
+    tape.watch(queries)
+    reference = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        np.searchsorted(kept, targets),
+        tf.matmul(queries, tf.gather(embeddings, kept), transpose_b=True)))
+  assert float(loss) == pytest.approx(float(reference), rel=1e-5)
+  np.testing.assert_allclose(d_queries, tape.gradient(reference, queries), atol=1e-5)
+  assert not np.any(d_embeddings.numpy()[excluded])
+  assert np.all(np.abs(d_embeddings.numpy()[targets]).sum(axis=1) > 0)
+
+
+@pytest.mark.parametrize("representation, enabled, expected", [
+    ("text", True, True), ("id+text", True, True), ("id", True, False),
+    ("text", False, False)])
+def test_untrained_items_are_excluded_for_text_items_unless_switched_off(
+    representation, enabled, expected):
+  config = EncoderConfig(item_representation=representation)
+  untrained = np.array([False, True, False])
+  excluded = excluded_items(untrained, config, enabled)
+  assert (excluded is not None) == expected
+  if expected:
+    np.testing.assert_array_equal(excluded, untrained)
+  assert excluded_items(np.zeros([3], bool), config, enabled) is None
+  assert excluded_items(None, config, enabled) is None

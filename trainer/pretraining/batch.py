@@ -40,10 +40,13 @@ class PretrainingBatch:
     sequence: int32 [B, L'] the whole sequences (``s``, see
       ``augmentations.sequences_from_pairs``), L' <= max_seq_len.
     nonempty: bool [B], rows of ``sequence`` holding at least one item.
+    excluded: bool [V] items the catalogue-scoring objectives leave out of their
+      softmax when training (``trainer.tasks.excluded_items``), or None.
   """
 
   def __init__(self, encoder: SequenceEncoder, batch: Mapping[str, tf.Tensor],
-               config: PretrainConfig, seed: tf.Tensor, training: bool):
+               config: PretrainConfig, seed: tf.Tensor, training: bool,
+               excluded: Optional[tf.Tensor] = None):
     if not isinstance(batch, Mapping) or INPUTS not in batch or LABELS not in batch:
       got = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
       raise ValueError(f"Pre-training expects batches as dicts with '{INPUTS}' and "
@@ -51,6 +54,7 @@ class PretrainingBatch:
     self.encoder = encoder
     self.config = config
     self.training = training
+    self.excluded = excluded if training else None
     self.inputs = tf.cast(batch[INPUTS], tf.int32)
     self.labels = tf.cast(batch[LABELS], tf.int32)
     self.sequence = augmentations.sequences_from_pairs(

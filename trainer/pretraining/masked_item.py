@@ -24,7 +24,7 @@ class MaskedItemObjective(Objective):
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: mean cross-entropy over masked positions."""
     _, labels, hidden = batch.cloze()
-    return self.softmax(hidden, labels, batch.item_embeddings())
+    return self.softmax(hidden, labels, batch.item_embeddings(), excluded=batch.excluded)
 
   def terms(self, batch: PretrainingBatch) -> tf.Tensor:
     """The masked positions."""

@@ -22,6 +22,7 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.pretraining.objectives import ATTRIBUTE
 from trainer.pretraining.objectives import CLUSTERING
+from trainer.tasks import excluded_items
 
 class PretrainingModel(tf.keras.Model):
   """Encoder + weighted SSL objectives; ``model(item_ids)`` is the [B, d] last hidden state.
@@ -36,7 +37,9 @@ class PretrainingModel(tf.keras.Model):
   def __init__(self, num_items: int, encoder_config: EncoderConfig,
                pretrain_config: PretrainConfig,
                item_attributes: Optional[ItemAttributeTable] = None,
-               item_vectors: Optional[np.ndarray] = None, **kwargs):
+               item_vectors: Optional[np.ndarray] = None,
+               untrained: Optional[np.ndarray] = None,
+               exclude_untrained_items: bool = True, **kwargs):
     """Builds the encoder and the enabled objectives.
 
     Args:
@@ -45,12 +48,17 @@ class PretrainingModel(tf.keras.Model):
       pretrain_config: objective weights and settings.
       item_attributes: needed iff ``attribute_weight > 0``.
       item_vectors: float [V, t] item text vectors, for text item representations.
+      untrained: bool [V], items with no interaction in the training data
+        (``trainer.retrieval.untrained_items``).
+      exclude_untrained_items: with a text item representation, leave ``untrained``
+        out of the objectives' catalogue scoring (``trainer.tasks.excluded_items``).
     """
     super().__init__(**kwargs)
     self.num_items = num_items
     self.encoder_config = encoder_config
     self.pretrain_config = pretrain_config
     self.encoder = SequenceEncoder(num_items, encoder_config, item_vectors, name="encoder")
+    self.excluded = excluded_items(untrained, encoder_config, exclude_untrained_items)
     self.weights_by_objective, self.objectives = build_objectives(
         pretrain_config, encoder_config.embedding_dim, num_items, item_attributes)
     self.loss_tracker = tf.keras.metrics.Mean(name="loss")
@@ -89,7 +97,8 @@ class PretrainingModel(tf.keras.Model):
 
     Shares need a replica context (a train or test step); they are 1 on one device.
     """
-    context = PretrainingBatch(self.encoder, batch, self.pretrain_config, seed, training)
+    context = PretrainingBatch(self.encoder, batch, self.pretrain_config, seed, training,
+                               self.excluded)
     losses = {name: objective(context) for name, objective in self.objectives.items()}
     if not with_shares:
       return losses, None

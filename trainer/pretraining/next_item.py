@@ -19,7 +19,8 @@ class NextItemObjective(Objective):
 
   def call(self, batch: PretrainingBatch) -> tf.Tensor:
     """float scalar: mean cross-entropy over labelled positions."""
-    return self.task(batch.next_item_hidden(), batch.labels, batch.item_embeddings())
+    return self.task(batch.next_item_hidden(), batch.labels, batch.item_embeddings(),
+                     excluded=batch.excluded)
 
   def terms(self, batch: PretrainingBatch) -> tf.Tensor:
     """The labelled positions."""

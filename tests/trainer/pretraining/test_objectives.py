@@ -15,6 +15,7 @@ from trainer.encoder import SequenceEncoder
 from trainer.pretraining import kmeans as kmeans_lib
 from trainer.pretraining import objectives
 from trainer.pretraining.batch import Objective
+from trainer.pretraining.batch import PretrainingBatch
 from trainer.pretraining.clustering import ClusteringCallback
 from trainer.pretraining.clustering import ClusteringObjective
 from trainer.pretraining.config import PretrainConfig
@@ -235,3 +236,34 @@ def test_pretrain_config_round_trips_and_rejects_bad_values():
     PretrainConfig(augmentations=("shuffle",))
   with pytest.raises(ValueError, match="mask_random_fraction"):
     PretrainConfig(mask_random_fraction=0.6, mask_keep_fraction=0.6)
+
+
+def _log_softmax(x):
+  x = x - x.max(axis=-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("name", [objectives.MASKED_ITEM, objectives.NEXT_ITEM])
+@pytest.mark.parametrize("exclude", [True, False])
+def test_text_pretraining_leaves_untrained_items_out_of_the_catalogue_softmax(name, exclude):
+  tf.keras.utils.set_random_seed(0)
+  config = dataclasses.replace(TINY, item_representation="text", adaptor_experts=2,
+                               adaptor_dropout=0.0)
+  untrained = np.arange(V) >= V - 4   # the batch's runs use the first V - 4 items only
+  vectors = np.random.default_rng(0).normal(size=[V, 8]).astype(np.float32)
+  model = PretrainingModel(V, config, PretrainConfig(**{**ALL_OFF, f"{name}_weight": 1.0}),
+                           item_vectors=vectors, untrained=untrained,
+                           exclude_untrained_items=exclude)
+  batch = batches.batch(batches.random_runs(32, V - 4, 3, L + 1, 1), V, L)
+  context = PretrainingBatch(model.encoder, batch, model.pretrain_config,
+                             tf.constant([1, 2], tf.int64), True, model.excluded)
+  if name == objectives.MASKED_ITEM:
+    _, labels, hidden = context.cloze()
+  else:
+    labels, hidden = context.labels, context.next_item_hidden()
+  labels, hidden = labels.numpy(), hidden.numpy()
+  queries, targets = hidden[labels >= 0], labels[labels >= 0]
+  kept = np.flatnonzero(~untrained) if exclude else np.arange(V)
+  log_p = _log_softmax(queries @ model.encoder.catalogue_embeddings().numpy()[kept].T)
+  expected = -np.mean(log_p[np.arange(len(targets)), np.searchsorted(kept, targets)])
+  assert float(model.objectives[name](context)) == pytest.approx(expected, rel=1e-5)
