@@ -155,7 +155,9 @@ def create_pipeline(
     pretrainer = _trainer(
         PRETRAIN_RUN_FN, baseline, transform,
         {MODEL_CONFIG_KEY: model_config, **item_vectors,
-         PRETRAIN_CONFIG_KEY: config.pretrain.to_dict()},
+         PRETRAIN_CONFIG_KEY: config.pretrain.to_dict(),
+         # exclude_untrained_items applies to pre-training's catalogue softmax too
+         RETRIEVAL_CONFIG_KEY: config.retrieval.to_dict()},
     ).with_id(PRETRAIN_TRAINER)
     components.append(pretrainer)
     warm_start_from = pretrainer.outputs["model"]

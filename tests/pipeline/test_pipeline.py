@@ -9,6 +9,8 @@ from pipeline import configs
 from pipeline.pipeline import create_pipeline
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import ModelConfig
+from trainer.config import RETRIEVAL_CONFIG_KEY
+from trainer.config import RetrievalConfig
 
 REPO = Path(__file__).resolve().parents[2]
 # Modules of the training stack (TensorFlow models, TFRS): only the Trainer
@@ -70,6 +72,16 @@ def test_the_item_vectors_file_reaches_both_trainers_only_when_given(tmp_path):
   config = configs.PipelineConfig(data_root=str(tmp_path / "data"),
                                   output_root=str(tmp_path / "out"), use_item_table=False)
   assert all(ITEM_VECTORS_KEY not in c for c in _custom_configs(config).values())
+
+
+def test_the_untrained_items_switch_reaches_both_trainers(tmp_path):
+  config = configs.PipelineConfig(
+      data_root=str(tmp_path / "data"), output_root=str(tmp_path / "out"), use_item_table=False,
+      retrieval=RetrievalConfig(exclude_untrained_items=False))
+  custom = _custom_configs(config)
+  assert sorted(custom) == ["PretrainTrainer", "Trainer"]
+  assert all(c[RETRIEVAL_CONFIG_KEY]["exclude_untrained_items"] is False
+             for c in custom.values())
 
 
 def test_the_bulk_recommender_follows_the_pusher_only_when_configured(tmp_path):
