@@ -60,16 +60,20 @@ def compile_model(model: tf.keras.Model, schedule: TrainingSchedule) -> None:
                 jit_compile=schedule.jit_compile)
 
 
-def read_item_vocab(tf_transform_output):
-  """Raw item ids in vocabulary-index order."""
+def _read_vocab(tf_transform_output, name: str) -> List[str]:
+  """The tf.Transform vocabulary ``name`` as strings, in index order."""
   return [token.decode() if isinstance(token, bytes) else token
-          for token in tf_transform_output.vocabulary_by_name(features.ITEM_VOCAB)]
+          for token in tf_transform_output.vocabulary_by_name(name)]
+
+
+def read_item_vocab(tf_transform_output) -> List[str]:
+  """Raw item ids in vocabulary-index order."""
+  return _read_vocab(tf_transform_output, features.ITEM_VOCAB)
 
 
 def read_attribute_vocab(tf_transform_output) -> List[str]:
   """Attribute values in attribute-index order (empty when no item has one)."""
-  return [v.decode() if isinstance(v, bytes) else v
-          for v in tf_transform_output.vocabulary_by_name(features.ATTRIBUTE_VOCAB)]
+  return _read_vocab(tf_transform_output, features.ATTRIBUTE_VOCAB)
 
 
 def serving_attributes(tf_transform_output, train_files) -> export.ItemAttributes:
