@@ -130,8 +130,9 @@ class CandidateTower:
 
   An item's candidate embedding is its id embedding (``id+text``; zeros for an item
   the model never saw) plus the trained adaptor over its text vector, plus the mean
-  of its attribute embeddings when the model learned attribute embeddings: what
-  ``RetrievalModel.candidate_embeddings`` computes for its catalogue.
+  of its attribute embeddings when the model learned attribute embeddings, L2-normalised
+  when the model normalises its embeddings: what ``RetrievalModel.candidate_embeddings``
+  computes for its catalogue.
   """
 
   def __init__(self, served: ServedModel):
@@ -151,6 +152,8 @@ class CandidateTower:
     self.attribute_table = (model.attribute_table.embeddings.numpy()
                             if hasattr(model, "attribute_table") else None)
     self.attribute_index = {value: a for a, value in enumerate(served.attribute_vocab)}
+    # RetrievalConfig.normalize_embeddings: the exported rows are unit vectors.
+    self.normalized = hasattr(served.base.model, "normalized_candidates")
 
   def embed(self, text_vectors: np.ndarray, trained_indices: Sequence[int],
             attributes: Sequence[Sequence[str]]) -> np.ndarray:
@@ -172,6 +175,8 @@ class CandidateTower:
       if any(rows):
         table = ItemAttributeTable(rows, len(self.attribute_index))
         out += table.mean_embeddings(tf.constant(self.attribute_table)).numpy()
+    if self.normalized:
+      out = tf.math.l2_normalize(out, axis=-1).numpy()
     return out
 
 

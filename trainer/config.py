@@ -62,6 +62,10 @@ class EncoderConfig(JsonConfig):
   item_representation: ItemRepresentation = ID
   adaptor_experts: int = 8        # experts of the text adaptor
   adaptor_dropout: float = 0.2    # dropout on the text vector inside the adaptor
+  # id+text only: in training, each item occurrence (an input position, a catalogue row)
+  # loses its id embedding with this probability, so the text part alone must rank it,
+  # as an item with no trained id row (a cold item) is ranked at serving.
+  id_dropout: float = 0.0
 
   @property
   def causal_query(self) -> bool:
@@ -89,6 +93,8 @@ class EncoderConfig(JsonConfig):
     if not 0.0 <= self.adaptor_dropout < 1.0:
       raise ValueError(f"EncoderConfig.adaptor_dropout must be in [0, 1); "
                        f"got {self.adaptor_dropout}")
+    if not 0.0 <= self.id_dropout < 1.0:
+      raise ValueError(f"EncoderConfig.id_dropout must be in [0, 1); got {self.id_dropout}")
 
 
 @dataclasses.dataclass
@@ -137,6 +143,10 @@ class RetrievalConfig(JsonConfig):
   # serving. False scores them as negatives as id models always do
   # (trainer.tasks.excluded_items).
   exclude_untrained_items: bool = True
+  # L2-normalise the query and every candidate embedding, so a score is a cosine
+  # (divided by ``temperature`` in the training losses), as UniSRec fine-tunes: a
+  # candidate cannot outrank others by its norm alone, which items never trained on lack.
+  normalize_embeddings: bool = False
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
   # objective weights default to 0 here, e.g. {"contrastive_weight": 0.1}.

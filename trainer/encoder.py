@@ -87,10 +87,34 @@ class SequenceEncoder(tf.keras.layers.Layer):
     """
     parts = []
     if self.item_table is not None:
-      parts.append(self.item_table(model_ids))
+      parts.append(self._id_part(model_ids, training))
     if self.item_text is not None:
       parts.append(self.item_text(model_ids, training=training))
     return tf.add_n(parts) if len(parts) > 1 else parts[0]
+
+  def _id_part(self, model_ids, training) -> tf.Tensor:
+    """The id embeddings of ``model_ids``; in training with a text part, each one
+    zeroed with probability ``EncoderConfig.id_dropout``."""
+    ids = self.item_table(model_ids)
+    rate = self.config.id_dropout
+    if not training or rate <= 0 or self.item_text is None:
+      return ids
+    keep = tf.random.uniform(tf.shape(model_ids)) >= rate
+    return ids * tf.cast(keep, ids.dtype)[..., tf.newaxis]
+
+  def zero_item_ids(self, items: np.ndarray) -> None:
+    """Sets the id embedding of ``items`` (bool [V] or vocabulary indices) to zero: an
+    item with no trained id row is then represented by its text part alone."""
+    items = np.asarray(items)
+    indices = np.flatnonzero(items) if items.dtype == bool else items.astype(np.int64)
+    if self.item_table is None or indices.size == 0:
+      return
+    if not self.item_table.built:
+      self.item_table.build(None)
+    table = self.item_table.embeddings
+    rows = indices[:, None] + 1   # model id = vocabulary index + 1
+    table.assign(tf.tensor_scatter_nd_update(
+        table, rows, tf.zeros([len(rows), table.shape[1]], table.dtype)))
 
   def catalogue_embeddings(self, training=False) -> tf.Tensor:
     """float [V, d]: ``embed_items`` of every catalogue item; row j = vocabulary index j.

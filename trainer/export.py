@@ -117,6 +117,12 @@ class FixedCandidates(tf.Module):
     self.model = model
     self.item_embeddings = tf.Variable(model.item_embeddings, trainable=False,
                                        name="item_embeddings")
+    config = getattr(model, "retrieval_config", None)
+    if config is not None and config.normalize_embeddings:
+      # Unit-norm rows (RetrievalConfig.normalize_embeddings): a catalogue refresh
+      # (trainer.catalogue_refresh) computes the rows of new items the same way.
+      self.normalized_candidates = tf.Variable(True, trainable=False,
+                                               name="normalized_candidates")
 
   def query_embedding(self, item_ids) -> tf.Tensor:
     return self.model.query_embedding(item_ids)

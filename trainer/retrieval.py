@@ -192,6 +192,8 @@ class RetrievalModel(tf.keras.Model):
     self.auxiliary_trackers = {name: tf.keras.metrics.Mean(name=f"{name}_loss")
                                for name in self.auxiliary}
     self(tf.zeros([1, config.max_seq_len], tf.int32))
+    if self.excluded is not None:   # no trained id row: the text part alone represents them
+      self.encoder.zero_item_ids(self.excluded.numpy())
     if self.auxiliary:   # create the objectives' variables now, outside any trace
       self._auxiliary_losses({INPUTS: tf.constant([[0, 1]], tf.int32),
                               LABELS: tf.constant([[-1, 0]], tf.int32)},
@@ -201,7 +203,13 @@ class RetrievalModel(tf.keras.Model):
 
   def call(self, item_ids, training=False) -> tf.Tensor:
     """item_ids int [B, L] model ids -> float [B, d] query embedding."""
-    return self.encoder.last_hidden(item_ids, training=training)
+    return self._normalized(self.encoder.last_hidden(item_ids, training=training))
+
+  def _normalized(self, embeddings: tf.Tensor) -> tf.Tensor:
+    """``embeddings`` [..., d], L2-normalised when ``normalize_embeddings`` is set."""
+    if not self.retrieval_config.normalize_embeddings:
+      return embeddings
+    return tf.math.l2_normalize(embeddings, axis=-1)
 
   def query_embedding(self, item_ids) -> tf.Tensor:
     """float [B, d] user/query embedding; dot it with ``item_embeddings`` rows to score."""
@@ -223,7 +231,7 @@ class RetrievalModel(tf.keras.Model):
       embeddings = embeddings + tf.cast(
           self.item_attributes.mean_embeddings(self.attribute_table.embeddings),
           embeddings.dtype)
-    return embeddings
+    return self._normalized(embeddings)
 
   def score_all(self, item_ids) -> tf.Tensor:
     """float [B, V] scores; column j = vocabulary index j."""
@@ -244,8 +252,9 @@ class RetrievalModel(tf.keras.Model):
                        f"'{LABELS}' (int32 [B, L]); got {got}")
     labels = tf.cast(data[LABELS], tf.int32)
     if self.retrieval_config.targets == ALL_POSITIONS:
-      return _encode(self.encoder, data[INPUTS], training), labels
-    return _last_hidden(self.encoder, data[INPUTS], training)[:, tf.newaxis, :], labels[:, -1:]
+      return self._normalized(_encode(self.encoder, data[INPUTS], training)), labels
+    hidden = self._normalized(_last_hidden(self.encoder, data[INPUTS], training))
+    return hidden[:, tf.newaxis, :], labels[:, -1:]
 
   def _queries_and_positives(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """(queries float [N, d], positives int32 [N]) of the batch's N training targets."""

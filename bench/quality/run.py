@@ -175,11 +175,7 @@ def is_shared(loads: List[List[float]], cores: int) -> bool:
 def zero_id_rows(encoder, items) -> None:
   """Sets the id embedding of ``items`` (vocabulary indices) to zero, as catalogue
   refresh serves an item the model never trained on (trainer.catalogue_refresh)."""
-  if encoder.item_table is None or not items:
-    return
-  table = encoder.item_table.embeddings
-  rows = np.asarray(sorted(items), np.int64)[:, None] + 1   # model id = index + 1
-  table.assign(tf.tensor_scatter_nd_update(table, rows, tf.zeros([len(rows), table.shape[1]])))
+  encoder.zero_item_ids(np.asarray(sorted(items), np.int64))
 
 
 class EpochTimer(tf.keras.callbacks.Callback):

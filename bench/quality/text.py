@@ -5,13 +5,14 @@ Protocol, rows and commands: bench/quality/results/README.md, "Item text".
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -117,24 +118,33 @@ def baselines(data: data_lib.BenchData, vectors_path: str) -> Dict[str, Dict[str
 # The model rows: one quality-benchmark run (bench/quality/run.py) per row.
 
 
-def recipe_argv(dataset: str, representation: str, out_dir: str, one_pass: bool) -> List[str]:
+def recipe_argv(dataset: str, representation: str, out_dir: str, one_pass: bool,
+                encoder_options: Optional[dict] = None,
+                retrieval_options: Optional[dict] = None) -> List[str]:
   """``--model-config`` (the dataset's recipe with ``item_representation`` set, written
   as a file) and ``--retrieval-config`` of a row.
 
   ``one_pass`` trains SASRec's way instead: a causal query tower with every position of
   a sequence a target, one pass per sequence rather than one example per prefix.
+  ``encoder_options`` / ``retrieval_options``: EncoderConfig / RetrievalConfig fields
+  set on top (the text rows' ``--text-encoder-options`` / ``--text-retrieval-options``).
   """
   values = load_json_object(run.recipe_path(dataset))
-  encoder = {**values.get("encoder", {}), "item_representation": representation}
+  encoder = {**values.get("encoder", {}), "item_representation": representation,
+             **(encoder_options or {})}
   if one_pass:
     encoder["attention"] = CAUSAL
   values["encoder"] = encoder
-  name = f"model-{representation.replace('+', '_')}{'-one-pass' if one_pass else ''}.json"
+  options = hashlib.sha256(json.dumps(encoder_options or {}, sort_keys=True).encode())
+  name = (f"model-{representation.replace('+', '_')}{'-one-pass' if one_pass else ''}"
+          f"{'-' + options.hexdigest()[:8] if encoder_options else ''}.json")
   path = os.path.join(out_dir, name)
   os.makedirs(out_dir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(values, f, indent=1)
-  retrieval = json.dumps({"targets": ALL_POSITIONS}) if one_pass else run.DEFAULT_RETRIEVAL_CONFIG
+  retrieval = {"targets": ALL_POSITIONS} if one_pass else load_json_object(
+      run.DEFAULT_RETRIEVAL_CONFIG)
+  retrieval = json.dumps({**retrieval, **(retrieval_options or {})})
   return ["--model-config", path, "--retrieval-config", retrieval]
 
 
@@ -146,13 +156,22 @@ def row_argv(args, dataset: str, row: str, seeds: int, vectors: str) -> List[str
   patience = _per_dataset(args.patience_per_dataset).get(dataset, args.patience)
   return ["--dataset", dataset, "--variants", VARIANT, "--seeds", str(seeds),
           "--finetune-epochs", str(epochs), "--patience", str(patience),
-          *recipe_argv(dataset, representation, out, dataset in args.one_pass.split(",")),
+          *recipe_argv(dataset, representation, out, dataset in args.one_pass.split(","),
+                       *text_options(args, representation)),
           "--cold-item-fraction", str(args.cold_item_fraction),
           "--cold-item-seed", str(args.cold_item_seed),
           "--out-dir", os.path.join(out, row.replace("+", "_")), *extra,
           "--work-dir", os.path.join(out, "work"),
           *(["--item-vectors", vectors] if representation != "id" else []),
           *(["--no-run"] if args.no_run else [])]
+
+
+def text_options(args, representation: str) -> Tuple[dict, dict]:
+  """(EncoderConfig, RetrievalConfig) fields the text rows set on top of the recipe."""
+  if representation == "id":
+    return {}, {}
+  return (load_json_object(args.text_encoder_options),
+          load_json_object(args.text_retrieval_options))
 
 
 def row_summary(results_path: str) -> Optional[dict]:
@@ -261,6 +280,11 @@ def parse_args(argv=None):
   parser.add_argument("--one-pass", default=",".join(ONE_PASS),
                       help="datasets trained with a causal query tower on every position "
                            "(one pass per sequence) instead of the recipe's prefixes")
+  parser.add_argument("--text-encoder-options", default="{}",
+                      help="JSON EncoderConfig fields of the text and id+text rows, e.g. "
+                           "'{\"id_dropout\": 0.5}'")
+  parser.add_argument("--text-retrieval-options", default="{}",
+                      help="JSON RetrievalConfig fields of the text and id+text rows")
   parser.add_argument("--cold-item-fraction", type=float, default=0.1)
   parser.add_argument("--cold-item-seed", type=int, default=0)
   parser.add_argument("--data-dir", action="append", default=[],

@@ -20,13 +20,16 @@ ATTRIBUTES = ["brand:a", "brand:b", "category:c"]
 ITEM_ATTRIBUTES = [[0], [1, 2], [], [2], [0, 2], [1], [], [0, 1, 2]]
 
 
-@pytest.mark.parametrize("representation", ["text", "id+text"])
-def test_the_rebuilt_candidate_tower_reproduces_the_exported_one(tmp_path, representation):
+@pytest.mark.parametrize("representation, normalize", [("text", False), ("id+text", False),
+                                                      ("id+text", True)])
+def test_the_rebuilt_candidate_tower_reproduces_the_exported_one(tmp_path, representation,
+                                                                  normalize):
   tf.keras.utils.set_random_seed(0)
   config = EncoderConfig(max_seq_len=4, embedding_dim=8, num_blocks=1, num_heads=1, ff_dim=8,
                          dropout=0.0, item_representation=representation, adaptor_experts=2)
   vectors = clustered_vectors(2, 4)
-  model = RetrievalModel(V, config, RetrievalConfig(use_item_attributes=True),
+  model = RetrievalModel(V, config, RetrievalConfig(use_item_attributes=True,
+                                                      normalize_embeddings=normalize),
                          item_attributes=ItemAttributeTable(ITEM_ATTRIBUTES, len(ATTRIBUTES)),
                          item_vectors=vectors)
   # Trained-looking weights: the adaptor's shift and gate start at zero.

@@ -62,6 +62,7 @@ def test_retrieval_choices_are_checked(field):
     ({"item_representation": "words"}, "EncoderConfig.item_representation must be one of"),
     ({"adaptor_experts": 0}, "EncoderConfig.adaptor_experts must be >= 1"),
     ({"adaptor_dropout": 1.0}, r"EncoderConfig.adaptor_dropout must be in \[0, 1\)"),
+    ({"id_dropout": -0.1}, r"EncoderConfig.id_dropout must be in \[0, 1\)"),
 ])
 def test_item_representation_settings_are_checked(values, message):
   with pytest.raises(ValueError, match=message):

@@ -10,6 +10,7 @@ import tensorflow_transform as tft
 from tests.trainer import batches
 from tests.trainer import fake_transform
 from tests.trainer.text_items import clustered_vectors
+from trainer import export
 from trainer import features
 from trainer import inputs
 from trainer import retrieval
@@ -69,6 +70,40 @@ def test_full_softmax_loss_matches_a_hand_computation(targets):
   log_p = _log_softmax(queries @ candidates.T / 0.5)
   expected = -np.mean(log_p[np.arange(len(positives)), positives])
   assert _validation_loss(model, batch) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", [retrieval.FULL_SOFTMAX, retrieval.SAMPLED_SOFTMAX])
+def test_normalized_embeddings_score_cosines_over_the_temperature(loss):
+  config = retrieval.RetrievalConfig(temperature=0.1, targets=retrieval.ALL_POSITIONS,
+                                     normalize_embeddings=True, loss=loss,
+                                     logq_correction=False)
+  model = retrieval.RetrievalModel(V, CONFIG, config, ATTRIBUTES)
+  plain = retrieval.RetrievalModel(V, CONFIG, dataclasses.replace(
+      config, normalize_embeddings=False), ATTRIBUTES)
+  plain.set_weights(model.get_weights())
+  batch = _batch([[1, 2, 3, 4], [7, 3], [5, 0, 11, 2, 9]])
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  candidates = model.item_embeddings.numpy()
+  np.testing.assert_allclose(candidates, unit(plain.item_embeddings.numpy()), atol=1e-6)
+  queries = model.query_embedding(batch[INPUTS]).numpy()
+  np.testing.assert_allclose(queries, unit(plain.query_embedding(batch[INPUTS]).numpy()),
+                             atol=1e-6)
+  np.testing.assert_allclose(model.score_all(batch[INPUTS]), queries @ candidates.T, atol=1e-5)
+  # The training loss reads the same cosines, divided by the temperature.
+  hidden = model.encoder(batch[INPUTS], causal=True).numpy()
+  labels = batch[LABELS].numpy()
+  hidden, positives = unit(hidden[labels >= 0]), labels[labels >= 0]
+  logits = hidden @ candidates.T / 0.1
+  if loss == retrieval.SAMPLED_SOFTMAX:   # in-batch: the batch's positives are the candidates
+    logits = logits[:, positives]
+    same = positives[:, None] == positives[None, :]
+    logits = np.where(same & ~np.eye(len(positives), dtype=bool), -np.inf, logits)
+    targets = np.arange(len(positives))
+  else:
+    targets = positives
+  expected = -np.mean(_log_softmax(logits)[np.arange(len(positives)), targets])
+  assert _train_loss(model, batch, full=loss == retrieval.FULL_SOFTMAX) == pytest.approx(
+      expected, rel=1e-4)
 
 
 def test_evaluate_reports_the_mean_over_every_target_of_the_epoch():
@@ -309,8 +344,9 @@ def test_untrained_items_are_those_no_training_batch_shows():
   np.testing.assert_array_equal(retrieval.untrained_items(dataset, V), expected)
 
 
-def _train_loss(model, batch) -> float:
-  return float(model._loss(batch, training=True, full=True)[0])  # pylint: disable=protected-access
+def _train_loss(model, batch, full: bool = True) -> float:
+  return float(model._loss(batch, training=True, full=full,  # pylint: disable=protected-access
+                           seed=tf.constant([1, 2], tf.int64))[0])
 
 
 def _softmax_loss(model, batch, kept) -> float:
@@ -347,6 +383,23 @@ def test_text_models_leave_untrained_items_out_of_the_training_softmax(represent
   model = _cold_text_model(representation, exclude_untrained_items=False)
   assert model.excluded is None
   assert _train_loss(model, batch) == pytest.approx(_softmax_loss(model, batch, every), rel=1e-5)
+
+
+def test_untrained_items_of_an_id_text_model_are_their_text_part_alone():
+  # Their id rows are never trained: left at their random start they would add noise
+  # to exactly the items only the text part can rank, in the model and its export.
+  model = _cold_text_model("id+text")
+  model.compile(optimizer=tf.keras.optimizers.Adam(2e-2))
+  for step in range(5):
+    model.train_step(_cluster_batch(seed=step))
+  ids = model.encoder.item_table.embeddings.numpy()[1:CLUSTERS * PER_CLUSTER + 1]
+  np.testing.assert_array_equal(ids[COLD], 0.0)
+  warm = np.setdiff1d(np.arange(CLUSTERS * PER_CLUSTER), COLD)
+  assert np.all(np.abs(ids[warm]).sum(axis=-1) > 0)
+  text = model.encoder.item_text.adaptor(clustered_vectors(CLUSTERS, PER_CLUSTER)).numpy()
+  np.testing.assert_allclose(model.item_embeddings.numpy()[COLD], text[COLD], atol=1e-6)
+  stored = export.FixedCandidates(model).item_embeddings.numpy()
+  np.testing.assert_allclose(stored[COLD], text[COLD], atol=1e-6)
 
 
 def test_id_models_keep_untrained_items_as_negatives():

@@ -126,3 +126,25 @@ def test_id_items_have_no_text_part():
   encoder(tf.zeros([1, 6], tf.int32))
   assert encoder.item_text is None
   assert encoder.trained_weights == encoder.weights
+
+
+def test_id_dropout_zeroes_whole_id_embeddings_in_training_only():
+  config = dataclasses.replace(CONFIG, item_representation="id+text", id_dropout=0.5)
+  encoder = _encoder(config, VECTORS)
+  ids = tf.constant(np.tile(np.arange(1, V + 1), [50, 1]))            # [50, V]
+  text = encoder.item_text(ids).numpy()
+  full = encoder.item_table(ids).numpy()
+  np.testing.assert_allclose(encoder.embed_items(ids).numpy(), text + full, atol=1e-6)
+  id_part = encoder.embed_items(ids, training=True).numpy() - text
+  dropped = np.all(np.abs(id_part) < 1e-6, axis=-1)
+  kept = np.all(np.abs(id_part - full) < 1e-6, axis=-1)
+  assert np.all(dropped | kept)                  # an item's whole id row, or none of it
+  assert 0.4 < dropped.mean() < 0.6
+  # The catalogue rows of a training pass drop out too; "text" has no id part to drop.
+  rows = encoder.catalogue_embeddings(training=True).numpy() - encoder.item_text.adaptor(
+      VECTORS).numpy()
+  assert np.any(np.all(np.abs(rows) < 1e-6, axis=-1))
+  text_only = _encoder(dataclasses.replace(CONFIG, id_dropout=0.5), VECTORS)
+  np.testing.assert_allclose(text_only.embed_items(ids, training=True).numpy(),
+                             text_only.item_text(ids).numpy(), atol=1e-6)
+

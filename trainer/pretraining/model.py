@@ -66,6 +66,8 @@ class PretrainingModel(tf.keras.Model):
         name: tf.keras.metrics.Mean(name=f"{name}_loss") for name in self.objectives}
     # Create every variable now, outside any traced function.
     self(tf.zeros([1, encoder_config.max_seq_len], tf.int32))
+    if self.excluded is not None:   # no trained id row: the text part alone represents them
+      self.encoder.zero_item_ids(self.excluded.numpy())
     probe = tf.constant([[0, 1]], tf.int32)
     self.compute_losses({INPUTS: probe, LABELS: tf.constant([[-1, 0]], tf.int32)},
                         seed=tf.constant([0, 0], tf.int64), training=False)

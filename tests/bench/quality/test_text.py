@@ -212,6 +212,22 @@ def test_one_pass_rows_train_causally_on_every_position(tmp_path):
   assert ml.model_config != sci.model_config
 
 
+def test_text_row_options_reach_text_rows_only(tmp_path):
+  args = text.parse_args(["--out-dir", str(tmp_path), "--text-encoder-options",
+                          '{"id_dropout": 0.5}', "--text-retrieval-options",
+                          '{"normalize_embeddings": true, "temperature": 0.07}'])
+  plain = run.parse_args(text.row_argv(text.parse_args(["--out-dir", str(tmp_path)]),
+                                       "ml-100k", "id+text", 1, "v"))
+  rows = {row: run.parse_args(text.row_argv(args, "ml-100k", row, 1, "v"))
+          for row in ("id", "id+text")}
+  assert run.load_model_config(rows["id+text"].model_config).encoder.id_dropout == 0.5
+  assert json.loads(rows["id+text"].retrieval_config) == {
+      "targets": "all_positions", "normalize_embeddings": True, "temperature": 0.07}
+  assert rows["id+text"].model_config != plain.model_config   # parallel runs keep apart
+  assert run.load_model_config(rows["id"].model_config).encoder.id_dropout == 0.0
+  assert json.loads(rows["id"].retrieval_config) == {"targets": "all_positions"}
+
+
 def test_refreshed_rows_zero_the_held_out_id_embeddings_only(tmp_path):
   from trainer.config import EncoderConfig
   from trainer.encoder import SequenceEncoder

@@ -267,3 +267,18 @@ def test_text_pretraining_leaves_untrained_items_out_of_the_catalogue_softmax(na
   log_p = _log_softmax(queries @ model.encoder.catalogue_embeddings().numpy()[kept].T)
   expected = -np.mean(log_p[np.arange(len(targets)), np.searchsorted(kept, targets)])
   assert float(model.objectives[name](context)) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_id_text_pretraining_starts_untrained_items_with_zero_id_rows(exclude):
+  # With the exclusion nothing trains their id rows: they would stay random noise.
+  tf.keras.utils.set_random_seed(0)
+  config = dataclasses.replace(TINY, item_representation="id+text", adaptor_experts=2)
+  untrained = np.arange(V) >= V - 4
+  vectors = np.random.default_rng(0).normal(size=[V, 8]).astype(np.float32)
+  model = PretrainingModel(V, config, PretrainConfig(**{**ALL_OFF, "masked_item_weight": 1.0}),
+                           item_vectors=vectors, untrained=untrained,
+                           exclude_untrained_items=exclude)
+  rows = model.encoder.item_table.embeddings.numpy()[1:V + 1]
+  assert np.all(rows[untrained] == 0) == exclude
+  assert np.all(np.abs(rows[~untrained]).sum(axis=-1) > 0)
