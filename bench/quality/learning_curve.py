@@ -9,6 +9,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -52,6 +53,11 @@ def child_argv(args, fraction: float, variant: str, seed: int, record: str) -> L
     argv += (["--pretrained-from", folder] if os.path.isdir(folder)
              else ["--save-pretrained", folder])
   return argv
+
+
+def run_child(argv: List[str]) -> None:
+  """Runs one (fraction, variant, seed) in its own process (bench.quality.run)."""
+  subprocess.run(argv, check=True)
 
 
 def run_key(fraction: float, variant: str, seed: int, settings: str) -> Tuple:
@@ -272,23 +278,33 @@ def import_full(args, path: str) -> List[dict]:
   return imported
 
 
+# Fields a recorded ModelConfig may differ in and still be the same recipe here: the
+# seed and epoch budget are set per run, early stopping is run.py's --patience.
+_RUN_SET = ("seed", "epochs", "early_stopping_patience")
+
+
+def _leaves(values: dict) -> dict:
+  """A config dict's leaf fields by name (records of older commits were flat)."""
+  out = {}
+  for key, value in values.items():
+    out.update(_leaves(value) if isinstance(value, dict) else {key: value})
+  return out
+
+
 def _same_recipe(record: dict, args, variant: str) -> bool:
-  """Whether a recorded run's configs are those ``args`` would run ``variant`` with."""
-  model = run.load_model_config(args.model_config)
-  model.schedule = run.dataclasses.replace(model.schedule, seed=record["seed"],
-                                           epochs=args.finetune_epochs)
-  same = (run._model_key(model) == _recorded_model_key(record)  # pylint: disable=protected-access
-          and record.get("retrieval_config", {}).get("targets") ==
-          run.load_json_object(args.retrieval_config).get("targets"))
+  """Whether a recorded run's configs agree with those ``args`` would run ``variant``
+  with on every field both name (fields added since kept their defaults)."""
+  pairs = [(record["model_config"], run.load_model_config(args.model_config).to_dict()),
+           (record.get("retrieval_config", {}), run.load_json_object(args.retrieval_config))]
   if run.VARIANTS[variant].pretrain:
-    same = same and record.get("pretrain_config", {}).get("schedule", {}).get(
-        "epochs") == args.pretrain_epochs
-  return same
-
-
-def _recorded_model_key(record: dict) -> dict:
-  config = run.load_model_config(json.dumps(record["model_config"]))
-  return run._model_key(config)  # pylint: disable=protected-access
+    pretrain = run.PretrainConfig.from_dict(run.load_json_object(args.pretrain_config))
+    pairs.append((record.get("pretrain_config", {}), pretrain.to_dict()))
+  for recorded, wanted in pairs:
+    recorded, wanted = _leaves(recorded), _leaves(wanted)
+    if any(recorded[k] != wanted[k] for k in set(recorded) & set(wanted) - set(_RUN_SET)):
+      return False
+  pretrain_epochs = _leaves(record.get("pretrain_config", {})).get("epochs")
+  return not run.VARIANTS[variant].pretrain or pretrain_epochs == args.pretrain_epochs
 
 
 def parse_args(argv=None):
@@ -325,7 +341,7 @@ def parse_args(argv=None):
   args.work_dir = args.work_dir or os.path.join("outputs", "bench", "curve", args.dataset)
   if args.import_full is None:
     args.import_full = os.path.join("bench", "quality", "results", f"{args.dataset}.json")
-  args.run_args = args.run_args.split()
+  args.run_args = shlex.split(args.run_args)
   return args
 
 
@@ -361,14 +377,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         record = os.path.join(args.work_dir, "runs",
                               f"{fraction:g}-{variant}-seed{seed}-{settings}.json")
         logging.info("fraction %g %s seed %d: running", fraction, variant, seed)
-        subprocess.run(child_argv(args, fraction, variant, seed, record), check=True)
+        run_child(child_argv(args, fraction, variant, seed, record))
         with open(record) as f:
           runs[key] = {**json.load(f), "fraction": fraction, "settings_key": settings}
-        done = list(runs.values())
-        write({"meta": _meta(args, done), "summary": summarize(done), "runs": done}, prefix)
-  done = list(runs.values())
-  print(write({"meta": _meta(args, done), "summary": summarize(done), "runs": done}, prefix))
+        write(_result(args, list(runs.values())), prefix)
+  print(write(_result(args, list(runs.values())), prefix))
   return 0
+
+
+def _result(args, runs: List[dict]) -> dict:
+  """Every run recorded; the summary of those with the settings of ``args`` (runs of
+  other settings stay in the file but out of the tables)."""
+  current = [r for r in runs if r["settings_key"] == run._settings_key(  # pylint: disable=protected-access
+      run_args(args, r["fraction"]), r["variant"])]
+  return {"meta": _meta(args, current), "summary": summarize(current), "runs": runs}
 
 
 if __name__ == "__main__":
