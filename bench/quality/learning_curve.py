@@ -314,7 +314,12 @@ def parse_args(argv=None):
   parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS),
                       help="shares of the training users fine-tuned on")
   parser.add_argument("--variants", default=",".join(run.HEADLINE))
-  parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N")
+  parser.add_argument("--seeds", type=int, default=3, help="seeds --first-seed..N")
+  parser.add_argument("--first-seed", type=int, default=1,
+                      help="run seeds from this one (pieces of a curve in parallel, each "
+                           "with its own --out-dir, joined with --merge)")
+  parser.add_argument("--merge", action="append", default=[],
+                      help="a curve results JSON whose runs join this one's")
   parser.add_argument("--pretrain-epochs", type=int, default=None,
                       help=f"default: the dataset's headline ({PRETRAIN_EPOCHS}, else "
                            f"{DEFAULT_PRETRAIN_EPOCHS})")
@@ -367,7 +372,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for r in import_full(args, args.import_full):
       runs.setdefault(_key_of(r), r)
   os.makedirs(os.path.join(args.work_dir, "runs"), exist_ok=True)
-  for seed in range(1, args.seeds + 1):   # seed-major: one pre-training serves every fraction
+  for path in args.merge:
+    for r in load_result(path)["runs"]:
+      runs.setdefault(_key_of(r), r)
+  for seed in range(args.first_seed, args.seeds + 1):   # seed-major: one pre-training serves every fraction
     for fraction in fractions:
       for variant in args.variants.split(","):
         settings = run._settings_key(run_args(args, fraction), variant)  # pylint: disable=protected-access

@@ -140,3 +140,22 @@ def test_full_data_point_imports_runs_of_the_same_recipe(tmp_path):
       ("finetune_only", 1), ("finetune_only", 2), ("pretrain_finetune", 1),
       ("pretrain_finetune", 2)]
   assert all(r["fraction"] == 1.0 and r["imported_from"] == str(path) for r in imported)
+
+
+def test_pieces_run_in_parallel_merge(tmp_path, monkeypatch):
+  def fake_run(argv_):
+    variant, seed = argv_[argv_.index("--variant") + 1], int(argv_[argv_.index("--seed") + 1])
+    with open(argv_[argv_.index("--record") + 1], "w") as f:
+      json.dump(_record(0.1, variant, seed, 0.1 * seed), f)
+
+  monkeypatch.setattr(curve, "run_child", fake_run)
+  common = ["--dataset", "synthetic", "--fractions", "0.1", "--variants", "finetune_only",
+            "--work-dir", str(tmp_path / "work"), "--import-full", "none"]
+  curve.main(common + ["--seeds", "1", "--out-dir", str(tmp_path / "a")])
+  curve.main(common + ["--first-seed", "2", "--seeds", "3", "--out-dir", str(tmp_path / "b")])
+  b = json.loads((tmp_path / "b" / "curve-synthetic.json").read_text())
+  assert sorted(r["seed"] for r in b["runs"]) == [2, 3]
+  curve.main(common + ["--seeds", "3", "--out-dir", str(tmp_path / "a"), "--no-run",
+                       "--merge", str(tmp_path / "b" / "curve-synthetic.json")])
+  a = json.loads((tmp_path / "a" / "curve-synthetic.json").read_text())
+  assert a["summary"]["0.1"]["variants"]["finetune_only"]["seeds"] == [1, 2, 3]
