@@ -155,6 +155,8 @@ def summarize(runs: List[dict]) -> Dict[str, dict]:
 def _gain_cell(gain: Optional[dict]) -> str:
   if gain is None:
     return "–"
+  if len(gain["seeds"]) < 2:
+    return f"{gain['mean']:+.4f}"
   return f"{gain['mean']:+.4f} ± {gain['std']:.4f}"
 
 

@@ -84,6 +84,7 @@ def test_report_tables_and_plot(tmp_path):
   assert ("| 10% (10) | 3 | 0.1100 ± 0.0100 | 0.1367 ± 0.0115 | +0.0267 ± 0.0153 | no |"
           in table)
   assert "| 100% (100) (imported) | 3 |" in table
+  assert "| 0.3000 | +0.0990 | – |" in table   # one pair: no std, no verdict
   assert "runs of bench/quality/results/x.json" in table
   assert ("| 10% | popularity:tail | 30 | 0.0200 ± 0.0100 | 0.0400 ± 0.0100 | +0.0200 ± 0.0000 "
           "| **yes** |") in table
