@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-text bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-curve bench-text bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -82,6 +82,16 @@ bench-quality: DATASET ?= beauty
 bench-quality: SEEDS ?= 3
 bench-quality: venv
 	$(PY) -m bench.quality.run --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+# Data-scarce learning curve (bench/quality/learning_curve.py): fine-tune only vs pre-trained
+# on 5/10/25/50/100% of the training users (pre-training on all of them, once per seed), with
+# the evaluator's slices; resumable, new runs merged into bench/quality/results/
+# curve-<dataset>.{json,md,png}.
+#   make bench-curve [DATASET=beauty|lastfm] [SEEDS=3] [ARGS="--fractions 0.1,0.25"]
+bench-curve: DATASET ?= beauty
+bench-curve: SEEDS ?= 3
+bench-curve: venv
+	$(PY) -m bench.quality.learning_curve --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 # Item-text benchmark (bench/quality/text.py): rows id / text / id+text on ml-100k,
 # ml-latest-small and Scientific, a seeded 10% of items held out of training (cold slice),

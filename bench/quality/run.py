@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -136,6 +136,73 @@ def cold_slices(data, ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
   return slices.slice_metrics(ranks, dict(zip(COLD_SLICES, (cold, ~cold))), KS)
 
 
+def train_counts(data) -> Dict[int, int]:
+  """Vocabulary index -> occurrences in ``data``'s training rows (history and target), as
+  the evaluator counts them (``evaluation.train_item_counts``)."""
+  split = features.TRAIN_SPLIT
+  counts = np.bincount(np.concatenate([np.concatenate(data.histories[split] or [[]]),
+                                       data.targets[split]]).astype(np.int64),
+                       minlength=data.num_items)
+  return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
+
+
+def test_slices(data, counts: Dict[int, int], ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
+  """The evaluator's slices of the test users (``slices.assign``): history length and
+  popularity band of the target by ``counts``; the cold-start family only when items
+  were held out (else every target would be warm)."""
+  split = features.TEST_SPLIT
+  masks = slices.assign([len(h) for h in data.histories[split]], data.targets[split].tolist(),
+                        counts, data.cold_items)
+  if not data.cold_items:
+    masks = {name: mask for name, mask in masks.items() if name not in COLD_SLICES}
+  return slices.slice_metrics(ranks, masks, KS)
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """What fine-tuning takes from pre-training (the encoder weights and the attribute
+  embeddings), with the record of the pre-training run; saved to reuse across runs."""
+  encoder_weights: List[np.ndarray]
+  attribute_embeddings: Optional[np.ndarray]
+  record: Dict[str, object]
+
+  @classmethod
+  def of(cls, model, record: Dict[str, object]) -> "Pretrained":
+    attributes = model.attribute_embeddings
+    return cls(model.encoder.get_weights(),
+               None if attributes is None else np.asarray(attributes), record)
+
+  def transfer_to(self, model) -> None:
+    model.encoder.set_weights(self.encoder_weights)
+    if model.attribute_table is not None and self.attribute_embeddings is not None:
+      model.attribute_table.embeddings.assign(self.attribute_embeddings)
+
+  def save(self, folder: str) -> None:
+    """Writes ``folder`` whole or not at all (a temporary folder renamed)."""
+    tmp = folder.rstrip("/") + ".tmp"
+    os.makedirs(tmp, exist_ok=True)
+    arrays = {f"encoder_{i}": w for i, w in enumerate(self.encoder_weights)}
+    if self.attribute_embeddings is not None:
+      arrays["attribute_embeddings"] = self.attribute_embeddings
+    np.savez(os.path.join(tmp, PRETRAINED_WEIGHTS), **arrays)
+    with open(os.path.join(tmp, PRETRAINED_RECORD), "w") as f:
+      json.dump(self.record, f, indent=1)
+    os.replace(tmp, folder)
+
+  @classmethod
+  def load(cls, folder: str) -> "Pretrained":
+    with np.load(os.path.join(folder, PRETRAINED_WEIGHTS)) as arrays:
+      weights = [arrays[f"encoder_{i}"] for i in range(len(arrays.files))
+                 if f"encoder_{i}" in arrays.files]
+      attributes = (arrays["attribute_embeddings"] if "attribute_embeddings" in arrays.files
+                    else None)
+    with open(os.path.join(folder, PRETRAINED_RECORD)) as f:
+      return cls(weights, attributes, json.load(f))
+
+
+PRETRAINED_WEIGHTS, PRETRAINED_RECORD = "weights.npz", "record.json"
+
+
 def _test_ranks(model, data, config) -> np.ndarray:
   """Full-ranking ranks of the test targets, the user's whole history excluded."""
   split = features.TEST_SPLIT
@@ -207,10 +274,11 @@ def run_one(args) -> Dict[str, object]:
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
   encoder_config, schedule = model_config.encoder, model_config.schedule
-  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
+  full = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
-  if args.train_user_fraction < 1:
-    data = data_lib.sample_training_users(data, args.train_user_fraction, args.seed,
+  data = full
+  if args.train_user_fraction < 1:   # fine-tuning only: pre-training sees every user
+    data = data_lib.sample_training_users(full, args.train_user_fraction, args.seed,
                                           os.path.join(args.work_dir, "data"),
                                           encoder_config.max_seq_len)
   item_vectors = run_fn.item_vectors_from({ITEM_VECTORS_KEY: args.item_vectors},
@@ -219,6 +287,9 @@ def run_one(args) -> Dict[str, object]:
             "commit": _commit(),
             "num_items": data.num_items, "num_users": data.num_users,
             "model_config": model_config.to_dict()}
+  if args.train_user_fraction < 1:
+    record["train_user_fraction"] = args.train_user_fraction
+    record["train_users"] = len(data.targets[features.TRAIN_SPLIT])
   spec = data_lib.SPEC
   pretrained = None
   if variant.pretrain:
@@ -228,16 +299,17 @@ def run_one(args) -> Dict[str, object]:
                                                    epochs=args.pretrain_epochs)
     if data.attributes is None and pretrain_config.attribute_weight > 0:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
-    record["pretrain_config"] = pretrain_config.to_dict()
-    start = time.perf_counter()
-    exclude = RetrievalConfig.from_dict(
-        load_json_object(args.retrieval_config, "retrieval config")).exclude_untrained_items
-    pretrained, history = pretrain(data.files["train"], None, spec, data.num_items,
-                                   encoder_config, pretrain_config, data.attributes,
-                                   item_vectors=item_vectors,
-                                   exclude_untrained_items=exclude)
-    record["pretrain_seconds"] = round(time.perf_counter() - start, 1)
-    record["pretrain_history"] = history
+    if args.pretrained_from:
+      pretrained = Pretrained.load(args.pretrained_from)
+      if pretrained.record["pretrain_config"] != pretrain_config.to_dict():
+        raise ValueError(f"{args.pretrained_from} was pre-trained with "
+                         f"{pretrained.record['pretrain_config']}, not {pretrain_config.to_dict()}")
+      record["pretrained_from"] = args.pretrained_from
+    else:
+      pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors, args)
+      if args.save_pretrained:
+        pretrained.save(args.save_pretrained)
+    record.update(pretrained.record)
 
   tf.keras.utils.set_random_seed(args.seed)
   retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
@@ -268,9 +340,7 @@ def run_one(args) -> Dict[str, object]:
   if args.warm_start_from:
     record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from)
   if pretrained is not None:
-    model.encoder.set_weights(pretrained.encoder.get_weights())
-    if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
-      model.attribute_table.embeddings.assign(pretrained.attribute_embeddings)
+    pretrained.transfer_to(model)
 
   validation = ranking_validation.RankingValidation(dataset("eval", False), k=10)
   monitor = ranking_validation.ndcg_name(10)
@@ -301,12 +371,24 @@ def run_one(args) -> Dict[str, object]:
     zero_id_rows(model.encoder, data.cold_items)
   ranks = _test_ranks(model, data, model_config)
   record["test"] = metrics.summarize(ranks, KS)
-  if data.cold_items:
-    record["test_slices"] = cold_slices(data, ranks)
+  record["test_slices"] = test_slices(data, train_counts(full), ranks)
   if args.save_warm_start:
     warm_start.save(model, data.item_ids, args.save_warm_start)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
+
+
+def _pretrain(data, encoder_config, pretrain_config, item_vectors, args) -> Pretrained:
+  """Pre-trains on ``data``'s training split (every user's)."""
+  start = time.perf_counter()
+  exclude = RetrievalConfig.from_dict(
+      load_json_object(args.retrieval_config, "retrieval config")).exclude_untrained_items
+  model, history = pretrain(data.files["train"], None, data_lib.SPEC, data.num_items,
+                            encoder_config, pretrain_config, data.attributes,
+                            item_vectors=item_vectors, exclude_untrained_items=exclude)
+  return Pretrained.of(model, {"pretrain_config": pretrain_config.to_dict(),
+                               "pretrain_seconds": round(time.perf_counter() - start, 1),
+                               "pretrain_history": history})
 
 
 # ----------------------------------------------------------------------------
@@ -339,7 +421,7 @@ def aggregate(runs: List[dict]) -> Dict[str, dict]:
     row["pretrain_seconds"] = float(np.median([r.get("pretrain_seconds", 0.0) for r in group]))
     # Runs recorded before the load was recorded say nothing: they count as shared.
     row["shared_cores"] = any(r.get("shared_cores", True) for r in group)
-    if all("test_slices" in r for r in group):
+    if all(COLD_SLICES[0] in r.get("test_slices", {}) for r in group):
       for name in COLD_SLICES:
         for key in ("HR@10", "NDCG@10"):
           values = np.asarray([r["test_slices"][name].get(key, np.nan) for r in group])
@@ -444,6 +526,12 @@ def parse_args(argv=None):
                            "as negatives)")
   parser.add_argument("--save-warm-start", default=None,
                       help="write the fine-tuned encoder for a later --warm-start-from")
+  parser.add_argument("--save-pretrained", default=None,
+                      help="(one run) write the pre-trained weights fine-tuning takes to this "
+                           "folder for a later --pretrained-from")
+  parser.add_argument("--pretrained-from", default=None,
+                      help="(one run) fine-tune from the weights --save-pretrained wrote "
+                           "instead of pre-training (same pre-training settings and seed)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   parser.add_argument("--no-run", action="store_true",
@@ -520,6 +608,8 @@ def _settings_key(args, variant: str) -> str:
     settings += [_cold_args(args)]
   if _text_argv(args):              # so do runs without item text or transfer
     settings += [_text_argv(args)]
+  if VARIANTS[variant].pretrain and args.train_user_fraction < 1:
+    settings += ["pretrain_on_all_users"]   # runs from before pre-trained on the sample
   if args.item_vectors and RetrievalConfig.from_dict(
       load_json_object(args.retrieval_config)).exclude_untrained_items:
     settings += ["exclude_untrained_items"]   # text runs from before the exclusion differ

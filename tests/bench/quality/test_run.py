@@ -7,6 +7,7 @@ import pathlib
 import shlex
 
 import numpy as np
+import pytest
 
 from bench.quality import data as data_lib
 from bench.quality import run
@@ -243,3 +244,88 @@ def test_speed_settings_change_the_run_key_only_when_set():
                          json.dumps({**recipe, "schedule": {**recipe["schedule"],
                                                             "mixed_precision": "bfloat16"}})])
   assert key(base, "finetune_only") != key(bf16, "finetune_only")
+
+
+def _attribute_users(tmp_path, users=24):
+  folder = tmp_path / "attr"
+  folder.mkdir()
+  lines = [f"{u} " + " ".join(str(100 + (u * 5 + 3 * j) % 11) for j in range(4 + u % 4))
+           for u in range(1, users + 1)]
+  (folder / "Attr.txt").write_text("\n".join(lines) + "\n")
+  (folder / "Attr_item2attributes.json").write_text(json.dumps(
+      {str(100 + i): [i % 3] for i in range(11)}))
+  return folder
+
+
+TINY = ["--model-config", '{"embedding_dim": 8, "ff_dim": 8, "max_seq_len": 8, "batch_size": 8}',
+        "--pretrain-config", '{"batch_size": 8, "num_clusters": 2, "kmeans_iterations": 2}',
+        "--pretrain-epochs", "1", "--finetune-epochs", "1", "--patience", "1"]
+
+
+def _one_run(tmp_path, *extra):
+  return run.parse_args(["--dataset", "attr", *TINY, "--variant", "pretrain_finetune",
+                         "--seed", "1", "--out-dir", str(tmp_path / "out"),
+                         "--train-user-fraction", "0.25", *extra])
+
+
+def test_sampled_fine_tuning_pre_trains_on_every_user_and_slices_by_the_full_split(
+    tmp_path, monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "attr", ("s3rec", str(_attribute_users(tmp_path))))
+  pretrained_on, counted = [], []
+  real_pretrain, real_assign = run.pretrain, run.slices.assign
+  monkeypatch.setattr(run, "pretrain", lambda files, *a, **k: (
+      pretrained_on.append(files), real_pretrain(files, *a, **k))[1])
+  monkeypatch.setattr(run.slices, "assign", lambda lengths, targets, counts, *a: (
+      counted.append(dict(counts)), real_assign(lengths, targets, counts, *a))[1])
+  record = run.run_one(_one_run(tmp_path))
+  full = data_lib.prepare("attr", str(tmp_path / "full"))
+  assert record["train_users"] == 6 and record["num_users"] == 24
+  assert pretrained_on == [str(tmp_path / "out" / "work" / "data" / "train.tfrecord.gz")]
+  assert counted == [run.train_counts(full)]
+  assert set(record["test_slices"]) == set(run.slices.slice_names()) - set(run.COLD_SLICES)
+  assert sum(record["test_slices"][f"popularity:{band}"]["num_users"]
+             for band in ("head", "torso", "tail")) == 24
+
+
+def test_train_counts_count_histories_and_targets():
+  data = data_lib.BenchData(name="x", num_items=4, num_users=2, num_interactions=0, files={},
+                            histories={"train": [[0, 1], []]},
+                            targets={"train": np.array([1, 3])}, attributes=None,
+                            train_labels=0)
+  assert run.train_counts(data) == {0: 1, 1: 2, 3: 1}
+
+
+def test_saved_pre_training_is_the_one_fine_tuning_took(tmp_path, monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "attr", ("s3rec", str(_attribute_users(tmp_path))))
+  made, transferred = [], []
+  real_pretrain, real_transfer = run._pretrain, run.Pretrained.transfer_to  # pylint: disable=protected-access
+  monkeypatch.setattr(run, "_pretrain", lambda *a: made.append(real_pretrain(*a)) or made[-1])
+
+  def transfer_to(self, model):
+    real_transfer(self, model)
+    attributes = model.attribute_table.embeddings.numpy()
+    transferred.append((model.encoder.get_weights(), attributes))
+
+  monkeypatch.setattr(run.Pretrained, "transfer_to", transfer_to)
+  folder = str(tmp_path / "pretrained")
+  first = run.run_one(_one_run(tmp_path, "--save-pretrained", folder))
+  loaded = run.Pretrained.load(folder)
+  assert len(made) == 1 and made[0].attribute_embeddings is not None
+  assert len(loaded.encoder_weights) == len(made[0].encoder_weights)
+  for saved, kept in zip(loaded.encoder_weights, made[0].encoder_weights):
+    np.testing.assert_array_equal(saved, kept)
+  np.testing.assert_array_equal(loaded.attribute_embeddings, made[0].attribute_embeddings)
+  assert loaded.record == json.loads(json.dumps(made[0].record))
+  again = run.run_one(_one_run(tmp_path, "--pretrained-from", folder))
+  assert len(made) == 1 and again["pretrained_from"] == folder   # not pre-trained again
+  assert again["pretrain_seconds"] == first["pretrain_seconds"]
+  assert again["test"] == first["test"]
+  for weights, attributes in transferred:   # what fine-tuning started from, both times
+    for got, saved in zip(weights, loaded.encoder_weights):
+      np.testing.assert_array_equal(got, saved)
+    np.testing.assert_array_equal(attributes, loaded.attribute_embeddings)
+  assert len(transferred) == 2
+  other = _one_run(tmp_path, "--pretrained-from", folder)
+  other.pretrain_epochs = 2
+  with pytest.raises(ValueError, match="pre-trained with"):
+    run.run_one(other)
