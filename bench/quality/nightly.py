@@ -238,13 +238,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             "num_users": r["day1"]["num_users"],
                             "num_items": r["day1"]["num_items"]}
                      for seed, r in records.items() if r["day1"] is not None}}
-  os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
-  with open(args.results + ".json", "w") as f:
-    json.dump(result, f, indent=1)
-  table = markdown(result)
-  with open(args.results + ".md", "w") as f:
-    f.write(table)
-  print(table)
+  print(run.write_tables(result, args.results, markdown))
   return 0
 
 

@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -409,6 +409,18 @@ def markdown(result: dict) -> str:
     lines.append(f"| {name} | | {hr:.4f} | "
                  f"{'' if ndcg is None else f'{ndcg:.4f}'} | | | | | | | |")
   return "\n".join(lines) + "\n"
+
+
+def write_tables(result: dict, results: str, table: Callable[[dict], str]) -> str:
+  """Writes ``result`` to ``<results>.json`` and ``table(result)`` to ``<results>.md``;
+  returns the table."""
+  os.makedirs(os.path.dirname(results) or ".", exist_ok=True)
+  with open(results + ".json", "w") as f:
+    json.dump(result, f, indent=1)
+  text = table(result)
+  with open(results + ".md", "w") as f:
+    f.write(text)
+  return text
 
 
 def recipe_path(dataset: str) -> str:
