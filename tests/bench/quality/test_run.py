@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shlex
+import time
 
 import numpy as np
 
@@ -261,3 +262,19 @@ def test_speed_settings_change_the_run_key_only_when_set():
                          json.dumps({**recipe, "schedule": {**recipe["schedule"],
                                                             "mixed_precision": "bfloat16"}})])
   assert key(base, "finetune_only") != key(bf16, "finetune_only")
+
+
+def test_epoch_timer_records_each_epochs_end_from_the_start_of_training():
+  import tensorflow as tf   # pylint: disable=import-outside-toplevel
+
+  class Slow(tf.keras.callbacks.Callback):   # stands in for validation after the timer
+    def on_epoch_end(self, epoch, logs=None):
+      time.sleep(0.05)
+
+  model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  timer = run.EpochTimer()
+  model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=3, verbose=0, callbacks=[timer, Slow()])
+  assert len(timer.seconds) == len(timer.ends) == 3
+  assert all(b - a >= 0.05 for a, b in zip([0.0] + timer.ends, timer.ends))
+  assert all(end >= sum(timer.seconds[:i + 1]) for i, end in enumerate(timer.ends))
