@@ -24,9 +24,11 @@ FRACTIONS = (1.0, 0.95)
 NDCG = ranking_validation.ndcg_name(10)
 
 
-def warm_label(learning_rate: Optional[float]) -> str:
-  """The warm-start row's name: ``warm``, or ``warm lr <x>`` with its own learning rate."""
-  return "warm" if learning_rate is None else f"warm lr {learning_rate:g}"
+def warm_label(learning_rate: Optional[float], shrink: float = 1.0) -> str:
+  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate and
+  ``shrink <x>`` with shrink and perturb."""
+  return " ".join(["warm", *([f"lr {learning_rate:g}"] if learning_rate is not None else []),
+                   *([f"shrink {shrink:g}"] if shrink != 1 else [])])
 
 
 def _run_args(args, name: str, extra: List[str]):
@@ -65,11 +67,12 @@ def seed_records(args, seed: int) -> Dict[str, Optional[dict]]:
   model = day1_model(args, seed)
   day1 = train(args, "day1", seed, ["--drop-last-items", str(DAY1_DROP),
                                     "--save-warm-start", model])
-  label = warm_label(args.warm_learning_rate)
+  label = warm_label(args.warm_learning_rate, args.warm_shrink)
   warm = None
   if day1 is not None:
+    shrink = ["--warm-start-shrink", str(args.warm_shrink)] if args.warm_shrink != 1 else []
     warm = train(args, "day2-" + label.replace(" ", "-"), seed,
-                 ["--warm-start-from", model, *warm_model_config(args)])
+                 ["--warm-start-from", model, *warm_model_config(args), *shrink])
   scratch = train(args, "day2-scratch", seed, [])
   return {"day1": day1, "scratch": scratch, label: warm}
 
@@ -204,6 +207,9 @@ def parse_args(argv=None):
   parser.add_argument("--warm-learning-rate", type=float, default=None,
                       help="the warm runs' learning rate (default: the recipe's, as the "
                            "pipeline's nightly retrain uses its --model-config)")
+  parser.add_argument("--warm-shrink", type=float, default=1.0,
+                      help="the warm runs start from shrink * day 1 + (1 - shrink) * a fresh "
+                           "initialisation (run.py --warm-start-shrink)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/nightly/<dataset>")
   parser.add_argument("--results", default=None,
                       help="default: bench/quality/results/nightly-<dataset>[-warm-lr-<x>]")
@@ -212,7 +218,8 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "nightly", args.dataset)
   if args.results is None:
-    suffix = warm_label(args.warm_learning_rate).replace("warm", "").replace(" ", "-")
+    suffix = warm_label(args.warm_learning_rate, args.warm_shrink).replace(
+        "warm", "").replace(" ", "-")
     args.results = os.path.join("bench", "quality", "results",
                                 f"nightly-{args.dataset}{'-warm' + suffix if suffix else ''}")
   return args
@@ -221,7 +228,7 @@ def parse_args(argv=None):
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-  label = warm_label(args.warm_learning_rate)
+  label = warm_label(args.warm_learning_rate, args.warm_shrink)
   records, rows = {}, {}
   for seed in [int(s) for s in args.seeds.split(",")]:
     records[seed] = seed_records(args, seed)

@@ -282,7 +282,7 @@ def run_one(args) -> Dict[str, object]:
   compile_model(model, schedule)
   if args.warm_start_from:
     record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from,
-                                              data.attribute_vocab)
+                                              data.attribute_vocab, args.warm_start_shrink)
   if pretrained is not None:
     model.encoder.set_weights(pretrained.encoder.get_weights())
     if model.attribute_table is not None and pretrained.attribute_embeddings is not None:
@@ -469,6 +469,10 @@ def parse_args(argv=None):
   parser.add_argument("--warm-start-from", default=None,
                       help="start the encoder from the weights --save-warm-start wrote "
                            "(trainer.warm_start: items matched by raw id, text adaptor kept)")
+  parser.add_argument("--warm-start-shrink", type=float, default=1.0,
+                      help="with --warm-start-from: start from shrink * saved + (1 - shrink) "
+                           "* fresh initialisation (trainer.warm_start.restore; 1 = the saved "
+                           "weights)")
   parser.add_argument("--zero-cold-ids", action="store_true",
                       help="test with the held-out items' id embeddings at zero, as a "
                            "catalogue refresh adds them (their training only pushed them down "
@@ -522,6 +526,8 @@ def _text_argv(args) -> List[str]:
     argv += ["--zero-cold-ids"]
   if args.drop_last_items:
     argv += ["--drop-last-items", str(args.drop_last_items)]
+  if args.warm_start_shrink != 1:
+    argv += ["--warm-start-shrink", str(args.warm_start_shrink)]
   return argv
 
 
