@@ -115,3 +115,22 @@ def test_each_seed_trains_day1_then_day2_warm_from_it_and_from_scratch(tmp_path,
   assert calls[2][0].model_config == run.recipe_path("beauty")   # scratch keeps the recipe
   assert nightly.parse_args(["--dataset", "lastfm", "--warm-learning-rate", "2e-4"]).results \
       .endswith("nightly-lastfm-warm-lr-0.0002")
+
+
+def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(run, "run_or_reuse", lambda args, variant, seed: calls.append(args))
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  args = nightly.parse_args(["--dataset", "beauty", "--warm-shrink", "0.6",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-beauty-warm-shrink-0.6")
+  monkeypatch.setattr(run, "run_or_reuse",
+                      lambda a, variant, seed: calls.append(a) or WARM)
+  records = nightly.seed_records(args, 1)
+  assert sorted(records) == ["day1", "scratch", "warm shrink 0.6"]
+  day1, warm, scratch = calls
+  assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink == scratch.warm_start_shrink == 1
+  assert warm.out_dir.endswith("day2-warm-shrink-0.6")
+  child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert child[child.index("--warm-start-shrink") + 1] == "0.6"
+  assert "--warm-start-shrink" not in run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
