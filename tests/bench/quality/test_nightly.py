@@ -119,13 +119,11 @@ def test_each_seed_trains_day1_then_day2_warm_from_it_and_from_scratch(tmp_path,
 
 def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, monkeypatch):
   calls = []
-  monkeypatch.setattr(run, "run_or_reuse", lambda args, variant, seed: calls.append(args))
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
   monkeypatch.setattr(run, "prepare_once", lambda args: None)
   args = nightly.parse_args(["--dataset", "beauty", "--warm-shrink", "0.6",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-beauty-warm-shrink-0.6")
-  monkeypatch.setattr(run, "run_or_reuse",
-                      lambda a, variant, seed: calls.append(a) or WARM)
   records = nightly.seed_records(args, 1)
   assert sorted(records) == ["day1", "scratch", "warm shrink 0.6"]
   day1, warm, scratch = calls
