@@ -58,7 +58,8 @@ def warm_model_config(args) -> List[str]:
 def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
   """One training's record (reused when recorded; None under --no-run when not)."""
   run_args = _run_args(args, name, [*extra, *(["--no-run"] if args.no_run else [])])
-  run.prepare_once(run_args)
+  if not args.no_run:   # --no-run leaves the data a running child may be reading alone
+    run.prepare_once(run_args)
   return run.run_or_reuse(run_args, VARIANT, seed)
 
 

@@ -132,3 +132,17 @@ def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, monkeyp
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert child[child.index("--warm-start-shrink") + 1] == "0.6"
   assert "--warm-start-shrink" not in run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+
+
+def test_no_run_prepares_no_data_and_tables_only_complete_seeds(tmp_path, monkeypatch):
+  def no_data(args):
+    raise AssertionError("--no-run rewrote a run's data")
+  monkeypatch.setattr(run, "prepare_once", no_data)
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: {
+      ("day1", 1): _record([0.05]), ("day2-scratch", 1): SCRATCH, ("day2-warm", 1): WARM,
+      ("day1", 2): _record([0.05])}.get((a.out_dir.split("/")[-1], seed)))
+  results = tmp_path / "nightly"
+  assert nightly.main(["--seeds", "1,2", "--out-dir", str(tmp_path / "out"), "--no-run",
+                       "--results", str(results)]) == 0
+  saved = json.loads(results.with_suffix(".json").read_text())
+  assert sorted(saved["rows"]) == ["1"] and sorted(saved["day1"]) == ["1", "2"]
