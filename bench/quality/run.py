@@ -516,7 +516,7 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
 
 
 def _text_argv(args) -> List[str]:
-  """The item-text, transfer and day-1 options of a child, those that are set."""
+  """The item-text, transfer, warm-start and day-1 options of a child, those that are set."""
   options = {"--item-vectors": args.item_vectors, "--warm-start-from": args.warm_start_from,
              "--save-warm-start": args.save_warm_start}
   argv = [part for flag, value in options.items() if value for part in (flag, value)]
