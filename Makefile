@@ -14,7 +14,7 @@ PYTHON310 ?= $(shell for c in $$( for r in "$$(pyenv root 2>/dev/null)" "$${PYEN
     [ -n "$$r" ] && ls -d "$$r"/versions/3.10*/bin/python3.10 2>/dev/null | sort -V -r; done ) "$$(command -v python3.10)"; do \
     [ -n "$$c" ] && "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$c"; break; }; done)
 
-.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-curve bench-text bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
+.PHONY: venv venv-ann venv-text run run-ml100k run-beauty retrain refresh test bench-quality bench-curve bench-nightly bench-text bench-serving bench-serving-pipeline bench-serving-trained bench-refresh bench-soak bench-bulk bench-mmr download clean report-check
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@if [ -z "$(PYTHON310)" ]; then \
@@ -92,6 +92,16 @@ bench-curve: DATASET ?= beauty
 bench-curve: SEEDS ?= 3
 bench-curve: venv
 	$(PY) -m bench.quality.learning_curve --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
+
+# Nightly retrain cost (bench/quality/nightly.py): per seed, day 1 (every sequence without its
+# last item) fine-tuned from scratch, then day 2 (the full data) from scratch and warm-started
+# from day 1; epochs and seconds of the warm run to the scratch run's best validation NDCG@10.
+# Writes bench/quality/results/nightly-<dataset>.{json,md}.
+#   make bench-nightly [DATASET=beauty|lastfm|ml-100k|synthetic] [SEEDS=1,2,3] [ARGS="--warm-learning-rate 2e-4"]
+bench-nightly: DATASET ?= beauty
+bench-nightly: SEEDS ?= 1,2,3
+bench-nightly: venv
+	$(PY) -m bench.quality.nightly --dataset $(DATASET) --seeds $(SEEDS) $(ARGS)
 
 # Item-text benchmark (bench/quality/text.py): rows id / text / id+text on ml-100k,
 # ml-latest-small and Scientific, a seeded 10% of items held out of training (cold slice),

@@ -86,27 +86,34 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
 
 
 def restore(model, item_vocab: Sequence[str], base_model: str,
-            attribute_vocab: Optional[Sequence[str]] = None) -> Dict[str, int]:
+            attribute_vocab: Optional[Sequence[str]] = None,
+            shrink: float = 1.0) -> Dict[str, int]:
   """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
   ``base_model`` is the serving folder of the Model artifact to start from
   (``fn_args.base_model``). With ``attribute_vocab`` (this run's attribute values
   in index order), attribute embeddings saved with their vocabulary are copied into
   the model's attribute table by value; new values keep their initialisation.
+  With ``shrink`` < 1 every copied value becomes ``shrink * saved + (1 - shrink) *
+  initial`` (shrink and perturb: part of a fresh initialisation mixed back in).
   Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
   ``items_new``, ``attributes_kept``; ``weights`` is zero when nothing could be
   copied (and then nothing is).
   """
   attributes = _attribute_table(model)
-  stats = _restore_encoder(_encoder(model), item_vocab, base_model)
+  if not 0 < shrink <= 1:
+    raise ValueError(f"shrink must be in (0, 1], got {shrink!r}")
+  stats = _restore_encoder(_encoder(model), item_vocab, base_model, shrink)
   stats["attributes_kept"] = 0
   if stats["weights"] and attributes is not None and attribute_vocab is not None:
-    stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model)
+    stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model,
+                                                   shrink)
   logging.info("Warm start from %s: %s", warm_start_dir(base_model), stats)
   return stats
 
 
-def _restore_encoder(model, item_vocab: Sequence[str], base_model: str) -> Dict[str, int]:
+def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
+                     shrink: float = 1.0) -> Dict[str, int]:
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
@@ -129,12 +136,18 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str) -> Dict[
     old[table] = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"],
                               item_vocab)
   for w, value in zip(weights, old):
-    w.assign(value)
+    w.assign(_shrunk(value, w.numpy(), shrink))
   kept = len(set(saved["item_vocab"]) & set(item_vocab))
   return {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
 
 
-def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: str) -> int:
+def _shrunk(saved: np.ndarray, initial: np.ndarray, shrink: float) -> np.ndarray:
+  """``saved`` with ``1 - shrink`` of ``initial`` mixed in (``saved`` itself at 1)."""
+  return saved if shrink == 1 else shrink * saved + (1 - shrink) * initial
+
+
+def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: str,
+                        shrink: float = 1.0) -> int:
   """Copies saved attribute rows into ``table`` by value; the number of values kept."""
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
@@ -152,7 +165,7 @@ def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: st
   pairs = [(j, old_rows[value]) for j, value in enumerate(vocab) if value in old_rows]
   if pairs:
     new_rows, saved_rows = map(list, zip(*pairs))
-    fresh[new_rows] = old[saved_rows]
+    fresh[new_rows] = _shrunk(old[saved_rows], fresh[new_rows], shrink)
     table.assign(fresh)
   return len(pairs)
 

@@ -47,6 +47,7 @@ class BenchData:
   train_labels: int                      # labelled positions per training epoch (L <= max_seq_len)
   cold_items: FrozenSet[int] = frozenset()  # vocabulary indices of the held-out items
   item_ids: List[str] = dataclasses.field(default_factory=list)  # raw ids, vocabulary order
+  attribute_vocab: List[str] = dataclasses.field(default_factory=list)  # values, index order
 
 
 def dataset_folder(name: str, data_dir: Optional[str]) -> str:
@@ -91,17 +92,31 @@ def hold_out(sequences: List[List[str]], cold: ColdItemSelector) -> List[List[st
           for s in sequences]
 
 
+def drop_last_items(sequences: List[List[str]], count: int) -> List[List[str]]:
+  """Each sequence without its last ``count`` items: the data as it stood ``count``
+  days earlier when every user gains one item a day (the nightly benchmark's day 1).
+
+  A sequence with ``count`` or fewer items becomes empty (``prepare`` then drops the
+  user, as it drops every user with fewer than 3 items).
+  """
+  if count < 0:
+    raise ValueError(f"count must be >= 0, got {count!r}")
+  return [s[:len(s) - count] for s in sequences]
+
+
 def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
             max_seq_len: int = 50, cold_item_fraction: float = 0.0,
-            cold_item_seed: int = 0) -> BenchData:
+            cold_item_seed: int = 0, drop_last: int = 0) -> BenchData:
   """Loads ``name``, builds the splits and writes them under ``work_dir``.
 
   With ``cold_item_fraction`` > 0 the items the pipeline's SequenceBuilder would hold
   out with that fraction and seed leave every sequence but stay test targets and
-  candidates (docs/data.md, "Cold items").
+  candidates (docs/data.md, "Cold items"). With ``drop_last`` > 0 every sequence loses
+  its last ``drop_last`` items first (``drop_last_items``), so the splits are those of
+  the shorter sequences and the items only those sequences hold.
   """
   interactions, items = _load_frames(name, data_dir)
-  full = [s for s in user_sequences(interactions) if len(s) >= 3]
+  full = [s for s in drop_last_items(user_sequences(interactions), drop_last) if len(s) >= 3]
   cold = (ColdItemSelector(cold_item_fraction, cold_item_seed) if cold_item_fraction > 0
           else None)
   sequences = [s for s in hold_out(full, cold) if len(s) >= 3] if cold else full
@@ -124,7 +139,7 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
   with open(os.path.join(work_dir, "item_vocab.txt"), "w") as f:
     f.write("\n".join(vocab) + "\n")
 
-  attributes = None
+  attributes, attribute_vocab = None, []
   if items is not None:
     by_item = dict(zip(items[features.ITEM_TABLE_ID], items[features.ITEM_TABLE_ATTRIBUTES]))
     rows = [[a for a in str(by_item.get(item, "")).split(features.ATTRIBUTE_SEPARATOR) if a]
@@ -139,6 +154,7 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
                    num_interactions=sum(len(s) for s in encoded), files=files,
                    histories=histories, targets=targets, attributes=attributes,
                    train_labels=train_labels, item_ids=vocab,
+                   attribute_vocab=attribute_vocab if attributes else [],
                    cold_items=frozenset(i for item, i in index.items()
                                         if cold and cold.is_cold(item.encode("utf-8"))))
   with open(os.path.join(work_dir, "summary.json"), "w") as f:

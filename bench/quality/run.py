@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -246,19 +246,30 @@ def zero_id_rows(encoder, items) -> None:
 
 
 class EpochTimer(tf.keras.callbacks.Callback):
-  """Records each epoch's wall time (training steps; later callbacks not included) and
-  the 1-minute load average at its start and end (``is_shared``)."""
+  """Records each epoch's wall time (training steps; later callbacks not included), the
+  1-minute load average at its start and end (``is_shared``), and the wall time from the
+  start of training to the end of each epoch, later callbacks (validation) included."""
 
   def __init__(self):
     super().__init__()
     self.seconds = []
     self.loads = []
+    self.ends = []
+    self._train_start = None
     self._start = None
     self._start_load = None
 
+  def on_train_begin(self, logs=None):
+    self._train_start = time.perf_counter()
+
   def on_epoch_begin(self, epoch, logs=None):
+    if epoch > 0:   # the previous epoch and its callbacks are done
+      self.ends.append(time.perf_counter() - self._train_start)
     self._start_load = load_average()
     self._start = time.perf_counter()
+
+  def on_train_end(self, logs=None):
+    self.ends.append(time.perf_counter() - self._train_start)
 
   def on_epoch_end(self, epoch, logs=None):
     self.seconds.append(time.perf_counter() - self._start)
@@ -338,7 +349,8 @@ def run_one(args) -> Dict[str, object]:
                          item_vectors=item_vectors, untrained=untrained)
   compile_model(model, schedule)
   if args.warm_start_from:
-    record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from)
+    record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from,
+                                              data.attribute_vocab, args.warm_start_shrink)
   if pretrained is not None:
     pretrained.transfer_to(model)
 
@@ -356,6 +368,7 @@ def run_one(args) -> Dict[str, object]:
   record["finetune_seconds"] = round(time.perf_counter() - start, 1)
   record["finetune_epochs_run"] = len(timer.seconds)
   record["epoch_seconds"] = [round(s, 2) for s in timer.seconds]
+  record["epoch_end_seconds"] = [round(s, 2) for s in timer.ends]
   median_epoch = float(np.median(timer.seconds))
   record["median_epoch_seconds"] = round(median_epoch, 2)
   record["epoch_load_average"] = timer.loads
@@ -373,7 +386,7 @@ def run_one(args) -> Dict[str, object]:
   record["test"] = metrics.summarize(ranks, KS)
   record["test_slices"] = test_slices(data, train_counts(full), ranks)
   if args.save_warm_start:
-    warm_start.save(model, data.item_ids, args.save_warm_start)
+    warm_start.save(model, data.item_ids, args.save_warm_start, data.attribute_vocab)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 
@@ -395,12 +408,14 @@ def _pretrain(data, encoder_config, pretrain_config, item_vectors, args) -> Pret
 # The driver.
 
 
-def epochs_to_reach(history: Dict[str, List[float]], fraction: float = 0.95) -> int:
-  """The first fine-tuning epoch whose validation NDCG@10 reaches ``fraction`` of the
-  run's best: how much of the fine-tuning budget a warm start saves."""
+def epochs_to_reach(history: Dict[str, List[float]], fraction: float = 0.95,
+                    best: Optional[float] = None) -> Optional[int]:
+  """The first fine-tuning epoch whose validation NDCG@10 reaches ``fraction`` of
+  ``best`` (default: the run's own best), None if none does: how much of the
+  fine-tuning budget a warm start saves."""
   values = history[ranking_validation.ndcg_name(10)]
-  target = fraction * max(values)
-  return next(epoch for epoch, value in enumerate(values, start=1) if value >= target)
+  target = fraction * (max(values) if best is None else best)
+  return next((epoch for epoch, value in enumerate(values, start=1) if value >= target), None)
 
 
 def aggregate(runs: List[dict]) -> Dict[str, dict]:
@@ -474,6 +489,18 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def write_tables(result: dict, results: str, table: Callable[[dict], str]) -> str:
+  """Writes ``result`` to ``<results>.json`` and ``table(result)`` to ``<results>.md``;
+  returns the table."""
+  os.makedirs(os.path.dirname(results) or ".", exist_ok=True)
+  with open(results + ".json", "w") as f:
+    json.dump(result, f, indent=1)
+  text = table(result)
+  with open(results + ".md", "w") as f:
+    f.write(text)
+  return text
+
+
 def recipe_path(dataset: str) -> str:
   """The dataset's fine-tuning recipe file, configs/<dataset>.json, else configs/default.json."""
   path = os.path.join(RECIPES_DIR, f"{dataset}.json")
@@ -520,6 +547,10 @@ def parse_args(argv=None):
   parser.add_argument("--warm-start-from", default=None,
                       help="start the encoder from the weights --save-warm-start wrote "
                            "(trainer.warm_start: items matched by raw id, text adaptor kept)")
+  parser.add_argument("--warm-start-shrink", type=float, default=1.0,
+                      help="with --warm-start-from: start from shrink * saved + (1 - shrink) "
+                           "* fresh initialisation (trainer.warm_start.restore; 1 = the saved "
+                           "weights)")
   parser.add_argument("--zero-cold-ids", action="store_true",
                       help="test with the held-out items' id embeddings at zero, as a "
                            "catalogue refresh adds them (their training only pushed them down "
@@ -532,6 +563,9 @@ def parse_args(argv=None):
   parser.add_argument("--pretrained-from", default=None,
                       help="(one run) fine-tune from the weights --save-pretrained wrote "
                            "instead of pre-training (same pre-training settings and seed)")
+  parser.add_argument("--drop-last-items", type=int, default=0,
+                      help="every user's sequence without its last N items (bench.quality."
+                           "data.drop_last_items; the nightly benchmark's day 1)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
   parser.add_argument("--no-run", action="store_true",
@@ -566,7 +600,7 @@ def _child_argv(args, variant: str, seed: int, record: str) -> List[str]:
 
 
 def _text_argv(args) -> List[str]:
-  """The item-text and transfer options of a child, those that are set."""
+  """The item-text, transfer, warm-start and day-1 options of a child, those that are set."""
   options = {"--item-vectors": args.item_vectors, "--warm-start-from": args.warm_start_from,
              "--save-warm-start": args.save_warm_start}
   argv = [part for flag, value in options.items() if value for part in (flag, value)]
@@ -574,11 +608,17 @@ def _text_argv(args) -> List[str]:
     argv += ["--train-user-fraction", str(args.train_user_fraction)]
   if args.zero_cold_ids:
     argv += ["--zero-cold-ids"]
+  if args.drop_last_items:
+    argv += ["--drop-last-items", str(args.drop_last_items)]
+  if args.warm_start_shrink != 1:
+    argv += ["--warm-start-shrink", str(args.warm_start_shrink)]
   return argv
 
 
 def _cold_args(args) -> Dict[str, object]:
-  return {"cold_item_fraction": args.cold_item_fraction, "cold_item_seed": args.cold_item_seed}
+  """The data options of ``data_lib.prepare`` besides the dataset's name and folder."""
+  return {"cold_item_fraction": args.cold_item_fraction, "cold_item_seed": args.cold_item_seed,
+          "drop_last": args.drop_last_items}
 
 
 def _model_key(config) -> dict:
@@ -605,7 +645,7 @@ def _settings_key(args, variant: str) -> str:
   if VARIANTS[variant].auxiliary:
     settings += [load_json_object(args.auxiliary_config)]
   if args.cold_item_fraction > 0:   # runs recorded before the option keep their key
-    settings += [_cold_args(args)]
+    settings += [{k: v for k, v in _cold_args(args).items() if k != "drop_last"}]
   if _text_argv(args):              # so do runs without item text or transfer
     settings += [_text_argv(args)]
   if VARIANTS[variant].pretrain and args.train_user_fraction < 1:
@@ -614,6 +654,35 @@ def _settings_key(args, variant: str) -> str:
       load_json_object(args.retrieval_config)).exclude_untrained_items:
     settings += ["exclude_untrained_items"]   # text runs from before the exclusion differ
   return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def prepare_once(args) -> data_lib.BenchData:
+  """The run's data, prepared in this process so the children find the files (and a
+  missing dataset fails early)."""
+  os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
+  return data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
+                          **_cold_args(args))
+
+
+def run_or_reuse(args, variant: str, seed: int) -> Optional[dict]:
+  """The record of ``variant`` at ``seed``: reused when recorded with the same settings,
+  else trained in a child process; None under ``--no-run`` when not recorded yet."""
+  record = os.path.join(args.out_dir, "runs",
+                        f"{variant}-seed{seed}-{_settings_key(args, variant)}.json")
+  if os.path.exists(record):
+    logging.info("%s seed %d: reusing %s", variant, seed, record)
+  elif args.no_run:
+    logging.info("%s seed %d: not run yet, left out (--no-run)", variant, seed)
+    return None
+  else:
+    logging.info("%s seed %d: running", variant, seed)
+    subprocess.run(_child_argv(args, variant, seed, record + ".tmp"), check=True)
+    os.replace(record + ".tmp", record)
+  with open(record) as f:
+    result = json.load(f)
+  logging.info("%s seed %d: test %s", variant, seed,
+               {k: round(v, 4) for k, v in result["test"].items() if k in ("HR@10", "NDCG@10")})
+  return result
 
 
 def main(argv=None) -> int:
@@ -625,29 +694,14 @@ def main(argv=None) -> int:
       json.dump(record, f, indent=1)
     return 0
 
-  os.makedirs(os.path.join(args.out_dir, "runs"), exist_ok=True)
-  # Prepare once in this process so the children find the files (and fail early).
-  data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
-                          **_cold_args(args))
+  data = prepare_once(args)
   runs = []
   for variant in args.variants.split(","):
     seeds = args.seeds if variant in HEADLINE else args.ablation_seeds
     for seed in range(1, seeds + 1):
-      record = os.path.join(args.out_dir, "runs", f"{variant}-seed{seed}-{_settings_key(args, variant)}.json")
-      if os.path.exists(record):
-        logging.info("%s seed %d: reusing %s", variant, seed, record)
-      elif args.no_run:
-        logging.info("%s seed %d: not run yet, left out (--no-run)", variant, seed)
-        continue
-      else:
-        logging.info("%s seed %d: running", variant, seed)
-        subprocess.run(_child_argv(args, variant, seed, record + ".tmp"), check=True)
-        os.replace(record + ".tmp", record)
-      with open(record) as f:
-        runs.append(json.load(f))
-      logging.info("%s seed %d: test %s", variant, seed,
-                   {k: round(v, 4) for k, v in runs[-1]["test"].items()
-                    if k in ("HR@10", "NDCG@10")})
+      record = run_or_reuse(args, variant, seed)
+      if record is not None:
+        runs.append(record)
   result = {
       "meta": {"dataset": args.dataset, "num_users": data.num_users,
                "num_items": data.num_items, "commit": _commit(), "machine": _machine(),

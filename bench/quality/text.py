@@ -344,13 +344,7 @@ def _load_record(path: str, load: Dict[str, str], no_run: bool) -> Dict[str, str
 
 
 def write(result: dict, results: str) -> str:
-  os.makedirs(os.path.dirname(results) or ".", exist_ok=True)
-  with open(results + ".json", "w") as f:
-    json.dump(result, f, indent=1)
-  table = markdown(result)
-  with open(results + ".md", "w") as f:
-    f.write(table)
-  return table
+  return run.write_tables(result, results, markdown)
 
 
 def meta(args) -> dict:

@@ -4,7 +4,6 @@ Protocol and commands: bench/quality/results/README.md, "Transfer".
 """
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -120,13 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "source": text.row_summary(os.path.join(args.out_dir, args.source, "source",
                                                     "results.json")),
             "rows": rows}
-  os.makedirs(os.path.dirname(args.results) or ".", exist_ok=True)
-  with open(args.results + ".json", "w") as f:
-    json.dump(result, f, indent=1)
-  table = markdown(result)
-  with open(args.results + ".md", "w") as f:
-    f.write(table)
-  print(table)
+  print(run.write_tables(result, args.results, markdown))
   return 0
 
 

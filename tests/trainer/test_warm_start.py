@@ -180,3 +180,29 @@ def test_switching_between_id_and_text_items_trains_from_scratch(tmp_path, caplo
     assert warm_start.restore(_text_retrieval(["a", "b", "c"], "text"), ["a", "b", "c"],
                               base)["weights"] == 0
   assert "training from scratch" in caplog.text
+
+
+def test_shrink_mixes_the_fresh_initialisation_into_every_copied_value(tmp_path):
+  old = _retrieval(3)
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  new = _retrieval(3)
+  fresh_weights = [w.numpy().copy() for w in new.encoder.trained_weights]
+  fresh_attributes = _attribute_rows(new).copy()
+  warm_start.restore(new, ["c", "a", "d"], base, attribute_vocab=["blue", "green"], shrink=0.25)
+  table = next(i for i, w in enumerate(new.encoder.trained_weights)
+               if w is new.encoder.item_table.embeddings)
+  for i, (w, saved, fresh) in enumerate(zip(new.encoder.trained_weights,
+                                            old.encoder.trained_weights, fresh_weights)):
+    if i != table:
+      np.testing.assert_allclose(w.numpy(), 0.25 * saved.numpy() + 0.75 * fresh, rtol=1e-6)
+  rows = _table(new)
+  np.testing.assert_allclose(rows[1], 0.25 * _table(old)[3] + 0.75 * fresh_weights[table][1],
+                             rtol=1e-6)                                   # c, by raw id
+  np.testing.assert_array_equal(rows[3], fresh_weights[table][3])         # d: new, fresh
+  np.testing.assert_allclose(_attribute_rows(new)[0],                     # blue, by value
+                             0.25 * _attribute_rows(old)[1] + 0.75 * fresh_attributes[0],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(_attribute_rows(new)[1], fresh_attributes[1])  # green
+  with pytest.raises(ValueError):
+    warm_start.restore(new, ["a"], base, shrink=0.0)

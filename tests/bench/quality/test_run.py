@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shlex
+import time
 
 import numpy as np
 import pytest
@@ -136,6 +137,24 @@ def test_epochs_to_reach_is_the_first_epoch_within_the_fraction_of_the_best():
   assert run.epochs_to_reach(history) == 3            # 0.058 >= 0.95 * 0.061
   assert run.epochs_to_reach(history, fraction=1.0) == 4
   assert run.epochs_to_reach({"val_NDCG@10": [0.0]}) == 1
+
+
+def test_epochs_to_reach_another_runs_best_or_none_when_never_reached():
+  history = {"val_NDCG@10": [0.02, 0.05, 0.058, 0.061, 0.06]}
+  assert run.epochs_to_reach(history, 1.0, best=0.055) == 3
+  assert run.epochs_to_reach(history, 0.95, best=0.0631) == 4   # 0.061 >= 0.0599
+  assert run.epochs_to_reach(history, 1.0, best=0.0611) is None
+
+
+def test_day1_runs_have_their_own_key_and_child_option():
+  key = run._settings_key   # pylint: disable=protected-access
+  base = run.parse_args(["--dataset", "beauty"])
+  day1 = run.parse_args(["--dataset", "beauty", "--drop-last-items", "1"])
+  assert key(base, "finetune_only") != key(day1, "finetune_only")
+  child = run._child_argv(day1, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert child[child.index("--drop-last-items") + 1] == "1"
+  assert "--drop-last-items" not in run._child_argv(base, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert run._cold_args(day1)["drop_last"] == 1   # pylint: disable=protected-access
 
 
 def test_cached_runs_depend_only_on_the_settings_their_variant_uses():
@@ -329,3 +348,17 @@ def test_saved_pre_training_is_the_one_fine_tuning_took(tmp_path, monkeypatch):
   other.pretrain_epochs = 2
   with pytest.raises(ValueError, match="pre-trained with"):
     run.run_one(other)
+def test_epoch_timer_records_each_epochs_end_from_the_start_of_training():
+  import tensorflow as tf   # pylint: disable=import-outside-toplevel
+
+  class Slow(tf.keras.callbacks.Callback):   # stands in for validation after the timer
+    def on_epoch_end(self, epoch, logs=None):
+      time.sleep(0.05)
+
+  model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+  model.compile(optimizer="sgd", loss="mse")
+  timer = run.EpochTimer()
+  model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=3, verbose=0, callbacks=[timer, Slow()])
+  assert len(timer.seconds) == len(timer.ends) == 3
+  assert all(b - a >= 0.05 for a, b in zip([0.0] + timer.ends, timer.ends))
+  assert all(end >= sum(timer.seconds[:i + 1]) for i, end in enumerate(timer.ends))

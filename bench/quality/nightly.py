@@ -1,0 +1,254 @@
+"""Nightly retrain cost: day 2 warm-started from the day-1 model vs from scratch, in epochs.
+
+Protocol and commands: bench/quality/results/README.md, "Nightly retrain".
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from bench.quality import run
+from trainer import ranking_validation
+from trainer.config import load_model_config
+
+VARIANT = "finetune_only"
+DAY1_DROP = 1   # day 1 = every sequence without its last item
+BAR = 0.5       # warm epochs to the scratch best / the scratch run's best epoch
+FRACTIONS = (1.0, 0.95)
+NDCG = ranking_validation.ndcg_name(10)
+
+
+def warm_label(learning_rate: Optional[float], shrink: float = 1.0) -> str:
+  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate and
+  ``shrink <x>`` with shrink and perturb."""
+  return " ".join(["warm", *([f"lr {learning_rate:g}"] if learning_rate is not None else []),
+                   *([f"shrink {shrink:g}"] if shrink != 1 else [])])
+
+
+def _run_args(args, name: str, extra: List[str]):
+  """bench.quality.run's settings of one of the three trainings, outputs under ``name``."""
+  out = os.path.join(args.out_dir, name)
+  return run.parse_args(
+      ["--dataset", args.dataset, *(["--data-dir", args.data_dir] if args.data_dir else []),
+       "--variants", VARIANT, "--finetune-epochs", str(args.finetune_epochs),
+       "--patience", str(args.patience), "--out-dir", out,
+       "--work-dir", os.path.join(out, "work"), *extra])
+
+
+def day1_model(args, seed: int) -> str:
+  """Where the day-1 model of ``seed`` is saved (``--save-warm-start``)."""
+  return os.path.join(args.out_dir, "day1", f"model-seed{seed}", "serving")
+
+
+def warm_model_config(args) -> List[str]:
+  """``--model-config`` of the warm runs: the recipe with ``--warm-learning-rate``, if set."""
+  if args.warm_learning_rate is None:
+    return []
+  config = load_model_config(run.recipe_path(args.dataset)).to_dict()
+  config["schedule"]["learning_rate"] = args.warm_learning_rate
+  return ["--model-config", json.dumps(config, sort_keys=True)]
+
+
+def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
+  """One training's record (reused when recorded; None under --no-run when not)."""
+  run_args = _run_args(args, name, [*extra, *(["--no-run"] if args.no_run else [])])
+  if not args.no_run:   # --no-run leaves the data a running child may be reading alone
+    run.prepare_once(run_args)
+  return run.run_or_reuse(run_args, VARIANT, seed)
+
+
+def seed_records(args, seed: int) -> Dict[str, Optional[dict]]:
+  """Day 1 (saved), day 2 from scratch and day 2 warm-started from day 1, of one seed."""
+  model = day1_model(args, seed)
+  day1 = train(args, "day1", seed, ["--drop-last-items", str(DAY1_DROP),
+                                    "--save-warm-start", model])
+  label = warm_label(args.warm_learning_rate, args.warm_shrink)
+  warm = None
+  if day1 is not None:
+    shrink = ["--warm-start-shrink", str(args.warm_shrink)] if args.warm_shrink != 1 else []
+    warm = train(args, "day2-" + label.replace(" ", "-"), seed,
+                 ["--warm-start-from", model, *warm_model_config(args), *shrink])
+  scratch = train(args, "day2-scratch", seed, [])
+  return {"day1": day1, "scratch": scratch, label: warm}
+
+
+# ----------------------------------------------------------------------------
+# The comparison.
+
+
+def _test(record: dict) -> Dict[str, float]:
+  return {k: record["test"][k] for k in ("HR@10", "NDCG@10")}
+
+
+def _seconds_to(record: dict, epoch: Optional[int]) -> Optional[float]:
+  """Wall seconds from the start of training to the end of ``epoch`` (validation
+  included), None for no epoch or a record without the timings."""
+  ends = record.get("epoch_end_seconds")
+  if epoch is None or not ends:
+    return None
+  return ends[epoch - 1]
+
+
+def compare(scratch: dict, warm: dict) -> dict:
+  """How fast the warm run reaches the scratch run's best validation NDCG@10 (and
+  95% of it) against the epochs the scratch run needed; test metrics of both."""
+  best = max(scratch["finetune_history"][NDCG])
+  row = {"scratch_best": best, "scratch_best_epoch": scratch["best_epoch"],
+         "scratch_epochs_run": scratch["finetune_epochs_run"],
+         "warm_best": max(warm["finetune_history"][NDCG]),
+         "warm_best_epoch": warm["best_epoch"], "warm_epochs_run": warm["finetune_epochs_run"],
+         "scratch_test": _test(scratch), "warm_test": _test(warm),
+         "warm_start": warm.get("warm_start", {}),
+         "shared_cores": scratch.get("shared_cores", True) or warm.get("shared_cores", True)}
+  for fraction in FRACTIONS:
+    key = f"{fraction:.0%}"
+    own = run.epochs_to_reach(scratch["finetune_history"], fraction)
+    epochs = run.epochs_to_reach(warm["finetune_history"], fraction, best)
+    row[key] = {"scratch_epochs": own, "warm_epochs": epochs,
+                "scratch_seconds": _seconds_to(scratch, own),
+                "warm_seconds": _seconds_to(warm, epochs),
+                "ratio": None if epochs is None else epochs / own}
+    row[key]["bar_met"] = row[key]["ratio"] is not None and row[key]["ratio"] <= BAR
+  return row
+
+
+def _stats(values: Sequence[Optional[float]]) -> Dict[str, Optional[float]]:
+  """Median and mean of the values; None when any is None (a warm run that never got there)."""
+  if not values or any(v is None for v in values):
+    return {"median": None, "mean": None}
+  return {"median": float(np.median(values)), "mean": float(np.mean(values))}
+
+
+def summarize(rows: Dict[int, dict]) -> dict:
+  """Median and mean over seeds of every number of ``compare``'s rows."""
+  group = list(rows.values())
+  summary = {key: _stats([r[key] for r in group])
+             for key in ("scratch_best", "scratch_best_epoch", "warm_best", "warm_best_epoch")}
+  for fraction in FRACTIONS:
+    key = f"{fraction:.0%}"
+    for field in ("scratch_epochs", "warm_epochs", "scratch_seconds", "warm_seconds", "ratio"):
+      summary[f"{key} {field}"] = _stats([r[key][field] for r in group])
+    summary[f"{key} bar_met"] = sum(r[key]["bar_met"] for r in group)
+  for start in ("scratch", "warm"):
+    for metric in ("HR@10", "NDCG@10"):
+      summary[f"{start} test {metric}"] = _stats([r[f"{start}_test"][metric] for r in group])
+  summary["seeds"] = sorted(rows)
+  summary["shared_cores"] = any(r["shared_cores"] for r in group)
+  return summary
+
+
+def _num(value: Optional[float], digits: int = 4) -> str:
+  return "not reached" if value is None else f"{value:.{digits}f}"
+
+
+def _epochs(value: Optional[float]) -> str:
+  return "not reached" if value is None else f"{value:g}"
+
+
+def _seconds(value: Optional[float]) -> str:
+  return "–" if value is None else f"{value:.0f}"
+
+
+def markdown(result: dict) -> str:
+  """The readable tables of a nightly result: one row per seed, then median and mean."""
+  meta = result["meta"]
+  lines = [f"Dataset **{meta['dataset']}**, day 1 = every sequence without its last item, "
+           f"day 2 = the full data; fine-tune only, recipe `{meta['recipe']}`, patience "
+           f"{meta['patience']}; warm runs: {meta['warm']}; commit `{meta['commit']}`; "
+           f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores "
+           f"({'shared cores' if meta['shared_cores'] else 'cores alone'}: seconds are upper "
+           f"bounds, epochs do not depend on the load); {meta['date']}. Bar: warm epochs to "
+           f"the scratch best ≤ {BAR:g} × the scratch run's best epoch.", ""]
+  for fraction in FRACTIONS:
+    key = f"{fraction:.0%}"
+    lines += [f"**To {key} of the scratch run's best validation NDCG@10**", "",
+              "| seed | scratch best val NDCG@10 | scratch epochs | warm epochs | warm/scratch "
+              "| bar met | scratch s | warm s | scratch test HR@10 / NDCG@10 | warm test HR@10 "
+              "/ NDCG@10 | warm best val NDCG@10 (epoch) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for seed, row in result["rows"].items():
+      cell = row[key]
+      lines.append(
+          f"| {seed} | {row['scratch_best']:.4f} | {_epochs(cell['scratch_epochs'])} | "
+          f"{_epochs(cell['warm_epochs'])} | {_num(cell['ratio'], 2)} | "
+          f"{'yes' if cell['bar_met'] else 'no'} | {_seconds(cell['scratch_seconds'])} | "
+          f"{_seconds(cell['warm_seconds'])} | {row['scratch_test']['HR@10']:.4f} / "
+          f"{row['scratch_test']['NDCG@10']:.4f} | {row['warm_test']['HR@10']:.4f} / "
+          f"{row['warm_test']['NDCG@10']:.4f} | {row['warm_best']:.4f} "
+          f"({row['warm_best_epoch']}) |")
+    summary = result["summary"]
+    if summary:
+      for stat in ("median", "mean"):
+        s = {k: v[stat] for k, v in summary.items() if isinstance(v, dict)}
+        lines.append(
+            f"| {stat} | {_num(s['scratch_best'])} | {_epochs(s[f'{key} scratch_epochs'])} | "
+            f"{_epochs(s[f'{key} warm_epochs'])} | {_num(s[f'{key} ratio'], 2)} | "
+            f"{summary[f'{key} bar_met']} of {len(summary['seeds'])} | "
+            f"{_seconds(s[f'{key} scratch_seconds'])} | {_seconds(s[f'{key} warm_seconds'])} | "
+            f"{_num(s['scratch test HR@10'])} / {_num(s['scratch test NDCG@10'])} | "
+            f"{_num(s['warm test HR@10'])} / {_num(s['warm test NDCG@10'])} | "
+            f"{_num(s['warm_best'])} ({_epochs(s['warm_best_epoch'])}) |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--dataset", default="synthetic", choices=sorted(run.data_lib.DATASETS))
+  parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--seeds", default="1", help="comma-separated seeds, e.g. 1,2,3")
+  parser.add_argument("--finetune-epochs", type=int, default=200)
+  parser.add_argument("--patience", type=int, default=5)
+  parser.add_argument("--warm-learning-rate", type=float, default=None,
+                      help="the warm runs' learning rate (default: the recipe's, as the "
+                           "pipeline's nightly retrain uses its --model-config)")
+  parser.add_argument("--warm-shrink", type=float, default=1.0,
+                      help="the warm runs start from shrink * day 1 + (1 - shrink) * a fresh "
+                           "initialisation (run.py --warm-start-shrink)")
+  parser.add_argument("--out-dir", default=None, help="default: outputs/bench/nightly/<dataset>")
+  parser.add_argument("--results", default=None,
+                      help="default: bench/quality/results/nightly-<dataset>[-warm-lr-<x>]")
+  parser.add_argument("--no-run", action="store_true",
+                      help="train nothing: table the seeds whose three runs are recorded")
+  args = parser.parse_args(argv)
+  args.out_dir = args.out_dir or os.path.join("outputs", "bench", "nightly", args.dataset)
+  if args.results is None:
+    suffix = warm_label(args.warm_learning_rate, args.warm_shrink).replace(
+        "warm", "").replace(" ", "-")
+    args.results = os.path.join("bench", "quality", "results",
+                                f"nightly-{args.dataset}{'-warm' + suffix if suffix else ''}")
+  return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  label = warm_label(args.warm_learning_rate, args.warm_shrink)
+  records, rows = {}, {}
+  for seed in [int(s) for s in args.seeds.split(",")]:
+    records[seed] = seed_records(args, seed)
+    if records[seed]["scratch"] is not None and records[seed][label] is not None:
+      rows[seed] = compare(records[seed]["scratch"], records[seed][label])
+  result = {"meta": {"dataset": args.dataset, "recipe": run.recipe_path(args.dataset),
+                     "patience": args.patience, "warm": label, "commit": run._commit(),  # pylint: disable=protected-access
+                     "machine": run._machine(),  # pylint: disable=protected-access
+                     "date": datetime.date.today().isoformat(), "args": vars(args),
+                     "shared_cores": any(r["shared_cores"] for r in rows.values())},
+            "rows": rows, "summary": summarize(rows) if rows else {},
+            "day1": {seed: {"best_val_NDCG@10": max(r["day1"]["finetune_history"][NDCG]),
+                            "best_epoch": r["day1"]["best_epoch"], "test": _test(r["day1"]),
+                            "num_users": r["day1"]["num_users"],
+                            "num_items": r["day1"]["num_items"]}
+                     for seed, r in records.items() if r["day1"] is not None}}
+  print(run.write_tables(result, args.results, markdown))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

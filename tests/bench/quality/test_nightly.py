@@ -1,0 +1,148 @@
+"""The nightly retrain benchmark: its three trainings per seed and its comparison tables."""
+
+import json
+
+import pytest
+
+from bench.quality import nightly
+from bench.quality import run
+
+
+def _record(values, seconds=None, hr=0.1, shared=True):
+  seconds = seconds or [10.0 * (i + 1) for i in range(len(values))]
+  best = max(range(len(values)), key=lambda i: values[i])
+  return {"finetune_history": {"val_NDCG@10": values}, "best_epoch": best + 1,
+          "finetune_epochs_run": len(values), "epoch_end_seconds": seconds,
+          "test": {"HR@10": hr, "NDCG@10": hr / 2, "MRR": 0.0}, "shared_cores": shared,
+          "num_users": 5, "num_items": 7, "warm_start": {"items_kept": 6}}
+
+
+SCRATCH = _record([0.02, 0.04, 0.05, 0.057, 0.06, 0.059, 0.058], hr=0.08)
+WARM = _record([0.055, 0.058, 0.0605, 0.066], seconds=[12.0, 25.0, 37.0, 50.0], hr=0.09)
+
+
+def test_compare_counts_the_warm_runs_epochs_to_the_scratch_runs_best():
+  row = nightly.compare(SCRATCH, WARM)
+  assert row["scratch_best"] == 0.06 and row["scratch_best_epoch"] == 5
+  # 100%: scratch reached 0.06 at epoch 5; warm first reaches 0.06 at epoch 3.
+  assert row["100%"] == {"scratch_epochs": 5, "warm_epochs": 3, "scratch_seconds": 50.0,
+                         "warm_seconds": 37.0, "ratio": 0.6, "bar_met": False}
+  # 95% of 0.06 = 0.057: scratch at epoch 4, warm at epoch 2 (0.058).
+  assert row["95%"] == {"scratch_epochs": 4, "warm_epochs": 2, "scratch_seconds": 40.0,
+                        "warm_seconds": 25.0, "ratio": 0.5, "bar_met": True}
+  assert row["warm_best"] == 0.066 and row["warm_best_epoch"] == 4
+  assert row["scratch_test"] == {"HR@10": 0.08, "NDCG@10": 0.04}
+  assert row["warm_test"] == {"HR@10": 0.09, "NDCG@10": 0.045}
+
+
+def test_a_warm_run_below_the_scratch_best_never_reaches_it():
+  row = nightly.compare(SCRATCH, _record([0.05, 0.059, 0.058]))
+  assert row["100%"]["warm_epochs"] is None and row["100%"]["ratio"] is None
+  assert not row["100%"]["bar_met"] and row["95%"]["warm_epochs"] == 2
+  summary = nightly.summarize({1: row, 2: nightly.compare(SCRATCH, WARM)})
+  assert summary["100% warm_epochs"] == {"median": None, "mean": None}
+  assert summary["95% warm_epochs"] == {"median": 2.0, "mean": 2.0}
+  assert summary["95% bar_met"] == 2 and summary["100% bar_met"] == 0
+
+
+def _result(rows):
+  return {"meta": {"dataset": "toy", "recipe": "configs/toy.json", "patience": 5,
+                   "warm": "warm", "commit": "abc", "date": "2026-12-01",
+                   "machine": {"cpu": "cpu", "cores": 2}, "shared_cores": True},
+          "rows": rows, "summary": nightly.summarize(rows)}
+
+
+def test_markdown_has_a_row_per_seed_then_median_and_mean():
+  fast = _record([0.06, 0.061, 0.05], seconds=[11.0, 22.0, 33.0])
+  rows = {1: nightly.compare(SCRATCH, WARM), 2: nightly.compare(SCRATCH, fast)}
+  three = nightly.summarize({**rows, 3: nightly.compare(SCRATCH, fast)})
+  assert three["100% warm_epochs"] == {"median": 1.0, "mean": pytest.approx(5 / 3)}
+  summary = nightly.summarize(rows)
+  assert summary["100% ratio"] == {"median": pytest.approx(0.4), "mean": pytest.approx(0.4)}
+  assert summary["100% warm_epochs"] == {"median": 2.0, "mean": 2.0}
+  table = nightly.markdown(json.loads(json.dumps(_result(rows))))   # as read from the JSON
+  assert "shared cores" in table
+  assert ("| 1 | 0.0600 | 5 | 3 | 0.60 | no | 50 | 37 | 0.0800 / 0.0400 | 0.0900 / 0.0450 | "
+          "0.0660 (4) |") in table
+  assert "| 2 | 0.0600 | 5 | 1 | 0.20 | yes | 50 | 11 |" in table
+  assert "| median | 0.0600 | 5 | 2 | 0.40 | 1 of 2 | 50 | 24 |" in table
+  assert "| mean | 0.0600 | 5 | 2 | 0.40 | 1 of 2 | 50 | 24 |" in table
+  assert "| 2 | 0.0600 | 4 | 1 | 0.25 | yes | 40 | 11 |" in table   # the 95% table
+  never = nightly.markdown(_result({1: nightly.compare(SCRATCH, _record([0.05]))}))
+  assert "| 1 | 0.0600 | 5 | not reached | not reached | no | 50 | – |" in never
+
+
+def test_each_seed_trains_day1_then_day2_warm_from_it_and_from_scratch(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_run(args, variant, seed):
+    calls.append((args, variant, seed))
+    name = args.out_dir.split("/")[-1]
+    return {"day1": _record([0.05]), "day2-scratch": SCRATCH, "day2-warm": WARM,
+            "day2-warm-lr-0.0002": WARM}[name]
+
+  monkeypatch.setattr(run, "run_or_reuse", fake_run)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  out, results = tmp_path / "out", tmp_path / "res" / "nightly-beauty"
+  assert nightly.main(["--dataset", "beauty", "--seeds", "1,2", "--out-dir", str(out),
+                       "--results", str(results)]) == 0
+  assert [(c[0].out_dir.split("/")[-1], c[2]) for c in calls] == [
+      ("day1", 1), ("day2-warm", 1), ("day2-scratch", 1),
+      ("day1", 2), ("day2-warm", 2), ("day2-scratch", 2)]
+  day1, warm, scratch = (c[0] for c in calls[:3])
+  assert day1.drop_last_items == 1 and not warm.drop_last_items and not scratch.drop_last_items
+  assert day1.save_warm_start == warm.warm_start_from == nightly.day1_model(
+      nightly.parse_args(["--out-dir", str(out)]), 1)
+  assert scratch.warm_start_from is None and warm.save_warm_start is None
+  assert day1.model_config == warm.model_config == scratch.model_config == run.recipe_path(
+      "beauty")
+  assert {c[1] for c in calls} == {"finetune_only"}
+  assert calls[3][0].save_warm_start != day1.save_warm_start   # one day-1 model per seed
+  saved = json.loads(results.with_suffix(".json").read_text())
+  assert sorted(saved["rows"]) == ["1", "2"] and saved["summary"]["100% bar_met"] == 0
+  assert saved["day1"]["1"]["best_val_NDCG@10"] == 0.05
+  assert "| median | 0.0600 | 5 | 3 | 0.60 | 0 of 2 |" in results.with_suffix(".md").read_text()
+
+  calls.clear()
+  assert nightly.main(["--dataset", "beauty", "--seeds", "1", "--out-dir", str(out),
+                       "--warm-learning-rate", "2e-4", "--results", str(results)]) == 0
+  warm_lr = calls[1][0]
+  assert warm_lr.out_dir.endswith("day2-warm-lr-0.0002")
+  config = json.loads(warm_lr.model_config)
+  recipe = run.load_model_config(run.recipe_path("beauty")).to_dict()
+  assert config["schedule"]["learning_rate"] == 2e-4
+  assert {**config, "schedule": None} == {**recipe, "schedule": None}
+  assert calls[2][0].model_config == run.recipe_path("beauty")   # scratch keeps the recipe
+  assert nightly.parse_args(["--dataset", "lastfm", "--warm-learning-rate", "2e-4"]).results \
+      .endswith("nightly-lastfm-warm-lr-0.0002")
+
+
+def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  args = nightly.parse_args(["--dataset", "beauty", "--warm-shrink", "0.6",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-beauty-warm-shrink-0.6")
+  records = nightly.seed_records(args, 1)
+  assert sorted(records) == ["day1", "scratch", "warm shrink 0.6"]
+  day1, warm, scratch = calls
+  assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink == scratch.warm_start_shrink == 1
+  assert warm.out_dir.endswith("day2-warm-shrink-0.6")
+  child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert child[child.index("--warm-start-shrink") + 1] == "0.6"
+  assert "--warm-start-shrink" not in run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+
+
+def test_no_run_prepares_no_data_and_tables_only_complete_seeds(tmp_path, monkeypatch):
+  def no_data(args):
+    raise AssertionError("--no-run rewrote a run's data")
+  monkeypatch.setattr(run, "prepare_once", no_data)
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: {
+      ("day1", 1): _record([0.05]), ("day2-scratch", 1): SCRATCH, ("day2-warm", 1): WARM,
+      ("day1", 2): _record([0.05])}.get((a.out_dir.split("/")[-1], seed)))
+  results = tmp_path / "nightly"
+  assert nightly.main(["--seeds", "1,2", "--out-dir", str(tmp_path / "out"), "--no-run",
+                       "--results", str(results)]) == 0
+  saved = json.loads(results.with_suffix(".json").read_text())
+  assert sorted(saved["rows"]) == ["1"] and sorted(saved["day1"]) == ["1", "2"]
