@@ -249,12 +249,7 @@ def plot(result: dict, path: str) -> None:
 
 def write(result: dict, prefix: str) -> str:
   """``prefix``.json, .md and .png of ``result``; returns the markdown."""
-  os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-  with open(prefix + ".json", "w") as f:
-    json.dump(result, f, indent=1)
-  table = markdown(result)
-  with open(prefix + ".md", "w") as f:
-    f.write(table)
+  table = run.write_tables(result, prefix, markdown)
   plot(result, prefix + ".png")
   return table
 
