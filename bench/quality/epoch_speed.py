@@ -157,16 +157,16 @@ def measure(args) -> Dict[str, object]:
   dataset = inputs.make_dataset(data.files["train"], data_lib.SPEC, data.num_items,
                                 encoder.max_seq_len, schedule.batch_size, training=True,
                                 shuffle_seed=args.seed, prefixes=args.phase == "finetune")
-  if not args.input_autotune:
+  if args.input_autotune:   # back on, as trainer.inputs had it: for comparison
     options = tf.data.Options()
-    options.autotune.enabled = False
+    options.autotune.enabled = True
     dataset = dataset.with_options(options)
   _input_epoch(dataset)   # fills the cache, as the first training epoch does
   batches: List[List[int]] = []
   result = {"dataset": args.dataset, "phase": args.phase, "model_config": config.to_dict(),
             "schedule": schedule.to_dict(), "cpu_bf16": cpu_features.has_native_bf16(),
             "cores": os.cpu_count(), "scheduling": scheduling(), "rounds": args.rounds,
-            "input_autotune": args.input_autotune,
+            "input_autotune": dataset.options().autotune.enabled,
             "input_pipeline": _timed_input_epoch(dataset, batches)}
   result["batches_per_epoch"] = len(batches[0])
   result["rows_per_epoch"] = sum(batches[0])
@@ -212,8 +212,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                       help=f"comma-separated, of {list(SETTINGS)}")
   parser.add_argument("--rounds", type=int, default=3,
                       help="timed epochs per setting, the settings taking turns")
-  parser.add_argument("--no-input-autotune", dest="input_autotune", action="store_false",
-                      help="turn tf.data's autotuning off for the training batches")
+  parser.add_argument("--input-autotune", action="store_true",
+                      help="turn tf.data's autotuning of the training batches back on "
+                           "(trainer.inputs turns it off)")
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--work-dir", default=None,
                       help="default: outputs/bench/quality/<dataset>/work")
