@@ -15,6 +15,11 @@ from trainer.tasks import NO_LABEL
 SHUFFLE_BUFFER_SIZE = 1 << 17   # sequences; one Beauty/ML-1M epoch fits whole
 PARSE_BATCH_SIZE = 1024         # serialized examples parsed per tf.io.parse_example
 SORT_WINDOW_BATCHES = 64        # batches' worth of rows sorted by length together
+# Batches made ahead of the model. A fixed number with tf.data's autotuning off: with it
+# on, a Keras ``fit`` sometimes returned only at the autotuner's next wake-up (its period
+# doubles from 10 ms), seconds to tens of seconds after the epoch's last step
+# (bench/quality/results/README.md, "Training speed"). Nothing else here is tuned.
+PREFETCH_BATCHES = 2
 
 
 def _batch_ragged(values, name: str) -> tf.RaggedTensor:
@@ -307,4 +312,6 @@ def make_dataset(file_pattern: Union[str, Sequence[str]],
     dataset = dataset.map(_trim_to_longest)
   else:
     dataset = dataset.batch(batch_size)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return dataset.prefetch(PREFETCH_BATCHES).with_options(options)

@@ -1,7 +1,11 @@
-"""Seconds per fine-tuning epoch of a dataset's recipe, default vs the speed settings.
+"""Seconds per training epoch of a dataset's recipe, per precision setting.
 
-Each setting trains the same batches for one timed epoch after a few warm-up steps
-(tracing excluded); the load average at its start and end marks it alone or shared.
+Every setting trains the same batches. Its model is built and warmed up (tracing
+excluded) once; then the settings take turns, one timed epoch each per round, so slow
+spells of a shared machine fall on all of them. Each epoch records its per-step times
+(a Keras callback), the 1-minute load average at its start and end (alone or shared)
+and the process's scheduling priority; a setting's figure is the median over rounds.
+``--phase pretrain`` times the pre-training objectives instead of fine-tuning.
 """
 
 import argparse
@@ -9,9 +13,10 @@ import dataclasses
 import json
 import logging
 import os
+import statistics
 import sys
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -23,6 +28,9 @@ from trainer import cpu_features
 from trainer import inputs
 from trainer.config import load_model_config
 from trainer.model import INPUTS
+from trainer.pretraining.clustering import ClusteringCallback
+from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.model import PretrainingModel
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 from trainer.run_fn import compile_model
@@ -30,19 +38,75 @@ from trainer.run_fn import compile_model
 # Named settings: TrainingSchedule speed fields over the recipe's.
 SETTINGS = {
     "default": {},
-    "bfloat16": {"mixed_precision": "bfloat16"},
+    "bfloat16": {"mixed_precision": cpu_features.BFLOAT16},
+    "auto": {"mixed_precision": cpu_features.AUTO},
 }
+PHASES = ("finetune", "pretrain")
 WARMUP_STEPS = 10
+AUTOGROUP = "/proc/self/autogroup"
 
 
-def _timed(fn) -> Dict[str, object]:
-  """Runs ``fn`` once: its seconds and the 1-minute load average before and after."""
+class StepTimer(tf.keras.callbacks.Callback):
+  """Wall times of one ``fit`` epoch: each train step (from the end of the one before;
+  the first from the start of the epoch), and the seconds before the first step and
+  after the last one. A fixed-rate wait or a retrace shows up here, not in a total."""
+
+  def __init__(self):
+    super().__init__()
+    self.steps: List[float] = []
+    self.marks: Dict[str, float] = {}
+    self._last = None
+
+  def on_train_begin(self, logs=None):
+    self.marks["train_begin"] = time.perf_counter()
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._last = self.marks["epoch_begin"] = time.perf_counter()
+
+  def on_train_batch_end(self, batch, logs=None):
+    now = time.perf_counter()
+    self.steps.append(now - self._last)
+    self._last = now
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.marks["epoch_end"] = time.perf_counter()
+
+
+def scheduling(autogroup: str = AUTOGROUP) -> Dict[str, object]:
+  """This process's nice value and, where Linux groups processes by session
+  (autogroup), its group's: with autogroups, a nice value only ranks processes
+  within one session, so another session's ``nice -n 19`` job still gets an equal share."""
+  result: Dict[str, object] = {"nice": os.nice(0), "autogroup": None}
+  try:
+    with open(autogroup, encoding="utf-8") as f:
+      text = f.read().split()   # e.g. "/autogroup-6 nice -20"
+    result["autogroup"] = {"group": text[0], "nice": int(text[2])}
+  except (OSError, IndexError, ValueError):
+    pass
+  return result
+
+
+def _timed_epoch(model: tf.keras.Model, dataset: tf.data.Dataset,
+                 callbacks: List[tf.keras.callbacks.Callback]) -> Dict[str, object]:
+  """One epoch of ``model.fit``: its seconds, median step, load average and loss."""
+  steps = StepTimer()
   start_load, start = load_average(), time.perf_counter()
-  fn()
-  seconds = time.perf_counter() - start
-  loads = [[start_load, load_average()]]
-  return {"seconds": round(seconds, 2), "load_average": loads[0],
-          "cores": "shared" if is_shared(loads, os.cpu_count() or 1) else "alone"}
+  history = model.fit(dataset, verbose=0, callbacks=callbacks + [steps]).history
+  end = time.perf_counter()
+  loads = [start_load, load_average()]
+  marks = steps.marks
+  return {"seconds": round(end - start, 2), "steps": len(steps.steps),
+          "steps_seconds": round(sum(steps.steps), 2),
+          # fit's own work before the epoch's first step and after its last
+          "before_steps_seconds": round(marks["epoch_begin"] - start, 2),
+          # after the last step: the input's end-of-epoch, then fit returning
+          "after_steps_seconds": round(end - marks["epoch_begin"] - sum(steps.steps), 2),
+          "after_epoch_seconds": round(end - marks["epoch_end"], 2),
+          "median_step_ms": round(1000 * statistics.median(steps.steps), 1),
+          "max_step_ms": round(1000 * max(steps.steps), 1),
+          "load_average": loads,
+          "cores": "shared" if is_shared([loads], os.cpu_count() or 1) else "alone",
+          "loss": round(float(history["loss"][0]), 4)}
 
 
 def _input_epoch(dataset: tf.data.Dataset) -> List[int]:
@@ -50,51 +114,115 @@ def _input_epoch(dataset: tf.data.Dataset) -> List[int]:
   return [int(batch[INPUTS].shape[0]) for batch in dataset]
 
 
+def _timed_input_epoch(dataset: tf.data.Dataset, batches: List[List[int]]) -> Dict[str, object]:
+  start_load, start = load_average(), time.perf_counter()
+  batches.append(_input_epoch(dataset))
+  loads = [start_load, load_average()]
+  return {"seconds": round(time.perf_counter() - start, 2), "load_average": loads,
+          "cores": "shared" if is_shared([loads], os.cpu_count() or 1) else "alone"}
+
+
+def _builder(args, data, config, dataset: tf.data.Dataset) -> Callable:
+  """(schedule) -> (model, its callbacks) for ``args.phase``."""
+  encoder = config.encoder
+  if args.phase == "finetune":
+    def build(schedule):
+      model = RetrievalModel(data.num_items, encoder, RetrievalConfig(seed=args.seed),
+                             data.attributes)
+      compile_model(model, schedule)
+      return model, []
+    return build
+  pretrain_config = PretrainConfig.from_dict(json.loads(args.pretrain_config))
+  if data.attributes is None and pretrain_config.attribute_weight > 0:
+    pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
+
+  def build(schedule):
+    run_config = dataclasses.replace(pretrain_config, schedule=schedule)
+    model = PretrainingModel(data.num_items, encoder, run_config, data.attributes)
+    compile_model(model, schedule)
+    return model, ClusteringCallback.for_model(model, dataset, run_config)
+  return build
+
+
 def measure(args) -> Dict[str, object]:
-  """Times the input pipeline alone, then one epoch per setting of ``args.settings``."""
+  """Times the input pipeline alone, then ``args.rounds`` interleaved epochs per setting."""
   config = load_model_config(args.model_config)
-  encoder, schedule = config.encoder, config.schedule
+  encoder = config.encoder
+  schedule = config.schedule
+  if args.phase == "pretrain":
+    schedule = dataclasses.replace(
+        PretrainConfig.from_dict(json.loads(args.pretrain_config)).schedule, seed=args.seed)
   data = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder.max_seq_len)
   dataset = inputs.make_dataset(data.files["train"], data_lib.SPEC, data.num_items,
                                 encoder.max_seq_len, schedule.batch_size, training=True,
-                                shuffle_seed=args.seed, prefixes=True)
+                                shuffle_seed=args.seed, prefixes=args.phase == "finetune")
+  if args.input_autotune:   # back on, as trainer.inputs had it: for comparison
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    dataset = dataset.with_options(options)
   _input_epoch(dataset)   # fills the cache, as the first training epoch does
   batches: List[List[int]] = []
-  result = {"dataset": args.dataset, "model_config": config.to_dict(),
-            "cpu_bf16": cpu_features.has_native_bf16(), "cores": os.cpu_count(),
-            "input_pipeline": _timed(lambda: batches.append(_input_epoch(dataset)))}
+  result = {"dataset": args.dataset, "phase": args.phase, "model_config": config.to_dict(),
+            "schedule": schedule.to_dict(), "cpu_bf16": cpu_features.has_native_bf16(),
+            "cores": os.cpu_count(), "scheduling": scheduling(), "rounds": args.rounds,
+            "input_autotune": dataset.options().autotune.enabled,
+            "input_pipeline": _timed_input_epoch(dataset, batches)}
   result["batches_per_epoch"] = len(batches[0])
-  result["rows_per_epoch"] = sum(batches[0])   # one per prefix: one training target each
-  for name in args.settings.split(","):
+  result["rows_per_epoch"] = sum(batches[0])
+  build = _builder(args, data, config, dataset)
+  names = args.settings.split(",")
+  models = {}
+  for name in names:
     run_schedule = dataclasses.replace(schedule, **SETTINGS[name])
     tf.keras.utils.set_random_seed(args.seed)
-    model = RetrievalModel(data.num_items, encoder, RetrievalConfig(seed=args.seed),
-                           data.attributes)
-    compile_model(model, run_schedule)
-    model.fit(dataset.take(WARMUP_STEPS), verbose=0)
-    history = {}
-    timing = _timed(lambda: history.update(model.fit(dataset, verbose=0).history))
-    timing["loss"] = round(float(history["loss"][0]), 4)
-    timing["mixed_precision"] = run_schedule.mixed_precision
-    result[name] = timing
-    logging.info("%s: %s", name, timing)
+    model, callbacks = build(run_schedule)
+    model.fit(dataset.take(WARMUP_STEPS), verbose=0, callbacks=callbacks)
+    models[name] = (model, callbacks)
+    result[name] = {"setting": run_schedule.mixed_precision,
+                    "mixed_precision": cpu_features.resolve_precision(run_schedule.mixed_precision),
+                    "epochs": []}
+  for round_index in range(args.rounds):
+    for name in names:
+      model, callbacks = models[name]
+      timing = _timed_epoch(model, dataset, callbacks)
+      result[name]["epochs"].append(timing)
+      logging.info("round %d, %s: %s", round_index + 1, name, timing)
+  for name in names:
+    epochs = result[name]["epochs"]
+    result[name]["median_seconds"] = round(statistics.median(e["seconds"] for e in epochs), 2)
+    result[name]["median_step_ms"] = round(
+        statistics.median(e["median_step_ms"] for e in epochs), 1)
+    result[name]["cores"] = ("shared" if any(e["cores"] == "shared" for e in epochs)
+                             else "alone")
   return result
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[List[str]] = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dataset", default="beauty", choices=sorted(data_lib.DATASETS))
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--model-config", default=None,
                       help="default: the dataset's recipe, configs/<dataset>.json")
+  parser.add_argument("--phase", default="finetune", choices=PHASES,
+                      help="fine-tuning (the recipe's schedule) or pre-training "
+                           "(--pretrain-config's objectives and schedule)")
+  parser.add_argument("--pretrain-config", default="{}", help="JSON PretrainConfig fields")
   parser.add_argument("--settings", default=",".join(SETTINGS),
                       help=f"comma-separated, of {list(SETTINGS)}")
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="timed epochs per setting, the settings taking turns")
+  parser.add_argument("--input-autotune", action="store_true",
+                      help="turn tf.data's autotuning of the training batches back on "
+                           "(trainer.inputs turns it off)")
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--work-dir", default=None,
                       help="default: outputs/bench/quality/<dataset>/work")
   parser.add_argument("--out", default=None, help="also write the JSON result here")
   args = parser.parse_args(argv)
+  unknown = [name for name in args.settings.split(",") if name not in SETTINGS]
+  if unknown or args.rounds < 1:
+    parser.error(f"--settings must be of {list(SETTINGS)} (got {unknown}) and --rounds >= 1")
   args.model_config = args.model_config or recipe_path(args.dataset)
   args.work_dir = args.work_dir or os.path.join("outputs", "bench", "quality", args.dataset,
                                                 "work")

@@ -227,3 +227,12 @@ def test_make_dataset_feeds_the_model(records):
                       validation_data=_dataset(pattern, training=False),
                       epochs=1, verbose=0).history
   assert np.isfinite(history["loss"][0]) and np.isfinite(history["val_loss"][0])
+
+
+def test_datasets_prefetch_a_fixed_number_of_batches_without_autotuning(records):
+  # tf.data's autotuner delayed the end of Keras fit epochs to its next wake-up
+  # (bench/quality/results/README.md, "Training speed"); every dataset turns it off.
+  pattern, _ = records
+  for training in (True, False):
+    dataset = _dataset(pattern, training=training, shuffle_seed=3 if training else None)
+    assert dataset.options().autotune.enabled is False
