@@ -3,6 +3,7 @@ new ones start fresh."""
 
 import io
 import json
+import math
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -14,6 +15,10 @@ WARM_START_DIR = "warm_start"
 _WEIGHTS = "weights.npz"
 _VOCAB = "item_vocab.json"
 _ATTRIBUTES = "attributes.npy"
+# What a warm start copies: every saved weight ("all"), or only the item (and attribute)
+# embeddings, the sequence model (positions, blocks, norms) starting fresh ("items").
+KEEP_ALL, KEEP_ITEMS = "all", "items"
+KEEP_CHOICES = (KEEP_ALL, KEEP_ITEMS)
 
 
 def warm_start_dir(serving_model_dir: str) -> str:
@@ -87,7 +92,7 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
 
 def restore(model, item_vocab: Sequence[str], base_model: str,
             attribute_vocab: Optional[Sequence[str]] = None,
-            shrink: float = 1.0) -> Dict[str, int]:
+            shrink: float = 1.0, keep: str = KEEP_ALL) -> Dict[str, int]:
   """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
   ``base_model`` is the serving folder of the Model artifact to start from
@@ -96,6 +101,8 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   the model's attribute table by value; new values keep their initialisation.
   With ``shrink`` < 1 every copied value becomes ``shrink * saved + (1 - shrink) *
   initial`` (shrink and perturb: part of a fresh initialisation mixed back in).
+  With ``keep`` "items" only the item id table (and attribute embeddings) is copied;
+  the other encoder weights keep their fresh initialisation.
   Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
   ``items_new``, ``attributes_kept``; ``weights`` is zero when nothing could be
   copied (and then nothing is).
@@ -103,7 +110,12 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   attributes = _attribute_table(model)
   if not 0 < shrink <= 1:
     raise ValueError(f"shrink must be in (0, 1], got {shrink!r}")
-  stats = _restore_encoder(_encoder(model), item_vocab, base_model, shrink)
+  if keep not in KEEP_CHOICES:
+    raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")
+  if keep == KEEP_ITEMS and _encoder(model).item_table is None:
+    raise ValueError("keep='items' needs an item id table; this model represents items "
+                     "by text only")
+  stats = _restore_encoder(_encoder(model), item_vocab, base_model, shrink, keep)
   stats["attributes_kept"] = 0
   if stats["weights"] and attributes is not None and attribute_vocab is not None:
     stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model,
@@ -113,7 +125,7 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
 
 
 def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
-                     shrink: float = 1.0) -> Dict[str, int]:
+                     shrink: float = 1.0, keep: str = KEEP_ALL) -> Dict[str, int]:
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
@@ -135,10 +147,11 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
   if table is not None:
     old[table] = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"],
                               item_vocab)
-  for w, value in zip(weights, old):
-    w.assign(_shrunk(value, w.numpy(), shrink))
+  copied = [i for i in range(len(weights)) if keep == KEEP_ALL or i == table]
+  for i in copied:
+    weights[i].assign(_shrunk(old[i], weights[i].numpy(), shrink))
   kept = len(set(saved["item_vocab"]) & set(item_vocab))
-  return {"weights": len(weights), "items_kept": kept, "items_new": len(item_vocab) - kept}
+  return {"weights": len(copied), "items_kept": kept, "items_new": len(item_vocab) - kept}
 
 
 def _shrunk(saved: np.ndarray, initial: np.ndarray, shrink: float) -> np.ndarray:
@@ -186,3 +199,52 @@ def _remap_table(fresh: np.ndarray, old: np.ndarray, old_vocab: List[str],
   for k in range(min(extra_new, extra_old)):  # e.g. the [MASK] token row
     table[len(new_vocab) + 1 + k] = old[len(old_vocab) + 1 + k]
   return table
+
+
+class WarmSchedule(tf.keras.callbacks.Callback):
+  """The learning rate of a warm-started run: a linear warm-up over the first
+  ``warmup_steps`` batches (from ``learning_rate / warmup_steps``), then, with
+  ``decay_epochs``, a cosine decay over that many epochs (each epoch at the value of its
+  midpoint) after which training stops; else the constant ``learning_rate``.
+
+  A fresh Adam's first steps move every weight by about the learning rate whatever its
+  gradient; the warm-up keeps them small while the moment estimates fill.
+  """
+
+  def __init__(self, learning_rate: float, warmup_steps: int = 0, decay_epochs: int = 0):
+    super().__init__()
+    if learning_rate <= 0 or warmup_steps < 0 or decay_epochs < 0:
+      raise ValueError(f"WarmSchedule needs learning_rate > 0, warmup_steps >= 0, "
+                       f"decay_epochs >= 0; got {learning_rate}, {warmup_steps}, "
+                       f"{decay_epochs}")
+    self.learning_rate = learning_rate
+    self.warmup_steps = warmup_steps
+    self.decay_epochs = decay_epochs
+    self._step = 0
+    self._epoch = 0
+
+  def rate(self, step: int, epoch: int) -> float:
+    """The learning rate of batch ``step`` (0-based, counted over the run) in ``epoch``."""
+    rate = self.learning_rate
+    if step < self.warmup_steps:
+      rate *= (step + 1) / self.warmup_steps
+    if self.decay_epochs:
+      rate *= 0.5 * (1 + math.cos(math.pi * min(epoch + 0.5, self.decay_epochs)
+                                  / self.decay_epochs))
+    return rate
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+    self._set(self.rate(self._step, epoch))
+
+  def on_train_batch_begin(self, batch, logs=None):
+    if self._step < self.warmup_steps:
+      self._set(self.rate(self._step, self._epoch))
+    self._step += 1
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.decay_epochs and epoch + 1 >= self.decay_epochs:
+      self.model.stop_training = True
+
+  def _set(self, rate: float) -> None:
+    self.model.optimizer.learning_rate.assign(rate)

@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.quality import run
 from trainer import ranking_validation
+from trainer import warm_start
 from trainer.config import load_model_config
 
 VARIANT = "finetune_only"
@@ -24,11 +25,36 @@ FRACTIONS = (1.0, 0.95)
 NDCG = ranking_validation.ndcg_name(10)
 
 
-def warm_label(learning_rate: Optional[float], shrink: float = 1.0) -> str:
-  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate and
-  ``shrink <x>`` with shrink and perturb."""
+def warm_label(learning_rate: Optional[float], shrink: float = 1.0,
+               keep: str = warm_start.KEEP_ALL, warmup_steps: int = 0,
+               decay_epochs: int = 0) -> str:
+  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate,
+  ``shrink <x>`` with shrink and perturb, ``keep items`` when only the item embeddings
+  are copied, ``warmup <steps>`` and ``cosine <epochs>`` with a learning-rate schedule."""
   return " ".join(["warm", *([f"lr {learning_rate:g}"] if learning_rate is not None else []),
-                   *([f"shrink {shrink:g}"] if shrink != 1 else [])])
+                   *([f"shrink {shrink:g}"] if shrink != 1 else []),
+                   *([f"keep {keep}"] if keep != warm_start.KEEP_ALL else []),
+                   *([f"warmup {warmup_steps}"] if warmup_steps else []),
+                   *([f"cosine {decay_epochs}"] if decay_epochs else [])])
+
+
+def _label(args) -> str:
+  return warm_label(args.warm_learning_rate, args.warm_shrink, args.warm_keep,
+                    args.warm_warmup_steps, args.warm_decay_epochs)
+
+
+def warm_options(args) -> List[str]:
+  """run.py's options of the warm runs besides ``--warm-start-from``: those set."""
+  options = []
+  if args.warm_shrink != 1:
+    options += ["--warm-start-shrink", str(args.warm_shrink)]
+  if args.warm_keep != warm_start.KEEP_ALL:
+    options += ["--warm-start-keep", args.warm_keep]
+  if args.warm_warmup_steps:
+    options += ["--warm-start-warmup-steps", str(args.warm_warmup_steps)]
+  if args.warm_decay_epochs:
+    options += ["--warm-start-decay-epochs", str(args.warm_decay_epochs)]
+  return options
 
 
 def _run_args(args, name: str, extra: List[str]):
@@ -68,14 +94,48 @@ def seed_records(args, seed: int) -> Dict[str, Optional[dict]]:
   model = day1_model(args, seed)
   day1 = train(args, "day1", seed, ["--drop-last-items", str(DAY1_DROP),
                                     "--save-warm-start", model])
-  label = warm_label(args.warm_learning_rate, args.warm_shrink)
+  label = _label(args)
   warm = None
   if day1 is not None:
-    shrink = ["--warm-start-shrink", str(args.warm_shrink)] if args.warm_shrink != 1 else []
     warm = train(args, "day2-" + label.replace(" ", "-"), seed,
-                 ["--warm-start-from", model, *warm_model_config(args), *shrink])
-  scratch = train(args, "day2-scratch", seed, [])
+                 ["--warm-start-from", model, *warm_model_config(args), *warm_options(args)])
+  scratch = None if args.scratch_from else train(args, "day2-scratch", seed, [])
   return {"day1": day1, "scratch": scratch, label: warm}
+
+
+def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
+  """The scratch side of the rows of an earlier nightly result (``--scratch-from``), per
+  seed of ``day1`` (this run's day-1 records, the seeds with one).
+
+  Training is seeded and runs the same on the same commit's code, so the earlier scratch
+  runs are this run's; a day-1 run that differs from the earlier one (best validation
+  NDCG@10 or its epoch) says they would not be, and is an error.
+  """
+  with open(path) as f:
+    earlier = json.load(f)
+  same = {"dataset": args.dataset, "patience": args.patience,
+          "finetune_epochs": args.finetune_epochs}
+  theirs = {k: earlier["meta"]["args"][k] for k in same}
+  if theirs != same:
+    raise ValueError(f"{path}: recorded with {theirs}, this run is {same}")
+  references = {}
+  for seed, record in day1.items():
+    row, old = earlier["rows"].get(str(seed)), earlier["day1"].get(str(seed))
+    if row is None or old is None:
+      raise ValueError(f"{path}: no row of seed {seed}; run without --scratch-from")
+    ours = (max(record["finetune_history"][NDCG]), record["best_epoch"])
+    if ours != (old["best_val_NDCG@10"], old["best_epoch"]):
+      raise ValueError(f"{path}: seed {seed}'s day 1 reached {old['best_val_NDCG@10']:.6f} at "
+                       f"epoch {old['best_epoch']}, this run's {ours[0]:.6f} at epoch "
+                       f"{ours[1]}: its scratch run is not this run's; run without "
+                       "--scratch-from")
+    references[seed] = {**{k: row[k] for k in ("scratch_best", "scratch_best_epoch",
+                                               "scratch_epochs_run", "scratch_test")},
+                        "scratch_shared_cores": row["shared_cores"],
+                        **{f"{f:.0%}": {k: row[f"{f:.0%}"][k]
+                                        for k in ("scratch_epochs", "scratch_seconds")}
+                           for f in FRACTIONS}}
+  return references
 
 
 # ----------------------------------------------------------------------------
@@ -95,23 +155,40 @@ def _seconds_to(record: dict, epoch: Optional[int]) -> Optional[float]:
   return ends[epoch - 1]
 
 
+def scratch_reference(scratch: dict) -> dict:
+  """What the comparison takes from a scratch run: its best validation NDCG@10, the
+  epochs (and seconds) it needed to reach it and 95% of it, its test metrics."""
+  history = scratch["finetune_history"]
+  reference = {"scratch_best": max(history[NDCG]), "scratch_best_epoch": scratch["best_epoch"],
+               "scratch_epochs_run": scratch["finetune_epochs_run"],
+               "scratch_test": _test(scratch),
+               "scratch_shared_cores": scratch.get("shared_cores", True)}
+  for fraction in FRACTIONS:
+    own = run.epochs_to_reach(history, fraction)
+    reference[f"{fraction:.0%}"] = {"scratch_epochs": own,
+                                    "scratch_seconds": _seconds_to(scratch, own)}
+  return reference
+
+
 def compare(scratch: dict, warm: dict) -> dict:
   """How fast the warm run reaches the scratch run's best validation NDCG@10 (and
-  95% of it) against the epochs the scratch run needed; test metrics of both."""
-  best = max(scratch["finetune_history"][NDCG])
-  row = {"scratch_best": best, "scratch_best_epoch": scratch["best_epoch"],
-         "scratch_epochs_run": scratch["finetune_epochs_run"],
+  95% of it) against the epochs the scratch run needed; test metrics of both.
+  ``scratch`` is the scratch run's record or its ``scratch_reference``."""
+  if "finetune_history" in scratch:
+    scratch = scratch_reference(scratch)
+  best = scratch["scratch_best"]
+  row = {**{k: scratch[k] for k in ("scratch_best", "scratch_best_epoch",
+                                    "scratch_epochs_run", "scratch_test")},
          "warm_best": max(warm["finetune_history"][NDCG]),
          "warm_best_epoch": warm["best_epoch"], "warm_epochs_run": warm["finetune_epochs_run"],
-         "scratch_test": _test(scratch), "warm_test": _test(warm),
-         "warm_start": warm.get("warm_start", {}),
-         "shared_cores": scratch.get("shared_cores", True) or warm.get("shared_cores", True)}
+         "warm_test": _test(warm), "warm_start": warm.get("warm_start", {}),
+         "shared_cores": scratch["scratch_shared_cores"] or warm.get("shared_cores", True)}
   for fraction in FRACTIONS:
     key = f"{fraction:.0%}"
-    own = run.epochs_to_reach(scratch["finetune_history"], fraction)
+    own = scratch[key]["scratch_epochs"]
     epochs = run.epochs_to_reach(warm["finetune_history"], fraction, best)
     row[key] = {"scratch_epochs": own, "warm_epochs": epochs,
-                "scratch_seconds": _seconds_to(scratch, own),
+                "scratch_seconds": scratch[key]["scratch_seconds"],
                 "warm_seconds": _seconds_to(warm, epochs),
                 "ratio": None if epochs is None else epochs / own}
     row[key]["bar_met"] = row[key]["ratio"] is not None and row[key]["ratio"] <= BAR
@@ -155,12 +232,19 @@ def _seconds(value: Optional[float]) -> str:
   return "–" if value is None else f"{value:.0f}"
 
 
+def _scratch_source(meta: dict) -> str:
+  path = meta.get("scratch_from")
+  return (f"scratch runs (and their seconds) from `{os.path.basename(path)}`, not rerun "
+          f"(this run's day 1 matched that one's on every seed); " if path else "")
+
+
 def markdown(result: dict) -> str:
   """The readable tables of a nightly result: one row per seed, then median and mean."""
   meta = result["meta"]
   lines = [f"Dataset **{meta['dataset']}**, day 1 = every sequence without its last item, "
            f"day 2 = the full data; fine-tune only, recipe `{meta['recipe']}`, patience "
-           f"{meta['patience']}; warm runs: {meta['warm']}; commit `{meta['commit']}`; "
+           f"{meta['patience']}; warm runs: {meta['warm']}; "
+           f"{_scratch_source(meta)}commit `{meta['commit']}`; "
            f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores "
            f"({'shared cores' if meta['shared_cores'] else 'cores alone'}: seconds are upper "
            f"bounds, epochs do not depend on the load); {meta['date']}. Bar: warm epochs to "
@@ -211,16 +295,29 @@ def parse_args(argv=None):
   parser.add_argument("--warm-shrink", type=float, default=1.0,
                       help="the warm runs start from shrink * day 1 + (1 - shrink) * a fresh "
                            "initialisation (run.py --warm-start-shrink)")
+  parser.add_argument("--warm-keep", default=warm_start.KEEP_ALL, choices=warm_start.KEEP_CHOICES,
+                      help="what the warm runs copy from day 1: every weight, or only the "
+                           "item and attribute embeddings (run.py --warm-start-keep)")
+  parser.add_argument("--warm-warmup-steps", type=int, default=0,
+                      help="the warm runs' linear learning-rate warm-up, in batches "
+                           "(run.py --warm-start-warmup-steps)")
+  parser.add_argument("--warm-decay-epochs", type=int, default=0,
+                      help="the warm runs cosine-decay the learning rate over this many "
+                           "epochs, then stop (run.py --warm-start-decay-epochs)")
+  parser.add_argument("--scratch-from", default=None,
+                      help="an earlier nightly result's JSON: take the scratch side of each "
+                           "seed's row from it instead of training day 2 from scratch again "
+                           "(an error unless this run's day 1 of that seed matches its own)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/nightly/<dataset>")
   parser.add_argument("--results", default=None,
-                      help="default: bench/quality/results/nightly-<dataset>[-warm-lr-<x>]")
+                      help="default: bench/quality/results/nightly-<dataset>[-warm-<knobs>], e.g. "
+                           "nightly-lastfm-warm-shrink-0.6")
   parser.add_argument("--no-run", action="store_true",
                       help="train nothing: table the seeds whose three runs are recorded")
   args = parser.parse_args(argv)
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "nightly", args.dataset)
   if args.results is None:
-    suffix = warm_label(args.warm_learning_rate, args.warm_shrink).replace(
-        "warm", "").replace(" ", "-")
+    suffix = _label(args).replace("warm", "", 1).replace(" ", "-")
     args.results = os.path.join("bench", "quality", "results",
                                 f"nightly-{args.dataset}{'-warm' + suffix if suffix else ''}")
   return args
@@ -229,16 +326,22 @@ def parse_args(argv=None):
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-  label = warm_label(args.warm_learning_rate, args.warm_shrink)
+  label = _label(args)
   records, rows = {}, {}
   for seed in [int(s) for s in args.seeds.split(",")]:
     records[seed] = seed_records(args, seed)
-    if records[seed]["scratch"] is not None and records[seed][label] is not None:
-      rows[seed] = compare(records[seed]["scratch"], records[seed][label])
+  scratch = {seed: r["scratch"] for seed, r in records.items() if r["scratch"] is not None}
+  if args.scratch_from:
+    scratch = earlier_scratch(args.scratch_from, args, {
+        seed: r["day1"] for seed, r in records.items() if r["day1"] is not None})
+  for seed, record in records.items():
+    if seed in scratch and record[label] is not None:
+      rows[seed] = compare(scratch[seed], record[label])
   result = {"meta": {"dataset": args.dataset, "recipe": run.recipe_path(args.dataset),
                      "patience": args.patience, "warm": label, "commit": run._commit(),  # pylint: disable=protected-access
                      "machine": run._machine(),  # pylint: disable=protected-access
                      "date": datetime.date.today().isoformat(), "args": vars(args),
+                     "scratch_from": args.scratch_from,
                      "shared_cores": any(r["shared_cores"] for r in rows.values())},
             "rows": rows, "summary": summarize(rows) if rows else {},
             "day1": {seed: {"best_val_NDCG@10": max(r["day1"]["finetune_history"][NDCG]),

@@ -350,7 +350,8 @@ def run_one(args) -> Dict[str, object]:
   compile_model(model, schedule)
   if args.warm_start_from:
     record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from,
-                                              data.attribute_vocab, args.warm_start_shrink)
+                                              data.attribute_vocab, args.warm_start_shrink,
+                                              args.warm_start_keep)
   if pretrained is not None:
     pretrained.transfer_to(model)
 
@@ -358,8 +359,13 @@ def run_one(args) -> Dict[str, object]:
   monitor = ranking_validation.ndcg_name(10)
   timer = EpochTimer()
   train_ds = dataset("train", True)
+  schedules = []
+  if args.warm_start_from and (args.warm_start_warmup_steps or args.warm_start_decay_epochs):
+    schedules.append(warm_start.WarmSchedule(schedule.learning_rate,
+                                             args.warm_start_warmup_steps,
+                                             args.warm_start_decay_epochs))
   callbacks = [*ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
-               timer, validation, tf.keras.callbacks.EarlyStopping(
+               *schedules, timer, validation, tf.keras.callbacks.EarlyStopping(
                    monitor=monitor, mode="max", patience=args.patience,
                    restore_best_weights=True)]
   start = time.perf_counter()
@@ -551,6 +557,17 @@ def parse_args(argv=None):
                       help="with --warm-start-from: start from shrink * saved + (1 - shrink) "
                            "* fresh initialisation (trainer.warm_start.restore; 1 = the saved "
                            "weights)")
+  parser.add_argument("--warm-start-keep", default=warm_start.KEEP_ALL,
+                      choices=warm_start.KEEP_CHOICES,
+                      help="with --warm-start-from: copy every saved weight (all) or only the "
+                           "item and attribute embeddings (items; the sequence model starts "
+                           "fresh)")
+  parser.add_argument("--warm-start-warmup-steps", type=int, default=0,
+                      help="with --warm-start-from: raise the learning rate linearly over "
+                           "this many batches (trainer.warm_start.WarmSchedule)")
+  parser.add_argument("--warm-start-decay-epochs", type=int, default=0,
+                      help="with --warm-start-from: cosine-decay the learning rate over this "
+                           "many epochs, then stop (0: constant, early stopping decides)")
   parser.add_argument("--zero-cold-ids", action="store_true",
                       help="test with the held-out items' id embeddings at zero, as a "
                            "catalogue refresh adds them (their training only pushed them down "
@@ -612,6 +629,12 @@ def _text_argv(args) -> List[str]:
     argv += ["--drop-last-items", str(args.drop_last_items)]
   if args.warm_start_shrink != 1:
     argv += ["--warm-start-shrink", str(args.warm_start_shrink)]
+  if args.warm_start_keep != warm_start.KEEP_ALL:
+    argv += ["--warm-start-keep", args.warm_start_keep]
+  if args.warm_start_warmup_steps:
+    argv += ["--warm-start-warmup-steps", str(args.warm_start_warmup_steps)]
+  if args.warm_start_decay_epochs:
+    argv += ["--warm-start-decay-epochs", str(args.warm_start_decay_epochs)]
   return argv
 
 

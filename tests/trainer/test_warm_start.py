@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from trainer import warm_start
 from trainer.config import EncoderConfig
@@ -206,3 +207,46 @@ def test_shrink_mixes_the_fresh_initialisation_into_every_copied_value(tmp_path)
   np.testing.assert_array_equal(_attribute_rows(new)[1], fresh_attributes[1])  # green
   with pytest.raises(ValueError):
     warm_start.restore(new, ["a"], base, shrink=0.0)
+
+
+def test_keep_items_copies_only_the_item_and_attribute_embeddings(tmp_path):
+  old = _retrieval(3)
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  new = _retrieval(3)
+  fresh_weights = [w.numpy().copy() for w in new.encoder.trained_weights]
+  stats = warm_start.restore(new, ["c", "a", "d"], base, attribute_vocab=["blue", "green"],
+                             keep=warm_start.KEEP_ITEMS)
+  assert stats == {"weights": 1, "items_kept": 2, "items_new": 1, "attributes_kept": 1}
+  table = new.encoder.item_table.embeddings
+  for w, fresh in zip(new.encoder.trained_weights, fresh_weights):
+    if w is not table:   # positions, blocks and norms: the fresh initialisation
+      np.testing.assert_array_equal(w.numpy(), fresh)
+  np.testing.assert_array_equal(_table(new)[1:3], _table(old)[[3, 1]])   # c, a by raw id
+  np.testing.assert_array_equal(_attribute_rows(new)[0], _attribute_rows(old)[1])  # blue
+  with pytest.raises(ValueError, match="keep must be one of"):
+    warm_start.restore(new, ["a"], base, keep="blocks")
+
+
+def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops():
+  schedule = warm_start.WarmSchedule(1e-3, warmup_steps=4, decay_epochs=2)
+  # Warm-up: 1/4, 2/4, ... of the rate, times the first epoch's cosine (midpoint 0.25).
+  first = 0.5 * (1 + np.cos(np.pi * 0.25))
+  assert schedule.rate(0, 0) == pytest.approx(1e-3 * 0.25 * first)
+  assert schedule.rate(3, 0) == pytest.approx(1e-3 * first)
+  assert schedule.rate(10, 1) == pytest.approx(1e-3 * 0.5 * (1 + np.cos(np.pi * 0.75)))
+  assert warm_start.WarmSchedule(1e-3).rate(0, 7) == 1e-3   # neither: constant
+
+  inputs = np.ones((12, 2), np.float32)
+  model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
+  seen = []
+  record = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(
+      float(model.optimizer.learning_rate.numpy())))
+  history = model.fit(inputs, inputs[:, :1], batch_size=4, epochs=5, verbose=0,
+                      callbacks=[schedule, record])
+  assert len(history.history["loss"]) == 2   # stopped after the decay epochs
+  expected = [schedule.rate(step, step // 3) for step in range(6)]
+  np.testing.assert_allclose(seen, expected, rtol=1e-6)
+  with pytest.raises(ValueError):
+    warm_start.WarmSchedule(1e-3, warmup_steps=-1)

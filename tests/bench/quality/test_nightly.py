@@ -146,3 +146,64 @@ def test_no_run_prepares_no_data_and_tables_only_complete_seeds(tmp_path, monkey
                        "--results", str(results)]) == 0
   saved = json.loads(results.with_suffix(".json").read_text())
   assert sorted(saved["rows"]) == ["1"] and sorted(saved["day1"]) == ["1", "2"]
+
+
+def test_keep_and_schedule_reach_only_the_warm_runs_child_and_name_its_rows(tmp_path,
+                                                                         monkeypatch):
+  calls = []
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  args = nightly.parse_args(["--dataset", "lastfm", "--warm-keep", "items",
+                             "--warm-warmup-steps", "50", "--warm-decay-epochs", "4",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-lastfm-warm-keep-items-warmup-50-cosine-4")
+  records = nightly.seed_records(args, 1)
+  assert sorted(records) == ["day1", "scratch", "warm keep items warmup 50 cosine 4"]
+  day1, warm, scratch = calls
+  assert warm.out_dir.endswith("day2-warm-keep-items-warmup-50-cosine-4")
+  assert (warm.warm_start_keep, warm.warm_start_warmup_steps,
+          warm.warm_start_decay_epochs) == ("items", 50, 4)
+  child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  for flag, value in (("--warm-start-keep", "items"), ("--warm-start-warmup-steps", "50"),
+                      ("--warm-start-decay-epochs", "4")):
+    assert child[child.index(flag) + 1] == value
+  for other in (day1, scratch):   # their settings (and cached records) are the plain ones
+    argv = run._child_argv(other, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+    assert not any(a.startswith("--warm-start-") and a != "--warm-start-from" for a in argv)
+  assert run._settings_key(warm, "finetune_only") != run._settings_key(  # pylint: disable=protected-access
+      nightly._run_args(args, "x", ["--warm-start-from", warm.warm_start_from]),  # pylint: disable=protected-access
+      "finetune_only")
+
+
+def test_scratch_from_an_earlier_result_replaces_the_scratch_run_when_day1_matches(
+    tmp_path, monkeypatch):
+  trained = []
+  day1 = {"day1": _record([0.05, 0.052])}
+
+  def fake_run(args, variant, seed):
+    name = args.out_dir.split("/")[-1]
+    trained.append(name)
+    return {**day1, "day2-scratch": SCRATCH, "day2-warm": WARM,
+            "day2-warm-cosine-3": _record([0.059, 0.0601, 0.061])}[name]
+
+  monkeypatch.setattr(run, "run_or_reuse", fake_run)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  out, earlier = tmp_path / "out", tmp_path / "nightly-lastfm"
+  assert nightly.main(["--dataset", "lastfm", "--seeds", "1", "--out-dir", str(out),
+                       "--results", str(earlier)]) == 0
+  trained.clear()
+  later = tmp_path / "nightly-lastfm-warm-cosine-3"
+  assert nightly.main(["--dataset", "lastfm", "--seeds", "1", "--out-dir", str(out),
+                       "--warm-decay-epochs", "3", "--scratch-from", str(earlier) + ".json",
+                       "--results", str(later)]) == 0
+  assert trained == ["day1", "day2-warm-cosine-3"]   # no scratch run
+  row = json.loads(later.with_suffix(".json").read_text())["rows"]["1"]
+  assert row == json.loads(json.dumps(nightly.compare(SCRATCH, _record([0.059, 0.0601, 0.061]))))
+  assert row["100%"]["warm_epochs"] == 2 and row["100%"]["scratch_epochs"] == 5
+  assert "not rerun" in later.with_suffix(".md").read_text()
+
+  day1["day1"] = _record([0.05, 0.051])   # another day 1: the scratch run would differ too
+  with pytest.raises(ValueError, match="seed 1's day 1 reached 0.052000 at epoch 2"):
+    nightly.main(["--dataset", "lastfm", "--seeds", "1", "--out-dir", str(out),
+                  "--warm-decay-epochs", "3", "--scratch-from", str(earlier) + ".json",
+                  "--results", str(later)])
