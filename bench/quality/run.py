@@ -177,6 +177,18 @@ class Pretrained:
     if model.attribute_table is not None and self.attribute_embeddings is not None:
       model.attribute_table.embeddings.assign(self.attribute_embeddings)
 
+  def differences(self, encoder_config, pretrain_config) -> Dict[str, tuple]:
+    """``{field: (saved, wanted)}`` of the encoder and pre-training config fields this
+    pre-training was saved with that differ from ``encoder_config`` / ``pretrain_config``.
+    Fields only one side names are left out (a field added since keeps its default, as
+    ``pretrained_key`` assumes); saves of older commits have no encoder config."""
+    differ = {}
+    for name, config in (("encoder_config", encoder_config), ("pretrain_config", pretrain_config)):
+      saved, wanted = leaves(self.record.get(name, {})), leaves(config.to_dict())
+      differ.update({f"{name}.{k}": (saved[k], wanted[k]) for k in sorted(set(saved) & set(wanted))
+                     if saved[k] != wanted[k]})
+    return differ
+
   def save(self, folder: str) -> None:
     """Writes ``folder`` whole or not at all (a temporary folder renamed)."""
     tmp = folder.rstrip("/") + ".tmp"
@@ -280,7 +292,7 @@ def run_one(args) -> Dict[str, object]:
   """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
 
   variant = VARIANTS[args.variant]
-  without = {objectives.weight_field(variant.without): 0.0} if variant.without else {}
+  without = _without(args.variant)
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
@@ -304,17 +316,15 @@ def run_one(args) -> Dict[str, object]:
   spec = data_lib.SPEC
   pretrained = None
   if variant.pretrain:
-    pretrain_config = PretrainConfig.from_dict(
-        {**load_json_object(args.pretrain_config, "pretrain config"), **without})
-    pretrain_config.schedule = dataclasses.replace(pretrain_config.schedule, seed=args.seed,
-                                                   epochs=args.pretrain_epochs)
+    pretrain_config = pretrain_config_of(args, args.variant, args.seed)
     if data.attributes is None and pretrain_config.attribute_weight > 0:
       pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
     if args.pretrained_from:
       pretrained = Pretrained.load(args.pretrained_from)
-      if pretrained.record["pretrain_config"] != pretrain_config.to_dict():
-        raise ValueError(f"{args.pretrained_from} was pre-trained with "
-                         f"{pretrained.record['pretrain_config']}, not {pretrain_config.to_dict()}")
+      differ = pretrained.differences(encoder_config, pretrain_config)
+      if differ:
+        raise ValueError(f"{args.pretrained_from} was pre-trained with other settings "
+                         f"(field: saved, wanted): {differ}")
       record["pretrained_from"] = args.pretrained_from
     else:
       pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors, args)
@@ -400,6 +410,7 @@ def _pretrain(data, encoder_config, pretrain_config, item_vectors, args) -> Pret
                             encoder_config, pretrain_config, data.attributes,
                             item_vectors=item_vectors, exclude_untrained_items=exclude)
   return Pretrained.of(model, {"pretrain_config": pretrain_config.to_dict(),
+                               "encoder_config": encoder_config.to_dict(),
                                "pretrain_seconds": round(time.perf_counter() - start, 1),
                                "pretrain_history": history})
 
@@ -630,6 +641,66 @@ def _model_key(config) -> dict:
     if values["schedule"][name] == getattr(default, name):
       del values["schedule"][name]
   return values
+
+
+def leaves(values: dict) -> dict:
+  """A config dict's leaf fields by name, sections flattened (records of older commits
+  were flat)."""
+  out = {}
+  for key, value in values.items():
+    out.update(leaves(value) if isinstance(value, dict) else {key: value})
+  return out
+
+
+def non_default(config) -> dict:
+  """A config's dict without the fields at their dataclass defaults (sections likewise,
+  against the default config's own section)."""
+  def changed(values: dict, defaults: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+      if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+        value = changed(value, defaults[key])
+        if value:
+          out[key] = value
+      elif key not in defaults or value != defaults[key]:
+        out[key] = value
+    return out
+  return changed(config.to_dict(), type(config)().to_dict())
+
+
+def _without(variant: str) -> Dict[str, float]:
+  """The objective weight an ablation variant sets to 0 ({} for the others)."""
+  without = VARIANTS[variant].without
+  return {objectives.weight_field(without): 0.0} if without else {}
+
+
+def pretrain_config_of(args, variant: str, seed: int) -> PretrainConfig:
+  """The PretrainConfig a run of ``variant`` at ``seed`` pre-trains with (before the
+  attribute objective is dropped on a dataset without attributes, which the dataset
+  decides)."""
+  config = PretrainConfig.from_dict(
+      {**load_json_object(args.pretrain_config, "pretrain config"), **_without(variant)})
+  config.schedule = dataclasses.replace(config.schedule, seed=seed, epochs=args.pretrain_epochs)
+  return config
+
+
+def pretrained_key(args, variant: str, seed: int) -> str:
+  """Short hash of what a pre-training of ``variant`` at ``seed`` depends on, to find a
+  saved one (--save-pretrained) again: the data and its options, the encoder config,
+  the pre-training config (with its seed and epochs) and, for text items, the item
+  vectors and whether untrained items are excluded. Fine-tuning settings (schedule,
+  patience, retrieval config, share of users) are not in it, and config fields at
+  their dataclass defaults are left out, so a field added with a default that changes
+  nothing keeps the key; a changed default is caught on loading instead
+  (``Pretrained.differences`` against the full configs saved with the weights)."""
+  encoder = load_model_config(args.model_config).encoder
+  settings = {"data": [args.dataset, args.data_dir, _cold_args(args)],
+              "encoder": non_default(encoder),
+              "pretrain": non_default(pretrain_config_of(args, variant, seed))}
+  if encoder.uses_item_text:
+    settings["text"] = [args.item_vectors, RetrievalConfig.from_dict(
+        load_json_object(args.retrieval_config)).exclude_untrained_items]
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _settings_key(args, variant: str) -> str:
