@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -131,9 +131,9 @@ COLD_SLICES = tuple(slices.slice_key(slices.COLD_START, v)
 
 
 def cold_slices(data, ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
-  """Test metrics of the users whose target is a held-out item, and of the rest."""
-  cold = np.isin(data.targets[features.TEST_SPLIT], list(data.cold_items))
-  return slices.slice_metrics(ranks, dict(zip(COLD_SLICES, (cold, ~cold))), KS)
+  """Test metrics of the users whose target is a held-out item, and of the rest: the
+  cold-start slices of ``test_slices``, there even when no item was held out."""
+  return test_slices(data, {}, ranks, COLD_SLICES)
 
 
 def train_counts(data) -> Dict[int, int]:
@@ -146,16 +146,17 @@ def train_counts(data) -> Dict[int, int]:
   return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
 
 
-def test_slices(data, counts: Dict[int, int], ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
+def test_slices(data, counts: Dict[int, int], ranks: np.ndarray,
+                names: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
   """The evaluator's slices of the test users (``slices.assign``): history length and
   popularity band of the target by ``counts``; the cold-start family only when items
-  were held out (else every target would be warm)."""
+  were held out (else every target would be warm). ``names``: these slices instead."""
   split = features.TEST_SPLIT
   masks = slices.assign([len(h) for h in data.histories[split]], data.targets[split].tolist(),
                         counts, data.cold_items)
-  if not data.cold_items:
-    masks = {name: mask for name, mask in masks.items() if name not in COLD_SLICES}
-  return slices.slice_metrics(ranks, masks, KS)
+  if names is None:
+    names = [name for name in masks if data.cold_items or name not in COLD_SLICES]
+  return slices.slice_metrics(ranks, {name: masks[name] for name in names}, KS)
 
 
 @dataclasses.dataclass
@@ -314,6 +315,15 @@ def run_one(args) -> Dict[str, object]:
     record["train_user_fraction"] = args.train_user_fraction
     record["train_users"] = len(data.targets[features.TRAIN_SPLIT])
   spec = data_lib.SPEC
+  retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
+                      "seed": args.seed, "auxiliary": {}}
+  if variant.auxiliary:
+    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
+                 "seed": args.seed}
+    if any(auxiliary.get(field, 0) > 0 for field in objectives.WEIGHT_FIELDS):
+      retrieval_values["auxiliary"] = auxiliary
+  retrieval_config = RetrievalConfig(**retrieval_values)
+  record["retrieval_config"] = retrieval_config.to_dict()
   pretrained = None
   if variant.pretrain:
     pretrain_config = pretrain_config_of(args, args.variant, args.seed)
@@ -327,21 +337,13 @@ def run_one(args) -> Dict[str, object]:
                          f"(field: saved, wanted): {differ}")
       record["pretrained_from"] = args.pretrained_from
     else:
-      pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors, args)
+      pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors,
+                             retrieval_config.exclude_untrained_items)
       if args.save_pretrained:
         pretrained.save(args.save_pretrained)
     record.update(pretrained.record)
 
   tf.keras.utils.set_random_seed(args.seed)
-  retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
-                      "seed": args.seed, "auxiliary": {}}
-  if variant.auxiliary:
-    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
-                 "seed": args.seed}
-    if any(auxiliary.get(field, 0) > 0 for field in objectives.WEIGHT_FIELDS):
-      retrieval_values["auxiliary"] = auxiliary
-  retrieval_config = RetrievalConfig(**retrieval_values)
-  record["retrieval_config"] = retrieval_config.to_dict()
 
   def dataset(split, training):
     return inputs.make_dataset(
@@ -401,11 +403,10 @@ def run_one(args) -> Dict[str, object]:
   return record
 
 
-def _pretrain(data, encoder_config, pretrain_config, item_vectors, args) -> Pretrained:
-  """Pre-trains on ``data``'s training split (every user's)."""
+def _pretrain(data, encoder_config, pretrain_config, item_vectors, exclude: bool) -> Pretrained:
+  """Pre-trains on ``data``'s training split (every user's); ``exclude``: the fine-tuning
+  RetrievalConfig's exclude_untrained_items."""
   start = time.perf_counter()
-  exclude = RetrievalConfig.from_dict(
-      load_json_object(args.retrieval_config, "retrieval config")).exclude_untrained_items
   model, history = pretrain(data.files["train"], None, data_lib.SPEC, data.num_items,
                             encoder_config, pretrain_config, data.attributes,
                             item_vectors=item_vectors, exclude_untrained_items=exclude)

@@ -81,6 +81,8 @@ def test_cold_items_leave_the_sequences_but_stay_test_targets_and_candidates(tmp
   assert slices_["cold_start:cold_items"]["num_users"] == 1
   assert slices_["cold_start:cold_items"]["HR@10"] == float(ranks[cold][0] <= 10)
   assert slices_["cold_start:warm_items"]["num_users"] == 2
+  everything = run.test_slices(data, run.train_counts(data), ranks)   # the same slices
+  assert slices_ == {name: everything[name] for name in run.COLD_SLICES}
   off = data_lib.prepare("cold", str(tmp_path / "off"))
   assert not off.cold_items and off.num_users == 3
 
@@ -398,7 +400,8 @@ def test_pretrained_key_keeps_through_an_added_default_field_and_fine_tuning_set
   recipe["schedule"]["learning_rate"] = 5e-4
   recipe["early_stopping_patience"] = 7
   for extra in (["--finetune-epochs", "30"], ["--patience", "9"],
-                ["--train-user-fraction", "0.05"], ["--retrieval-config", '{"targets": "last_position"}'],
+                ["--train-user-fraction", "0.05"],
+                ["--retrieval-config", '{"targets": "last_position"}'],
                 ["--model-config", json.dumps(recipe)]):
     assert run.pretrained_key(_key_args(*extra), "pretrain_finetune", 1) == key, extra
 
