@@ -40,8 +40,9 @@ def run_args(args, fraction: float):
 
 
 def pretrained_dir(args, seed: int) -> str:
-  """Where one seed's pre-training is kept, keyed by the settings it depends on."""
-  key = run._settings_key(run_args(args, 1.0), PRETRAINED)  # pylint: disable=protected-access
+  """Where one seed's pre-training is kept, keyed by the settings it depends on
+  (``run.pretrained_key``: not the fine-tuning ones)."""
+  key = run.pretrained_key(run_args(args, 1.0), PRETRAINED, seed)
   return os.path.join(args.work_dir, "pretrained", f"seed{seed}-{key}")
 
 
@@ -280,14 +281,6 @@ def import_full(args, path: str) -> List[dict]:
 _RUN_SET = ("seed", "epochs", "early_stopping_patience")
 
 
-def _leaves(values: dict) -> dict:
-  """A config dict's leaf fields by name (records of older commits were flat)."""
-  out = {}
-  for key, value in values.items():
-    out.update(_leaves(value) if isinstance(value, dict) else {key: value})
-  return out
-
-
 def _same_recipe(record: dict, args, variant: str) -> bool:
   """Whether a recorded run's configs agree with those ``args`` would run ``variant``
   with on every field both name (fields added since kept their defaults)."""
@@ -297,10 +290,10 @@ def _same_recipe(record: dict, args, variant: str) -> bool:
     pretrain = run.PretrainConfig.from_dict(run.load_json_object(args.pretrain_config))
     pairs.append((record.get("pretrain_config", {}), pretrain.to_dict()))
   for recorded, wanted in pairs:
-    recorded, wanted = _leaves(recorded), _leaves(wanted)
+    recorded, wanted = run.leaves(recorded), run.leaves(wanted)
     if any(recorded[k] != wanted[k] for k in set(recorded) & set(wanted) - set(_RUN_SET)):
       return False
-  pretrain_epochs = _leaves(record.get("pretrain_config", {})).get("epochs")
+  pretrain_epochs = run.leaves(record.get("pretrain_config", {})).get("epochs")
   return not run.VARIANTS[variant].pretrain or pretrain_epochs == args.pretrain_epochs
 
 

@@ -15,7 +15,7 @@ import resource
 import subprocess
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -131,9 +131,9 @@ COLD_SLICES = tuple(slices.slice_key(slices.COLD_START, v)
 
 
 def cold_slices(data, ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
-  """Test metrics of the users whose target is a held-out item, and of the rest."""
-  cold = np.isin(data.targets[features.TEST_SPLIT], list(data.cold_items))
-  return slices.slice_metrics(ranks, dict(zip(COLD_SLICES, (cold, ~cold))), KS)
+  """Test metrics of the users whose target is a held-out item, and of the rest: the
+  cold-start slices of ``test_slices``, there even when no item was held out."""
+  return test_slices(data, {}, ranks, COLD_SLICES)
 
 
 def train_counts(data) -> Dict[int, int]:
@@ -146,16 +146,17 @@ def train_counts(data) -> Dict[int, int]:
   return {int(i): int(c) for i, c in enumerate(counts) if c > 0}
 
 
-def test_slices(data, counts: Dict[int, int], ranks: np.ndarray) -> Dict[str, Dict[str, float]]:
+def test_slices(data, counts: Dict[int, int], ranks: np.ndarray,
+                names: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
   """The evaluator's slices of the test users (``slices.assign``): history length and
   popularity band of the target by ``counts``; the cold-start family only when items
-  were held out (else every target would be warm)."""
+  were held out (else every target would be warm). ``names``: these slices instead."""
   split = features.TEST_SPLIT
   masks = slices.assign([len(h) for h in data.histories[split]], data.targets[split].tolist(),
                         counts, data.cold_items)
-  if not data.cold_items:
-    masks = {name: mask for name, mask in masks.items() if name not in COLD_SLICES}
-  return slices.slice_metrics(ranks, masks, KS)
+  if names is None:
+    names = [name for name in masks if data.cold_items or name not in COLD_SLICES]
+  return slices.slice_metrics(ranks, {name: masks[name] for name in names}, KS)
 
 
 @dataclasses.dataclass
@@ -176,6 +177,18 @@ class Pretrained:
     model.encoder.set_weights(self.encoder_weights)
     if model.attribute_table is not None and self.attribute_embeddings is not None:
       model.attribute_table.embeddings.assign(self.attribute_embeddings)
+
+  def differences(self, encoder_config, pretrain_config) -> Dict[str, tuple]:
+    """``{field: (saved, wanted)}`` of the encoder and pre-training config fields this
+    pre-training was saved with that differ from ``encoder_config`` / ``pretrain_config``.
+    Fields only one side names are left out (a field added since keeps its default, as
+    ``pretrained_key`` assumes); saves of older commits have no encoder config."""
+    differ = {}
+    for name, config in (("encoder_config", encoder_config), ("pretrain_config", pretrain_config)):
+      saved, wanted = leaves(self.record.get(name, {})), leaves(config.to_dict())
+      differ.update({f"{name}.{k}": (saved[k], wanted[k]) for k in sorted(set(saved) & set(wanted))
+                     if saved[k] != wanted[k]})
+    return differ
 
   def save(self, folder: str) -> None:
     """Writes ``folder`` whole or not at all (a temporary folder renamed)."""
@@ -280,7 +293,7 @@ def run_one(args) -> Dict[str, object]:
   """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
 
   variant = VARIANTS[args.variant]
-  without = {objectives.weight_field(variant.without): 0.0} if variant.without else {}
+  without = _without(args.variant)
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
@@ -302,27 +315,6 @@ def run_one(args) -> Dict[str, object]:
     record["train_user_fraction"] = args.train_user_fraction
     record["train_users"] = len(data.targets[features.TRAIN_SPLIT])
   spec = data_lib.SPEC
-  pretrained = None
-  if variant.pretrain:
-    pretrain_config = PretrainConfig.from_dict(
-        {**load_json_object(args.pretrain_config, "pretrain config"), **without})
-    pretrain_config.schedule = dataclasses.replace(pretrain_config.schedule, seed=args.seed,
-                                                   epochs=args.pretrain_epochs)
-    if data.attributes is None and pretrain_config.attribute_weight > 0:
-      pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
-    if args.pretrained_from:
-      pretrained = Pretrained.load(args.pretrained_from)
-      if pretrained.record["pretrain_config"] != pretrain_config.to_dict():
-        raise ValueError(f"{args.pretrained_from} was pre-trained with "
-                         f"{pretrained.record['pretrain_config']}, not {pretrain_config.to_dict()}")
-      record["pretrained_from"] = args.pretrained_from
-    else:
-      pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors, args)
-      if args.save_pretrained:
-        pretrained.save(args.save_pretrained)
-    record.update(pretrained.record)
-
-  tf.keras.utils.set_random_seed(args.seed)
   retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
                       "seed": args.seed, "auxiliary": {}}
   if variant.auxiliary:
@@ -332,6 +324,26 @@ def run_one(args) -> Dict[str, object]:
       retrieval_values["auxiliary"] = auxiliary
   retrieval_config = RetrievalConfig(**retrieval_values)
   record["retrieval_config"] = retrieval_config.to_dict()
+  pretrained = None
+  if variant.pretrain:
+    pretrain_config = pretrain_config_of(args, args.variant, args.seed)
+    if data.attributes is None and pretrain_config.attribute_weight > 0:
+      pretrain_config = dataclasses.replace(pretrain_config, attribute_weight=0.0)
+    if args.pretrained_from:
+      pretrained = Pretrained.load(args.pretrained_from)
+      differ = pretrained.differences(encoder_config, pretrain_config)
+      if differ:
+        raise ValueError(f"{args.pretrained_from} was pre-trained with other settings "
+                         f"(field: saved, wanted): {differ}")
+      record["pretrained_from"] = args.pretrained_from
+    else:
+      pretrained = _pretrain(full, encoder_config, pretrain_config, item_vectors,
+                             retrieval_config.exclude_untrained_items)
+      if args.save_pretrained:
+        pretrained.save(args.save_pretrained)
+    record.update(pretrained.record)
+
+  tf.keras.utils.set_random_seed(args.seed)
 
   def dataset(split, training):
     return inputs.make_dataset(
@@ -397,15 +409,15 @@ def run_one(args) -> Dict[str, object]:
   return record
 
 
-def _pretrain(data, encoder_config, pretrain_config, item_vectors, args) -> Pretrained:
-  """Pre-trains on ``data``'s training split (every user's)."""
+def _pretrain(data, encoder_config, pretrain_config, item_vectors, exclude: bool) -> Pretrained:
+  """Pre-trains on ``data``'s training split (every user's); ``exclude``: the fine-tuning
+  RetrievalConfig's exclude_untrained_items."""
   start = time.perf_counter()
-  exclude = RetrievalConfig.from_dict(
-      load_json_object(args.retrieval_config, "retrieval config")).exclude_untrained_items
   model, history = pretrain(data.files["train"], None, data_lib.SPEC, data.num_items,
                             encoder_config, pretrain_config, data.attributes,
                             item_vectors=item_vectors, exclude_untrained_items=exclude)
   return Pretrained.of(model, {"pretrain_config": pretrain_config.to_dict(),
+                               "encoder_config": encoder_config.to_dict(),
                                "pretrain_seconds": round(time.perf_counter() - start, 1),
                                "pretrain_history": history})
 
@@ -653,6 +665,66 @@ def _model_key(config) -> dict:
     if values["schedule"][name] == getattr(default, name):
       del values["schedule"][name]
   return values
+
+
+def leaves(values: dict) -> dict:
+  """A config dict's leaf fields by name, sections flattened (records of older commits
+  were flat)."""
+  out = {}
+  for key, value in values.items():
+    out.update(leaves(value) if isinstance(value, dict) else {key: value})
+  return out
+
+
+def non_default(config) -> dict:
+  """A config's dict without the fields at their dataclass defaults (sections likewise,
+  against the default config's own section)."""
+  def changed(values: dict, defaults: dict) -> dict:
+    out = {}
+    for key, value in values.items():
+      if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+        value = changed(value, defaults[key])
+        if value:
+          out[key] = value
+      elif key not in defaults or value != defaults[key]:
+        out[key] = value
+    return out
+  return changed(config.to_dict(), type(config)().to_dict())
+
+
+def _without(variant: str) -> Dict[str, float]:
+  """The objective weight an ablation variant sets to 0 ({} for the others)."""
+  without = VARIANTS[variant].without
+  return {objectives.weight_field(without): 0.0} if without else {}
+
+
+def pretrain_config_of(args, variant: str, seed: int) -> PretrainConfig:
+  """The PretrainConfig a run of ``variant`` at ``seed`` pre-trains with (before the
+  attribute objective is dropped on a dataset without attributes, which the dataset
+  decides)."""
+  config = PretrainConfig.from_dict(
+      {**load_json_object(args.pretrain_config, "pretrain config"), **_without(variant)})
+  config.schedule = dataclasses.replace(config.schedule, seed=seed, epochs=args.pretrain_epochs)
+  return config
+
+
+def pretrained_key(args, variant: str, seed: int) -> str:
+  """Short hash of what a pre-training of ``variant`` at ``seed`` depends on, to find a
+  saved one (--save-pretrained) again: the data and its options, the encoder config,
+  the pre-training config (with its seed and epochs) and, for text items, the item
+  vectors and whether untrained items are excluded. Fine-tuning settings (schedule,
+  patience, retrieval config, share of users) are not in it, and config fields at
+  their dataclass defaults are left out, so a field added with a default that changes
+  nothing keeps the key; a changed default is caught on loading instead
+  (``Pretrained.differences`` against the full configs saved with the weights)."""
+  encoder = load_model_config(args.model_config).encoder
+  settings = {"data": [args.dataset, args.data_dir, _cold_args(args)],
+              "encoder": non_default(encoder),
+              "pretrain": non_default(pretrain_config_of(args, variant, seed))}
+  if encoder.uses_item_text:
+    settings["text"] = [args.item_vectors, RetrievalConfig.from_dict(
+        load_json_object(args.retrieval_config)).exclude_untrained_items]
+  return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _settings_key(args, variant: str) -> str:

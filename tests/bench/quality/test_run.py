@@ -14,6 +14,7 @@ from bench.quality import data as data_lib
 from bench.quality import run
 from trainer import features
 from trainer import inputs
+from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
 from trainer.config import load_model_config
 from trainer.pretraining.config import PretrainConfig
@@ -80,6 +81,8 @@ def test_cold_items_leave_the_sequences_but_stay_test_targets_and_candidates(tmp
   assert slices_["cold_start:cold_items"]["num_users"] == 1
   assert slices_["cold_start:cold_items"]["HR@10"] == float(ranks[cold][0] <= 10)
   assert slices_["cold_start:warm_items"]["num_users"] == 2
+  everything = run.test_slices(data, run.train_counts(data), ranks)   # the same slices
+  assert slices_ == {name: everything[name] for name in run.COLD_SLICES}
   off = data_lib.prepare("cold", str(tmp_path / "off"))
   assert not off.cold_items and off.num_users == 3
 
@@ -362,3 +365,71 @@ def test_epoch_timer_records_each_epochs_end_from_the_start_of_training():
   assert len(timer.seconds) == len(timer.ends) == 3
   assert all(b - a >= 0.05 for a, b in zip([0.0] + timer.ends, timer.ends))
   assert all(end >= sum(timer.seconds[:i + 1]) for i, end in enumerate(timer.ends))
+
+
+def _key_args(*extra):
+  return run.parse_args(["--dataset", "lastfm", "--pretrain-epochs", "200", *extra])
+
+
+def test_pretrained_key_keeps_through_an_added_default_field_and_fine_tuning_settings(
+    monkeypatch):
+  key = run.pretrained_key(_key_args(), "pretrain_finetune", 1)
+
+  @dataclasses.dataclass
+  class NewEncoder(EncoderConfig):
+    new_field: int = 3
+
+  @dataclasses.dataclass
+  class NewPretrain(PretrainConfig):
+    new_weight: float = 0.0
+
+  real_load = run.load_model_config
+
+  def load_with_new_field(source):
+    config = real_load(source)
+    config.encoder = NewEncoder(**dataclasses.asdict(config.encoder))
+    return config
+
+  monkeypatch.setattr(run, "load_model_config", load_with_new_field)
+  monkeypatch.setattr(run, "PretrainConfig", NewPretrain)
+  assert "new_field" in load_with_new_field(_key_args().model_config).encoder.to_dict()
+  assert "new_weight" in run.pretrain_config_of(_key_args(), "pretrain_finetune", 1).to_dict()
+  assert run.pretrained_key(_key_args(), "pretrain_finetune", 1) == key
+  # Fine-tuning settings do not touch the pre-trained weights.
+  recipe = load_model_config(_key_args().model_config).to_dict()
+  recipe["schedule"]["learning_rate"] = 5e-4
+  recipe["early_stopping_patience"] = 7
+  for extra in (["--finetune-epochs", "30"], ["--patience", "9"],
+                ["--train-user-fraction", "0.05"],
+                ["--retrieval-config", '{"targets": "last_position"}'],
+                ["--model-config", json.dumps(recipe)]):
+    assert run.pretrained_key(_key_args(*extra), "pretrain_finetune", 1) == key, extra
+
+
+def test_pretrained_key_changes_with_what_the_pre_training_depends_on():
+  key = run.pretrained_key(_key_args(), "pretrain_finetune", 1)
+  recipe = load_model_config(_key_args().model_config).to_dict()
+  changed = [run.pretrained_key(_key_args(), "pretrain_finetune", 2),
+             run.pretrained_key(_key_args(), run.DEFAULT_VARIANTS[2], 1),   # an ablation
+             run.pretrained_key(_key_args("--pretrain-epochs", "100"), "pretrain_finetune", 1),
+             run.pretrained_key(_key_args("--pretrain-config", '{"mask_probability": 0.3}'),
+                                "pretrain_finetune", 1),
+             run.pretrained_key(_key_args("--model-config", json.dumps(
+                 {**recipe, "encoder": {**recipe["encoder"], "dropout": 0.2}})),
+                 "pretrain_finetune", 1),
+             run.pretrained_key(_key_args("--data-dir", "/elsewhere"), "pretrain_finetune", 1),
+             run.pretrained_key(_key_args("--cold-item-fraction", "0.1"), "pretrain_finetune", 1)]
+  assert len({key, *changed}) == len(changed) + 1
+
+
+def test_a_saved_pre_training_differs_on_the_fields_both_name():
+  encoder, pretrain = load_model_config(None).encoder, PretrainConfig()
+  saved = run.Pretrained([], None, {"encoder_config": encoder.to_dict(),
+                                    "pretrain_config": pretrain.to_dict()})
+  assert saved.differences(encoder, pretrain) == {}
+  # A default changed since the save: the key is the same, the full saved configs differ.
+  assert saved.differences(dataclasses.replace(encoder, dropout=0.3), pretrain) == {
+      "encoder_config.dropout": (encoder.dropout, 0.3)}
+  older = run.Pretrained([], None, {"pretrain_config": {
+      k: v for k, v in pretrain.to_dict().items() if k != "clustering_weight"}})
+  assert older.differences(encoder, pretrain) == {}   # a field added since: not a difference
