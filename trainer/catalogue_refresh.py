@@ -13,6 +13,7 @@ import tensorflow as tf
 from serving import contract
 from trainer import export
 from trainer import features
+from trainer import text_match
 from trainer.pretraining.item_attributes import ItemAttributeTable
 from trainer.text_adaptor import MoEAdaptor
 
@@ -131,8 +132,9 @@ class CandidateTower:
   An item's candidate embedding is its id embedding (``id+text``; zeros for an item
   the model never saw) plus the trained adaptor over its text vector, plus the mean
   of its attribute embeddings when the model learned attribute embeddings, L2-normalised
-  when the model normalises its embeddings: what ``RetrievalModel.candidate_embeddings``
-  computes for its catalogue.
+  when the model normalises its embeddings, followed by the unit text vector when the
+  model scores a text match: what ``RetrievalModel.candidate_embeddings`` computes for
+  its catalogue.
   """
 
   def __init__(self, served: ServedModel):
@@ -154,6 +156,8 @@ class CandidateTower:
     self.attribute_index = {value: a for a, value in enumerate(served.attribute_vocab)}
     # RetrievalConfig.normalize_embeddings: the exported rows are unit vectors.
     self.normalized = hasattr(served.base.model, "normalized_candidates")
+    # RetrievalConfig.text_match: the rows end with the item's unit text vector.
+    self.text_match = hasattr(served.base.model, "text_match_candidates")
 
   def embed(self, text_vectors: np.ndarray, trained_indices: Sequence[int],
             attributes: Sequence[Sequence[str]]) -> np.ndarray:
@@ -177,6 +181,8 @@ class CandidateTower:
         out += table.mean_embeddings(tf.constant(self.attribute_table)).numpy()
     if self.normalized:
       out = tf.math.l2_normalize(out, axis=-1).numpy()
+    if self.text_match:
+      out = np.concatenate([out, text_match.unit_rows(text_vectors).numpy()], axis=1)
     return out
 
 

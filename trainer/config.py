@@ -147,6 +147,14 @@ class RetrievalConfig(JsonConfig):
   # (divided by ``temperature`` in the training losses), as UniSRec fine-tunes: a
   # candidate cannot outrank others by its norm alone, which items never trained on lack.
   normalize_embeddings: bool = False
+  # Text and id+text items only: add a learned text-match term to every score, w times
+  # the cosine between the candidate's frozen text vector and the mean of the history's
+  # (the text-similarity baseline's score, trainer.text_match), still one dot product:
+  # the query is [q ; w * unit mean history text], each candidate [c ; unit text].
+  # text_match_weight is w's initial value (the score's units, before the temperature);
+  # w = text_match_weight * a learned factor that starts at 1.
+  text_match: bool = False
+  text_match_weight: float = 1.0
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
   # objective weights default to 0 here, e.g. {"contrastive_weight": 0.1}.
@@ -159,6 +167,9 @@ class RetrievalConfig(JsonConfig):
                        f"got {self.num_uniform_negatives}")
     if self.temperature <= 0:
       raise ValueError(f"RetrievalConfig.temperature must be > 0; got {self.temperature}")
+    if self.text_match_weight <= 0:
+      raise ValueError(f"RetrievalConfig.text_match_weight must be > 0; "
+                       f"got {self.text_match_weight}")
     self.auxiliary_config()   # validates the auxiliary objectives' settings
 
   def auxiliary_config(self) -> Optional[PretrainConfig]:

@@ -123,6 +123,11 @@ class FixedCandidates(tf.Module):
       # (trainer.catalogue_refresh) computes the rows of new items the same way.
       self.normalized_candidates = tf.Variable(True, trainable=False,
                                                name="normalized_candidates")
+    if config is not None and config.text_match:
+      # RetrievalConfig.text_match: each row ends with its item's unit text vector, which
+      # a catalogue refresh appends to the rows of new items too.
+      self.text_match_candidates = tf.Variable(True, trainable=False,
+                                               name="text_match_candidates")
 
   def query_embedding(self, item_ids) -> tf.Tensor:
     return self.model.query_embedding(item_ids)

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import features
+from trainer import text_match
 from trainer.config import ALL_POSITIONS
 from trainer.config import FULL_SOFTMAX
 from trainer.config import IN_BATCH
@@ -151,6 +152,10 @@ class RetrievalModel(tf.keras.Model):
           f"EncoderConfig.attention={config.attention!r} lets every position see the items "
           f"after it, which all_positions targets would then predict; use "
           f"RetrievalConfig.targets={PREFIXES!r} (or {LAST_POSITION!r})")
+    if self.retrieval_config.text_match and not config.uses_item_text:
+      raise ValueError(
+          f"RetrievalConfig.text_match needs item text: EncoderConfig.item_representation "
+          f"'text' or 'id+text' with item vectors, got {config.item_representation!r}")
     self.num_items = num_items
     self.encoder_config = config
     self.encoder = SequenceEncoder(num_items, config, item_vectors, name="encoder")
@@ -191,6 +196,10 @@ class RetrievalModel(tf.keras.Model):
           self.auxiliary_config, config.embedding_dim, num_items, item_attributes)
     self.auxiliary_trackers = {name: tf.keras.metrics.Mean(name=f"{name}_loss")
                                for name in self.auxiliary}
+    self.text_match_factor = None
+    if self.retrieval_config.text_match:   # w = text_match_weight * this learned factor
+      self.text_match_factor = self.add_weight(name="text_match_factor", shape=[],
+                                               initializer="ones", trainable=True)
     self(tf.zeros([1, config.max_seq_len], tf.int32))
     if self.excluded is not None:   # no trained id row: the text part alone represents them
       self.encoder.zero_item_ids(self.excluded.numpy())
@@ -202,8 +211,28 @@ class RetrievalModel(tf.keras.Model):
   # Inference API (same as trainer.model.NextItemModel).
 
   def call(self, item_ids, training=False) -> tf.Tensor:
-    """item_ids int [B, L] model ids -> float [B, d] query embedding."""
-    return self._normalized(self.encoder.last_hidden(item_ids, training=training))
+    """item_ids int [B, L] model ids -> float [B, d] query embedding ([B, d + t] with
+    ``text_match``)."""
+    return self._query(self.encoder.last_hidden(item_ids, training=training), item_ids)
+
+  def _query(self, hidden: tf.Tensor, item_ids, per_position: bool = False) -> tf.Tensor:
+    """The query tower's output for ``hidden`` (float [B, d], or [B, L, d] with
+    ``per_position``, the encoder's output for ``item_ids``): normalised when
+    ``normalize_embeddings``, with ``text_match`` followed by ``w`` times the unit mean
+    text vector of the history (of each prefix with ``per_position``)."""
+    hidden = self._normalized(hidden)
+    if self.text_match_factor is None:
+      return hidden
+    text = text_match.history_query(self.encoder.item_text.vectors, item_ids,
+                                    cumulative=per_position)
+    return tf.concat([hidden, tf.cast(self.text_match_weight * text, hidden.dtype)], axis=-1)
+
+  @property
+  def text_match_weight(self) -> Optional[tf.Tensor]:
+    """float scalar ``w`` of the text-match term (None without ``text_match``)."""
+    if self.text_match_factor is None:
+      return None
+    return self.retrieval_config.text_match_weight * self.text_match_factor
 
   def _normalized(self, embeddings: tf.Tensor) -> tf.Tensor:
     """``embeddings`` [..., d], L2-normalised when ``normalize_embeddings`` is set."""
@@ -225,13 +254,18 @@ class RetrievalModel(tf.keras.Model):
     return self.candidate_embeddings(training=False)
 
   def candidate_embeddings(self, training=False) -> tf.Tensor:
-    """float [V, d] candidate tower: the encoder's item representations (+ attributes)."""
+    """float [V, d] candidate tower: the encoder's item representations (+ attributes);
+    with ``text_match`` [V, d + t], each row followed by its item's unit text vector."""
     embeddings = self.encoder.catalogue_embeddings(training=training)
     if self.item_attributes is not None:
       embeddings = embeddings + tf.cast(
           self.item_attributes.mean_embeddings(self.attribute_table.embeddings),
           embeddings.dtype)
-    return self._normalized(embeddings)
+    embeddings = self._normalized(embeddings)
+    if self.text_match_factor is None:
+      return embeddings
+    text = text_match.unit_rows(self.encoder.item_text.vectors[1:self.num_items + 1])
+    return tf.concat([embeddings, tf.cast(text, embeddings.dtype)], axis=-1)
 
   def score_all(self, item_ids) -> tf.Tensor:
     """float [B, V] scores; column j = vocabulary index j."""
@@ -252,8 +286,9 @@ class RetrievalModel(tf.keras.Model):
                        f"'{LABELS}' (int32 [B, L]); got {got}")
     labels = tf.cast(data[LABELS], tf.int32)
     if self.retrieval_config.targets == ALL_POSITIONS:
-      return self._normalized(_encode(self.encoder, data[INPUTS], training)), labels
-    hidden = self._normalized(_last_hidden(self.encoder, data[INPUTS], training))
+      return self._query(_encode(self.encoder, data[INPUTS], training), data[INPUTS],
+                         per_position=True), labels
+    hidden = self._query(_last_hidden(self.encoder, data[INPUTS], training), data[INPUTS])
     return hidden[:, tf.newaxis, :], labels[:, -1:]
 
   def _queries_and_positives(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:

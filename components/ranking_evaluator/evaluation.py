@@ -18,6 +18,7 @@ from components.ranking_evaluator import slices
 from serving import contract
 from trainer import features
 from trainer import item_vectors
+from trainer import text_match
 
 DEFAULT_KS = (5, 10, 20)
 MODEL, POPULARITY, BASELINE, TEXT_SIMILARITY = "model", "popularity", "baseline", "text_similarity"
@@ -236,14 +237,9 @@ def load_text_vectors(path: str) -> Dict[bytes, np.ndarray]:
   return {item.encode("utf-8"): row for item, row in zip(vectors.item_ids, vectors.vectors)}
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-  """Rows scaled to length 1; zero rows stay zero."""
-  norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
-  return matrix / np.where(norms > 0, norms, 1.0)
-
-
 class TextSimilarityScorer(Scorer):
-  """Cosine between each candidate's text vector and the mean of the history's text vectors.
+  """Cosine between each candidate's text vector and the mean of the history's text vectors
+  (``trainer.text_match``, the term a ``text_match`` retrieval model learns to weigh).
 
   An item without a vector scores 0, and so does every item for a history without one
   (all tied, ranked by the protocol's tie rule).
@@ -253,20 +249,22 @@ class TextSimilarityScorer(Scorer):
     if not text_vectors:
       raise ValueError("no text vectors")
     self.item_ids = list(item_ids)
-    self._vectors = text_vectors
-    self.dim = len(next(iter(text_vectors.values())))
-    candidates = np.zeros((len(self.item_ids), self.dim), np.float32)
-    for row, item in enumerate(self.item_ids):
-      if item in self._vectors:
-        candidates[row] = self._vectors[item]
-    self._candidates = _unit_rows(candidates)
-
-  def _mean(self, history: Sequence[bytes]) -> np.ndarray:
-    known = [self._vectors[item] for item in history if item in self._vectors]
-    return np.mean(known, axis=0, dtype=np.float32) if known else np.zeros(self.dim, np.float32)
+    # Row r of the table: the r-th item with a vector; the last row (zero): no vector.
+    self._rows = {item: row for row, item in enumerate(text_vectors)}
+    vectors = np.stack([np.asarray(v, np.float32) for v in text_vectors.values()])
+    self.dim = vectors.shape[1]
+    self._table = np.concatenate([vectors, np.zeros([1, self.dim], np.float32)])
+    no_vector = len(vectors)
+    self._candidates = text_match.unit_rows(
+        self._table[[self._rows.get(item, no_vector) for item in self.item_ids]]).numpy()
 
   def scores(self, histories):
-    queries = _unit_rows(np.stack([self._mean(h) for h in histories]))
+    no_vector = len(self._table) - 1
+    rows = tf.RaggedTensor.from_row_lengths(
+        np.array([self._rows.get(item, no_vector) for history in histories
+                  for item in history], np.int64),
+        np.array([len(history) for history in histories], np.int64))
+    queries = text_match.history_query(self._table, rows).numpy()
     return queries @ self._candidates.T
 
 

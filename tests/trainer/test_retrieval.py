@@ -429,3 +429,69 @@ def test_uniform_negatives_skip_untrained_items_for_text_models():
         queries, positives, model.candidate_embeddings(), tf.constant([1, 2], tf.int64)))
   assert losses[True] == pytest.approx(0.0, abs=1e-6)
   assert losses[False] > 1.0
+
+
+def _text_match_models(**retrieval_values):
+  """(text_match model with w = 0.5 * 3, the same model without the term, item vectors)."""
+  config = dataclasses.replace(CONFIG, item_representation="id+text", adaptor_experts=2,
+                               adaptor_dropout=0.0)
+  vectors = clustered_vectors(3, 4)
+  values = dict(temperature=0.5, targets=retrieval.ALL_POSITIONS, use_item_attributes=True,
+                **retrieval_values)
+  model = retrieval.RetrievalModel(V, config, retrieval.RetrievalConfig(
+      text_match=True, text_match_weight=0.5, **values), ATTRIBUTES, item_vectors=vectors)
+  model.text_match_factor.assign(3.0)
+  plain = retrieval.RetrievalModel(V, config, retrieval.RetrievalConfig(**values), ATTRIBUTES,
+                                   item_vectors=vectors)
+  plain.encoder.set_weights(model.encoder.get_weights())
+  plain.attribute_table.set_weights(model.attribute_table.get_weights())
+  return model, plain, vectors
+
+
+def _history_cosines(inputs, vectors, cumulative=False):
+  """float [B, V] (or [B, L, V]): cosine of each item's vector to the mean over the
+  history's (each prefix's) vectors, by hand."""
+  unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  padded = np.concatenate([np.zeros([1, vectors.shape[1]], np.float32), vectors])
+  per_position = padded[inputs]                                     # [B, L, t], padding 0
+  counts = np.cumsum(inputs > 0, axis=1)[..., None]
+  means = np.cumsum(per_position, axis=1) / np.maximum(counts, 1)
+  means = means if cumulative else means[:, -1]
+  return unit(means) @ unit(vectors).T
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_text_match_adds_w_times_the_history_text_cosine_to_the_model_score(normalize):
+  model, plain, vectors = _text_match_models(normalize_embeddings=normalize)
+  batch = _batch([[1, 2, 3, 4], [7, 3], [5, 0, 11, 2, 9]])
+  inputs = batch[INPUTS].numpy()
+  assert float(model.text_match_weight) == pytest.approx(1.5)
+  expected = plain.score_all(inputs).numpy() + 1.5 * _history_cosines(inputs, vectors)
+  np.testing.assert_allclose(model.score_all(inputs), expected, atol=1e-5)
+  # One dot product: the query tower's output against the candidate matrix.
+  np.testing.assert_allclose(
+      model.query_embedding(inputs).numpy() @ model.item_embeddings.numpy().T, expected,
+      atol=1e-5)
+  # Training (every position a target): each position's query reads its own prefix.
+  hidden = plain._query(plain.encoder(inputs, causal=True), inputs).numpy()  # pylint: disable=protected-access
+  logits = (hidden @ plain.item_embeddings.numpy().T
+            + 1.5 * _history_cosines(inputs, vectors, cumulative=True)) / 0.5
+  labels = batch[LABELS].numpy()
+  positives = labels[labels >= 0]
+  expected_loss = -np.mean(_log_softmax(logits[labels >= 0])[np.arange(len(positives)),
+                                                             positives])
+  assert _train_loss(model, batch) == pytest.approx(expected_loss, rel=1e-4)
+
+
+def test_text_match_weight_is_trained():
+  model, _, _ = _text_match_models()
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+  batch = _cycle_batch(num_rows=16)
+  model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
+  assert float(model.text_match_factor) != pytest.approx(3.0)
+
+
+def test_text_match_without_item_text_is_a_one_line_error():
+  with pytest.raises(ValueError, match=r"^RetrievalConfig.text_match needs item text: "
+                                       r"EncoderConfig.item_representation .*'id'$"):
+    retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(text_match=True))
