@@ -16,9 +16,9 @@ SHUFFLE_BUFFER_SIZE = 1 << 17   # sequences; one Beauty/ML-1M epoch fits whole
 PARSE_BATCH_SIZE = 1024         # serialized examples parsed per tf.io.parse_example
 SORT_WINDOW_BATCHES = 64        # batches' worth of rows sorted by length together
 # Batches made ahead of the model. A fixed number with tf.data's autotuning off: with it
-# on, a Keras ``fit`` sometimes returned only at the autotuner's next wake-up (its period
-# doubles from 10 ms), seconds to tens of seconds after the epoch's last step
-# (bench/quality/results/README.md, "Training speed"). Nothing else here is tuned.
+# on, a Keras ``fit`` sometimes returned only at the autotuner's next wake-up, long after
+# the epoch's last step (bench/quality/results/README.md, "Training speed"). Nothing else
+# here is tuned.
 PREFETCH_BATCHES = 2
 
 

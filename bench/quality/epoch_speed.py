@@ -1,11 +1,7 @@
 """Seconds per training epoch of a dataset's recipe, per precision setting.
 
-Every setting trains the same batches. Its model is built and warmed up (tracing
-excluded) once; then the settings take turns, one timed epoch each per round, so slow
-spells of a shared machine fall on all of them. Each epoch records its per-step times
-(a Keras callback), the 1-minute load average at its start and end (alone or shared)
-and the process's scheduling priority; a setting's figure is the median over rounds.
-``--phase pretrain`` times the pre-training objectives instead of fine-tuning.
+Settings take turns over rounds on the same warmed-up batches (median per setting);
+each epoch records per-step times, load and priority (docs/architecture.md).
 """
 
 import argparse
