@@ -1,11 +1,6 @@
-"""The text-match score term: cosine between a candidate's frozen text vector and the mean
-of the history's text vectors.
-
-One definition for the evaluator's text-similarity baseline
-(``components.ranking_evaluator.evaluation.TextSimilarityScorer``) and the retrieval
-model's learned text-match term (``RetrievalConfig.text_match``), which adds
-``w * cosine`` to the model's score as a single dot product: the query is
-``[q ; w * history_query(...)]``, each candidate ``[c ; unit_rows(text vector)]``.
+"""The text-match score term: cosine between a candidate's frozen text vector and the mean of
+the history's; shared by the evaluator's text-similarity baseline and the retrieval model's
+``RetrievalConfig.text_match`` (one dot product: ``[q ; w * history_query] . [c ; unit_rows]``).
 """
 
 import tensorflow as tf
