@@ -45,16 +45,8 @@ def _label(args) -> str:
 
 def warm_options(args) -> List[str]:
   """run.py's options of the warm runs besides ``--warm-start-from``: those set."""
-  options = []
-  if args.warm_shrink != 1:
-    options += ["--warm-start-shrink", str(args.warm_shrink)]
-  if args.warm_keep != warm_start.KEEP_ALL:
-    options += ["--warm-start-keep", args.warm_keep]
-  if args.warm_warmup_steps:
-    options += ["--warm-start-warmup-steps", str(args.warm_warmup_steps)]
-  if args.warm_decay_epochs:
-    options += ["--warm-start-decay-epochs", str(args.warm_decay_epochs)]
-  return options
+  return run.warm_start_argv(args.warm_shrink, args.warm_keep, args.warm_warmup_steps,
+                             args.warm_decay_epochs)
 
 
 def _run_args(args, name: str, extra: List[str]):

@@ -639,14 +639,22 @@ def _text_argv(args) -> List[str]:
     argv += ["--zero-cold-ids"]
   if args.drop_last_items:
     argv += ["--drop-last-items", str(args.drop_last_items)]
-  if args.warm_start_shrink != 1:
-    argv += ["--warm-start-shrink", str(args.warm_start_shrink)]
-  if args.warm_start_keep != warm_start.KEEP_ALL:
-    argv += ["--warm-start-keep", args.warm_start_keep]
-  if args.warm_start_warmup_steps:
-    argv += ["--warm-start-warmup-steps", str(args.warm_start_warmup_steps)]
-  if args.warm_start_decay_epochs:
-    argv += ["--warm-start-decay-epochs", str(args.warm_start_decay_epochs)]
+  argv += warm_start_argv(args.warm_start_shrink, args.warm_start_keep,
+                          args.warm_start_warmup_steps, args.warm_start_decay_epochs)
+  return argv
+
+
+def warm_start_argv(shrink: float, keep: str, warmup_steps: int, decay_epochs: int) -> List[str]:
+  """The ``--warm-start-*`` options of a run, only those that differ from their defaults."""
+  argv = []
+  if shrink != 1:
+    argv += ["--warm-start-shrink", str(shrink)]
+  if keep != warm_start.KEEP_ALL:
+    argv += ["--warm-start-keep", keep]
+  if warmup_steps:
+    argv += ["--warm-start-warmup-steps", str(warmup_steps)]
+  if decay_epochs:
+    argv += ["--warm-start-decay-epochs", str(decay_epochs)]
   return argv
 
 
