@@ -12,6 +12,8 @@ import tensorflow as tf
 from trainer.config import EncoderConfig
 from trainer.layers import TransformerBlock
 from trainer.layers import attention_mask
+from trainer.layers import last_position
+from trainer.layers import slice_axis
 from trainer.text_adaptor import TextItemEmbedding
 
 PAD_ID = 0
@@ -122,7 +124,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
     ``training`` applies the text adaptor's dropout (text representations).
     """
     if self.item_text is None:   # the same rows as embed_items, without a gather
-      return self.item_table.embeddings[1:self.num_items + 1]
+      return slice_axis(self.item_table.embeddings, 1, self.num_items + 1, axis=0)
     return self.embed_items(tf.range(1, self.num_items + 1), training=training)
 
   @property
@@ -178,8 +180,9 @@ class SequenceEncoder(tf.keras.layers.Layer):
     padding_mask = tf.not_equal(item_ids, PAD_ID)
     keep = tf.cast(padding_mask, self.compute_dtype)[:, :, tf.newaxis]
 
-    positions = self.position_table.embeddings[self.config.max_seq_len - length:]
-    x = self.embed_items(item_ids, training=training) * self._scale + positions[tf.newaxis]
+    positions = slice_axis(self.position_table.embeddings, self.config.max_seq_len - length,
+                           self.config.max_seq_len, axis=0)
+    x = self.embed_items(item_ids, training=training) * self._scale + tf.expand_dims(positions, 0)
     x = self.embedding_dropout(self.embedding_norm(x), training=training) * keep
     mask = attention_mask(padding_mask, causal)
     attention = []
@@ -192,7 +195,7 @@ class SequenceEncoder(tf.keras.layers.Layer):
         attention.append(scores)
       x = x * (keep[:, -1:] if final else keep)
     if last_only:   # a no-op after a last-only block; slices when there are no blocks
-      x, keep = x[:, -1:], keep[:, -1:]
+      x, keep = last_position(x), keep[:, -1:]
     x = self.final_norm(x) * keep
     return (x, attention) if return_attention else x
 
@@ -213,8 +216,8 @@ class SequenceEncoder(tf.keras.layers.Layer):
 
     The history is read with ``EncoderConfig.attention`` (causal or bidirectional).
     """
-    return self(item_ids, training=training, causal=self.config.causal_query,
-                last_only=True)[:, 0, :]
+    return tf.squeeze(self(item_ids, training=training, causal=self.config.causal_query,
+                           last_only=True), axis=1)
 
   def get_config(self) -> dict:
     config = super().get_config()

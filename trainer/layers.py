@@ -37,6 +37,34 @@ def attention_mask(padding_mask: tf.Tensor, causal: bool) -> tf.Tensor:
   return tf.logical_or(mask, tf.logical_and(empty_row, diagonal[tf.newaxis]))
 
 
+def slice_axis(x: tf.Tensor, start, stop, axis: int) -> tf.Tensor:
+  """``x[start:stop]`` along ``axis`` (``0 <= start <= stop <=`` its size; ints or int32
+  scalars) whose gradient is the upstream gradient zero-padded back to ``x``'s shape.
+
+  The same values and gradient as plain slicing; TF's CPU ``StridedSliceGrad`` fills
+  the padded gradient many times slower than ``tf.pad`` (bench/quality/results/README.md,
+  "Training speed"), and the catalogue table's slice takes that gradient every step.
+  """
+  index = (slice(None),) * axis + (slice(start, stop),)
+
+  @tf.custom_gradient
+  def sliced(value):
+    def grad(upstream):
+      size = tf.shape(value, out_type=tf.int32)[axis]
+      paddings = tf.scatter_nd([[axis]], tf.stack([[start, size - stop]]),
+                               tf.stack([tf.rank(value), 2]))
+      return tf.pad(upstream, paddings)
+    return value[index], grad
+
+  return sliced(tf.convert_to_tensor(x))
+
+
+def last_position(x: tf.Tensor) -> tf.Tensor:
+  """``x[:, -1:]`` of a [B, L, ...] tensor, through ``slice_axis``."""
+  length = tf.shape(x, out_type=tf.int32)[1]
+  return slice_axis(x, length - 1, length, axis=1)
+
+
 def low_pass_matrix(length: int, frequency_bins: int) -> np.ndarray:
   """float32 [length, length] ``P``: ``P @ x`` keeps the ``frequency_bins`` lowest
   frequencies of ``x`` along its first axis (rfft, zero the rest, irfft).
@@ -98,7 +126,7 @@ class FrequencyFilter(tf.keras.layers.Layer):
     length = tf.shape(x)[1]
     matrix = (self._causal if causal else self._full)[-length:, -length:]
     if last_only:
-      matrix, x_out = matrix[-1:], x[:, -1:]
+      matrix, x_out = matrix[-1:], last_position(x)
     else:
       x_out = x
     low = tf.einsum("ts,bsd->btd", tf.cast(matrix, x.dtype), x)
@@ -173,10 +201,10 @@ class TransformerBlock(tf.keras.layers.Layer):
     ``return_attention`` also float [B, heads, L or 1 (queries), L (keys)].
     """
     normed = self.attention_norm(x)
-    query = normed[:, -1:] if last_only else normed
+    query = last_position(normed) if last_only else normed
     if last_only:
       attention_mask = attention_mask[:, -1:]
-      x = x[:, -1:]
+      x = last_position(x)
     h = self.attention(query, normed, attention_mask=attention_mask, training=training,
                        return_attention_scores=return_attention)
     h, scores = h if return_attention else (h, None)

@@ -289,7 +289,7 @@ class RetrievalModel(tf.keras.Model):
       return self._query(_encode(self.encoder, data[INPUTS], training), data[INPUTS],
                          per_position=True), labels
     hidden = self._query(_last_hidden(self.encoder, data[INPUTS], training), data[INPUTS])
-    return hidden[:, tf.newaxis, :], labels[:, -1:]
+    return tf.expand_dims(hidden, 1), labels[:, -1:]
 
   def _queries_and_positives(self, data, training: bool) -> Tuple[tf.Tensor, tf.Tensor]:
     """(queries float [N, d], positives int32 [N]) of the batch's N training targets."""

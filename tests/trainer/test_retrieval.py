@@ -495,3 +495,26 @@ def test_text_match_without_item_text_is_a_one_line_error():
   with pytest.raises(ValueError, match=r"^RetrievalConfig.text_match needs item text: "
                                        r"EncoderConfig.item_representation .*'id'$"):
     retrieval.RetrievalModel(V, CONFIG, retrieval.RetrievalConfig(text_match=True))
+
+
+def _op_types(graph: tf.Graph) -> set:
+  """Every op type in ``graph`` and the functions it calls (loop bodies included)."""
+  graph_def = graph.as_graph_def()
+  types = {node.op for node in graph_def.node}
+  for function in graph_def.library.function:
+    types |= {node.op for node in function.node_def}
+  return types
+
+
+def test_the_train_step_takes_no_strided_slice_gradient():
+  # The recipe's query tower (bidirectional, frequency filter, last position) and catalogue
+  # slice their inputs with trainer.layers.slice_axis: TF's CPU StridedSliceGrad was a
+  # large share of a Beauty training step.
+  recipe_like = dataclasses.replace(CONFIG, attention="bidirectional", filter_weight=0.5,
+                                    num_blocks=2)
+  model = retrieval.RetrievalModel(V, recipe_like, retrieval.RetrievalConfig(), ATTRIBUTES)
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+  batch = _batch(batches.random_runs(8, V, 2, L + 1), inputs.batch_prefix_pairs)
+  types = _op_types(tf.function(model.train_step).get_concrete_function(batch).graph)
+  assert "Pad" in types   # slice_axis's gradient: the check below sees the whole step
+  assert "StridedSliceGrad" not in types
