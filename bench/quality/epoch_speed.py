@@ -5,7 +5,9 @@ each epoch records per-step times, load and priority (docs/architecture.md).
 """
 
 import argparse
+import collections
 import dataclasses
+import glob
 import json
 import logging
 import os
@@ -40,6 +42,8 @@ SETTINGS = {
 PHASES = ("finetune", "pretrain")
 WARMUP_STEPS = 10
 AUTOGROUP = "/proc/self/autogroup"
+PROFILE_TOP_OPS = 40
+COMPUTE_THREADS = "tf_Compute"   # the profiler's lines of TF's op-executing threads
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -103,6 +107,46 @@ def _timed_epoch(model: tf.keras.Model, dataset: tf.data.Dataset,
           "load_average": loads,
           "cores": "shared" if is_shared([loads], os.cpu_count() or 1) else "alone",
           "loss": round(float(history["loss"][0]), 4)}
+
+
+def op_times(xplane_path: str, steps: int, top: int = PROFILE_TOP_OPS) -> List[Dict[str, object]]:
+  """The ``top`` ops of a TF profiler trace by thread time: name, type, milliseconds per
+  step (summed over the threads that ran them) and share of all ops' time."""
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2   # pylint: disable=import-outside-toplevel
+  space = xplane_pb2.XSpace()
+  with open(xplane_path, "rb") as f:
+    space.ParseFromString(f.read())
+  totals: Dict[str, float] = collections.Counter()
+  for plane in space.planes:
+    names = plane.event_metadata
+    for line in plane.lines:
+      if not line.name.startswith(COMPUTE_THREADS):
+        continue
+      for event in line.events:
+        name = names[event.metadata_id].name
+        if ":" in name:   # "scope/op:Type" kernels; executor bookkeeping has no type
+          totals[name] += event.duration_ps / 1e9 / steps
+  everything = sum(totals.values()) or 1.0
+  return [{"op": name.rsplit(":", 1)[0], "type": name.rsplit(":", 1)[1],
+           "ms_per_step": round(ms, 3), "share": round(ms / everything, 4)}
+          for name, ms in totals.most_common(top)]
+
+
+def _profile(model: tf.keras.Model, dataset: tf.data.Dataset,
+             callbacks: List[tf.keras.callbacks.Callback], steps: int,
+             log_dir: str) -> List[Dict[str, object]]:
+  """Traces ``steps`` training steps with the TF profiler; ``op_times`` of the trace."""
+  batches = dataset.take(steps).cache()
+  for _ in batches:   # read outside the trace
+    pass
+  tf.profiler.experimental.start(log_dir)
+  try:
+    model.fit(batches, verbose=0, callbacks=callbacks)
+  finally:
+    tf.profiler.experimental.stop()
+  traces = sorted(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True),
+                  key=os.path.getmtime)
+  return op_times(traces[-1], steps)
 
 
 def _input_epoch(dataset: tf.data.Dataset) -> List[int]:
@@ -178,6 +222,12 @@ def measure(args) -> Dict[str, object]:
     result[name] = {"setting": run_schedule.mixed_precision,
                     "mixed_precision": cpu_features.resolve_precision(run_schedule.mixed_precision),
                     "epochs": []}
+  if args.profile_steps:   # before the timed epochs; the first setting only
+    name = names[0]
+    model, callbacks = models[name]
+    ops = _profile(model, dataset, callbacks, args.profile_steps,
+                   os.path.join(args.work_dir, "profile", name))
+    result[name]["profile"] = {"steps": args.profile_steps, "ops": ops}
   for round_index in range(args.rounds):
     for name in names:
       model, callbacks = models[name]
@@ -211,6 +261,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   parser.add_argument("--input-autotune", action="store_true",
                       help="turn tf.data's autotuning of the training batches back on "
                            "(trainer.inputs turns it off)")
+  parser.add_argument("--profile-steps", type=int, default=0,
+                      help="also trace this many steps of the first setting with the TF "
+                           "profiler and record its costliest ops (thread ms per step)")
   parser.add_argument("--seed", type=int, default=1)
   parser.add_argument("--work-dir", default=None,
                       help="default: outputs/bench/quality/<dataset>/work")

@@ -62,3 +62,15 @@ def test_the_scheduling_priority_reads_the_autogroup(tmp_path):
 def test_unknown_settings_are_refused(tmp_path):
   with pytest.raises(SystemExit):
     epoch_speed.main(["--dataset", "synthetic", "--settings", "float16"])
+
+
+def test_a_profiled_step_names_its_costliest_ops(tmp_path):
+  result = _run(tmp_path, "--settings", "default", "--rounds", "1", "--profile-steps", "3")
+  profile = result["default"]["profile"]
+  ops = profile["ops"]
+  assert profile["steps"] == 3 and 0 < len(ops) <= epoch_speed.PROFILE_TOP_OPS
+  times = [op["ms_per_step"] for op in ops]
+  assert times == sorted(times, reverse=True) and times[0] > 0
+  assert 0 < sum(op["share"] for op in ops) <= 1.0 + 1e-3
+  # the step's own kernels, by scope and type: the catalogue softmax's matmuls among them
+  assert any(op["type"].endswith("MatMul") and op["op"].startswith("while/") for op in ops)
