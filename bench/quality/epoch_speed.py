@@ -124,7 +124,7 @@ def op_times(xplane_path: str, steps: int, top: int = PROFILE_TOP_OPS) -> List[D
         continue
       for event in line.events:
         name = names[event.metadata_id].name
-        if ":" in name:   # "scope/op:Type" kernels; executor bookkeeping has no type
+        if ":" in name and "::" not in name:   # "scope/op:Type" kernels, not "Executor::…"
           totals[name] += event.duration_ps / 1e9 / steps
   everything = sum(totals.values()) or 1.0
   return [{"op": name.rsplit(":", 1)[0], "type": name.rsplit(":", 1)[1],

@@ -72,5 +72,6 @@ def test_a_profiled_step_names_its_costliest_ops(tmp_path):
   times = [op["ms_per_step"] for op in ops]
   assert times == sorted(times, reverse=True) and times[0] > 0
   assert 0 < sum(op["share"] for op in ops) <= 1.0 + 1e-3
+  assert not any("::" in op["op"] or "ExecutorState" in op["op"] for op in ops)   # kernels only
   # the step's own kernels, by scope and type: the catalogue softmax's matmuls among them
   assert any(op["type"].endswith("MatMul") and op["op"].startswith("while/") for op in ops)
