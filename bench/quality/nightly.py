@@ -174,6 +174,7 @@ def compare(scratch: dict, warm: dict) -> dict:
          "warm_best": max(warm["finetune_history"][NDCG]),
          "warm_best_epoch": warm["best_epoch"], "warm_epochs_run": warm["finetune_epochs_run"],
          "warm_test": _test(warm), "warm_start": warm.get("warm_start", {}),
+         "warm_history": list(warm["finetune_history"][NDCG]),
          "shared_cores": scratch["scratch_shared_cores"] or warm.get("shared_cores", True)}
   for fraction in FRACTIONS:
     key = f"{fraction:.0%}"
@@ -271,6 +272,10 @@ def markdown(result: dict) -> str:
             f"{_num(s['warm test HR@10'])} / {_num(s['warm test NDCG@10'])} | "
             f"{_num(s['warm_best'])} ({_epochs(s['warm_best_epoch'])}) |")
     lines.append("")
+  histories = [f"- seed {seed}: " + ", ".join(f"{v:.4f}" for v in row["warm_history"])
+               for seed, row in result["rows"].items() if "warm_history" in row]
+  if histories:
+    lines += ["**The warm runs' validation NDCG@10, epoch by epoch**", "", *histories, ""]
   return "\n".join(lines)
 
 

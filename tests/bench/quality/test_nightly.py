@@ -33,6 +33,7 @@ def test_compare_counts_the_warm_runs_epochs_to_the_scratch_runs_best():
   assert row["warm_best"] == 0.066 and row["warm_best_epoch"] == 4
   assert row["scratch_test"] == {"HR@10": 0.08, "NDCG@10": 0.04}
   assert row["warm_test"] == {"HR@10": 0.09, "NDCG@10": 0.045}
+  assert row["warm_history"] == [0.055, 0.058, 0.0605, 0.066]
 
 
 def test_a_warm_run_below_the_scratch_best_never_reaches_it():
@@ -68,6 +69,7 @@ def test_markdown_has_a_row_per_seed_then_median_and_mean():
   assert "| median | 0.0600 | 5 | 2 | 0.40 | 1 of 2 | 50 | 24 |" in table
   assert "| mean | 0.0600 | 5 | 2 | 0.40 | 1 of 2 | 50 | 24 |" in table
   assert "| 2 | 0.0600 | 4 | 1 | 0.25 | yes | 40 | 11 |" in table   # the 95% table
+  assert "- seed 1: 0.0550, 0.0580, 0.0605, 0.0660\n" in table
   never = nightly.markdown(_result({1: nightly.compare(SCRATCH, _record([0.05]))}))
   assert "| 1 | 0.0600 | 5 | not reached | not reached | no | 50 | – |" in never
 
