@@ -127,9 +127,12 @@ def op_times(xplane_path: str, steps: int, top: int = PROFILE_TOP_OPS) -> List[D
         if ":" in name and "::" not in name:   # "scope/op:Type" kernels, not "Executor::…"
           totals[name] += event.duration_ps / 1e9 / steps
   everything = sum(totals.values()) or 1.0
-  return [{"op": name.rsplit(":", 1)[0], "type": name.rsplit(":", 1)[1],
-           "ms_per_step": round(ms, 3), "share": round(ms / everything, 4)}
-          for name, ms in totals.most_common(top)]
+  ops = []
+  for name, ms in totals.most_common(top):
+    op, kind = name.rsplit(":", 1)
+    ops.append({"op": op, "type": kind, "ms_per_step": round(ms, 3),
+                "share": round(ms / everything, 4)})
+  return ops
 
 
 def _profile(model: tf.keras.Model, dataset: tf.data.Dataset,
@@ -137,8 +140,7 @@ def _profile(model: tf.keras.Model, dataset: tf.data.Dataset,
              log_dir: str) -> List[Dict[str, object]]:
   """Traces ``steps`` training steps with the TF profiler; ``op_times`` of the trace."""
   batches = dataset.take(steps).cache()
-  for _ in batches:   # read outside the trace
-    pass
+  _input_epoch(batches)   # fills the cache outside the trace
   tf.profiler.experimental.start(log_dir)
   try:
     model.fit(batches, verbose=0, callbacks=callbacks)

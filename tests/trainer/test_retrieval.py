@@ -508,8 +508,8 @@ def _op_types(graph: tf.Graph) -> set:
 
 def test_the_train_step_takes_no_strided_slice_gradient():
   # The recipe's query tower (bidirectional, frequency filter, last position) and catalogue
-  # slice their inputs with trainer.layers.slice_axis: TF's CPU StridedSliceGrad was a
-  # large share of a Beauty training step.
+  # slice their inputs with trainer.layers.slice_axis: TF's CPU StridedSliceGrad was the
+  # costliest kernel of a Beauty training step after the catalogue softmax's matmuls.
   recipe_like = dataclasses.replace(CONFIG, attention="bidirectional", filter_weight=0.5,
                                     num_blocks=2)
   model = retrieval.RetrievalModel(V, recipe_like, retrieval.RetrievalConfig(), ATTRIBUTES)
