@@ -1,11 +1,11 @@
 """Warm start across Trainer runs: known items and attribute values keep their embeddings,
-new ones start fresh."""
+new ones start fresh; optionally Adam's moments and step count carry over too."""
 
 import io
 import json
 import math
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +15,7 @@ WARM_START_DIR = "warm_start"
 _WEIGHTS = "weights.npz"
 _VOCAB = "item_vocab.json"
 _ATTRIBUTES = "attributes.npy"
+_OPTIMIZER = "optimizer.npz"
 # What a warm start copies: every saved weight ("all"), or only the item (and attribute)
 # embeddings, the sequence model (positions, blocks, norms) starting fresh ("items").
 KEEP_ALL, KEEP_ITEMS = "all", "items"
@@ -86,13 +87,44 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
     np.save(buffer, attributes.numpy())
     _write(directory, _ATTRIBUTES, buffer.getvalue())
     index["attribute_vocab"] = list(attribute_vocab)
+  moments = _adam_moments(model, encoder.trained_weights)
+  if moments is not None:
+    arrays = {"iterations": np.int64(model.optimizer.iterations.numpy())}
+    for i, pair in enumerate(moments):
+      if pair is not None:
+        arrays[f"m_{i}"], arrays[f"v_{i}"] = (slot.numpy() for slot in pair)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _write(directory, _OPTIMIZER, buffer.getvalue())
+    index["optimizer_of"] = type(model).__name__
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB), "w") as f:
     json.dump(index, f)
 
 
+def _adam_moments(model, weights, build: bool = False
+                  ) -> Optional[List[Optional[Tuple[tf.Variable, tf.Variable]]]]:
+  """Adam's (first, second) moment slots of each of ``weights`` (None for a weight it
+  has none for), or None when ``model`` has no Adam optimizer or it has taken no step.
+  With ``build``, an unbuilt Adam is built first on the model's trainable variables."""
+  optimizer = getattr(model, "optimizer", None)
+  if not isinstance(optimizer, tf.keras.optimizers.Adam):
+    return None
+  if not getattr(optimizer, "_built", False):
+    if not build:
+      return None
+    optimizer.build(model.trainable_variables)
+  slots = []
+  for w in weights:
+    index = optimizer._index_dict.get(optimizer._var_key(w))  # pylint: disable=protected-access
+    slots.append(None if index is None else (optimizer._momentums[index],  # pylint: disable=protected-access
+                                             optimizer._velocities[index]))  # pylint: disable=protected-access
+  return slots
+
+
 def restore(model, item_vocab: Sequence[str], base_model: str,
             attribute_vocab: Optional[Sequence[str]] = None,
-            shrink: float = 1.0, keep: str = KEEP_ALL) -> Dict[str, int]:
+            shrink: float = 1.0, keep: str = KEEP_ALL,
+            optimizer: bool = False) -> Dict[str, int]:
   """Copies encoder weights saved by ``save`` into ``model``'s encoder (built for ``item_vocab``).
 
   ``base_model`` is the serving folder of the Model artifact to start from
@@ -103,8 +135,16 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   initial`` (shrink and perturb: part of a fresh initialisation mixed back in).
   With ``keep`` "items" only the item id table (and attribute embeddings) is copied;
   the other encoder weights keep their fresh initialisation.
+  With ``optimizer``, ``model``'s Adam (compiled, built here if it has not stepped)
+  also takes the saved run's step count and the first and second moments of every
+  copied weight (item rows by raw id; new items' rows zero, as a fresh Adam's), so
+  training goes on where that run stopped instead of restarting Adam; only from a
+  model of the same class (a fine-tuning run's moments are not a pre-training run's).
+  The moments are those of the saved run's last step, also when its weights are an
+  earlier epoch's (early stopping's best).
   Returns counts: ``weights`` copied, ``items_kept`` (embeddings carried over),
-  ``items_new``, ``attributes_kept``; ``weights`` is zero when nothing could be
+  ``items_new``, ``attributes_kept`` and, with ``optimizer``, ``moments_kept``
+  (weights whose moments were copied); ``weights`` is zero when nothing could be
   copied (and then nothing is).
   """
   attributes = _attribute_table(model)
@@ -115,7 +155,9 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   if keep == KEEP_ITEMS and _encoder(model).item_table is None:
     raise ValueError("keep='items' needs an item id table; this model represents items "
                      "by text only")
-  stats = _restore_encoder(_encoder(model), item_vocab, base_model, shrink, keep)
+  stats, copied = _restore_encoder(_encoder(model), item_vocab, base_model, shrink, keep)
+  if optimizer:
+    stats["moments_kept"] = _restore_moments(model, item_vocab, base_model, copied)
   stats["attributes_kept"] = 0
   if stats["weights"] and attributes is not None and attribute_vocab is not None:
     stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model,
@@ -125,7 +167,8 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
 
 
 def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
-                     shrink: float = 1.0, keep: str = KEEP_ALL) -> Dict[str, int]:
+                     shrink: float = 1.0, keep: str = KEEP_ALL) -> Tuple[Dict[str, int], List[int]]:
+  """Copies the saved weights; the counts and the indices (in ``trained_weights``) copied."""
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
@@ -138,12 +181,12 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
   if len(old) != len(weights) or saved["table_index"] != table:
     logging.warning("Warm start skipped: the saved model has %d weights, this one %d "
                     "(architecture changed); training from scratch.", len(old), len(weights))
-    return nothing
+    return nothing, []
   for i, (w, value) in enumerate(zip(weights, old)):
     if i != table and tuple(w.shape) != value.shape:
       logging.warning("Warm start skipped: weight %s has shape %s, saved %s; training "
                       "from scratch.", w.name, tuple(w.shape), value.shape)
-      return nothing
+      return nothing, []
   if table is not None:
     old[table] = _remap_table(weights[table].numpy(), old[table], saved["item_vocab"],
                               item_vocab)
@@ -151,7 +194,43 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
   for i in copied:
     weights[i].assign(_shrunk(old[i], weights[i].numpy(), shrink))
   kept = len(set(saved["item_vocab"]) & set(item_vocab))
-  return {"weights": len(copied), "items_kept": kept, "items_new": len(item_vocab) - kept}
+  return {"weights": len(copied), "items_kept": kept,
+          "items_new": len(item_vocab) - kept}, copied
+
+
+def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
+                     copied: Sequence[int]) -> int:
+  """Copies the saved Adam state of the ``copied`` weights into ``model.optimizer``;
+  the number of weights whose moments were copied."""
+  directory = warm_start_dir(base_model)
+  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
+    saved = json.load(f)
+  path = os.path.join(directory, _OPTIMIZER)
+  if not copied or saved.get("optimizer_of") != type(model).__name__:
+    logging.warning("Optimizer state not carried over: %s", "no weight was copied" if not copied
+                    else f"saved by {saved.get('optimizer_of') or 'no optimizer'}, restoring "
+                         f"into {type(model).__name__}")
+    return 0
+  slots = _adam_moments(model, _encoder(model).trained_weights, build=True)
+  if slots is None:
+    raise ValueError(f"optimizer state needs a model compiled with Adam; "
+                     f"{type(model).__name__} has {type(getattr(model, 'optimizer', None)).__name__}")
+  with tf.io.gfile.GFile(path, "rb") as f:
+    archive = dict(np.load(io.BytesIO(f.read())))
+  table = _table_index(_encoder(model))
+  count = 0
+  for i in copied:
+    if slots[i] is None or f"m_{i}" not in archive:
+      continue
+    for slot, name in zip(slots[i], ("m", "v")):
+      value = archive[f"{name}_{i}"]
+      if i == table:
+        value = _remap_table(np.zeros(slot.shape, value.dtype), value, saved["item_vocab"],
+                             item_vocab)
+      slot.assign(value)
+    count += 1
+  model.optimizer.iterations.assign(int(archive["iterations"]))
+  return count
 
 
 def _shrunk(saved: np.ndarray, initial: np.ndarray, shrink: float) -> np.ndarray:

@@ -25,28 +25,24 @@ FRACTIONS = (1.0, 0.95)
 NDCG = ranking_validation.ndcg_name(10)
 
 
-def warm_label(learning_rate: Optional[float], shrink: float = 1.0,
-               keep: str = warm_start.KEEP_ALL, warmup_steps: int = 0,
-               decay_epochs: int = 0) -> str:
-  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate,
-  ``shrink <x>`` with shrink and perturb, ``keep items`` when only the item embeddings
-  are copied, ``warmup <steps>`` and ``cosine <epochs>`` with a learning-rate schedule."""
+def warm_label(learning_rate: Optional[float], settings: Dict[str, object]) -> str:
+  """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate and
+  each of ``settings`` (``run.warm_start_settings``) by its word and value, e.g.
+  ``shrink 0.6``, ``keep items``, ``warmup 50``, ``cosine 5``, ``adam``."""
+  words = [run.WARM_START_OPTIONS[name][1] + ("" if value is True else f" {value:g}"
+                                               if isinstance(value, float) else f" {value}")
+           for name, value in settings.items()]
   return " ".join(["warm", *([f"lr {learning_rate:g}"] if learning_rate is not None else []),
-                   *([f"shrink {shrink:g}"] if shrink != 1 else []),
-                   *([f"keep {keep}"] if keep != warm_start.KEEP_ALL else []),
-                   *([f"warmup {warmup_steps}"] if warmup_steps else []),
-                   *([f"cosine {decay_epochs}"] if decay_epochs else [])])
+                   *words])
 
 
 def _label(args) -> str:
-  return warm_label(args.warm_learning_rate, args.warm_shrink, args.warm_keep,
-                    args.warm_warmup_steps, args.warm_decay_epochs)
+  return warm_label(args.warm_learning_rate, run.warm_start_settings(args, "warm"))
 
 
 def warm_options(args) -> List[str]:
   """run.py's options of the warm runs besides ``--warm-start-from``: those set."""
-  return run.warm_start_argv(args.warm_shrink, args.warm_keep, args.warm_warmup_steps,
-                             args.warm_decay_epochs)
+  return run.warm_start_argv(run.warm_start_settings(args, "warm"))
 
 
 def _run_args(args, name: str, extra: List[str]):
@@ -289,18 +285,7 @@ def parse_args(argv=None):
   parser.add_argument("--warm-learning-rate", type=float, default=None,
                       help="the warm runs' learning rate (default: the recipe's, as the "
                            "pipeline's nightly retrain uses its --model-config)")
-  parser.add_argument("--warm-shrink", type=float, default=1.0,
-                      help="the warm runs start from shrink * day 1 + (1 - shrink) * a fresh "
-                           "initialisation (run.py --warm-start-shrink)")
-  parser.add_argument("--warm-keep", default=warm_start.KEEP_ALL, choices=warm_start.KEEP_CHOICES,
-                      help="what the warm runs copy from day 1: every weight, or only the "
-                           "item and attribute embeddings (run.py --warm-start-keep)")
-  parser.add_argument("--warm-warmup-steps", type=int, default=0,
-                      help="the warm runs' linear learning-rate warm-up, in batches "
-                           "(run.py --warm-start-warmup-steps)")
-  parser.add_argument("--warm-decay-epochs", type=int, default=0,
-                      help="the warm runs cosine-decay the learning rate over this many "
-                           "epochs, then stop (run.py --warm-start-decay-epochs)")
+  run.add_warm_start_options(parser, "warm")   # the warm runs' --warm-start-* of run.py
   parser.add_argument("--scratch-from", default=None,
                       help="an earlier nightly result's JSON: take the scratch side of each "
                            "seed's row from it instead of training day 2 from scratch again "

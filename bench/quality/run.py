@@ -363,7 +363,7 @@ def run_one(args) -> Dict[str, object]:
   if args.warm_start_from:
     record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from,
                                               data.attribute_vocab, args.warm_start_shrink,
-                                              args.warm_start_keep)
+                                              args.warm_start_keep, args.warm_start_optimizer)
   if pretrained is not None:
     pretrained.transfer_to(model)
 
@@ -565,21 +565,7 @@ def parse_args(argv=None):
   parser.add_argument("--warm-start-from", default=None,
                       help="start the encoder from the weights --save-warm-start wrote "
                            "(trainer.warm_start: items matched by raw id, text adaptor kept)")
-  parser.add_argument("--warm-start-shrink", type=float, default=1.0,
-                      help="with --warm-start-from: start from shrink * saved + (1 - shrink) "
-                           "* fresh initialisation (trainer.warm_start.restore; 1 = the saved "
-                           "weights)")
-  parser.add_argument("--warm-start-keep", default=warm_start.KEEP_ALL,
-                      choices=warm_start.KEEP_CHOICES,
-                      help="with --warm-start-from: copy every saved weight (all) or only the "
-                           "item and attribute embeddings (items; the sequence model starts "
-                           "fresh)")
-  parser.add_argument("--warm-start-warmup-steps", type=int, default=0,
-                      help="with --warm-start-from: raise the learning rate linearly over "
-                           "this many batches (trainer.warm_start.WarmSchedule)")
-  parser.add_argument("--warm-start-decay-epochs", type=int, default=0,
-                      help="with --warm-start-from: cosine-decay the learning rate over this "
-                           "many epochs, then stop (0: constant, early stopping decides)")
+  add_warm_start_options(parser, "warm-start")
   parser.add_argument("--zero-cold-ids", action="store_true",
                       help="test with the held-out items' id embeddings at zero, as a "
                            "catalogue refresh adds them (their training only pushed them down "
@@ -639,23 +625,50 @@ def _text_argv(args) -> List[str]:
     argv += ["--zero-cold-ids"]
   if args.drop_last_items:
     argv += ["--drop-last-items", str(args.drop_last_items)]
-  argv += warm_start_argv(args.warm_start_shrink, args.warm_start_keep,
-                          args.warm_start_warmup_steps, args.warm_start_decay_epochs)
+  argv += warm_start_argv(warm_start_settings(args, "warm-start"))
   return argv
 
 
-def warm_start_argv(shrink: float, keep: str, warmup_steps: int, decay_epochs: int) -> List[str]:
-  """The ``--warm-start-*`` options of a run, only those that differ from their defaults."""
-  argv = []
-  if shrink != 1:
-    argv += ["--warm-start-shrink", str(shrink)]
-  if keep != warm_start.KEEP_ALL:
-    argv += ["--warm-start-keep", keep]
-  if warmup_steps:
-    argv += ["--warm-start-warmup-steps", str(warmup_steps)]
-  if decay_epochs:
-    argv += ["--warm-start-decay-epochs", str(decay_epochs)]
-  return argv
+# The warm-start options of a run (with --warm-start-from; trainer.warm_start), each
+# "--warm-start-<name>" here and "--warm-<name>" in bench.quality.nightly:
+# name -> (argparse keywords, the word naming it in a nightly row).
+WARM_START_OPTIONS = {
+    "shrink": ({"type": float, "default": 1.0,
+                "help": "start from shrink * saved + (1 - shrink) * fresh initialisation "
+                        "(shrink and perturb; 1 = the saved weights)"}, "shrink"),
+    "keep": ({"default": warm_start.KEEP_ALL, "choices": warm_start.KEEP_CHOICES,
+              "help": "copy every saved weight (all) or only the item and attribute "
+                      "embeddings (items; the sequence model starts fresh)"}, "keep"),
+    "warmup-steps": ({"type": int, "default": 0,
+                      "help": "raise the learning rate linearly over this many batches "
+                              "(trainer.warm_start.WarmSchedule)"}, "warmup"),
+    "decay-epochs": ({"type": int, "default": 0,
+                      "help": "cosine-decay the learning rate over this many epochs, then "
+                              "stop (0: constant, early stopping decides)"}, "cosine"),
+    "optimizer": ({"action": "store_true", "default": False,
+                   "help": "carry the saved run's Adam moments and step count over too "
+                           "(trainer.warm_start.restore(optimizer=True))"}, "adam"),
+}
+
+
+def add_warm_start_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+  """Adds ``--<prefix>-<name>`` for each of ``WARM_START_OPTIONS``."""
+  for name, (options, _) in WARM_START_OPTIONS.items():
+    parser.add_argument(f"--{prefix}-{name}", **options)
+
+
+def warm_start_settings(args, prefix: str) -> Dict[str, object]:
+  """The warm-start options ``args`` (parsed with ``prefix``) set away from their defaults."""
+  values = {name: getattr(args, f"{prefix}-{name}".replace("-", "_"))
+            for name in WARM_START_OPTIONS}
+  return {name: value for name, value in values.items()
+          if value != WARM_START_OPTIONS[name][0]["default"]}
+
+
+def warm_start_argv(settings: Dict[str, object]) -> List[str]:
+  """run.py's ``--warm-start-*`` options of ``warm_start_settings``."""
+  return [part for name, value in settings.items()
+          for part in ([f"--warm-start-{name}"] + ([] if value is True else [str(value)]))]
 
 
 def _cold_args(args) -> Dict[str, object]:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.trainer import batches
 from trainer import warm_start
 from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
@@ -226,6 +227,75 @@ def test_keep_items_copies_only_the_item_and_attribute_embeddings(tmp_path):
   np.testing.assert_array_equal(_attribute_rows(new)[0], _attribute_rows(old)[1])  # blue
   with pytest.raises(ValueError, match="keep must be one of"):
     warm_start.restore(new, ["a"], base, keep="blocks")
+
+
+def _stepped(model, seeds):
+  """``model`` compiled with Adam, after one train step per seed (runs over 3 items)."""
+  if model.optimizer is None:
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  for seed in seeds:
+    model.train_step(batches.batch(batches.random_runs(8, 3, 2, 5, seed), 3, 5))
+  return model
+
+
+def _moments(model):
+  slots = warm_start._adam_moments(model, model.encoder.trained_weights)
+  return [(m.numpy(), v.numpy()) for m, v in slots]
+
+
+def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(tmp_path):
+  """A nightly run with ``optimizer=True`` steps exactly as the saved run's next step
+  would have: same weights, Adam moments and step count."""
+  config = dataclasses.replace(CONFIG, dropout=0.0)
+  old = _stepped(_retrieval(3, config), seeds=[0, 1])
+  base = _save(old, ["a", "b", "c"], tmp_path)
+  new = _retrieval(3, config)
+  new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  new.set_weights(old.get_weights())   # non-encoder weights too: one step must match
+  stats = warm_start.restore(new, ["a", "b", "c"], base, optimizer=True)
+  assert stats["moments_kept"] == len(new.encoder.trained_weights)
+  assert int(new.optimizer.iterations) == 2
+  _stepped(old, seeds=[2])
+  _stepped(new, seeds=[2])
+  for w_new, w_old in zip(new.encoder.trained_weights, old.encoder.trained_weights):
+    np.testing.assert_allclose(w_new.numpy(), w_old.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp_path):
+  old = _stepped(_retrieval(3), seeds=[0, 1])
+  base = _save(old, ["a", "b", "c"], tmp_path)
+  new = _retrieval(3)
+  new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  warm_start.restore(new, ["c", "a", "d"], base, optimizer=True)
+  table = next(i for i, w in enumerate(new.encoder.trained_weights)
+               if w is new.encoder.item_table.embeddings)
+  for i, ((m_new, v_new), (m_old, v_old)) in enumerate(zip(_moments(new), _moments(old))):
+    if i != table:
+      np.testing.assert_array_equal(m_new, m_old)
+      np.testing.assert_array_equal(v_new, v_old)
+  (m_new, v_new), (m_old, v_old) = _moments(new)[table], _moments(old)[table]
+  np.testing.assert_array_equal(m_new[1:3], m_old[[3, 1]])   # c, a by raw id
+  np.testing.assert_array_equal(v_new[1:3], v_old[[3, 1]])
+  assert not m_new[3].any() and not v_new[3].any()            # d: new, a fresh Adam's zeros
+  assert m_old[1:4].any()
+
+
+def test_optimizer_state_is_not_taken_from_another_kind_of_model(tmp_path, caplog):
+  """Pre-training's moments belong to its objectives, not fine-tuning's."""
+  base = _save(_stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], tmp_path)
+  new = _retrieval(3)
+  new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  with caplog.at_level(logging.WARNING):
+    stats = warm_start.restore(new, ["a", "b", "c"], base, optimizer=True)
+  assert stats["weights"] > 0 and stats["moments_kept"] == 0
+  assert "saved by PretrainingModel, restoring into RetrievalModel" in caplog.text
+  assert int(new.optimizer.iterations) == 0
+  plain = _retrieval(3)
+  plain.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  assert "moments_kept" not in warm_start.restore(plain, ["a", "b", "c"],
+                                                  _save(_stepped(_retrieval(3), [0]), ["a", "b", "c"],
+                                                        tmp_path / "r"))
+  assert int(plain.optimizer.iterations) == 0
 
 
 def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops():

@@ -209,3 +209,19 @@ def test_scratch_from_an_earlier_result_replaces_the_scratch_run_when_day1_match
     nightly.main(["--dataset", "lastfm", "--seeds", "1", "--out-dir", str(out),
                   "--warm-decay-epochs", "3", "--scratch-from", str(earlier) + ".json",
                   "--results", str(later)])
+
+
+def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(tmp_path,
+                                                                             monkeypatch):
+  calls = []
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  args = nightly.parse_args(["--dataset", "lastfm", "--warm-optimizer", "--warm-shrink", "0.45",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-lastfm-warm-shrink-0.45-adam")
+  assert sorted(nightly.seed_records(args, 1)) == ["day1", "scratch", "warm shrink 0.45 adam"]
+  day1, warm, scratch = calls
+  assert warm.warm_start_optimizer and not day1.warm_start_optimizer
+  child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert run.parse_args(child[3:]).warm_start_optimizer
+  assert "--warm-start-optimizer" not in run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
