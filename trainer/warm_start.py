@@ -93,6 +93,9 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
     for i, pair in enumerate(moments):
       if pair is not None:
         arrays[f"m_{i}"], arrays[f"v_{i}"] = (slot.numpy() for slot in pair)
+    pair = _adam_moments(model, [attributes])[0] if "attribute_vocab" in index else None
+    if pair is not None:
+      arrays["m_attributes"], arrays["v_attributes"] = (slot.numpy() for slot in pair)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     _write(directory, _OPTIMIZER, buffer.getvalue())
@@ -157,7 +160,8 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
                      "by text only")
   stats, copied = _restore_encoder(_encoder(model), item_vocab, base_model, shrink, keep)
   if optimizer:
-    stats["moments_kept"] = _restore_moments(model, item_vocab, base_model, copied)
+    stats["moments_kept"] = _restore_moments(model, item_vocab, base_model, copied,
+                                             attribute_vocab)
   stats["attributes_kept"] = 0
   if stats["weights"] and attributes is not None and attribute_vocab is not None:
     stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model,
@@ -199,9 +203,11 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
 
 
 def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
-                     copied: Sequence[int]) -> int:
-  """Copies the saved Adam state of the ``copied`` weights into ``model.optimizer``;
-  the number of weights whose moments were copied."""
+                     copied: Sequence[int],
+                     attribute_vocab: Optional[Sequence[str]] = None) -> int:
+  """Copies the saved Adam state of the ``copied`` weights (and of the attribute table,
+  rows by value, with ``attribute_vocab``) into ``model.optimizer``; the number of
+  weights whose moments were copied."""
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
@@ -229,6 +235,17 @@ def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
                              item_vocab)
       slot.assign(value)
     count += 1
+  attributes = _attribute_table(model)
+  pairs = (_attribute_rows(attribute_vocab, base_model)
+           if attributes is not None and attribute_vocab is not None
+           and "m_attributes" in archive else None)
+  slot_pair = _adam_moments(model, [attributes])[0] if pairs is not None else None
+  if slot_pair is not None and archive["m_attributes"].shape[1:] == tuple(slot_pair[0].shape[1:]):
+    for slot, name in zip(slot_pair, ("m", "v")):
+      value = np.zeros(slot.shape, np.float32)
+      value[pairs[0]] = archive[f"{name}_attributes"][pairs[1]]
+      slot.assign(value)
+    count += 1
   model.optimizer.iterations.assign(int(archive["iterations"]))
   return count
 
@@ -238,28 +255,37 @@ def _shrunk(saved: np.ndarray, initial: np.ndarray, shrink: float) -> np.ndarray
   return saved if shrink == 1 else shrink * saved + (1 - shrink) * initial
 
 
+def _attribute_rows(vocab: Sequence[str], base_model: str
+                    ) -> Optional[Tuple[List[int], List[int]]]:
+  """(rows of ``vocab``, their saved rows) of the attribute values both have, or None
+  when nothing was saved with an attribute vocabulary."""
+  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _VOCAB)) as f:
+    old_vocab = json.load(f).get("attribute_vocab")
+  if old_vocab is None:
+    return None
+  old_rows = {value: i for i, value in enumerate(old_vocab)}
+  pairs = [(j, old_rows[value]) for j, value in enumerate(vocab) if value in old_rows]
+  return tuple(map(list, zip(*pairs))) if pairs else ([], [])
+
+
 def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: str,
                         shrink: float = 1.0) -> int:
   """Copies saved attribute rows into ``table`` by value; the number of values kept."""
-  directory = warm_start_dir(base_model)
-  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
-    old_vocab = json.load(f).get("attribute_vocab")
-  if old_vocab is None:
+  pairs = _attribute_rows(vocab, base_model)
+  if pairs is None:
     return 0
-  with tf.io.gfile.GFile(os.path.join(directory, _ATTRIBUTES), "rb") as f:
+  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _ATTRIBUTES), "rb") as f:
     old = np.load(io.BytesIO(f.read()))
   fresh = table.numpy()
   if old.shape[1] != fresh.shape[1]:
     logging.warning("Attribute embeddings not carried over: width %d, saved %d.",
                     fresh.shape[1], old.shape[1])
     return 0
-  old_rows = {value: i for i, value in enumerate(old_vocab)}
-  pairs = [(j, old_rows[value]) for j, value in enumerate(vocab) if value in old_rows]
-  if pairs:
-    new_rows, saved_rows = map(list, zip(*pairs))
+  new_rows, saved_rows = pairs
+  if new_rows:
     fresh[new_rows] = _shrunk(old[saved_rows], fresh[new_rows], shrink)
     table.assign(fresh)
-  return len(pairs)
+  return len(new_rows)
 
 
 def _remap_table(fresh: np.ndarray, old: np.ndarray, old_vocab: List[str],

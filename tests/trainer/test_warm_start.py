@@ -248,25 +248,29 @@ def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(tmp_p
   would have: same weights, Adam moments and step count."""
   config = dataclasses.replace(CONFIG, dropout=0.0)
   old = _stepped(_retrieval(3, config), seeds=[0, 1])
-  base = _save(old, ["a", "b", "c"], tmp_path)
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
   new = _retrieval(3, config)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  new.set_weights(old.get_weights())   # non-encoder weights too: one step must match
-  stats = warm_start.restore(new, ["a", "b", "c"], base, optimizer=True)
-  assert stats["moments_kept"] == len(new.encoder.trained_weights)
+  stats = warm_start.restore(new, ["a", "b", "c"], base, attribute_vocab=["red", "blue"],
+                             optimizer=True)
+  assert stats["moments_kept"] == len(new.trainable_variables)   # encoder + attribute table
   assert int(new.optimizer.iterations) == 2
   _stepped(old, seeds=[2])
   _stepped(new, seeds=[2])
-  for w_new, w_old in zip(new.encoder.trained_weights, old.encoder.trained_weights):
+  assert len(new.trainable_variables) == len(new.encoder.trained_weights) + 1
+  for w_new, w_old in zip(new.trainable_variables, old.trainable_variables):
     np.testing.assert_allclose(w_new.numpy(), w_old.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp_path):
   old = _stepped(_retrieval(3), seeds=[0, 1])
-  base = _save(old, ["a", "b", "c"], tmp_path)
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
   new = _retrieval(3)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  warm_start.restore(new, ["c", "a", "d"], base, optimizer=True)
+  warm_start.restore(new, ["c", "a", "d"], base, attribute_vocab=["blue", "green"],
+                     optimizer=True)
   table = next(i for i, w in enumerate(new.encoder.trained_weights)
                if w is new.encoder.item_table.embeddings)
   for i, ((m_new, v_new), (m_old, v_old)) in enumerate(zip(_moments(new), _moments(old))):
@@ -278,6 +282,12 @@ def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp
   np.testing.assert_array_equal(v_new[1:3], v_old[[3, 1]])
   assert not m_new[3].any() and not v_new[3].any()            # d: new, a fresh Adam's zeros
   assert m_old[1:4].any()
+  attributes = [(m.numpy(), v.numpy()) for model in (new, old) for m, v in
+                warm_start._adam_moments(model, [warm_start._attribute_table(model)])]
+  (m_new, v_new), (m_old, v_old) = attributes
+  np.testing.assert_array_equal(m_new[0], m_old[1])           # blue, by value
+  np.testing.assert_array_equal(v_new[0], v_old[1])
+  assert not m_new[1].any() and m_old[1].any()                # green: new
 
 
 def test_optimizer_state_is_not_taken_from_another_kind_of_model(tmp_path, caplog):
