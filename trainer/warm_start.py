@@ -116,12 +116,11 @@ def _adam_moments(model, weights, build: bool = False
     if not build:
       return None
     optimizer.build(model.trainable_variables)
-  slots = []
-  for w in weights:
-    index = optimizer._index_dict.get(optimizer._var_key(w))  # pylint: disable=protected-access
-    slots.append(None if index is None else (optimizer._momentums[index],  # pylint: disable=protected-access
-                                             optimizer._velocities[index]))  # pylint: disable=protected-access
-  return slots
+  # tf_keras's Adam keeps its slots in lists indexed by variable, with no public accessor.
+  index, m, v = (optimizer._index_dict, optimizer._momentums,  # pylint: disable=protected-access
+                 optimizer._velocities)  # pylint: disable=protected-access
+  keys = [index.get(optimizer._var_key(w)) for w in weights]  # pylint: disable=protected-access
+  return [None if k is None else (m[k], v[k]) for k in keys]
 
 
 def restore(model, item_vocab: Sequence[str], base_model: str,
@@ -171,7 +170,8 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
 
 
 def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
-                     shrink: float = 1.0, keep: str = KEEP_ALL) -> Tuple[Dict[str, int], List[int]]:
+                     shrink: float = 1.0, keep: str = KEEP_ALL
+                     ) -> Tuple[Dict[str, int], List[int]]:
   """Copies the saved weights; the counts and the indices (in ``trained_weights``) copied."""
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
@@ -211,7 +211,6 @@ def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
-  path = os.path.join(directory, _OPTIMIZER)
   if not copied or saved.get("optimizer_of") != type(model).__name__:
     logging.warning("Optimizer state not carried over: %s", "no weight was copied" if not copied
                     else f"saved by {saved.get('optimizer_of') or 'no optimizer'}, restoring "
@@ -219,9 +218,10 @@ def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
     return 0
   slots = _adam_moments(model, _encoder(model).trained_weights, build=True)
   if slots is None:
+    found = type(getattr(model, "optimizer", None)).__name__
     raise ValueError(f"optimizer state needs a model compiled with Adam; "
-                     f"{type(model).__name__} has {type(getattr(model, 'optimizer', None)).__name__}")
-  with tf.io.gfile.GFile(path, "rb") as f:
+                     f"{type(model).__name__} has {found}")
+  with tf.io.gfile.GFile(os.path.join(directory, _OPTIMIZER), "rb") as f:
     archive = dict(np.load(io.BytesIO(f.read())))
   table = _table_index(_encoder(model))
   count = 0
@@ -239,9 +239,9 @@ def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
   pairs = (_attribute_rows(attribute_vocab, base_model)
            if attributes is not None and attribute_vocab is not None
            and "m_attributes" in archive else None)
-  slot_pair = _adam_moments(model, [attributes])[0] if pairs is not None else None
-  if slot_pair is not None and archive["m_attributes"].shape[1:] == tuple(slot_pair[0].shape[1:]):
-    for slot, name in zip(slot_pair, ("m", "v")):
+  pair = _adam_moments(model, [attributes])[0] if pairs is not None else None
+  if pair is not None and archive["m_attributes"].shape[1:] == tuple(pair[0].shape[1:]):
+    for slot, name in zip(pair, ("m", "v")):
       value = np.zeros(slot.shape, np.float32)
       value[pairs[0]] = archive[f"{name}_attributes"][pairs[1]]
       slot.assign(value)

@@ -224,4 +224,5 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   assert warm.warm_start_optimizer and not day1.warm_start_optimizer
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert run.parse_args(child[3:]).warm_start_optimizer
-  assert "--warm-start-optimizer" not in run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  scratch_argv = run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
+  assert "--warm-start-optimizer" not in scratch_argv
