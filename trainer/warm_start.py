@@ -55,7 +55,7 @@ def _write(directory: str, name: str, payload: bytes) -> None:
 
 
 def save(model, item_vocab: Sequence[str], serving_model_dir: str,
-         attribute_vocab: Optional[Sequence[str]] = None) -> None:
+         attribute_vocab: Optional[Sequence[str]] = None, optimizer: bool = False) -> None:
   """Writes the encoder's weights and item vocabulary for a later warm start.
 
   The weights are ``encoder.trained_weights``: the frozen text vectors of text item
@@ -70,6 +70,8 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
       (``fn_args.serving_model_dir``); the files go to ``warm_start_dir`` of it.
     attribute_vocab: attribute values in attribute-index order (the tf.Transform
       attribute vocabulary).
+    optimizer: also write the model's Adam state (moments of the saved weights and
+      step count; twice the weights' size) for ``restore(optimizer=True)``.
   """
   encoder = _encoder(model)
   directory = warm_start_dir(serving_model_dir)
@@ -87,7 +89,7 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
     np.save(buffer, attributes.numpy())
     _write(directory, _ATTRIBUTES, buffer.getvalue())
     index["attribute_vocab"] = list(attribute_vocab)
-  moments = _adam_moments(model, encoder.trained_weights)
+  moments = _adam_moments(model, encoder.trained_weights) if optimizer else None
   if moments is not None:
     arrays = {"iterations": np.int64(model.optimizer.iterations.numpy())}
     for i, pair in enumerate(moments):

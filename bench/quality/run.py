@@ -404,7 +404,8 @@ def run_one(args) -> Dict[str, object]:
   record["test"] = metrics.summarize(ranks, KS)
   record["test_slices"] = test_slices(data, train_counts(full), ranks)
   if args.save_warm_start:
-    warm_start.save(model, data.item_ids, args.save_warm_start, data.attribute_vocab)
+    warm_start.save(model, data.item_ids, args.save_warm_start, data.attribute_vocab,
+                    optimizer=True)   # for a later --warm-start-optimizer
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 

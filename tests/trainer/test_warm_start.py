@@ -249,7 +249,7 @@ def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(tmp_p
   config = dataclasses.replace(CONFIG, dropout=0.0)
   old = _stepped(_retrieval(3, config), seeds=[0, 1])
   base = str(tmp_path / "Format-Serving")
-  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"], optimizer=True)
   new = _retrieval(3, config)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   stats = warm_start.restore(new, ["a", "b", "c"], base, attribute_vocab=["red", "blue"],
@@ -266,7 +266,7 @@ def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(tmp_p
 def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp_path):
   old = _stepped(_retrieval(3), seeds=[0, 1])
   base = str(tmp_path / "Format-Serving")
-  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"])
+  warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"], optimizer=True)
   new = _retrieval(3)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   warm_start.restore(new, ["c", "a", "d"], base, attribute_vocab=["blue", "green"],
@@ -290,9 +290,11 @@ def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp
   assert not m_new[1].any() and m_old[1].any()                # green: new
 
 
-def test_optimizer_state_is_not_taken_from_another_kind_of_model(tmp_path, caplog):
-  """Pre-training's moments belong to its objectives, not fine-tuning's."""
-  base = _save(_stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], tmp_path)
+def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_of_model(tmp_path, caplog):
+  """Pre-training's moments belong to its objectives, not fine-tuning's; a Trainer's
+  artifact holds no moments unless asked (the pipeline does not restore them)."""
+  base = str(tmp_path / "Format-Serving")
+  warm_start.save(_stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], base, optimizer=True)
   new = _retrieval(3)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   with caplog.at_level(logging.WARNING):
@@ -304,6 +306,12 @@ def test_optimizer_state_is_not_taken_from_another_kind_of_model(tmp_path, caplo
   plain.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   same_kind = _save(_stepped(_retrieval(3), [0]), ["a", "b", "c"], tmp_path / "r")
   assert "moments_kept" not in warm_start.restore(plain, ["a", "b", "c"], same_kind)
+  assert int(plain.optimizer.iterations) == 0
+  assert not os.path.exists(tmp_path / "r" / warm_start.WARM_START_DIR / "optimizer.npz")
+  with caplog.at_level(logging.WARNING):   # nor are there moments to restore
+    assert warm_start.restore(plain, ["a", "b", "c"], same_kind, optimizer=True)[
+        "moments_kept"] == 0
+  assert "saved by no optimizer" in caplog.text
   assert int(plain.optimizer.iterations) == 0
 
 
