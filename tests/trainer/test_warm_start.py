@@ -290,7 +290,8 @@ def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp
   assert not m_new[1].any() and m_old[1].any()                # green: new
 
 
-def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_of_model(tmp_path, caplog):
+def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_of_model(
+    tmp_path, caplog):
   """Pre-training's moments belong to its objectives, not fine-tuning's; a Trainer's
   artifact holds no moments unless asked (the pipeline does not restore them)."""
   base = str(tmp_path / "Format-Serving")
