@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -128,6 +128,25 @@ def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
 
 # ----------------------------------------------------------------------------
 # The comparison.
+
+
+def merge_result(path: str, dataset: str, patience: int, label: str, rows: Dict[int, dict],
+                 day1: Dict[int, dict]) -> Tuple[Dict[int, dict], Dict[int, dict]]:
+  """``rows`` and ``day1`` joined with those of the nightly result ``path`` (``--merge``:
+  seeds run in parallel, each with its own ``--out-dir``); it must have the same dataset,
+  patience and warm setting, and no seed of ``rows``."""
+  with open(path) as f:
+    other = json.load(f)
+  ours = {"dataset": dataset, "patience": patience, "warm": label}
+  theirs = {k: other["meta"].get(k) for k in ours}
+  if theirs != ours:
+    raise ValueError(f"{path}: recorded with {theirs}, this run is {ours}")
+  both = sorted(set(rows) & {int(seed) for seed in other["rows"]})
+  if both:
+    raise ValueError(f"{path}: seeds {both} are in this run's rows too")
+  merged = {**rows, **{int(seed): row for seed, row in other["rows"].items()}}
+  return ({seed: merged[seed] for seed in sorted(merged)},
+          {**day1, **{int(seed): r for seed, r in other["day1"].items()}})
 
 
 def _test(record: dict) -> Dict[str, float]:
@@ -290,6 +309,10 @@ def parse_args(argv=None):
                       help="an earlier nightly result's JSON: take the scratch side of each "
                            "seed's row from it instead of training day 2 from scratch again "
                            "(an error unless this run's day 1 of that seed matches its own)")
+  parser.add_argument("--merge", action="append", default=[],
+                      help="a nightly result's JSON of the same warm setting whose seeds join "
+                           "this one's table (seeds run in parallel, each with its own "
+                           "--out-dir and --results)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/nightly/<dataset>")
   parser.add_argument("--results", default=None,
                       help="default: bench/quality/results/nightly-<dataset>[-warm-<knobs>], e.g. "
@@ -319,18 +342,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for seed, record in records.items():
     if seed in scratch and record[label] is not None:
       rows[seed] = compare(scratch[seed], record[label])
+  day1 = {seed: {"best_val_NDCG@10": max(r["day1"]["finetune_history"][NDCG]),
+                 "best_epoch": r["day1"]["best_epoch"], "test": _test(r["day1"]),
+                 "num_users": r["day1"]["num_users"], "num_items": r["day1"]["num_items"]}
+          for seed, r in records.items() if r["day1"] is not None}
+  for path in args.merge:
+    rows, day1 = merge_result(path, args.dataset, args.patience, label, rows, day1)
   result = {"meta": {"dataset": args.dataset, "recipe": run.recipe_path(args.dataset),
                      "patience": args.patience, "warm": label, "commit": run._commit(),  # pylint: disable=protected-access
                      "machine": run._machine(),  # pylint: disable=protected-access
                      "date": datetime.date.today().isoformat(), "args": vars(args),
                      "scratch_from": args.scratch_from,
                      "shared_cores": any(r["shared_cores"] for r in rows.values())},
-            "rows": rows, "summary": summarize(rows) if rows else {},
-            "day1": {seed: {"best_val_NDCG@10": max(r["day1"]["finetune_history"][NDCG]),
-                            "best_epoch": r["day1"]["best_epoch"], "test": _test(r["day1"]),
-                            "num_users": r["day1"]["num_users"],
-                            "num_items": r["day1"]["num_items"]}
-                     for seed, r in records.items() if r["day1"] is not None}}
+            "rows": rows, "summary": summarize(rows) if rows else {}, "day1": day1}
   print(run.write_tables(result, args.results, markdown))
   return 0
 

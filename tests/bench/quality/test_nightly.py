@@ -226,3 +226,28 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   assert run.parse_args(child[3:]).warm_start_optimizer
   scratch_argv = run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert "--warm-start-optimizer" not in scratch_argv
+
+
+def test_merge_joins_seeds_run_apart_and_refuses_another_setting_or_a_seed_twice(tmp_path,
+                                                                               monkeypatch):
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  pieces = {}
+  for seed in (1, 2):   # each seed in its own out-dir, as parallel runs are
+    monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, s: {
+        "day1": _record([0.05]), "day2-scratch": SCRATCH, "day2-warm": WARM}.get(
+            a.out_dir.split("/")[-1]))
+    pieces[seed] = tmp_path / f"seed{seed}"
+    assert nightly.main(["--seeds", str(seed), "--out-dir", str(tmp_path / f"out{seed}"),
+                         "--results", str(pieces[seed])]) == 0
+  merged = tmp_path / "merged"
+  assert nightly.main(["--seeds", "1", "--out-dir", str(tmp_path / "out1"), "--no-run",
+                       "--merge", f"{pieces[2]}.json", "--results", str(merged)]) == 0
+  saved = json.loads(merged.with_suffix(".json").read_text())
+  assert sorted(saved["rows"]) == ["1", "2"] and sorted(saved["day1"]) == ["1", "2"]
+  assert "| median | 0.0600 | 5 | 3 | 0.60 | 0 of 2 |" in merged.with_suffix(".md").read_text()
+  with pytest.raises(ValueError, match="seeds \\[1\\] are in this run's rows too"):
+    nightly.main(["--seeds", "1", "--out-dir", str(tmp_path / "out1"), "--no-run",
+                  "--merge", f"{pieces[1]}.json", "--results", str(merged)])
+  with pytest.raises(ValueError, match="this run is .*'warm': 'warm adam'"):
+    nightly.main(["--seeds", "1", "--out-dir", str(tmp_path / "out1"), "--no-run",
+                  "--warm-optimizer", "--merge", f"{pieces[2]}.json", "--results", str(merged)])
