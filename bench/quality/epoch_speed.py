@@ -109,9 +109,9 @@ def _timed_epoch(model: tf.keras.Model, dataset: tf.data.Dataset,
           "loss": round(float(history["loss"][0]), 4)}
 
 
-def op_times(xplane_path: str, steps: int, top: int = PROFILE_TOP_OPS) -> List[Dict[str, object]]:
-  """The ``top`` ops of a TF profiler trace by thread time: name, type, milliseconds per
-  step (summed over the threads that ran them) and share of all ops' time."""
+def kernel_times(xplane_path: str, steps: int) -> Dict[str, float]:
+  """Milliseconds per step of each kernel (``scope/op:Type``) of a TF profiler trace,
+  summed over the compute threads that ran it."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2   # pylint: disable=import-outside-toplevel
   space = xplane_pb2.XSpace()
   with open(xplane_path, "rb") as f:
@@ -126,19 +126,52 @@ def op_times(xplane_path: str, steps: int, top: int = PROFILE_TOP_OPS) -> List[D
         name = names[event.metadata_id].name
         if ":" in name and "::" not in name:   # "scope/op:Type" kernels, not "Executor::…"
           totals[name] += event.duration_ps / 1e9 / steps
+  return totals
+
+
+def op_times(totals: Dict[str, float], top: int = PROFILE_TOP_OPS) -> List[Dict[str, object]]:
+  """The ``top`` kernels of ``kernel_times`` by thread time: name, type, milliseconds per
+  step and share of all kernels' time."""
   everything = sum(totals.values()) or 1.0
   ops = []
-  for name, ms in totals.most_common(top):
+  for name, ms in collections.Counter(totals).most_common(top):
     op, kind = name.rsplit(":", 1)
     ops.append({"op": op, "type": kind, "ms_per_step": round(ms, 3),
                 "share": round(ms / everything, 4)})
   return ops
 
 
+def group_times(totals: Dict[str, float], key: Callable[[str, str], str]
+                ) -> List[Dict[str, object]]:
+  """Every kernel of ``kernel_times`` in groups ``key(op, type)``, costliest first:
+  group, kernels, milliseconds per step, share; the groups' shares sum to 1."""
+  everything = sum(totals.values()) or 1.0
+  groups: Dict[str, List[float]] = collections.defaultdict(list)
+  for name, ms in totals.items():
+    groups[key(*name.rsplit(":", 1))].append(ms)
+  return [{"group": group, "kernels": len(times), "ms_per_step": round(sum(times), 3),
+           "share": round(sum(times) / everything, 4)}
+          for group, times in sorted(groups.items(), key=lambda item: -sum(item[1]))]
+
+
+def step_part(op: str, kind: str) -> str:   # pylint: disable=unused-argument
+  """The part of a train step a kernel belongs to, from its scope: the catalogue softmax
+  loop, the backward pass, the optimizer, the forward encoder, or the first scope."""
+  if op.startswith("while/"):
+    return "catalogue softmax loop"
+  if op.startswith("gradient_tape/"):
+    return "backward (gradient_tape)"
+  if "Adam" in op:
+    return "optimizer (Adam)"
+  return op.split("/", 1)[0]
+
+
 def _profile(model: tf.keras.Model, dataset: tf.data.Dataset,
              callbacks: List[tf.keras.callbacks.Callback], steps: int,
-             log_dir: str) -> List[Dict[str, object]]:
-  """Traces ``steps`` training steps with the TF profiler; ``op_times`` of the trace."""
+             log_dir: str) -> Dict[str, object]:
+  """Traces ``steps`` training steps with the TF profiler: the kernels' thread time per
+  step in all (``ms_per_step``), the costliest (``ops``), and all of them by type and by
+  part of the step."""
   batches = dataset.take(steps).cache()
   _input_epoch(batches)   # fills the cache outside the trace
   tf.profiler.experimental.start(log_dir)
@@ -148,7 +181,10 @@ def _profile(model: tf.keras.Model, dataset: tf.data.Dataset,
     tf.profiler.experimental.stop()
   traces = sorted(glob.glob(os.path.join(log_dir, "**", "*.xplane.pb"), recursive=True),
                   key=os.path.getmtime)
-  return op_times(traces[-1], steps)
+  totals = kernel_times(traces[-1], steps)
+  return {"steps": steps, "ms_per_step": round(sum(totals.values()), 3),
+          "ops": op_times(totals), "by_type": group_times(totals, lambda op, kind: kind),
+          "by_part": group_times(totals, step_part)}
 
 
 def _input_epoch(dataset: tf.data.Dataset) -> List[int]:
@@ -227,9 +263,8 @@ def measure(args) -> Dict[str, object]:
   if args.profile_steps:   # before the timed epochs; the first setting only
     name = names[0]
     model, callbacks = models[name]
-    ops = _profile(model, dataset, callbacks, args.profile_steps,
-                   os.path.join(args.work_dir, "profile", name))
-    result[name]["profile"] = {"steps": args.profile_steps, "ops": ops}
+    result[name]["profile"] = _profile(model, dataset, callbacks, args.profile_steps,
+                                       os.path.join(args.work_dir, "profile", name))
   for round_index in range(args.rounds):
     for name in names:
       model, callbacks = models[name]

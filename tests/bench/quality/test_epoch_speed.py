@@ -75,3 +75,12 @@ def test_a_profiled_step_names_its_costliest_ops(tmp_path):
   assert not any("::" in op["op"] or "ExecutorState" in op["op"] for op in ops)   # kernels only
   # the step's own kernels, by scope and type: the catalogue softmax's matmuls among them
   assert any(op["type"].endswith("MatMul") and op["op"].startswith("while/") for op in ops)
+  # every kernel, grouped by type and by part of the step: nothing left out
+  for grouping in ("by_type", "by_part"):
+    groups = profile[grouping]
+    assert sum(g["share"] for g in groups) == pytest.approx(1.0, abs=2e-3)
+    assert sum(g["ms_per_step"] for g in groups) == pytest.approx(profile["ms_per_step"],
+                                                                  rel=1e-3)
+    assert sum(g["kernels"] for g in groups) >= len(ops)
+  parts = {g["group"] for g in profile["by_part"]}
+  assert {"catalogue softmax loop", "backward (gradient_tape)"} <= parts
