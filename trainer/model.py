@@ -5,6 +5,7 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from trainer import optimizers
 from trainer.config import EncoderConfig
 from trainer.encoder import SequenceEncoder
 from trainer.tasks import NextItemTask
@@ -80,8 +81,7 @@ class NextItemModel(tf.keras.Model):
     """Keras compile; also creates the optimizer's slots now, so the first
     training step is traced once rather than twice (variable creation)."""
     super().compile(optimizer=optimizer, **kwargs)
-    if hasattr(self.optimizer, "build"):
-      self.optimizer.build(self.trainable_variables)
+    optimizers.build(self.optimizer, self.trainable_variables)
 
   # do_not_convert (here and on the other methods): the code is plain graph code.
   # AutoGraph skips modules named ``keras`` but not ``tf_keras``, so without it a

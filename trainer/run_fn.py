@@ -15,6 +15,7 @@ from trainer import cpu_features
 from trainer import export
 from trainer import features
 from trainer import inputs
+from trainer import optimizers
 from trainer import item_vectors as item_vectors_lib
 from trainer import ranking_validation
 from trainer import retrieval
@@ -50,13 +51,13 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def compile_model(model: tf.keras.Model, schedule: TrainingSchedule) -> None:
-  """Compiles ``model`` for training with Adam at the schedule's learning rate, its
+  """Compiles ``model`` for training with the schedule's Adam at its learning rate, its
   ``jit_compile`` and its ``mixed_precision`` of the catalogue-scoring matmuls."""
   precision = cpu_features.resolve_precision(schedule.mixed_precision)
   logging.info("Training with %s catalogue-scoring matmuls (mixed_precision=%r), "
                "jit_compile=%s", precision, schedule.mixed_precision, schedule.jit_compile)
   tasks.set_scoring_precision(model, precision)
-  model.compile(optimizer=tf.keras.optimizers.Adam(schedule.learning_rate),
+  model.compile(optimizer=optimizers.make(schedule.optimizer, schedule.learning_rate),
                 jit_compile=schedule.jit_compile)
 
 

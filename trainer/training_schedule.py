@@ -10,6 +10,7 @@ from typing import Literal
 from trainer.json_config import JsonConfig
 
 Precision = Literal["float32", "bfloat16", "auto"]
+Optimizer = Literal["adam", "fused_adam"]
 
 
 @dataclasses.dataclass
@@ -28,6 +29,10 @@ class TrainingSchedule(JsonConfig):
   # default: the chunked full-softmax loop has data-dependent shapes that XLA does not
   # compile (docs/architecture.md, "Training speed").
   jit_compile: bool = False
+  # Adam's implementation, one update rule either way: "fused_adam" is TF's fused
+  # ResourceApplyAdam (tf_keras's legacy optimizer, one kernel per weight), "adam" the
+  # current tf_keras optimizer (a few element-wise ops per weight).
+  optimizer: Optimizer = "adam"
 
   def validate(self) -> None:
     for name in ("epochs", "batch_size"):

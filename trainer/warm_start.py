@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from trainer import optimizers
+
 WARM_START_DIR = "warm_start"
 _WEIGHTS = "weights.npz"
 _VOCAB = "item_vocab.json"
@@ -107,22 +109,18 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
 
 
 def _adam_moments(model, weights, build: bool = False
-                  ) -> Optional[List[Optional[Tuple[tf.Variable, tf.Variable]]]]:
+                  ) -> Optional[List[Optional[optimizers.Moments]]]:
   """Adam's (first, second) moment slots of each of ``weights`` (None for a weight it
   has none for), or None when ``model`` has no Adam optimizer or it has taken no step.
   With ``build``, an unbuilt Adam is built first on the model's trainable variables."""
   optimizer = getattr(model, "optimizer", None)
-  if not isinstance(optimizer, tf.keras.optimizers.Adam):
+  if not optimizers.is_adam(optimizer):
     return None
-  if not getattr(optimizer, "_built", False):
+  if not optimizers.is_built(optimizer):
     if not build:
       return None
-    optimizer.build(model.trainable_variables)
-  # tf_keras's Adam keeps its slots in lists indexed by variable, with no public accessor.
-  index, m, v = (optimizer._index_dict, optimizer._momentums,  # pylint: disable=protected-access
-                 optimizer._velocities)  # pylint: disable=protected-access
-  keys = [index.get(optimizer._var_key(w)) for w in weights]  # pylint: disable=protected-access
-  return [None if k is None else (m[k], v[k]) for k in keys]
+    optimizers.build(optimizer, model.trainable_variables)
+  return optimizers.moments(optimizer, weights)
 
 
 def restore(model, item_vocab: Sequence[str], base_model: str,

@@ -1,4 +1,4 @@
-"""Seconds per training epoch of a dataset's recipe, per precision setting.
+"""Seconds per training epoch of a dataset's recipe, per speed setting (precision, optimizer).
 
 Settings take turns over rounds on the same warmed-up batches (median per setting);
 each epoch records per-step times, load and priority (docs/architecture.md).
@@ -38,6 +38,8 @@ SETTINGS = {
     "default": {},
     "bfloat16": {"mixed_precision": cpu_features.BFLOAT16},
     "auto": {"mixed_precision": cpu_features.AUTO},
+    "fused_adam": {"optimizer": "fused_adam"},
+    "fused_adam_bfloat16": {"optimizer": "fused_adam", "mixed_precision": cpu_features.BFLOAT16},
 }
 PHASES = ("finetune", "pretrain")
 WARMUP_STEPS = 10
@@ -257,7 +259,7 @@ def measure(args) -> Dict[str, object]:
     model, callbacks = build(run_schedule)
     model.fit(dataset.take(WARMUP_STEPS), verbose=0, callbacks=callbacks)
     models[name] = (model, callbacks)
-    result[name] = {"setting": run_schedule.mixed_precision,
+    result[name] = {"setting": run_schedule.mixed_precision, "optimizer": run_schedule.optimizer,
                     "mixed_precision": cpu_features.resolve_precision(run_schedule.mixed_precision),
                     "epochs": []}
   if args.profile_steps:   # before the timed epochs; the first setting only

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import batches
+from trainer import optimizers
 from trainer import warm_start
 from trainer.config import EncoderConfig
 from trainer.config import RetrievalConfig
@@ -229,10 +230,10 @@ def test_keep_items_copies_only_the_item_and_attribute_embeddings(tmp_path):
     warm_start.restore(new, ["a"], base, keep="blocks")
 
 
-def _stepped(model, seeds):
+def _stepped(model, seeds, optimizer="adam"):
   """``model`` compiled with Adam, after one train step per seed (runs over 3 items)."""
   if model.optimizer is None:
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+    model.compile(optimizer=optimizers.make(optimizer, 0.01))
   for seed in seeds:
     model.train_step(batches.batch(batches.random_runs(8, 3, 2, 5, seed), 3, 5))
   return model
@@ -243,15 +244,18 @@ def _moments(model):
   return [(m.numpy(), v.numpy()) for m, v in slots]
 
 
-def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(tmp_path):
+@pytest.mark.parametrize("saved_by, restored_into", [
+    ("adam", "adam"), ("fused_adam", "fused_adam"), ("adam", "fused_adam")])
+def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(
+    tmp_path, saved_by, restored_into):
   """A nightly run with ``optimizer=True`` steps exactly as the saved run's next step
-  would have: same weights, Adam moments and step count."""
+  would have: same weights, Adam moments and step count, from either Adam to either."""
   config = dataclasses.replace(CONFIG, dropout=0.0)
-  old = _stepped(_retrieval(3, config), seeds=[0, 1])
+  old = _stepped(_retrieval(3, config), seeds=[0, 1], optimizer=saved_by)
   base = str(tmp_path / "Format-Serving")
   warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"], optimizer=True)
   new = _retrieval(3, config)
-  new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  new.compile(optimizer=optimizers.make(restored_into, 0.01))
   stats = warm_start.restore(new, ["a", "b", "c"], base, attribute_vocab=["red", "blue"],
                              optimizer=True)
   assert stats["moments_kept"] == len(new.trainable_variables)   # encoder + attribute table
@@ -316,7 +320,8 @@ def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_o
   assert int(plain.optimizer.iterations) == 0
 
 
-def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops():
+@pytest.mark.parametrize("optimizer", sorted(optimizers.ADAMS))
+def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops(optimizer):
   schedule = warm_start.WarmSchedule(1e-3, warmup_steps=4, decay_epochs=2)
   # Warm-up: 1/4, 2/4, ... of the rate, times the first epoch's cosine (midpoint 0.25).
   first = 0.5 * (1 + np.cos(np.pi * 0.25))
@@ -327,7 +332,7 @@ def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops():
 
   inputs = np.ones((12, 2), np.float32)
   model = tf.keras.Sequential([tf.keras.layers.Dense(1)])
-  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="mse")
+  model.compile(optimizer=optimizers.make(optimizer, 1e-3), loss="mse")
   seen = []
   record = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(
       float(model.optimizer.learning_rate.numpy())))
