@@ -32,7 +32,7 @@ class TrainingSchedule(JsonConfig):
   # Adam's implementation, one update rule either way: "fused_adam" is TF's fused
   # ResourceApplyAdam (tf_keras's legacy optimizer, one kernel per weight), "adam" the
   # current tf_keras optimizer (a few element-wise ops per weight).
-  optimizer: Optimizer = "adam"
+  optimizer: Optimizer = "fused_adam"
 
   def validate(self) -> None:
     for name in ("epochs", "batch_size"):

@@ -4,6 +4,7 @@ Protocol, variants and recipes: bench/quality/results/README.md.
 """
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import hashlib
@@ -40,7 +41,6 @@ from trainer.pretraining.config import PretrainConfig
 from trainer.retrieval import RetrievalConfig
 from trainer.retrieval import RetrievalModel
 from trainer.run_fn import compile_model
-from trainer.training_schedule import TrainingSchedule
 
 OBJECTIVES = objectives.NAMES
 
@@ -88,7 +88,8 @@ DEFAULT_RECIPE = "default"
 DEFAULT_RETRIEVAL_CONFIG = '{"targets": "prefixes"}'
 DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
-SPEED_SETTINGS = ("mixed_precision", "jit_compile")   # TrainingSchedule fields
+# TrainingSchedule speed fields, with the value every run had before the field existed.
+SPEED_SETTINGS = {"mixed_precision": "float32", "jit_compile": False, "optimizer": "adam"}
 
 # Reference full-ranking results on the same S3-Rec preprocessing and protocol.
 REFERENCE_RESULTS = {
@@ -584,6 +585,9 @@ def parse_args(argv=None):
                            "data.drop_last_items; the nightly benchmark's day 1)")
   parser.add_argument("--out-dir", default=None, help="default: outputs/bench/quality/<dataset>")
   parser.add_argument("--work-dir", default=None, help="default: <out-dir>/work")
+  parser.add_argument("--jobs", type=int, default=1,
+                      help="training runs (child processes) at once; each uses every core "
+                           "unless TF_NUM_INTRAOP_THREADS says otherwise")
   parser.add_argument("--no-run", action="store_true",
                       help="train nothing: write the table of the runs already recorded "
                            "for these settings (a partial benchmark)")
@@ -599,6 +603,8 @@ def parse_args(argv=None):
   unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
   if unknown:
     parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+  if args.jobs < 1:
+    parser.error(f"--jobs must be >= 1; got {args.jobs}")
   return args
 
 
@@ -679,12 +685,11 @@ def _cold_args(args) -> Dict[str, object]:
 
 
 def _model_key(config) -> dict:
-  """A ModelConfig's dict without the speed settings at their defaults, so runs recorded
-  before those settings existed keep their key."""
+  """A ModelConfig's dict without the speed settings at the values runs had before
+  those settings existed, so those runs keep their key."""
   values = config.to_dict()
-  default = TrainingSchedule()
-  for name in SPEED_SETTINGS:
-    if values["schedule"][name] == getattr(default, name):
+  for name, before in SPEED_SETTINGS.items():
+    if values["schedule"][name] == before:
       del values["schedule"][name]
   return values
 
@@ -812,13 +817,11 @@ def main(argv=None) -> int:
     return 0
 
   data = prepare_once(args)
-  runs = []
-  for variant in args.variants.split(","):
-    seeds = args.seeds if variant in HEADLINE else args.ablation_seeds
-    for seed in range(1, seeds + 1):
-      record = run_or_reuse(args, variant, seed)
-      if record is not None:
-        runs.append(record)
+  tasks = [(variant, seed) for variant in args.variants.split(",")
+           for seed in range(1, (args.seeds if variant in HEADLINE else args.ablation_seeds) + 1)]
+  with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    runs = [record for record in pool.map(lambda task: run_or_reuse(args, *task), tasks)
+            if record is not None]
   result = {
       "meta": {"dataset": args.dataset, "num_users": data.num_users,
                "num_items": data.num_items, "commit": _commit(), "machine": _machine(),
