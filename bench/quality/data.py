@@ -16,6 +16,7 @@ from components.sequence_builder.cold_items import ColdItemSelector
 from pipeline.ingest import formats
 from pipeline.ingest import synthetic
 from trainer import features
+from trainer.atomic_file import write_atomically
 from trainer.pretraining.item_attributes import ItemAttributeTable
 
 DATASETS = {
@@ -76,14 +77,18 @@ def user_sequences(interactions) -> List[List[str]]:
 
 
 def _write(path: str, histories: List[List[int]], targets: np.ndarray) -> None:
+  """Writes the rows to a temp file renamed to ``path``: runs side by side (``run
+  --jobs``) prepare the same files while the others read them."""
   options = tf.io.TFRecordOptions(compression_type="GZIP")
-  with tf.io.TFRecordWriter(path, options) as writer:
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with tf.io.TFRecordWriter(tmp, options) as writer:
     for history, target in zip(histories, targets):
       example = tf.train.Example(features=tf.train.Features(feature={
           features.HISTORY_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=history)),
           features.TARGET_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[target])),
       }))
       writer.write(example.SerializeToString())
+  os.replace(tmp, path)
 
 
 def hold_out(sequences: List[List[str]], cold: ColdItemSelector) -> List[List[str]]:
@@ -136,8 +141,8 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
     targets[split] = np.asarray([s[-cut] for s in encoded], dtype=np.int64)
     files[split] = os.path.join(work_dir, f"{split}.tfrecord.gz")
     _write(files[split], histories[split], targets[split])
-  with open(os.path.join(work_dir, "item_vocab.txt"), "w") as f:
-    f.write("\n".join(vocab) + "\n")
+  write_atomically(os.path.join(work_dir, "item_vocab.txt"),
+                   lambda f: f.write("\n".join(vocab) + "\n"))
 
   attributes, attribute_vocab = None, []
   if items is not None:
@@ -157,11 +162,11 @@ def prepare(name: str, work_dir: str, data_dir: Optional[str] = None,
                    attribute_vocab=attribute_vocab if attributes else [],
                    cold_items=frozenset(i for item, i in index.items()
                                         if cold and cold.is_cold(item.encode("utf-8"))))
-  with open(os.path.join(work_dir, "summary.json"), "w") as f:
-    json.dump({"dataset": name, "users": data.num_users, "items": data.num_items,
-               "interactions": data.num_interactions, "cold_items": len(data.cold_items),
-               "items_with_attributes": attributes.num_items_with_attributes if attributes else 0},
-              f, indent=1)
+  write_atomically(os.path.join(work_dir, "summary.json"), lambda f: json.dump(
+      {"dataset": name, "users": data.num_users, "items": data.num_items,
+       "interactions": data.num_interactions, "cold_items": len(data.cold_items),
+       "items_with_attributes": attributes.num_items_with_attributes if attributes else 0},
+      f, indent=1))
   return data
 
 

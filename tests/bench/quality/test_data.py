@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import tensorflow as tf
 
 from bench.quality import data as data_lib
 
@@ -55,3 +56,25 @@ def test_day1_has_the_shorter_sequences_and_none_of_day2s_evaluation_targets(tmp
   # Attribute values in index order (what warm start matches by value); 3 only on day 2.
   assert day1.attribute_vocab == ["1", "2"] and day2.attribute_vocab == ["1", "2", "3"]
   assert day1.attributes.num_attributes == 2
+
+
+def test_preparing_again_never_shows_readers_a_partly_written_split(tmp_path, monkeypatch):
+  """Runs side by side (run --jobs) each prepare the same files while others train."""
+  monkeypatch.setitem(data_lib.DATASETS, "days", ("s3rec", str(_folder(tmp_path))))
+  first = data_lib.prepare("days", str(tmp_path / "work"))
+
+  def rows(path):
+    return sum(1 for _ in tf.data.TFRecordDataset(path, compression_type="GZIP"))
+  expected = {split: rows(path) for split, path in first.files.items()}
+  seen = []
+  writer = tf.io.TFRecordWriter
+
+  class Reading(writer):   # a reader opening every split while one is being written
+    def write(self, record):
+      seen.append({split: rows(path) for split, path in first.files.items()})
+      super().write(record)
+  monkeypatch.setattr(tf.io, "TFRecordWriter", Reading)
+  data_lib.prepare("days", str(tmp_path / "work"))
+  assert seen and all(counts == expected for counts in seen)
+  assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(
+      [*(p.rsplit("/", 1)[1] for p in first.files.values()), "item_vocab.txt", "summary.json"])
