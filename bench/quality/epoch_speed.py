@@ -7,6 +7,7 @@ each epoch records per-step times, load and priority (docs/architecture.md).
 import argparse
 import collections
 import dataclasses
+import datetime
 import glob
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Callable, Dict, List, Optional
 import tensorflow as tf
 
 from bench.quality import data as data_lib
+from bench.quality import run
 from bench.quality.run import is_shared
 from bench.quality.run import load_average
 from bench.quality.run import recipe_path
@@ -38,8 +40,7 @@ SETTINGS = {
     "default": {},
     "bfloat16": {"mixed_precision": cpu_features.BFLOAT16},
     "auto": {"mixed_precision": cpu_features.AUTO},
-    "fused_adam": {"optimizer": "fused_adam"},
-    "fused_adam_bfloat16": {"optimizer": "fused_adam", "mixed_precision": cpu_features.BFLOAT16},
+    "adam": {"optimizer": "adam"},   # tf_keras's Adam, not the default fused kernel
 }
 PHASES = ("finetune", "pretrain")
 WARMUP_STEPS = 10
@@ -243,7 +244,9 @@ def measure(args) -> Dict[str, object]:
     dataset = dataset.with_options(options)
   _input_epoch(dataset)   # fills the cache, as the first training epoch does
   batches: List[List[int]] = []
-  result = {"dataset": args.dataset, "phase": args.phase, "model_config": config.to_dict(),
+  result = {"dataset": args.dataset, "phase": args.phase, "commit": run._commit(),  # pylint: disable=protected-access
+            "machine": run._machine(), "date": datetime.date.today().isoformat(),  # pylint: disable=protected-access
+            "model_config": config.to_dict(),
             "schedule": schedule.to_dict(), "cpu_bf16": cpu_features.has_native_bf16(),
             "cores": os.cpu_count(), "scheduling": scheduling(), "rounds": args.rounds,
             "input_autotune": dataset.options().autotune.enabled,
