@@ -59,6 +59,9 @@ def compile_model(model: tf.keras.Model, schedule: TrainingSchedule) -> None:
   tasks.set_scoring_precision(model, precision)
   model.compile(optimizer=optimizers.make(schedule.optimizer, schedule.learning_rate),
                 jit_compile=schedule.jit_compile)
+  # Slots now, in the caller's strategy scope: the legacy (fused) Adam would create them
+  # inside the first replicated train step, which tf.distribute cannot initialise there.
+  optimizers.build(model.optimizer, model.trainable_variables)
 
 
 def _read_vocab(tf_transform_output, name: str) -> List[str]:
