@@ -281,18 +281,18 @@ def test_epoch_timings_say_whether_the_cores_were_shared():
 
 def test_speed_settings_change_the_run_key_only_when_set():
   key = run._settings_key   # pylint: disable=protected-access
-  base = run.parse_args(["--dataset", "beauty"])
+  base = run.parse_args(["--dataset", "ml-100k"])   # configs/default.json: no speed field set
   recipe = load_model_config(base.model_config).to_dict()
   model_key = run._model_key(load_model_config(base.model_config))   # pylint: disable=protected-access
   # Omitted at the values runs had before the setting existed; the default optimizer is new.
   assert set(recipe["schedule"]) - set(model_key["schedule"]) == {"mixed_precision",
                                                                    "jit_compile"}
   assert model_key["schedule"]["optimizer"] == "fused_adam"
-  plain_adam = run.parse_args(["--dataset", "beauty", "--model-config", json.dumps(
+  plain_adam = run.parse_args(["--dataset", "ml-100k", "--model-config", json.dumps(
       {**recipe, "schedule": {**recipe["schedule"], "optimizer": "adam"}})])
   assert "optimizer" not in run._model_key(load_model_config(plain_adam.model_config))[   # pylint: disable=protected-access
       "schedule"]
-  bf16 = run.parse_args(["--dataset", "beauty", "--model-config",
+  bf16 = run.parse_args(["--dataset", "ml-100k", "--model-config",
                          json.dumps({**recipe, "schedule": {**recipe["schedule"],
                                                             "mixed_precision": "bfloat16"}})])
   assert key(base, "finetune_only") != key(bf16, "finetune_only")
