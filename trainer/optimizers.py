@@ -45,7 +45,7 @@ def build(optimizer, variables: Sequence[tf.Variable]) -> None:
 
 def moments(optimizer, weights: Sequence[tf.Variable]) -> List[Optional[Moments]]:
   """Adam's (first, second) moment slots of each of ``weights``, None for a weight it
-  has none for. Neither optimizer has a public accessor for all of them."""
+  has none for (tf_keras's Adam has no public accessor: its slot lists are read)."""
   if _is_legacy(optimizer):
     return [_legacy_moments(optimizer, w) for w in weights]
   index, m, v = (optimizer._index_dict, optimizer._momentums,  # pylint: disable=protected-access
