@@ -16,6 +16,7 @@ import resource
 import subprocess
 import sys
 import time
+import typing
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -31,6 +32,7 @@ from trainer import retrieval
 from trainer import run_fn
 from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
+from trainer.config import Targets
 from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.model import INPUTS
@@ -290,11 +292,25 @@ class EpochTimer(tf.keras.callbacks.Callback):
     self.loads.append([self._start_load, load_average()])
 
 
+def retrieval_config_of(args) -> RetrievalConfig:
+  """The fine-tuning RetrievalConfig of the run ``args``: its retrieval config with its
+  seed, the variant's auxiliary objectives and a warm run's ``--warm-start-targets``."""
+  values = {**load_json_object(args.retrieval_config, "retrieval config"),
+            "seed": args.seed, "auxiliary": {}}
+  if VARIANTS[args.variant].auxiliary:
+    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"),
+                 **_without(args.variant), "seed": args.seed}
+    if any(auxiliary.get(field, 0) > 0 for field in objectives.WEIGHT_FIELDS):
+      values["auxiliary"] = auxiliary
+  if args.warm_start_from and args.warm_start_targets:
+    values["targets"] = args.warm_start_targets
+  return RetrievalConfig(**values)
+
+
 def run_one(args) -> Dict[str, object]:
   """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
 
   variant = VARIANTS[args.variant]
-  without = _without(args.variant)
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
@@ -316,14 +332,7 @@ def run_one(args) -> Dict[str, object]:
     record["train_user_fraction"] = args.train_user_fraction
     record["train_users"] = len(data.targets[features.TRAIN_SPLIT])
   spec = data_lib.SPEC
-  retrieval_values = {**load_json_object(args.retrieval_config, "retrieval config"),
-                      "seed": args.seed, "auxiliary": {}}
-  if variant.auxiliary:
-    auxiliary = {**load_json_object(args.auxiliary_config, "auxiliary config"), **without,
-                 "seed": args.seed}
-    if any(auxiliary.get(field, 0) > 0 for field in objectives.WEIGHT_FIELDS):
-      retrieval_values["auxiliary"] = auxiliary
-  retrieval_config = RetrievalConfig(**retrieval_values)
+  retrieval_config = retrieval_config_of(args)
   record["retrieval_config"] = retrieval_config.to_dict()
   pretrained = None
   if variant.pretrain:
@@ -655,6 +664,10 @@ WARM_START_OPTIONS = {
     "optimizer": ({"action": "store_true", "default": False,
                    "help": "carry the saved run's Adam moments and step count over too "
                            "(trainer.warm_start.restore(optimizer=True))"}, "adam"),
+    "targets": ({"default": None, "choices": list(typing.get_args(Targets)),
+                 "help": "train the warm run on these RetrievalConfig.targets instead of "
+                         "the retrieval config's (last_position: each training sequence's "
+                         "newest transition only)"}, "targets"),
 }
 
 

@@ -228,6 +228,22 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   assert "--warm-start-optimizer" not in scratch_argv
 
 
+def test_targets_change_only_the_warm_runs_retrieval_config_and_name_its_rows(tmp_path,
+                                                                           monkeypatch):
+  calls = []
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  args = nightly.parse_args(["--dataset", "lastfm", "--warm-targets", "last_position",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-lastfm-warm-targets-last_position")
+  nightly.seed_records(args, 1)
+  children = [run.parse_args(run._child_argv(a, "finetune_only", 1, "r.json")[3:])  # pylint: disable=protected-access
+              for a in calls]
+  day1, warm, scratch = [run.retrieval_config_of(child).targets for child in children]
+  assert (day1, warm, scratch) == ("prefixes", "last_position", "prefixes")
+  assert len({run._settings_key(a, "finetune_only") for a in calls}) == 3  # pylint: disable=protected-access
+
+
 def test_merge_joins_seeds_run_apart_and_refuses_another_setting_or_a_seed_twice(tmp_path,
                                                                                monkeypatch):
   monkeypatch.setattr(run, "prepare_once", lambda args: None)
