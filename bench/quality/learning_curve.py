@@ -6,6 +6,7 @@ fine-tuning a seeded fraction of them; every user is validated and tested (bench
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import os
@@ -297,6 +298,18 @@ def _same_recipe(record: dict, args, variant: str) -> bool:
   return not run.VARIANTS[variant].pretrain or pretrain_epochs == args.pretrain_epochs
 
 
+def _rekeyed(args, record: dict) -> dict:
+  """``record`` (a run of this curve) under the current settings key when it was recorded
+  under another only because config fields were added since with their defaults
+  (``_same_recipe``); the key it was recorded under stays in ``recorded_settings_key``."""
+  current = run._settings_key(run_args(args, record["fraction"]), record["variant"])  # pylint: disable=protected-access
+  if (record["settings_key"] == current or "imported_from" in record or
+      not _same_recipe(record, run_args(args, record["fraction"]), record["variant"])):
+    return record
+  return {**record, "settings_key": current,
+          "recorded_settings_key": record.get("recorded_settings_key", record["settings_key"])}
+
+
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dataset", default="beauty")
@@ -365,6 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for path in args.merge:
     for r in load_result(path)["runs"]:
       runs.setdefault(_key_of(r), r)
+  runs = {_key_of(r): r for r in map(functools.partial(_rekeyed, args), runs.values())}
   for seed in range(args.first_seed, args.seeds + 1):   # seed-major: one pre-training serves every fraction
     for fraction in fractions:
       for variant in args.variants.split(","):

@@ -160,3 +160,27 @@ def test_pieces_run_in_parallel_merge(tmp_path, monkeypatch):
                        "--merge", str(tmp_path / "b" / "curve-synthetic.json")])
   a = json.loads((tmp_path / "a" / "curve-synthetic.json").read_text())
   assert a["summary"]["0.1"]["variants"]["finetune_only"]["seeds"] == [1, 2, 3]
+
+
+def test_runs_recorded_before_a_config_field_was_added_stay_in_the_curve(tmp_path, monkeypatch):
+  """A run whose key changed only because a field was added since with its default is
+  neither rerun nor dropped from the tables; one of another recipe value is."""
+  monkeypatch.setattr(curve, "run_child", lambda argv_: pytest.fail(f"reran {argv_}"))
+  argv = ["--dataset", "synthetic", "--fractions", "0.1", "--variants", "finetune_only",
+          "--seeds", "1", "--out-dir", str(tmp_path), "--work-dir", str(tmp_path / "w"),
+          "--import-full", "none"]
+  args = curve.parse_args(argv)
+  model = run.load_model_config(curve.run_args(args, 0.1).model_config).to_dict()
+  del model["encoder"]["id_dropout"]   # as recorded before the field existed
+  old = {**_record(0.1, "finetune_only", 1, 0.1), "settings_key": "older",
+         "model_config": model, "retrieval_config": {}}
+  (tmp_path / "curve-synthetic.json").write_text(json.dumps({"runs": [old]}))
+  curve.main(argv)
+  result = json.loads((tmp_path / "curve-synthetic.json").read_text())
+  assert list(result["summary"]) == ["0.1"] and len(result["runs"]) == 1
+  assert result["runs"][0]["recorded_settings_key"] == "older"
+
+  model["encoder"]["dropout"] += 0.1   # another recipe: out of the tables, and rerun
+  (tmp_path / "curve-synthetic.json").write_text(json.dumps({"runs": [{**old, "model_config": model}]}))
+  curve.main(argv + ["--no-run"])
+  assert json.loads((tmp_path / "curve-synthetic.json").read_text())["summary"] == {}
