@@ -78,17 +78,23 @@ def user_sequences(interactions) -> List[List[str]]:
 
 def _write(path: str, histories: List[List[int]], targets: np.ndarray) -> None:
   """Writes the rows to a temp file renamed to ``path``: runs side by side (``run
-  --jobs``) prepare the same files while the others read them."""
+  --jobs``) prepare the same files while the others read them. A failed write leaves
+  ``path`` as it was and no temp file (TF's writer takes a path, not the file object
+  ``trainer.atomic_file.write_atomically`` hands over)."""
   options = tf.io.TFRecordOptions(compression_type="GZIP")
   tmp = f"{path}.{os.getpid()}.tmp"
-  with tf.io.TFRecordWriter(tmp, options) as writer:
-    for history, target in zip(histories, targets):
-      example = tf.train.Example(features=tf.train.Features(feature={
-          features.HISTORY_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=history)),
-          features.TARGET_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[target])),
-      }))
-      writer.write(example.SerializeToString())
-  os.replace(tmp, path)
+  try:
+    with tf.io.TFRecordWriter(tmp, options) as writer:
+      for history, target in zip(histories, targets):
+        example = tf.train.Example(features=tf.train.Features(feature={
+            features.HISTORY_IDS: tf.train.Feature(int64_list=tf.train.Int64List(value=history)),
+            features.TARGET_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[target])),
+        }))
+        writer.write(example.SerializeToString())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def hold_out(sequences: List[List[str]], cold: ColdItemSelector) -> List[List[str]]:

@@ -78,3 +78,18 @@ def test_preparing_again_never_shows_readers_a_partly_written_split(tmp_path, mo
   assert seen and all(counts == expected for counts in seen)
   assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(
       [*(p.rsplit("/", 1)[1] for p in first.files.values()), "item_vocab.txt", "summary.json"])
+
+
+def test_a_split_whose_write_fails_stays_as_it_was_and_leaves_no_temp_file(tmp_path,
+                                                                          monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "days", ("s3rec", str(_folder(tmp_path))))
+  data_lib.prepare("days", str(tmp_path / "work"))
+  before = {p.name: p.read_bytes() for p in (tmp_path / "work").iterdir()}
+
+  class Failing(tf.io.TFRecordWriter):   # the disk fills up half-way through a split
+    def write(self, record):
+      raise OSError("No space left on device")
+  monkeypatch.setattr(tf.io, "TFRecordWriter", Failing)
+  with pytest.raises(OSError, match="No space"):
+    data_lib.prepare("days", str(tmp_path / "work"))
+  assert {p.name: p.read_bytes() for p in (tmp_path / "work").iterdir()} == before
