@@ -292,6 +292,21 @@ class EpochTimer(tf.keras.callbacks.Callback):
     self.loads.append([self._start_load, load_average()])
 
 
+def with_newest(train_ds: tf.data.Dataset, newest: tf.data.Dataset, repeats: int,
+                seed: int) -> tf.data.Dataset:
+  """An epoch of ``train_ds``'s batches plus ``repeats`` passes over ``newest``'s (each
+  training sequence's newest transition: the training split read as evaluation rows, one
+  label at the last position as a prefix row has), drawn at random in proportion to
+  their counts so the extra batches spread over the epoch."""
+  def count(dataset):
+    return int(dataset.reduce(0, lambda n, _: n + 1))
+  extra = newest.shuffle(count(newest), seed=seed).repeat(repeats)
+  batches = np.array([count(train_ds), count(extra)], np.float64)
+  return tf.data.Dataset.sample_from_datasets(
+      [train_ds, extra], weights=list(batches / batches.sum()), seed=seed,
+      stop_on_empty_dataset=False)
+
+
 def retrieval_config_of(args) -> RetrievalConfig:
   """The fine-tuning RetrievalConfig of the run ``args``: its retrieval config with its
   seed, the variant's auxiliary objectives and a warm run's ``--warm-start-targets``."""
@@ -381,6 +396,9 @@ def run_one(args) -> Dict[str, object]:
   monitor = ranking_validation.ndcg_name(10)
   timer = EpochTimer()
   train_ds = dataset("train", True)
+  if args.warm_start_from and args.warm_start_newest_repeats:
+    train_ds = with_newest(train_ds, dataset("train", False), args.warm_start_newest_repeats,
+                           args.seed)
   schedules = []
   if args.warm_start_from and (args.warm_start_warmup_steps or args.warm_start_decay_epochs):
     schedules.append(warm_start.WarmSchedule(schedule.learning_rate,
@@ -664,6 +682,11 @@ WARM_START_OPTIONS = {
     "optimizer": ({"action": "store_true", "default": False,
                    "help": "carry the saved run's Adam moments and step count over too "
                            "(trainer.warm_start.restore(optimizer=True))"}, "adam"),
+    "newest-repeats": ({"type": int, "default": 0,
+                        "help": "each epoch, also train this many more times on each "
+                                "training sequence's newest transition, its batches drawn "
+                                "at random between the every-prefix ones (with_newest)"},
+                       "newest"),
     "targets": ({"default": None, "choices": list(typing.get_args(Targets)),
                  "help": "train the warm run on these RetrievalConfig.targets instead of "
                          "the retrieval config's (last_position: each training sequence's "

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bench.quality import data as data_lib
 from bench.quality import run
@@ -463,3 +464,33 @@ def test_a_saved_pre_training_differs_on_the_fields_both_name():
   older = run.Pretrained([], None, {"pretrain_config": {
       k: v for k, v in pretrain.to_dict().items() if k != "clustering_weight"}})
   assert older.differences(encoder, pretrain) == {}   # a field added since: not a difference
+
+
+def test_with_newest_adds_repeated_passes_over_the_newest_rows_spread_over_the_epoch():
+  prefixes = tf.data.Dataset.range(100).map(lambda i: {"b": i}).batch(1)
+  newest = tf.data.Dataset.range(100, 120).map(lambda i: {"b": i}).batch(1)
+  mixed = run.with_newest(prefixes, newest, 3, seed=1)
+  for _ in range(2):   # every epoch, every batch of both: the prefixes once, the newest 3 times
+    seen = [int(x["b"][0]) for x in mixed]
+    assert sorted(seen) == sorted(list(range(100)) + 3 * list(range(100, 120)))
+  positions = [i for i, b in enumerate(seen) if b >= 100]
+  assert positions[0] < 40 and positions[-1] > 120   # spread, not all at one end
+
+
+def test_newest_repeats_reach_only_the_warm_runs_child():
+  args = run.parse_args(["--dataset", "synthetic", "--warm-start-from", "m",
+                         "--warm-start-newest-repeats", "4"])
+  child = run.parse_args(run._child_argv(args, "finetune_only", 1, "r.json")[3:])  # pylint: disable=protected-access
+  assert child.warm_start_newest_repeats == 4
+  plain = run.parse_args(["--dataset", "synthetic", "--warm-start-from", "m"])
+  assert run._settings_key(args, "finetune_only") != run._settings_key(plain, "finetune_only")  # pylint: disable=protected-access
+
+
+def test_a_training_sequence_read_as_an_evaluation_row_is_its_newest_prefix_row():
+  history = tf.ragged.constant([[3, 1, 4, 1, 5], [9, 2]], dtype=tf.int64)
+  target = tf.constant([6, 7], tf.int64)
+  p_inputs, p_labels = inputs.batch_prefix_pairs(history, target, oov_index=20, max_seq_len=4)
+  e_inputs, e_labels = inputs.batch_eval_pairs(history, target, oov_index=20, max_seq_len=4)
+  newest = [4, 6]   # each sequence's last prefix row: 5 rows of the first, 2 of the second
+  np.testing.assert_array_equal(tf.gather(p_inputs, newest), e_inputs)
+  np.testing.assert_array_equal(tf.gather(p_labels, newest), e_labels)
