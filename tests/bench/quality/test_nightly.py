@@ -119,10 +119,16 @@ def test_each_seed_trains_day1_then_day2_warm_from_it_and_from_scratch(tmp_path,
       .endswith("nightly-lastfm-warm-lr-0.0002")
 
 
-def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, monkeypatch):
+@pytest.fixture(name="calls")
+def _calls(monkeypatch):
+  """The bench.quality.run args of each training a test's nightly run asks for."""
   calls = []
   monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
   monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  return calls
+
+
+def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, calls):
   args = nightly.parse_args(["--dataset", "beauty", "--warm-shrink", "0.6",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-beauty-warm-shrink-0.6")
@@ -150,11 +156,7 @@ def test_no_run_prepares_no_data_and_tables_only_complete_seeds(tmp_path, monkey
   assert sorted(saved["rows"]) == ["1"] and sorted(saved["day1"]) == ["1", "2"]
 
 
-def test_keep_and_schedule_reach_only_the_warm_runs_child_and_name_its_rows(tmp_path,
-                                                                         monkeypatch):
-  calls = []
-  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
-  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+def test_keep_and_schedule_reach_only_the_warm_runs_child_and_name_its_rows(tmp_path, calls):
   args = nightly.parse_args(["--dataset", "lastfm", "--warm-keep", "items",
                              "--warm-warmup-steps", "50", "--warm-decay-epochs", "4",
                              "--out-dir", str(tmp_path)])
@@ -211,11 +213,7 @@ def test_scratch_from_an_earlier_result_replaces_the_scratch_run_when_day1_match
                   "--results", str(later)])
 
 
-def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(tmp_path,
-                                                                             monkeypatch):
-  calls = []
-  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
-  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(tmp_path, calls):
   args = nightly.parse_args(["--dataset", "lastfm", "--warm-optimizer", "--warm-shrink", "0.45",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-lastfm-warm-shrink-0.45-adam")
@@ -228,11 +226,7 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   assert "--warm-start-optimizer" not in scratch_argv
 
 
-def test_targets_change_only_the_warm_runs_retrieval_config_and_name_its_rows(tmp_path,
-                                                                           monkeypatch):
-  calls = []
-  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
-  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+def test_targets_change_only_the_warm_runs_retrieval_config_and_name_its_rows(tmp_path, calls):
   args = nightly.parse_args(["--dataset", "lastfm", "--warm-targets", "last_position",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-lastfm-warm-targets-last_position")
