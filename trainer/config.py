@@ -152,9 +152,11 @@ class RetrievalConfig(JsonConfig):
   # (the text-similarity baseline's score, trainer.text_match), still one dot product:
   # the query is [q ; w * unit mean history text], each candidate [c ; unit text].
   # text_match_weight is w's initial value (the score's units, before the temperature);
-  # w = text_match_weight * a learned factor that starts at 1.
+  # w = text_match_weight * a learned factor that starts at 1 (text_match_trainable).
   text_match: bool = False
   text_match_weight: float = 1.0
+  # False keeps w at text_match_weight instead of learning it.
+  text_match_trainable: bool = True
   # Self-supervised objectives optimised jointly with the retrieval loss
   # (multi-task fine-tuning, as CL4SRec / ICLRec train): PretrainConfig fields,
   # objective weights default to 0 here, e.g. {"contrastive_weight": 0.1}.

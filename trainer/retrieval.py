@@ -198,8 +198,9 @@ class RetrievalModel(tf.keras.Model):
                                for name in self.auxiliary}
     self.text_match_factor = None
     if self.retrieval_config.text_match:   # w = text_match_weight * this learned factor
-      self.text_match_factor = self.add_weight(name="text_match_factor", shape=[],
-                                               initializer="ones", trainable=True)
+      self.text_match_factor = self.add_weight(
+          name="text_match_factor", shape=[], initializer="ones",
+          trainable=self.retrieval_config.text_match_trainable)
     self(tf.zeros([1, config.max_seq_len], tf.int32))
     if self.excluded is not None:   # no trained id row: the text part alone represents them
       self.encoder.zero_item_ids(self.excluded.numpy())

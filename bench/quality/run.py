@@ -422,6 +422,8 @@ def run_one(args) -> Dict[str, object]:
   # Training-step time only: the validation ranking runs in on_epoch_end, after the timer.
   record["train_predictions_per_second"] = round(data.train_labels / median_epoch, 1)
   record["finetune_history"] = {k: [float(x) for x in v] for k, v in history.history.items()}
+  if getattr(model, "text_match_weight", None) is not None:   # learned unless fixed
+    record["text_match_weight"] = round(float(model.text_match_weight), 4)
   best = int(np.argmax(history.history[monitor]))
   record["best_epoch"] = best + 1
   record["validation"] = {k: float(history.history[k][best])

@@ -483,12 +483,13 @@ def test_text_match_adds_w_times_the_history_text_cosine_to_the_model_score(norm
   assert _train_loss(model, batch) == pytest.approx(expected_loss, rel=1e-4)
 
 
-def test_text_match_weight_is_trained():
-  model, _, _ = _text_match_models()
+@pytest.mark.parametrize("trainable", [True, False])
+def test_text_match_weight_is_trained_unless_fixed(trainable):
+  model, _, _ = _text_match_models(text_match_trainable=trainable)
   model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
   batch = _cycle_batch(num_rows=16)
   model.fit(tf.data.Dataset.from_tensors(batch).repeat(3), verbose=0)
-  assert float(model.text_match_factor) != pytest.approx(3.0)
+  assert (float(model.text_match_factor) != pytest.approx(3.0)) == trainable
 
 
 def test_text_match_without_item_text_is_a_one_line_error():
