@@ -304,6 +304,7 @@ def _rekeyed(args, record: dict) -> dict:
   (``_same_recipe``); the key it was recorded under stays in ``recorded_settings_key``."""
   current = run._settings_key(run_args(args, record["fraction"]), record["variant"])  # pylint: disable=protected-access
   if (record["settings_key"] == current or "imported_from" in record or
+      "model_config" not in record or
       not _same_recipe(record, run_args(args, record["fraction"]), record["variant"])):
     return record
   return {**record, "settings_key": current,
