@@ -243,7 +243,8 @@ def plot(result: dict, path: str) -> None:
   axes.set_ylabel("test NDCG@10")
   axes.set_title(f"{result['meta']['dataset']}: mean ± std over seeds"
                  f"{' (shared cores)' if result['meta']['shared'] else ''}")
-  axes.legend()
+  if axes.get_legend_handles_labels()[0]:   # a curve with no runs of either variant yet
+    axes.legend()
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   pyplot.close(figure)
