@@ -303,10 +303,10 @@ def _rekeyed(args, record: dict) -> dict:
   """``record`` (a run of this curve) under the current settings key when it was recorded
   under another only because config fields were added since with their defaults
   (``_same_recipe``); the key it was recorded under stays in ``recorded_settings_key``."""
-  current = run._settings_key(run_args(args, record["fraction"]), record["variant"])  # pylint: disable=protected-access
+  wanted = run_args(args, record["fraction"])
+  current = run._settings_key(wanted, record["variant"])  # pylint: disable=protected-access
   if (record["settings_key"] == current or "imported_from" in record or
-      "model_config" not in record or
-      not _same_recipe(record, run_args(args, record["fraction"]), record["variant"])):
+      "model_config" not in record or not _same_recipe(record, wanted, record["variant"])):
     return record
   return {**record, "settings_key": current,
           "recorded_settings_key": record.get("recorded_settings_key", record["settings_key"])}

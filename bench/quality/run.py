@@ -300,8 +300,9 @@ def with_newest(train_ds: tf.data.Dataset, newest: tf.data.Dataset, repeats: int
   their counts so the extra batches spread over the epoch."""
   def count(dataset):
     return int(dataset.reduce(0, lambda n, _: n + 1))
-  extra = newest.shuffle(count(newest), seed=seed).repeat(repeats)
-  batches = np.array([count(train_ds), count(extra)], np.float64)
+  newest_batches = count(newest)
+  extra = newest.shuffle(newest_batches, seed=seed).repeat(repeats)
+  batches = np.array([count(train_ds), newest_batches * repeats], np.float64)
   return tf.data.Dataset.sample_from_datasets(
       [train_ds, extra], weights=list(batches / batches.sum()), seed=seed,
       stop_on_empty_dataset=False)
@@ -422,7 +423,7 @@ def run_one(args) -> Dict[str, object]:
   # Training-step time only: the validation ranking runs in on_epoch_end, after the timer.
   record["train_predictions_per_second"] = round(data.train_labels / median_epoch, 1)
   record["finetune_history"] = {k: [float(x) for x in v] for k, v in history.history.items()}
-  if getattr(model, "text_match_weight", None) is not None:   # learned unless fixed
+  if model.text_match_weight is not None:   # learned unless fixed
     record["text_match_weight"] = round(float(model.text_match_weight), 4)
   best = int(np.argmax(history.history[monitor]))
   record["best_epoch"] = best + 1
