@@ -80,8 +80,9 @@ def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
 def seed_records(args, seed: int) -> Dict[str, Optional[dict]]:
   """Day 1 (saved), day 2 from scratch and day 2 warm-started from day 1, of one seed."""
   model = day1_model(args, seed)
+  each_epoch = ["--save-warm-start-each-epoch"] if args.warm_epoch else []
   day1 = train(args, "day1", seed, ["--drop-last-items", str(DAY1_DROP),
-                                    "--save-warm-start", model])
+                                    "--save-warm-start", model, *each_epoch])
   label = _label(args)
   warm = None
   if day1 is not None:

@@ -261,6 +261,36 @@ def zero_id_rows(encoder, items) -> None:
   encoder.zero_item_ids(np.asarray(sorted(items), np.int64))
 
 
+def epoch_model(serving_dir: str, epoch: int) -> str:
+  """Where ``--save-warm-start-each-epoch`` of a run saving to ``serving_dir`` writes the
+  weights after epoch ``epoch`` (1-based): ``<its parent>/epoch-<epoch>/serving``."""
+  return os.path.join(os.path.dirname(serving_dir.rstrip("/")), f"epoch-{epoch}", "serving")
+
+
+def warm_start_source(args) -> str:
+  """The saved model a warm run starts from: ``--warm-start-from``, or its epoch
+  ``--warm-start-epoch`` (an error naming the folder when that epoch was not saved)."""
+  if not args.warm_start_epoch:
+    return args.warm_start_from
+  source = epoch_model(args.warm_start_from, args.warm_start_epoch)
+  if not tf.io.gfile.exists(warm_start.warm_start_dir(source)):
+    raise ValueError(f"--warm-start-epoch {args.warm_start_epoch}: no "
+                     f"{warm_start.warm_start_dir(source)}; the saved run needs "
+                     "--save-warm-start-each-epoch and at least that many epochs")
+  return source
+
+
+class EpochSaver(tf.keras.callbacks.Callback):
+  """Calls ``save(epoch_model(serving_dir, n))`` at the end of each epoch n."""
+
+  def __init__(self, save: Callable[[str], None], serving_dir: str):
+    super().__init__()
+    self._save, self._serving_dir = save, serving_dir
+
+  def on_epoch_end(self, epoch, logs=None):
+    self._save(epoch_model(self._serving_dir, epoch + 1))
+
+
 class EpochTimer(tf.keras.callbacks.Callback):
   """Records each epoch's wall time (training steps; later callbacks not included), the
   1-minute load average at its start and end (``is_shared``), and the wall time from the
@@ -387,7 +417,7 @@ def run_one(args) -> Dict[str, object]:
                          item_vectors=item_vectors, untrained=untrained)
   compile_model(model, schedule)
   if args.warm_start_from:
-    record["warm_start"] = warm_start.restore(model, data.item_ids, args.warm_start_from,
+    record["warm_start"] = warm_start.restore(model, data.item_ids, warm_start_source(args),
                                               data.attribute_vocab, args.warm_start_shrink,
                                               args.warm_start_keep, args.warm_start_optimizer)
   if pretrained is not None:
@@ -400,13 +430,19 @@ def run_one(args) -> Dict[str, object]:
   if args.warm_start_from and args.warm_start_newest_repeats:
     train_ds = with_newest(train_ds, dataset("train", False), args.warm_start_newest_repeats,
                            args.seed)
-  schedules = []
+
+  def save(serving_dir):   # Adam's state too, for a later --warm-start-optimizer
+    warm_start.save(model, data.item_ids, serving_dir, data.attribute_vocab, optimizer=True)
+
+  schedules, savers = [], []
   if args.warm_start_from and (args.warm_start_warmup_steps or args.warm_start_decay_epochs):
     schedules.append(warm_start.WarmSchedule(schedule.learning_rate,
                                              args.warm_start_warmup_steps,
                                              args.warm_start_decay_epochs))
+  if args.save_warm_start_each_epoch:   # after the timer: not counted in the epoch's time
+    savers.append(EpochSaver(save, args.save_warm_start))
   callbacks = [*ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
-               *schedules, timer, validation, tf.keras.callbacks.EarlyStopping(
+               *schedules, timer, validation, *savers, tf.keras.callbacks.EarlyStopping(
                    monitor=monitor, mode="max", patience=args.patience,
                    restore_best_weights=True)]
   start = time.perf_counter()
@@ -435,8 +471,7 @@ def run_one(args) -> Dict[str, object]:
   record["test"] = metrics.summarize(ranks, KS)
   record["test_slices"] = test_slices(data, train_counts(full), ranks)
   if args.save_warm_start:
-    warm_start.save(model, data.item_ids, args.save_warm_start, data.attribute_vocab,
-                    optimizer=True)   # for a later --warm-start-optimizer
+    save(args.save_warm_start)
   record["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   return record
 
@@ -604,6 +639,9 @@ def parse_args(argv=None):
                            "as negatives)")
   parser.add_argument("--save-warm-start", default=None,
                       help="write the fine-tuned encoder for a later --warm-start-from")
+  parser.add_argument("--save-warm-start-each-epoch", action="store_true",
+                      help="also write the weights after every epoch, each for a later "
+                           "--warm-start-epoch (epoch_model: <folder>/../epoch-N/serving)")
   parser.add_argument("--save-pretrained", default=None,
                       help="(one run) write the pre-trained weights fine-tuning takes to this "
                            "folder for a later --pretrained-from")
@@ -633,6 +671,10 @@ def parse_args(argv=None):
   unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
   if unknown:
     parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
+  if args.save_warm_start_each_epoch and not args.save_warm_start:
+    parser.error("--save-warm-start-each-epoch needs --save-warm-start")
+  if args.warm_start_epoch and not args.warm_start_from:
+    parser.error("--warm-start-epoch needs --warm-start-from")
   if args.jobs < 1:
     parser.error(f"--jobs must be >= 1; got {args.jobs}")
   return args
@@ -662,6 +704,8 @@ def _text_argv(args) -> List[str]:
     argv += ["--zero-cold-ids"]
   if args.drop_last_items:
     argv += ["--drop-last-items", str(args.drop_last_items)]
+  if args.save_warm_start_each_epoch:
+    argv += ["--save-warm-start-each-epoch"]
   argv += warm_start_argv(warm_start_settings(args, "warm-start"))
   return argv
 
@@ -690,6 +734,9 @@ WARM_START_OPTIONS = {
                                 "training sequence's newest transition, its batches drawn "
                                 "at random between the every-prefix ones (with_newest)"},
                        "newest"),
+    "epoch": ({"type": int, "default": 0,
+               "help": "start from the saved run's weights after this epoch (saved with "
+                       "--save-warm-start-each-epoch) instead of its best epoch's"}, "epoch"),
     "targets": ({"default": None, "choices": list(typing.get_args(Targets)),
                  "help": "train the warm run on these RetrievalConfig.targets instead of "
                          "the retrieval config's (last_position: each training sequence's "
