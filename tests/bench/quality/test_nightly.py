@@ -261,3 +261,20 @@ def test_merge_joins_seeds_run_apart_and_refuses_another_setting_or_a_seed_twice
   with pytest.raises(ValueError, match="this run is .*'warm': 'warm adam'"):
     nightly.main(["--seeds", "1", "--out-dir", str(tmp_path / "out1"), "--no-run",
                   "--warm-optimizer", "--merge", f"{pieces[2]}.json", "--results", str(merged)])
+
+
+def test_a_warm_epoch_makes_day1_save_every_epoch_and_the_warm_run_start_from_it(
+    tmp_path, calls):
+  args = nightly.parse_args(["--dataset", "beauty", "--warm-epoch", "4",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-beauty-warm-epoch-4")
+  assert sorted(nightly.seed_records(args, 1)) == ["day1", "scratch", "warm epoch 4"]
+  day1, warm, scratch = calls
+  assert day1.save_warm_start_each_epoch and not warm.save_warm_start_each_epoch
+  assert (warm.warm_start_epoch, day1.warm_start_epoch, scratch.warm_start_epoch) == (4, 0, 0)
+  plain = nightly._run_args(args, "day1", ["--drop-last-items", "1",  # pylint: disable=protected-access
+                                           "--save-warm-start", day1.save_warm_start])
+  assert run._settings_key(day1, "finetune_only") != run._settings_key(  # pylint: disable=protected-access
+      plain, "finetune_only")   # the plain day 1 saved no epochs
+  child = run.parse_args(run._child_argv(day1, "finetune_only", 1, "r.json")[3:])  # pylint: disable=protected-access
+  assert child.save_warm_start_each_epoch

@@ -494,3 +494,48 @@ def test_a_training_sequence_read_as_an_evaluation_row_is_its_newest_prefix_row(
   newest = [4, 6]   # each sequence's last prefix row: 5 rows of the first, 2 of the second
   np.testing.assert_array_equal(tf.gather(p_inputs, newest), e_inputs)
   np.testing.assert_array_equal(tf.gather(p_labels, newest), e_labels)
+
+
+def _saved_weights(serving_dir):
+  folder = run.warm_start.warm_start_dir(serving_dir)
+  with np.load(os.path.join(folder, "weights.npz")) as saved:
+    return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def test_each_epochs_weights_are_saved_and_a_warm_run_starts_from_the_one_asked_for(
+    tmp_path, monkeypatch):
+  monkeypatch.setitem(data_lib.DATASETS, "attr", ("s3rec", str(_attribute_users(tmp_path))))
+  model = str(tmp_path / "day1" / "serving")
+  day1 = run.run_one(run.parse_args([
+      "--dataset", "attr", *TINY, "--finetune-epochs", "3", "--patience", "5",
+      "--variant", "finetune_only", "--seed", "1", "--out-dir", str(tmp_path / "out"),
+      "--save-warm-start", model, "--save-warm-start-each-epoch"]))
+  epochs = [_saved_weights(run.epoch_model(model, n)) for n in (1, 2, 3)]
+  assert not os.path.exists(run.warm_start.warm_start_dir(run.epoch_model(model, 4)))
+  assert any(not np.array_equal(a, b) for a, b in zip(epochs[0], epochs[2]))   # not one copy
+  for final, best in zip(_saved_weights(model), epochs[day1["best_epoch"] - 1]):
+    np.testing.assert_array_equal(final, best)   # the final save is the best epoch's
+
+  sources = []
+  real_restore = run.warm_start.restore
+  monkeypatch.setattr(run.warm_start, "restore",
+                      lambda m, vocab, base, *a: sources.append(base) or real_restore(
+                          m, vocab, base, *a))
+
+  def warm(*extra):
+    return run.parse_args(["--dataset", "attr", *TINY, "--variant", "finetune_only", "--seed",
+                           "1", "--out-dir", str(tmp_path / "out"), "--warm-start-from", model,
+                           *extra])
+  record = run.run_one(warm("--warm-start-epoch", "1"))
+  assert sources == [run.epoch_model(model, 1)] and record["warm_start"]["weights"] > 0
+  with pytest.raises(ValueError, match="--warm-start-epoch 4: no .*epoch-4"):
+    run.run_one(warm("--warm-start-epoch", "4"))
+  child = warm("--warm-start-epoch", "2")
+  assert run.parse_args(run._child_argv(child, "finetune_only", 1, "r.json")[3:]  # pylint: disable=protected-access
+                        ).warm_start_epoch == 2
+  assert run._settings_key(child, "finetune_only") != run._settings_key(  # pylint: disable=protected-access
+      warm(), "finetune_only")
+  with pytest.raises(SystemExit):
+    run.parse_args(["--dataset", "attr", "--save-warm-start-each-epoch"])
+  with pytest.raises(SystemExit):
+    run.parse_args(["--dataset", "attr", "--warm-start-epoch", "2"])
