@@ -73,7 +73,7 @@ refresh: venv
 	  $(if $(AVAILABILITY),--availability $(AVAILABILITY))
 
 test: venv-ann venv-text
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --durations=30
 
 # Quality benchmark: fine-tune only vs pre-training + fine-tuning, and the ablation of each
 # pre-training objective, full ranking, leave-one-out; writes outputs/bench/quality/<dataset>/
