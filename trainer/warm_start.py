@@ -169,6 +169,13 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   return stats
 
 
+def saved_weights(base_model: str) -> List[np.ndarray]:
+  """The encoder weights ``save`` wrote for ``base_model``, in ``trained_weights`` order."""
+  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _WEIGHTS), "rb") as f:
+    archive = np.load(io.BytesIO(f.read()))
+  return [archive[f"arr_{i}"] for i in range(len(archive.files))]
+
+
 def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
                      shrink: float = 1.0, keep: str = KEEP_ALL
                      ) -> Tuple[Dict[str, int], List[int]]:
@@ -176,9 +183,7 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
   directory = warm_start_dir(base_model)
   with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
     saved = json.load(f)
-  with tf.io.gfile.GFile(os.path.join(directory, _WEIGHTS), "rb") as f:
-    archive = np.load(io.BytesIO(f.read()))
-  old = [archive[f"arr_{i}"] for i in range(len(archive.files))]
+  old = saved_weights(base_model)
   table = _table_index(model)
   weights = model.trained_weights
   nothing = {"weights": 0, "items_kept": 0, "items_new": len(item_vocab)}

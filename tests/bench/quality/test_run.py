@@ -496,12 +496,6 @@ def test_a_training_sequence_read_as_an_evaluation_row_is_its_newest_prefix_row(
   np.testing.assert_array_equal(tf.gather(p_labels, newest), e_labels)
 
 
-def _saved_weights(serving_dir):
-  folder = run.warm_start.warm_start_dir(serving_dir)
-  with np.load(os.path.join(folder, "weights.npz")) as saved:
-    return [saved[k] for k in sorted(saved.files, key=lambda k: int(k.split("_")[1]))]
-
-
 def test_each_epochs_weights_are_saved_and_a_warm_run_starts_from_the_one_asked_for(
     tmp_path, monkeypatch):
   monkeypatch.setitem(data_lib.DATASETS, "attr", ("s3rec", str(_attribute_users(tmp_path))))
@@ -510,10 +504,10 @@ def test_each_epochs_weights_are_saved_and_a_warm_run_starts_from_the_one_asked_
       "--dataset", "attr", *TINY, "--finetune-epochs", "3", "--patience", "5",
       "--variant", "finetune_only", "--seed", "1", "--out-dir", str(tmp_path / "out"),
       "--save-warm-start", model, "--save-warm-start-each-epoch"]))
-  epochs = [_saved_weights(run.epoch_model(model, n)) for n in (1, 2, 3)]
+  epochs = [run.warm_start.saved_weights(run.epoch_model(model, n)) for n in (1, 2, 3)]
   assert not os.path.exists(run.warm_start.warm_start_dir(run.epoch_model(model, 4)))
   assert any(not np.array_equal(a, b) for a, b in zip(epochs[0], epochs[2]))   # not one copy
-  for final, best in zip(_saved_weights(model), epochs[day1["best_epoch"] - 1]):
+  for final, best in zip(run.warm_start.saved_weights(model), epochs[day1["best_epoch"] - 1]):
     np.testing.assert_array_equal(final, best)   # the final save is the best epoch's
 
   sources = []
