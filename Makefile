@@ -72,8 +72,12 @@ refresh: venv
 	$(PY) -m pipeline.refresh_catalogue --pipeline-output $(OUT) --items $(ITEMS) --embed \
 	  $(if $(AVAILABILITY),--availability $(AVAILABILITY))
 
+# Two pytest-xdist workers by default: most tests keep about one core busy, so a second runs beside
+# (tests/conftest.py keeps each file, and each costly session fixture's files, on one worker).
+# TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= 2
 test: venv-ann venv-text
-	$(PY) -m pytest -q tests --durations=30
+	$(PY) -m pytest -q tests --durations=30 $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup)
 
 # Quality benchmark: fine-tune only vs pre-training + fine-tuning, and the ablation of each
 # pre-training objective, full ranking, leave-one-out; writes outputs/bench/quality/<dataset>/

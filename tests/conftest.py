@@ -1,4 +1,5 @@
-"""Shared fixtures: one tiny end-to-end pipeline run serves every test that needs a real model."""
+"""Shared fixtures (one tiny end-to-end pipeline run serves every test that needs a real model)
+and the grouping of tests over `make test`'s xdist workers."""
 
 import os
 from pathlib import Path
@@ -42,3 +43,24 @@ def pushed_model_path(tiny_run):
   config, summary = tiny_run
   assert summary.get("pushed"), f"tiny run pushed nothing: {summary}"
   return summary["pushed_destination"]
+
+
+# Session fixtures whose tests share one xdist worker (`make test` runs two), so each is
+# built once.
+_SHARED_SESSION_FIXTURES = ("tiny_run", "transform_root")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Groups the tests for ``pytest -n N --dist loadgroup``: a file's tests stay on one worker
+  (module fixtures are built once), and the files that use one of the session fixtures
+  above go with that fixture's group."""
+  if not config.pluginmanager.hasplugin("xdist"):
+    return
+  by_file = {}
+  for item in items:
+    by_file.setdefault(item.path, []).append(item)
+  for path, file_items in by_file.items():
+    shared = [name for name in _SHARED_SESSION_FIXTURES
+              if any(name in item.fixturenames for item in file_items)]
+    for item in file_items:
+      item.add_marker(pytest.mark.xdist_group(shared[0] if shared else str(path)))

@@ -13,6 +13,7 @@ from pipeline import refresh_catalogue
 from serving import contract
 from serving.client import RecommenderClient
 from serving.server import ModelServer
+from tests import cli
 from tests.trainer.text_items import clustered_vectors
 from trainer import export
 from trainer import inputs
@@ -94,10 +95,10 @@ def _vectors(tmp_path, items) -> str:
   return str(path)
 
 
-def _refresh(capsys, *args):
-  code = refresh_catalogue.main([str(a) for a in args])
-  out, err = capsys.readouterr()
-  return code, out.strip(), err.strip()
+def _refresh(*args):
+  """A refresh in its own process (it loads and saves a SavedModel): code, stdout, stderr."""
+  result = cli.run_module("pipeline.refresh_catalogue", *args)
+  return result.returncode, result.stdout.strip(), result.stderr.strip()
 
 
 def _recommend(model_dir: str, history, k: int):
@@ -113,11 +114,11 @@ def _cluster_histories():
 
 
 def test_an_item_absent_from_training_is_retrieved_when_its_text_matches_the_history(
-    trained, tmp_path, capsys):
+    trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
   before = _recommend(os.path.join(base, "7"), _cluster_histories(), len(WARM))
   assert not set(ITEM[j] for j in COLD) & {i for row in before for i in row}
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items",
+  code, out, err = _refresh("--serving-dir", base, "--items",
                             _table(tmp_path, range(len(ITEM))),
                             "--item-vectors", _vectors(tmp_path, COLD))
   assert code == 0, err
@@ -127,9 +128,9 @@ def test_an_item_absent_from_training_is_retrieved_when_its_text_matches_the_his
     assert ITEM[COLD[cluster]] in row, (cluster, row)
 
 
-def test_the_query_tower_and_the_served_items_are_unchanged(trained, tmp_path, capsys):
+def test_the_query_tower_and_the_served_items_are_unchanged(trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
-  code, _, err = _refresh(capsys, "--serving-dir", base, "--items",
+  code, _, err = _refresh("--serving-dir", base, "--items",
                           _table(tmp_path, range(len(ITEM))),
                           "--item-vectors", _vectors(tmp_path, range(len(ITEM))))
   assert code == 0, err
@@ -146,7 +147,7 @@ def test_the_query_tower_and_the_served_items_are_unchanged(trained, tmp_path, c
   np.testing.assert_array_equal(new_items["embeddings"][:len(WARM)], old_items["embeddings"])
 
 
-def test_a_refresh_is_pushed_atomically_and_the_server_swaps_to_it(trained, tmp_path, capsys,
+def test_a_refresh_is_pushed_atomically_and_the_server_swaps_to_it(trained, tmp_path,
                                                                    monkeypatch):
   base = _serving_dir(trained["text"], tmp_path)
   table = _table(tmp_path, range(len(ITEM)))
@@ -167,7 +168,7 @@ def test_a_refresh_is_pushed_atomically_and_the_server_swaps_to_it(trained, tmp_
                                 "--item-vectors", vectors])
     assert sorted(os.listdir(base)) == ["7"]   # no half version, no staging folder left
 
-    code, _, err = _refresh(capsys, "--serving-dir", base, "--items", table,
+    code, _, err = _refresh("--serving-dir", base, "--items", table,
                             "--item-vectors", vectors)
     assert code == 0, err
     assert sorted(os.listdir(base)) == ["7", "8"]
@@ -185,11 +186,11 @@ def _all_recommended(model_dir: str):
   return {i for row in _recommend(model_dir, histories, 100) for i in row} - {""}
 
 
-def test_removed_items_never_come_back(trained, tmp_path, capsys):
+def test_removed_items_never_come_back(trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
   gone = ITEM[WARM[-1]]
   kept = [j for j in range(len(ITEM)) if ITEM[j] != gone]
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items", _table(tmp_path, kept),
+  code, out, err = _refresh("--serving-dir", base, "--items", _table(tmp_path, kept),
                             "--item-vectors", _vectors(tmp_path, COLD))
   assert code == 0, err
   assert "1 removed" in out
@@ -197,41 +198,41 @@ def test_removed_items_never_come_back(trained, tmp_path, capsys):
   # A later refresh, with an availability file that lists it as in stock.
   stock = tmp_path / "stock.csv"
   stock.write_text(f"item_id,available\n{gone},1\n")
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items", _table(tmp_path, kept),
+  code, out, err = _refresh("--serving-dir", base, "--items", _table(tmp_path, kept),
                             "--availability", stock)
   assert code == 0, err
   assert gone not in _all_recommended(os.path.join(base, "9"))
   assert ITEM[COLD[0]] in _all_recommended(os.path.join(base, "9"))
 
 
-def test_unavailable_items_are_not_served_until_they_are_back(trained, tmp_path, capsys):
+def test_unavailable_items_are_not_served_until_they_are_back(trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
   table = _table(tmp_path, WARM)
   out_of_stock = {ITEM[WARM[0]], ITEM[WARM[5]]}
   stock = tmp_path / "stock.csv"
   stock.write_text("item_id,available\n" + "".join(f"{i},0\n" for i in out_of_stock))
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items", table,
+  code, out, err = _refresh("--serving-dir", base, "--items", table,
                             "--availability", stock)
   assert code == 0, err
   assert "2 unavailable" in out
   assert not out_of_stock & _all_recommended(os.path.join(base, "8"))
   # Not listed again: still out of stock.
-  code, _, err = _refresh(capsys, "--serving-dir", base, "--items", table)
+  code, _, err = _refresh("--serving-dir", base, "--items", table)
   assert code == 0, err
   assert not out_of_stock & _all_recommended(os.path.join(base, "9"))
   stock.write_text("item_id,available\n" + "".join(f"{i},yes\n" for i in out_of_stock))
-  code, _, err = _refresh(capsys, "--serving-dir", base, "--items", table,
+  code, _, err = _refresh("--serving-dir", base, "--items", table,
                           "--availability", stock)
   assert code == 0, err
   assert out_of_stock <= _all_recommended(os.path.join(base, "10"))
 
 
-def test_the_local_server_never_falls_back_to_an_unavailable_item(trained, tmp_path, capsys):
+def test_the_local_server_never_falls_back_to_an_unavailable_item(trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
   table = tmp_path / "items.csv"
   table.write_text("item_id,available\n" + "".join(f"{ITEM[j]},{int(j != WARM[0])}\n"
                                                      for j in WARM))
-  code, _, err = _refresh(capsys, "--serving-dir", base, "--items", table)
+  code, _, err = _refresh("--serving-dir", base, "--items", table)
   assert code == 0, err
   with ModelServer("seqrec", base, port=0) as server:
     client = RecommenderClient(f"127.0.0.1:{server.port}", "seqrec")
@@ -244,7 +245,8 @@ def test_new_items_without_text_get_a_one_line_message(trained, tmp_path, capsys
   base = _serving_dir(trained["text"], tmp_path)
   table = tmp_path / "items.csv"
   table.write_text(header + "\n" + "".join(f"{ITEM[j]}{rows}\n" for j in range(len(ITEM))))
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items", table, "--embed")
+  code = refresh_catalogue.main(["--serving-dir", base, "--items", str(table), "--embed"])
+  out, err = (text.strip() for text in capsys.readouterr())
   assert code == 1 and out == ""
   assert len(err.splitlines()) == 1
   assert err.startswith(f"error: item table {table} (new items)")
@@ -252,11 +254,10 @@ def test_new_items_without_text_get_a_one_line_message(trained, tmp_path, capsys
   assert sorted(os.listdir(base)) == ["7"]
 
 
-def test_an_id_only_model_applies_removals_and_says_new_items_need_text(trained, tmp_path,
-                                                                         capsys):
+def test_an_id_only_model_applies_removals_and_says_new_items_need_text(trained, tmp_path):
   base = _serving_dir(trained["id"], tmp_path)
   kept = [j for j in range(len(ITEM)) if j != WARM[0]]
-  code, out, err = _refresh(capsys, "--serving-dir", base, "--items", _table(tmp_path, kept),
+  code, out, err = _refresh("--serving-dir", base, "--items", _table(tmp_path, kept),
                             "--embed")
   assert code == 0, err
   lines = out.splitlines()
@@ -265,13 +266,13 @@ def test_an_id_only_model_applies_removals_and_says_new_items_need_text(trained,
   assert ITEM[WARM[0]] not in _all_recommended(os.path.join(base, "8"))
 
 
-def test_rules_see_the_refreshed_items_attributes(trained, tmp_path, capsys):
+def test_rules_see_the_refreshed_items_attributes(trained, tmp_path):
   base = _serving_dir(trained["text"], tmp_path)
   table = tmp_path / "items.csv"
   rows = [f"{ITEM[j]},cluster {j // PER_CLUSTER},x,{'new' if j in COLD else 'old'}"
           for j in range(len(ITEM))]
   table.write_text("\n".join(["item_id,title,text,attributes"] + rows) + "\n")
-  code, _, err = _refresh(capsys, "--serving-dir", base, "--items", table,
+  code, _, err = _refresh("--serving-dir", base, "--items", table,
                           "--item-vectors", _vectors(tmp_path, COLD))
   assert code == 0, err
   loaded = tf.saved_model.load(os.path.join(base, "8"))

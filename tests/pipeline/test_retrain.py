@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from pipeline import local_runner
 from pipeline.ingest import synthetic
+from tests import cli
 from tests import lineage
 from tests.conftest import TINY_MODEL_CONFIG
 from tests.conftest import TINY_PRETRAIN_CONFIG
@@ -37,17 +37,19 @@ def days(tmp_path_factory):
   return paths
 
 
-def _retrain(days, out, day, span, capsys):
-  code = local_runner.main([
+def _retrain(days, out, day, span):
+  """One nightly run of ``day``'s log (its own process); its printed output."""
+  result = cli.run_module(
+      "pipeline.local_runner",
       "--dataset", "csv", "--data-dir", days[day], "--items", days["items"],
       "--span", str(span), "--span-window", "3", "--output-dir", str(out),
       "--pipeline-name", "seqrec-nightly", "--model-config", TINY_MODEL_CONFIG,
       "--pretrain-config", TINY_PRETRAIN_CONFIG, "--min-interactions", "3",
       # The drift gate runs but cannot fire: these days differ in events per user by
       # construction (tests/pipeline/test_nightly_drift.py stops on drift).
-      "--drift-config", '{"max_item_distance": 1.0, "max_events_per_user_ratio": 1000}'])
-  assert code == 0
-  return capsys.readouterr().out
+      "--drift-config", '{"max_item_distance": 1.0, "max_events_per_user_ratio": 1000}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
 
 
 def _versions(out):
@@ -72,16 +74,16 @@ def _evaluated_and_baseline(out) -> tuple:
   return evaluator_in["model"][0], evaluator_in["baseline_model"]
 
 
-def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, tmp_path, capsys):
+def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, tmp_path):
   out = str(tmp_path / "nightly")
 
-  first = _retrain(days, out, "day1", 1, capsys)
+  first = _retrain(days, out, "day1", 1)
   assert "BLESSED" in first and "NOT BLESSED" not in first
   [v1] = _versions(out)
   assert _state(out)["1"] == {**_state(out)["1"], "blessed": True, "pushed": True,
                               "pushed_destination": _served(out, v1)}
 
-  second = _retrain(days, out, "day2", 2, capsys)
+  second = _retrain(days, out, "day2", 2)
   store = lineage.store(os.path.join(out, "metadata", "seqrec-nightly", "metadata.db"))
   evaluator = lineage.last_execution(store, "RankingEvaluator")
   pusher = lineage.last_execution(store, "Pusher")
@@ -114,13 +116,13 @@ def test_nightly_retrain_warm_starts_gates_on_baseline_and_is_idempotent(days, t
                               "pushed_destination": _served(out, v2)}
   day2_model = trainer_out["model"][0]
 
-  again = _retrain(days, out, "day2", 2, capsys)
+  again = _retrain(days, out, "day2", 2)
   assert "Nothing to do" in again
   assert _versions(out) == versions
 
   # Day 3's item ids are shuffled: the gate refuses its model against the model
   # served since day 2, which stays the newest version.
-  corrupted = _retrain(days, out, "day3", 3, capsys)
+  corrupted = _retrain(days, out, "day3", 3)
   assert "NOT BLESSED" in corrupted
   assert "pushed: nothing" in corrupted
   assert _versions(out) == [v1, v2]
