@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Literal, Optional, Tuple
 from serving.contract import MODEL_NAME
 from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
+from trainer.config import WarmStartConfig
 from trainer.config import load_json_object
 from trainer.config import load_model_config
 from trainer.json_config import JsonConfig
@@ -288,6 +289,16 @@ def _schedule(schedule: TrainingSchedule) -> str:
           f"{schedule.batch_size}, learning rate {schedule.learning_rate:g}, seed {schedule.seed}")
 
 
+def _warm_start(warm: WarmStartConfig, schedule: TrainingSchedule) -> str:
+  """``from the served model: learning rate 0.002, cosine decay over 5 epochs``."""
+  parts = [f"learning rate {warm.warm_learning_rate or schedule.learning_rate:g}"]
+  if warm.warm_warmup_steps:
+    parts.append(f"warm-up over {warm.warm_warmup_steps} batches")
+  if warm.warm_decay_epochs:
+    parts.append(f"cosine decay over {warm.warm_decay_epochs} epochs")
+  return "from the served model: " + ", ".join(parts)
+
+
 def _objectives(pretrain: PretrainConfig) -> str:
   """``objectives masked_item 1, contrastive 0.1``: the weighted ones of a PretrainConfig."""
   weights = {f.name[:-len("_weight")]: getattr(pretrain, f.name)
@@ -312,6 +323,9 @@ def describe(config: PipelineConfig) -> List[str]:
     fine_tuning += f" + {_objectives(retrieval.auxiliary_config())}"
   if model.early_stopping_patience:
     fine_tuning += f", early stopping after {model.early_stopping_patience} epochs"
+  # With pre-training, fine-tuning starts from its encoder and run_fn keeps the schedule.
+  if model.warm_start.is_set and config.pretrain is None:
+    fine_tuning += f"; {_warm_start(model.warm_start, model.schedule)}"
   pretraining = "Pre-training: off"
   if config.pretrain is not None:
     pretraining = (f"Pre-training: {_schedule(config.pretrain.schedule)}; "

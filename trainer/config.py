@@ -98,10 +98,36 @@ class EncoderConfig(JsonConfig):
 
 
 @dataclasses.dataclass
+class WarmStartConfig(JsonConfig):
+  """How fine-tuning goes on from an earlier fine-tuned model (a nightly retrain's
+  ``base_model``, ``trainer.warm_start``): the learning rate of ``WarmSchedule``. Not
+  applied when fine-tuning starts from a pre-trained encoder or from nothing. The
+  defaults keep the schedule's constant rate and early stopping."""
+  warm_learning_rate: float = 0.0   # 0: the schedule's learning_rate
+  # Cosine-decay the rate to zero over this many epochs, then stop (0: constant rate).
+  warm_decay_epochs: int = 0
+  warm_warmup_steps: int = 0        # linear warm-up over this many batches first
+
+  @property
+  def is_set(self) -> bool:
+    """Whether a warm start changes the schedule's learning rate at all."""
+    return bool(self.warm_learning_rate or self.warm_decay_epochs or self.warm_warmup_steps)
+
+  def validate(self) -> None:
+    if self.warm_learning_rate < 0:
+      raise ValueError(f"WarmStartConfig.warm_learning_rate must be >= 0 (0: the "
+                       f"schedule's); got {self.warm_learning_rate}")
+    for name in ("warm_decay_epochs", "warm_warmup_steps"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"WarmStartConfig.{name} must be >= 0; got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
 class ModelConfig(JsonConfig):
   """The fine-tuning Trainer's model: encoder shape and training schedule."""
   encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
   schedule: TrainingSchedule = dataclasses.field(default_factory=TrainingSchedule)
+  warm_start: WarmStartConfig = dataclasses.field(default_factory=WarmStartConfig)
   early_stopping_patience: int = 0   # 0 = off; else epochs without a validation NDCG@10 gain
   # tf.distribute strategy of the Trainer: "default" (one device), "mirrored"
   # (all local GPUs/CPUs) or "multi_worker_mirrored" (workers from TF_CONFIG).

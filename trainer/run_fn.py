@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -165,6 +165,25 @@ def output_dir(directory: str, chief: bool):
     yield os.path.join(scratch, os.path.basename(directory.rstrip("/")))
 
 
+def warm_start_schedule(config: ModelConfig, model, base_model: str,
+                        copied: Dict[str, int]) -> Optional[warm_start.WarmSchedule]:
+  """``config.warm_start``'s learning-rate schedule when this run goes on from an earlier
+  fine-tuned model (a nightly retrain: ``base_model`` saved by a model of ``model``'s
+  class and its weights ``copied``, ``warm_start.restore``'s counts), else None: from a
+  pre-trained encoder the run trains on the schedule's constant rate."""
+  if not config.warm_start.is_set or not copied["weights"]:
+    return None
+  source = warm_start.saved_by(base_model)
+  if source != type(model).__name__:
+    logging.info("Warm-start schedule not applied: %s was saved by %s, not a %s", base_model,
+                 source or "a version that did not record its model", type(model).__name__)
+    return None
+  warm = warm_start.schedule_of(config.warm_start, config.schedule.learning_rate)
+  logging.info("Warm-start schedule from the fine-tuned model %s: %s", base_model,
+               config.warm_start)
+  return warm
+
+
 def run_fn(fn_args):
   """Fine-tunes the retrieval model on the train split, validates on eval, exports."""
   config = model_config_from(fn_args.custom_config)
@@ -191,14 +210,17 @@ def run_fn(fn_args):
         tf_transform_output, fn_args.train_files, train_ds, config.encoder, retrieval_config,
         item_vectors=item_vectors_from(fn_args.custom_config, config.encoder, item_vocab))
     compile_model(model, schedule)
+    warm_schedule = None
     if fn_args.base_model:
-      warm_start.restore(model, item_vocab, fn_args.base_model, attribute_vocab)
+      copied = warm_start.restore(model, item_vocab, fn_args.base_model, attribute_vocab)
+      warm_schedule = warm_start_schedule(config, model, fn_args.base_model, copied)
   chief = is_chief(strategy)
   with output_dir(fn_args.model_run_dir, chief) as model_run_dir, \
        output_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
     callbacks = [tf.keras.callbacks.TensorBoard(log_dir=model_run_dir),
                  *ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
-                 ranking_validation.RankingValidation(eval_ds, k=10)]
+                 ranking_validation.RankingValidation(eval_ds, k=10),
+                 *([warm_schedule] if warm_schedule else [])]
     if config.early_stopping_patience:
       callbacks.append(tf.keras.callbacks.EarlyStopping(
           monitor=ranking_validation.ndcg_name(10), mode="max",

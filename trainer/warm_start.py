@@ -81,7 +81,8 @@ def save(model, item_vocab: Sequence[str], serving_model_dir: str,
   buffer = io.BytesIO()
   np.savez(buffer, *[w.numpy() for w in encoder.trained_weights])
   _write(directory, _WEIGHTS, buffer.getvalue())
-  index = {"item_vocab": list(item_vocab), "table_index": _table_index(encoder)}
+  index = {"item_vocab": list(item_vocab), "table_index": _table_index(encoder),
+           "saved_by": type(model).__name__}
   attributes = _attribute_table(model)
   if attributes is not None and attribute_vocab is not None:
     if len(attribute_vocab) != attributes.shape[0]:
@@ -167,6 +168,13 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
                                                    shrink)
   logging.info("Warm start from %s: %s", warm_start_dir(base_model), stats)
   return stats
+
+
+def saved_by(base_model: str) -> Optional[str]:
+  """The class of the model ``save`` wrote for ``base_model`` (e.g. ``RetrievalModel``,
+  ``PretrainingModel``), or None for a folder written before it was recorded."""
+  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _VOCAB)) as f:
+    return json.load(f).get("saved_by")
 
 
 def saved_weights(base_model: str) -> List[np.ndarray]:
@@ -309,6 +317,15 @@ def _remap_table(fresh: np.ndarray, old: np.ndarray, old_vocab: List[str],
   for k in range(min(extra_new, extra_old)):  # e.g. the [MASK] token row
     table[len(new_vocab) + 1 + k] = old[len(old_vocab) + 1 + k]
   return table
+
+
+def schedule_of(config, learning_rate: float) -> Optional["WarmSchedule"]:
+  """The ``WarmSchedule`` of ``config`` (a ``trainer.config.WarmStartConfig``) over a
+  schedule of ``learning_rate``, or None when it keeps that constant rate."""
+  if not config.is_set:
+    return None
+  return WarmSchedule(config.warm_learning_rate or learning_rate, config.warm_warmup_steps,
+                      config.warm_decay_epochs)
 
 
 class WarmSchedule(tf.keras.callbacks.Callback):

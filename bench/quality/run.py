@@ -360,6 +360,10 @@ def run_one(args) -> Dict[str, object]:
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
+  model_config.warm_start = dataclasses.replace(model_config.warm_start, **{
+      field: value for field, value in (("warm_warmup_steps", args.warm_start_warmup_steps),
+                                        ("warm_decay_epochs", args.warm_start_decay_epochs))
+      if value})   # the options override the recipe's warm_start
   encoder_config, schedule = model_config.encoder, model_config.schedule
   full = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
@@ -435,10 +439,10 @@ def run_one(args) -> Dict[str, object]:
     warm_start.save(model, data.item_ids, serving_dir, data.attribute_vocab, optimizer=True)
 
   schedules, savers = [], []
-  if args.warm_start_from and (args.warm_start_warmup_steps or args.warm_start_decay_epochs):
-    schedules.append(warm_start.WarmSchedule(schedule.learning_rate,
-                                             args.warm_start_warmup_steps,
-                                             args.warm_start_decay_epochs))
+  if args.warm_start_from:   # as the Trainer's run_fn does
+    warm = run_fn.warm_start_schedule(model_config, model, warm_start_source(args),
+                                      record["warm_start"])
+    schedules += [warm] if warm else []
   if args.save_warm_start_each_epoch:   # after the timer: not counted in the epoch's time
     savers.append(EpochSaver(save, args.save_warm_start))
   callbacks = [*ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),

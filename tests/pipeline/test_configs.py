@@ -6,6 +6,7 @@ import pytest
 
 from pipeline import configs
 from trainer.config import ModelConfig
+from trainer.config import WarmStartConfig
 from trainer.pretraining.config import PretrainConfig
 
 
@@ -76,6 +77,10 @@ def test_describe_is_a_few_readable_lines():
                          "clustering 0.1")
   config.pretrain = None
   assert configs.describe(config)[2] == "Pre-training: off"
+  assert "served model" not in configs.describe(config)[1]
+  config.model.warm_start = WarmStartConfig(warm_learning_rate=0.002, warm_decay_epochs=5)
+  assert configs.describe(config)[1].endswith(
+      "; from the served model: learning rate 0.002, cosine decay over 5 epochs")
   config.pretrain = PretrainConfig(masked_item_weight=0.0, next_item_weight=1.0,
                                    attribute_weight=0.0, contrastive_weight=0.0,
                                    clustering_weight=0.0)

@@ -5,6 +5,7 @@ import pytest
 from trainer.config import EncoderConfig
 from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
+from trainer.config import WarmStartConfig
 from trainer.config import load_model_config
 from trainer.pretraining.config import PretrainConfig
 from trainer.training_schedule import TrainingSchedule
@@ -83,3 +84,22 @@ def test_speed_settings_default_off_and_read_flat_or_nested():
   assert flat.schedule == TrainingSchedule(mixed_precision="auto", jit_compile=True)
   assert PretrainConfig.from_dict({"schedule": {"mixed_precision": "bfloat16"}}
                                   ).schedule.mixed_precision == "bfloat16"
+
+
+def test_the_warm_start_section_reads_flat_or_nested_and_defaults_to_the_schedule():
+  assert not ModelConfig().warm_start.is_set
+  flat = load_model_config('{"warm_learning_rate": 0.002, "warm_decay_epochs": 5}')
+  nested = load_model_config('{"warm_start": {"warm_learning_rate": 0.002, '
+                             '"warm_decay_epochs": 5}}')
+  assert flat == nested and flat.warm_start == WarmStartConfig(0.002, 5)
+  assert flat.warm_start.is_set and WarmStartConfig(warm_warmup_steps=10).is_set
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"warm_learning_rate": -1e-3}, "WarmStartConfig.warm_learning_rate must be >= 0"),
+    ({"warm_decay_epochs": -1}, "WarmStartConfig.warm_decay_epochs must be >= 0"),
+    ({"warm_warmup_steps": -5}, "WarmStartConfig.warm_warmup_steps must be >= 0"),
+])
+def test_bad_warm_start_values_are_refused_naming_the_field(values, message):
+  with pytest.raises(ValueError, match=message):
+    ModelConfig.from_dict(values)

@@ -14,12 +14,15 @@ from trainer import cpu_features
 from trainer import item_vectors
 from trainer import run_fn
 from trainer import tasks
+from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
 from trainer.config import MODEL_CONFIG_KEY
 from trainer.config import EncoderConfig
 from trainer.config import DistributionStrategy
 from trainer.config import ModelConfig
 from trainer.config import RetrievalConfig
+from trainer.pretraining.config import PretrainConfig
+from trainer.pretraining.model import PretrainingModel
 from trainer.retrieval import RetrievalModel
 from trainer.training_schedule import TrainingSchedule
 
@@ -102,9 +105,17 @@ def test_serving_attributes_are_empty_without_an_attribute_vocabulary(tmp_path):
 # Training under each strategy, each in a fresh process (tests/trainer/strategy_worker.py).
 
 @pytest.fixture(scope="module")
-def one_device(transform_root, tmp_path_factory):
-  """History of the run on the default strategy (one device)."""
-  return workers.train_on_one_device(transform_root, tmp_path_factory.mktemp("default") / "out")
+def one_device_out(transform_root, tmp_path_factory):
+  """Output folder of the run on the default strategy (one device)."""
+  out = tmp_path_factory.mktemp("default") / "out"
+  workers.train_on_one_device(transform_root, out)
+  return out
+
+
+@pytest.fixture(scope="module")
+def one_device(one_device_out):
+  """History of the run on the default strategy, the reference of the others."""
+  return workers.history(one_device_out)
 
 
 def test_mirrored_over_two_logical_cpus_trains_like_one_device(transform_root, one_device,
@@ -142,3 +153,38 @@ def test_compile_model_honours_the_schedule_speed_settings(monkeypatch, flags, s
   assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
   assert [t.matmul_dtype for t in model.submodules if isinstance(t, tasks.NextItemTask)
           ] == [expected]
+
+
+def test_the_warm_start_schedule_applies_only_from_a_fine_tuned_model(tmp_path):
+  """A nightly retrain from yesterday's fine-tuned model takes ModelConfig.warm_start's
+  rate; from a pre-trained encoder (or nothing copied, or none set) the schedule's."""
+  encoder = EncoderConfig(max_seq_len=4, embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1)
+  model = RetrievalModel(3, encoder, RetrievalConfig(use_item_attributes=False))
+  fine_tuned = str(tmp_path / "fine-tuned" / "Format-Serving")
+  warm_start.save(model, ["a", "b", "c"], fine_tuned)
+  pretrained = str(tmp_path / "pretrained" / "Format-Serving")
+  warm_start.save(PretrainingModel(3, encoder, PretrainConfig(attribute_weight=0.0)),
+                  ["a", "b", "c"], pretrained)
+  config = ModelConfig.from_dict({"learning_rate": 5e-4, "warm_learning_rate": 2e-3,
+                                  "warm_decay_epochs": 5})
+  copied = {"weights": 9}
+  warm = run_fn.warm_start_schedule(config, model, fine_tuned, copied)
+  assert (warm.learning_rate, warm.decay_epochs, warm.warmup_steps) == (2e-3, 5, 0)
+  assert run_fn.warm_start_schedule(config, model, pretrained, copied) is None
+  assert run_fn.warm_start_schedule(config, model, fine_tuned, {"weights": 0}) is None
+  assert run_fn.warm_start_schedule(ModelConfig(), model, fine_tuned, copied) is None
+  schedule_rate = ModelConfig.from_dict({"learning_rate": 5e-4, "warm_decay_epochs": 3})
+  assert run_fn.warm_start_schedule(schedule_rate, model, fine_tuned, copied).learning_rate == 5e-4
+
+
+def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
+    transform_root, one_device_out, one_device, tmp_path):
+  """run_fn wires the schedule in: its cosine decay over 1 epoch stops a 3-epoch run after
+  one, as the earlier run (``one_device``, 2 epochs) did not."""
+  assert len(one_device["loss"]) == workers.MODEL_CONFIG["epochs"]
+  args = workers.fn_args(str(transform_root), str(tmp_path / "warm"), "default",
+                         workers.FINE_TUNING)
+  args.base_model = str(one_device_out / "model" / "Format-Serving")
+  args.custom_config[MODEL_CONFIG_KEY].update(epochs=3, warm_decay_epochs=1)
+  run_fn.run_fn(args)
+  assert len(workers.history(tmp_path / "warm")["loss"]) == 1

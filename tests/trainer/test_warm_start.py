@@ -343,3 +343,11 @@ def test_warm_schedule_warms_up_per_batch_then_decays_per_epoch_and_stops(optimi
   np.testing.assert_allclose(seen, expected, rtol=1e-6)
   with pytest.raises(ValueError):
     warm_start.WarmSchedule(1e-3, warmup_steps=-1)
+
+
+def test_the_saved_folder_names_the_kind_of_model_that_wrote_it(tmp_path):
+  """run_fn applies ModelConfig.warm_start only over a fine-tuned model's folder."""
+  assert warm_start.saved_by(_save(_retrieval(3), ["a", "b", "c"], tmp_path / "r")
+                             ) == "RetrievalModel"
+  assert warm_start.saved_by(_save(_pretraining(3), ["a", "b", "c"], tmp_path / "p")
+                             ) == "PretrainingModel"
