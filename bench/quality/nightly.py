@@ -61,11 +61,12 @@ def day1_model(args, seed: int) -> str:
 
 
 def warm_model_config(args) -> List[str]:
-  """``--model-config`` of the warm runs: the recipe with ``--warm-learning-rate``, if set."""
+  """``--model-config`` of the warm runs: the recipe with ``--warm-learning-rate`` as its
+  ``warm_start.warm_learning_rate``, if set (the rate of a warm run, run_fn.warm_start_schedule)."""
   if args.warm_learning_rate is None:
     return []
   config = load_model_config(run.recipe_path(args.dataset)).to_dict()
-  config["schedule"]["learning_rate"] = args.warm_learning_rate
+  config["warm_start"]["warm_learning_rate"] = args.warm_learning_rate
   return ["--model-config", json.dumps(config, sort_keys=True)]
 
 
@@ -303,7 +304,8 @@ def parse_args(argv=None):
   parser.add_argument("--finetune-epochs", type=int, default=200)
   parser.add_argument("--patience", type=int, default=5)
   parser.add_argument("--warm-learning-rate", type=float, default=None,
-                      help="the warm runs' learning rate (default: the recipe's, as the "
+                      help="the warm runs' learning rate (default: the recipe's "
+                           "warm_start.warm_learning_rate, else its schedule's, as the "
                            "pipeline's nightly retrain uses its --model-config)")
   run.add_warm_start_options(parser, "warm")   # the warm runs' --warm-start-* of run.py
   parser.add_argument("--scratch-from", default=None,

@@ -112,8 +112,9 @@ def test_each_seed_trains_day1_then_day2_warm_from_it_and_from_scratch(tmp_path,
   assert warm_lr.out_dir.endswith("day2-warm-lr-0.0002")
   config = json.loads(warm_lr.model_config)
   recipe = run.load_model_config(run.recipe_path("beauty")).to_dict()
-  assert config["schedule"]["learning_rate"] == 2e-4
-  assert {**config, "schedule": None} == {**recipe, "schedule": None}
+  assert config["warm_start"]["warm_learning_rate"] == 2e-4   # run_fn.warm_start_schedule's
+  assert config["schedule"] == recipe["schedule"]
+  assert {**config, "warm_start": None} == {**recipe, "warm_start": None}
   assert calls[2][0].model_config == run.recipe_path("beauty")   # scratch keeps the recipe
   assert nightly.parse_args(["--dataset", "lastfm", "--warm-learning-rate", "2e-4"]).results \
       .endswith("nightly-lastfm-warm-lr-0.0002")
