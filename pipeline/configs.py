@@ -291,7 +291,7 @@ def _schedule(schedule: TrainingSchedule) -> str:
 
 def _warm_start(warm: WarmStartConfig, schedule: TrainingSchedule) -> str:
   """``from the served model: learning rate 0.002, cosine decay over 5 epochs``."""
-  parts = [f"learning rate {warm.warm_learning_rate or schedule.learning_rate:g}"]
+  parts = [f"learning rate {warm.rate(schedule.learning_rate):g}"]
   if warm.warm_warmup_steps:
     parts.append(f"warm-up over {warm.warm_warmup_steps} batches")
   if warm.warm_decay_epochs:

@@ -113,6 +113,10 @@ class WarmStartConfig(JsonConfig):
     """Whether a warm start changes the schedule's learning rate at all."""
     return bool(self.warm_learning_rate or self.warm_decay_epochs or self.warm_warmup_steps)
 
+  def rate(self, schedule_learning_rate: float) -> float:
+    """The warm run's peak learning rate: ``warm_learning_rate``, else the schedule's."""
+    return self.warm_learning_rate or schedule_learning_rate
+
   def validate(self) -> None:
     if self.warm_learning_rate < 0:
       raise ValueError(f"WarmStartConfig.warm_learning_rate must be >= 0 (0: the "

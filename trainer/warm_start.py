@@ -324,7 +324,7 @@ def schedule_of(config, learning_rate: float) -> Optional["WarmSchedule"]:
   schedule of ``learning_rate``, or None when it keeps that constant rate."""
   if not config.is_set:
     return None
-  return WarmSchedule(config.warm_learning_rate or learning_rate, config.warm_warmup_steps,
+  return WarmSchedule(config.rate(learning_rate), config.warm_warmup_steps,
                       config.warm_decay_epochs)
 
 
