@@ -38,6 +38,7 @@ from trainer.run_fn import compile_model
 # Named settings: TrainingSchedule speed fields over the recipe's.
 SETTINGS = {
     "default": {},
+    "float32": {"mixed_precision": cpu_features.FLOAT32},
     "bfloat16": {"mixed_precision": cpu_features.BFLOAT16},
     "auto": {"mixed_precision": cpu_features.AUTO},
     "adam": {"optimizer": "adam"},   # tf_keras's Adam, not the default fused kernel

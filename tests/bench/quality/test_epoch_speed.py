@@ -39,8 +39,9 @@ def test_each_setting_gets_interleaved_timed_epochs_marked_alone_or_shared(tmp_p
     seconds = sorted(epoch["seconds"] for epoch in setting["epochs"])
     assert setting["median_seconds"] == pytest.approx(sum(seconds) / 2, abs=0.011)
   assert [(result[n]["setting"], result[n]["mixed_precision"], result[n]["optimizer"])
-          for n in ("default", "bfloat16", "auto", "adam")] == [
-      ("float32", "float32", "fused_adam"), ("bfloat16", "bfloat16", "fused_adam"),
+          for n in ("default", "float32", "bfloat16", "auto", "adam")] == [
+      ("float32", "float32", "fused_adam"), ("float32", "float32", "fused_adam"),
+      ("bfloat16", "bfloat16", "fused_adam"),
       ("auto", "float32", "fused_adam"), ("float32", "float32", "adam")]
   assert result["commit"] and result["date"] and result["machine"]["cores"] == os.cpu_count()
 
