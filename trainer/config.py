@@ -100,13 +100,17 @@ class EncoderConfig(JsonConfig):
 @dataclasses.dataclass
 class WarmStartConfig(JsonConfig):
   """How fine-tuning goes on from an earlier fine-tuned model (a nightly retrain's
-  ``base_model``, ``trainer.warm_start``): the learning rate of ``WarmSchedule``. Not
-  applied when fine-tuning starts from a pre-trained encoder or from nothing. The
-  defaults keep the schedule's constant rate and early stopping."""
+  ``base_model``, ``trainer.warm_start``): the learning rate of ``WarmSchedule`` and
+  whether Adam's state carries over. Not applied when fine-tuning starts from a
+  pre-trained encoder or from nothing. The defaults keep the schedule's constant rate,
+  early stopping and a fresh Adam."""
   warm_learning_rate: float = 0.0   # 0: the schedule's learning_rate
   # Cosine-decay the rate to zero over this many epochs, then stop (0: constant rate).
   warm_decay_epochs: int = 0
   warm_warmup_steps: int = 0        # linear warm-up over this many batches first
+  # Save Adam's moments and step count with the served model (twice the trained
+  # weights' size) and, retraining from it, go on from them instead of a fresh Adam.
+  carry_optimizer: bool = False
 
   @property
   def is_set(self) -> bool:

@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -165,15 +165,31 @@ def output_dir(directory: str, chief: bool):
     yield os.path.join(scratch, os.path.basename(directory.rstrip("/")))
 
 
-def warm_start_schedule(config: ModelConfig, model, base_model: str,
-                        copied: Dict[str, int]) -> Optional[warm_start.WarmSchedule]:
+def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_model: str,
+                   attribute_vocab: Optional[Sequence[str]] = None, **restore_args
+                   ) -> Tuple[Dict[str, int], Optional[warm_start.WarmSchedule]]:
+  """Starts ``model`` (compiled) from ``base_model`` as the Trainer does: its weights
+  (``warm_start.restore``, with ``restore_args``), and, when ``base_model`` was saved by
+  a fine-tuned model of ``model``'s class (a nightly retrain), Adam's state if
+  ``config.warm_start.carry_optimizer``. Returns restore's counts and
+  ``warm_start_schedule``'s callback (or None)."""
+  source = warm_start.saved_by(base_model)
+  carry = config.warm_start.carry_optimizer and source == type(model).__name__
+  copied = warm_start.restore(model, item_vocab, base_model, attribute_vocab,
+                              optimizer=carry, **restore_args)
+  return copied, warm_start_schedule(config, model, base_model, copied, source)
+
+
+def warm_start_schedule(config: ModelConfig, model, base_model: str, copied: Dict[str, int],
+                        source: Optional[str] = None) -> Optional[warm_start.WarmSchedule]:
   """``config.warm_start``'s learning-rate schedule when this run goes on from an earlier
   fine-tuned model (a nightly retrain: ``base_model`` saved by a model of ``model``'s
   class and its weights ``copied``, ``warm_start.restore``'s counts), else None: from a
-  pre-trained encoder the run trains on the schedule's constant rate."""
+  pre-trained encoder the run trains on the schedule's constant rate. ``source``:
+  ``warm_start.saved_by(base_model)``, if already read."""
   if not config.warm_start.is_set or not copied["weights"]:
     return None
-  source = warm_start.saved_by(base_model)
+  source = source or warm_start.saved_by(base_model)
   if source != type(model).__name__:
     logging.info("Warm-start schedule not applied: %s was saved by %s, not a %s", base_model,
                  source or "a version that did not record its model", type(model).__name__)
@@ -212,8 +228,8 @@ def run_fn(fn_args):
     compile_model(model, schedule)
     warm_schedule = None
     if fn_args.base_model:
-      copied = warm_start.restore(model, item_vocab, fn_args.base_model, attribute_vocab)
-      warm_schedule = warm_start_schedule(config, model, fn_args.base_model, copied)
+      _, warm_schedule = warm_start_run(config, model, item_vocab, fn_args.base_model,
+                                        attribute_vocab)
   chief = is_chief(strategy)
   with output_dir(fn_args.model_run_dir, chief) as model_run_dir, \
        output_dir(fn_args.serving_model_dir, chief) as serving_model_dir:
@@ -232,7 +248,8 @@ def run_fn(fn_args):
     export.export_serving_model(model, tf_transform_output, config.encoder.max_seq_len,
                                 serving_model_dir,
                                 serving_attributes(tf_transform_output, fn_args.train_files))
-    warm_start.save(model, item_vocab, serving_model_dir, attribute_vocab)
+    warm_start.save(model, item_vocab, serving_model_dir, attribute_vocab,
+                    optimizer=config.warm_start.carry_optimizer)
     tf.io.gfile.makedirs(model_run_dir)
     with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as f:
       json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f)

@@ -362,7 +362,8 @@ def run_one(args) -> Dict[str, object]:
                                               epochs=args.finetune_epochs)
   model_config.warm_start = dataclasses.replace(model_config.warm_start, **{
       field: value for field, value in (("warm_warmup_steps", args.warm_start_warmup_steps),
-                                        ("warm_decay_epochs", args.warm_start_decay_epochs))
+                                        ("warm_decay_epochs", args.warm_start_decay_epochs),
+                                        ("carry_optimizer", args.warm_start_optimizer))
       if value})   # the options override the recipe's warm_start
   encoder_config, schedule = model_config.encoder, model_config.schedule
   full = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
@@ -420,10 +421,12 @@ def run_one(args) -> Dict[str, object]:
   model = RetrievalModel(data.num_items, encoder_config, retrieval_config, data.attributes,
                          item_vectors=item_vectors, untrained=untrained)
   compile_model(model, schedule)
-  if args.warm_start_from:
-    record["warm_start"] = warm_start.restore(model, data.item_ids, warm_start_source(args),
-                                              data.attribute_vocab, args.warm_start_shrink,
-                                              args.warm_start_keep, args.warm_start_optimizer)
+  schedules = []
+  if args.warm_start_from:   # as the Trainer's run_fn does
+    record["warm_start"], warm = run_fn.warm_start_run(
+        model_config, model, data.item_ids, warm_start_source(args), data.attribute_vocab,
+        shrink=args.warm_start_shrink, keep=args.warm_start_keep)
+    schedules += [warm] if warm else []
   if pretrained is not None:
     pretrained.transfer_to(model)
 
@@ -438,11 +441,7 @@ def run_one(args) -> Dict[str, object]:
   def save(serving_dir):   # Adam's state too, for a later --warm-start-optimizer
     warm_start.save(model, data.item_ids, serving_dir, data.attribute_vocab, optimizer=True)
 
-  schedules, savers = [], []
-  if args.warm_start_from:   # as the Trainer's run_fn does
-    warm = run_fn.warm_start_schedule(model_config, model, warm_start_source(args),
-                                      record["warm_start"])
-    schedules += [warm] if warm else []
+  savers = []
   if args.save_warm_start_each_epoch:   # after the timer: not counted in the epoch's time
     savers.append(EpochSaver(save, args.save_warm_start))
   callbacks = [*ClusteringCallback.for_model(model, train_ds, model.auxiliary_config),
@@ -732,7 +731,7 @@ WARM_START_OPTIONS = {
                               "stop (0: constant, early stopping decides)"}, "cosine"),
     "optimizer": ({"action": "store_true", "default": False,
                    "help": "carry the saved run's Adam moments and step count over too "
-                           "(trainer.warm_start.restore(optimizer=True))"}, "adam"),
+                           "(warm_start.carry_optimizer of the model config)"}, "adam"),
     "newest-repeats": ({"type": int, "default": 0,
                         "help": "each epoch, also train this many more times on each "
                                 "training sequence's newest transition, its batches drawn "

@@ -81,6 +81,9 @@ def test_describe_is_a_few_readable_lines():
   config.model.warm_start = WarmStartConfig(warm_learning_rate=0.002, warm_decay_epochs=5)
   assert configs.describe(config)[1].endswith(
       "; from the served model: learning rate 0.002, cosine decay over 5 epochs")
+  config.model.warm_start = WarmStartConfig(carry_optimizer=True)
+  assert configs.describe(config)[1].endswith(
+      "; from the served model: learning rate 0.001, Adam's state carried over")
   config.pretrain = PretrainConfig(masked_item_weight=0.0, next_item_weight=1.0,
                                    attribute_weight=0.0, contrastive_weight=0.0,
                                    clustering_weight=0.0)

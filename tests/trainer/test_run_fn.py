@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.trainer import batches
 from tests.trainer import fake_transform
 from tests.trainer import strategy_worker as workers
 from trainer import cpu_features
 from trainer import item_vectors
+from trainer import optimizers
 from trainer import run_fn
 from trainer import tasks
 from trainer import warm_start
@@ -177,6 +179,38 @@ def test_the_warm_start_schedule_applies_only_from_a_fine_tuned_model(tmp_path):
   assert run_fn.warm_start_schedule(schedule_rate, model, fine_tuned, copied).learning_rate == 5e-4
 
 
+def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_model(tmp_path):
+  """ModelConfig.warm_start.carry_optimizer: a nightly retrain goes on from the served
+  model's Adam (its step count and moments); from a pre-trained encoder, or when not
+  asked, the run starts a fresh Adam and copies the weights all the same."""
+  encoder = EncoderConfig(max_seq_len=5, embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1,
+                          dropout=0.0)
+
+  def stepped(model):
+    model.compile(optimizer=optimizers.make("fused_adam", 0.01))
+    for seed in (0, 1):
+      model.train_step(batches.batch(batches.random_runs(8, 3, 2, 5, seed), 3, 5))
+    return model
+
+  def retrieval_model():
+    return RetrievalModel(3, encoder, RetrievalConfig(use_item_attributes=False))
+
+  fine_tuned = str(tmp_path / "fine-tuned" / "Format-Serving")
+  warm_start.save(stepped(retrieval_model()), ["a", "b", "c"], fine_tuned, optimizer=True)
+  pretrained = str(tmp_path / "pretrained" / "Format-Serving")
+  warm_start.save(stepped(PretrainingModel(3, encoder, PretrainConfig(attribute_weight=0.0))),
+                  ["a", "b", "c"], pretrained, optimizer=True)
+  carry = ModelConfig.from_dict({"carry_optimizer": True})
+  for config, base, carried in ((carry, fine_tuned, True), (ModelConfig(), fine_tuned, False),
+                                (carry, pretrained, False)):
+    model = retrieval_model()
+    run_fn.compile_model(model, config.schedule)
+    copied, schedule = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
+    assert copied["weights"] > 0 and schedule is None
+    assert copied.get("moments_kept", 0) == (len(model.trainable_variables) if carried else 0)
+    assert int(model.optimizer.iterations) == (2 if carried else 0)
+
+
 def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
     transform_root, one_device_out, one_device, tmp_path):
   """run_fn wires the schedule in: its cosine decay over 1 epoch stops a 3-epoch run after
@@ -185,6 +219,12 @@ def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
   args = workers.fn_args(str(transform_root), str(tmp_path / "warm"), "default",
                          workers.FINE_TUNING)
   args.base_model = str(one_device_out / "model" / "Format-Serving")
-  args.custom_config[MODEL_CONFIG_KEY].update(epochs=3, warm_decay_epochs=1)
+  args.custom_config[MODEL_CONFIG_KEY].update(epochs=3, warm_decay_epochs=1,
+                                              carry_optimizer=True)
   run_fn.run_fn(args)
   assert len(workers.history(tmp_path / "warm")["loss"]) == 1
+  # carry_optimizer: the new model is saved with its Adam state for the next retrain
+  saved = warm_start.warm_start_dir(args.serving_model_dir)
+  assert os.path.exists(os.path.join(saved, "optimizer.npz"))
+  assert not os.path.exists(os.path.join(warm_start.warm_start_dir(args.base_model),
+                                         "optimizer.npz"))

@@ -297,7 +297,7 @@ def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp
 def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_of_model(
     tmp_path, caplog):
   """Pre-training's moments belong to its objectives, not fine-tuning's; a Trainer's
-  artifact holds no moments unless asked (the pipeline does not restore them)."""
+  artifact holds no moments unless asked (ModelConfig.warm_start.carry_optimizer)."""
   base = str(tmp_path / "Format-Serving")
   warm_start.save(_stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], base, optimizer=True)
   new = _retrieval(3)
