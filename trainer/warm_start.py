@@ -158,23 +158,31 @@ def restore(model, item_vocab: Sequence[str], base_model: str,
   if keep == KEEP_ITEMS and _encoder(model).item_table is None:
     raise ValueError("keep='items' needs an item id table; this model represents items "
                      "by text only")
-  stats, copied = _restore_encoder(_encoder(model), item_vocab, base_model, shrink, keep)
+  saved = _index(base_model)
+  stats, copied = _restore_encoder(_encoder(model), item_vocab, base_model, saved, shrink,
+                                   keep)
   if optimizer:
-    stats["moments_kept"] = _restore_moments(model, item_vocab, base_model, copied,
+    stats["moments_kept"] = _restore_moments(model, item_vocab, base_model, saved, copied,
                                              attribute_vocab)
   stats["attributes_kept"] = 0
   if stats["weights"] and attributes is not None and attribute_vocab is not None:
     stats["attributes_kept"] = _restore_attributes(attributes, attribute_vocab, base_model,
-                                                   shrink)
+                                                   saved, shrink)
   logging.info("Warm start from %s: %s", warm_start_dir(base_model), stats)
   return stats
+
+
+def _index(base_model: str) -> Dict[str, object]:
+  """The index ``save`` wrote for ``base_model``: item vocabulary, table index, the
+  saving model's class and, if saved, the attribute vocabulary and optimizer's owner."""
+  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _VOCAB)) as f:
+    return json.load(f)
 
 
 def saved_by(base_model: str) -> Optional[str]:
   """The class of the model ``save`` wrote for ``base_model`` (e.g. ``RetrievalModel``,
   ``PretrainingModel``), or None for a folder written before it was recorded."""
-  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _VOCAB)) as f:
-    return json.load(f).get("saved_by")
+  return _index(base_model).get("saved_by")
 
 
 def saved_weights(base_model: str) -> List[np.ndarray]:
@@ -184,13 +192,11 @@ def saved_weights(base_model: str) -> List[np.ndarray]:
   return [archive[f"arr_{i}"] for i in range(len(archive.files))]
 
 
-def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
+def _restore_encoder(model, item_vocab: Sequence[str], base_model: str, saved: Dict,
                      shrink: float = 1.0, keep: str = KEEP_ALL
                      ) -> Tuple[Dict[str, int], List[int]]:
-  """Copies the saved weights; the counts and the indices (in ``trained_weights``) copied."""
-  directory = warm_start_dir(base_model)
-  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
-    saved = json.load(f)
+  """Copies the saved weights (``saved``: their index); the counts and the indices (in
+  ``trained_weights``) copied."""
   old = saved_weights(base_model)
   table = _table_index(model)
   weights = model.trained_weights
@@ -215,15 +221,13 @@ def _restore_encoder(model, item_vocab: Sequence[str], base_model: str,
           "items_new": len(item_vocab) - kept}, copied
 
 
-def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
+def _restore_moments(model, item_vocab: Sequence[str], base_model: str, saved: Dict,
                      copied: Sequence[int],
                      attribute_vocab: Optional[Sequence[str]] = None) -> int:
   """Copies the saved Adam state of the ``copied`` weights (and of the attribute table,
   rows by value, with ``attribute_vocab``) into ``model.optimizer``; the number of
-  weights whose moments were copied."""
+  weights whose moments were copied. ``saved``: the saved model's index."""
   directory = warm_start_dir(base_model)
-  with tf.io.gfile.GFile(os.path.join(directory, _VOCAB)) as f:
-    saved = json.load(f)
   if not copied or saved.get("optimizer_of") != type(model).__name__:
     logging.warning("Optimizer state not carried over: %s", "no weight was copied" if not copied
                     else f"saved by {saved.get('optimizer_of') or 'no optimizer'}, restoring "
@@ -249,7 +253,7 @@ def _restore_moments(model, item_vocab: Sequence[str], base_model: str,
       slot.assign(value)
     count += 1
   attributes = _attribute_table(model)
-  pairs = (_attribute_rows(attribute_vocab, base_model)
+  pairs = (_attribute_rows(attribute_vocab, saved)
            if attributes is not None and attribute_vocab is not None
            and "m_attributes" in archive else None)
   pair = _adam_moments(model, [attributes])[0] if pairs is not None else None
@@ -268,12 +272,11 @@ def _shrunk(saved: np.ndarray, initial: np.ndarray, shrink: float) -> np.ndarray
   return saved if shrink == 1 else shrink * saved + (1 - shrink) * initial
 
 
-def _attribute_rows(vocab: Sequence[str], base_model: str
+def _attribute_rows(vocab: Sequence[str], saved: Dict
                     ) -> Optional[Tuple[List[int], List[int]]]:
   """(rows of ``vocab``, their saved rows) of the attribute values both have, or None
-  when nothing was saved with an attribute vocabulary."""
-  with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _VOCAB)) as f:
-    old_vocab = json.load(f).get("attribute_vocab")
+  when nothing was saved with an attribute vocabulary (``saved``: the saved index)."""
+  old_vocab = saved.get("attribute_vocab")
   if old_vocab is None:
     return None
   old_rows = {value: i for i, value in enumerate(old_vocab)}
@@ -282,9 +285,9 @@ def _attribute_rows(vocab: Sequence[str], base_model: str
 
 
 def _restore_attributes(table: tf.Variable, vocab: Sequence[str], base_model: str,
-                        shrink: float = 1.0) -> int:
+                        saved: Dict, shrink: float = 1.0) -> int:
   """Copies saved attribute rows into ``table`` by value; the number of values kept."""
-  pairs = _attribute_rows(vocab, base_model)
+  pairs = _attribute_rows(vocab, saved)
   if pairs is None:
     return 0
   with tf.io.gfile.GFile(os.path.join(warm_start_dir(base_model), _ATTRIBUTES), "rb") as f:
