@@ -166,17 +166,19 @@ def output_dir(directory: str, chief: bool):
 
 
 def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_model: str,
-                   attribute_vocab: Optional[Sequence[str]] = None, **restore_args
+                   attribute_vocab: Optional[Sequence[str]] = None, shrink: float = 1.0,
+                   keep: str = warm_start.KEEP_ALL
                    ) -> Tuple[Dict[str, int], Optional[warm_start.WarmSchedule]]:
   """Starts ``model`` (compiled) from ``base_model`` as the Trainer does: its weights
-  (``warm_start.restore``, with ``restore_args``), and, when ``base_model`` was saved by
-  a fine-tuned model of ``model``'s class (a nightly retrain), Adam's state if
-  ``config.warm_start.carry_optimizer``. Returns restore's counts and
+  (``warm_start.restore`` with ``shrink`` and ``keep``) and, if
+  ``config.warm_start.carry_optimizer``, Adam's state, which ``restore`` takes only from
+  a model of ``model``'s class (a nightly retrain; not asked of a pre-trained encoder,
+  whose folder records its class). Returns restore's counts and
   ``warm_start_schedule``'s callback (or None)."""
   source = warm_start.saved_by(base_model)
-  carry = config.warm_start.carry_optimizer and source == type(model).__name__
-  copied = warm_start.restore(model, item_vocab, base_model, attribute_vocab,
-                              optimizer=carry, **restore_args)
+  carry = config.warm_start.carry_optimizer and source in (None, type(model).__name__)
+  copied = warm_start.restore(model, item_vocab, base_model, attribute_vocab, shrink, keep,
+                              optimizer=carry)
   return copied, warm_start_schedule(config, model, base_model, copied, source)
 
 

@@ -28,10 +28,10 @@ NDCG = ranking_validation.ndcg_name(10)
 def warm_label(learning_rate: Optional[float], settings: Dict[str, object]) -> str:
   """The warm-start row's name: ``warm``, plus ``lr <x>`` with its own learning rate and
   each of ``settings`` (``run.warm_start_settings``) by its word and value, e.g.
-  ``shrink 0.6``, ``keep items``, ``warmup 50``, ``cosine 5``, ``adam``."""
-  words = [run.WARM_START_OPTIONS[name][1] + ("" if value is True else f" {value:g}"
-                                               if isinstance(value, float) else f" {value}")
-           for name, value in settings.items()]
+  ``shrink 0.6``, ``keep items``, ``warmup 50``, ``cosine 5``, ``adam``, ``no adam``."""
+  words = [("no " if value is False else "") + run.WARM_START_OPTIONS[name][1] + (
+      "" if isinstance(value, bool) else f" {value:g}" if isinstance(value, float)
+      else f" {value}") for name, value in settings.items()]
   return " ".join(["warm", *([f"lr {learning_rate:g}"] if learning_rate is not None else []),
                    *words])
 

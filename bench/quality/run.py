@@ -32,6 +32,7 @@ from trainer import retrieval
 from trainer import run_fn
 from trainer import warm_start
 from trainer.config import ITEM_VECTORS_KEY
+from trainer.config import ModelConfig
 from trainer.config import Targets
 from trainer.config import load_json_object
 from trainer.config import load_model_config
@@ -92,6 +93,8 @@ DEFAULT_AUXILIARY = '{"contrastive_weight": 0.1, "clustering_weight": 0.1}'
 KS = (5, 10, 20)
 # TrainingSchedule speed fields, with the value every run had before the field existed.
 SPEED_SETTINGS = {"mixed_precision": "float32", "jit_compile": False, "optimizer": "adam"}
+# ModelConfig fields added after runs were recorded, by section, at the value those runs had.
+LATER_FIELDS = {"schedule": SPEED_SETTINGS, "warm_start": {"carry_optimizer": False}}
 
 # Reference full-ranking results on the same S3-Rec preprocessing and protocol.
 REFERENCE_RESULTS = {
@@ -353,10 +356,9 @@ def retrieval_config_of(args) -> RetrievalConfig:
   return RetrievalConfig(**values)
 
 
-def run_one(args) -> Dict[str, object]:
-  """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
-
-  variant = VARIANTS[args.variant]
+def run_model_config(args) -> ModelConfig:
+  """The run's ModelConfig: the recipe with the run's seed and epochs, and the
+  ``--warm-start-*`` options that are set over the recipe's ``warm_start``."""
   model_config = load_model_config(args.model_config)
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
@@ -364,7 +366,15 @@ def run_one(args) -> Dict[str, object]:
       field: value for field, value in (("warm_warmup_steps", args.warm_start_warmup_steps),
                                         ("warm_decay_epochs", args.warm_start_decay_epochs),
                                         ("carry_optimizer", args.warm_start_optimizer))
-      if value})   # the options override the recipe's warm_start
+      if value or value is False})
+  return model_config
+
+
+def run_one(args) -> Dict[str, object]:
+  """Pre-trains (unless fine-tune only), fine-tunes, tests; returns the run's record."""
+
+  variant = VARIANTS[args.variant]
+  model_config = run_model_config(args)
   encoder_config, schedule = model_config.encoder, model_config.schedule
   full = data_lib.prepare(args.dataset, os.path.join(args.work_dir, "data"), args.data_dir,
                           max_seq_len=encoder_config.max_seq_len, **_cold_args(args))
@@ -729,9 +739,9 @@ WARM_START_OPTIONS = {
     "decay-epochs": ({"type": int, "default": 0,
                       "help": "cosine-decay the learning rate over this many epochs, then "
                               "stop (0: constant, early stopping decides)"}, "cosine"),
-    "optimizer": ({"action": "store_true", "default": False,
-                   "help": "carry the saved run's Adam moments and step count over too "
-                           "(warm_start.carry_optimizer of the model config)"}, "adam"),
+    "optimizer": ({"action": argparse.BooleanOptionalAction, "default": None,
+                   "help": "carry the saved run's Adam moments and step count over too, or "
+                           "not (default: the recipe's warm_start.carry_optimizer)"}, "adam"),
     "newest-repeats": ({"type": int, "default": 0,
                         "help": "each epoch, also train this many more times on each "
                                 "training sequence's newest transition, its batches drawn "
@@ -764,7 +774,9 @@ def warm_start_settings(args, prefix: str) -> Dict[str, object]:
 def warm_start_argv(settings: Dict[str, object]) -> List[str]:
   """run.py's ``--warm-start-*`` options of ``warm_start_settings``."""
   return [part for name, value in settings.items()
-          for part in ([f"--warm-start-{name}"] + ([] if value is True else [str(value)]))]
+          for part in ([f"--warm-start-{name}"] if value is True else
+                       [f"--no-warm-start-{name}"] if value is False else
+                       [f"--warm-start-{name}", str(value)])]
 
 
 def _cold_args(args) -> Dict[str, object]:
@@ -774,12 +786,13 @@ def _cold_args(args) -> Dict[str, object]:
 
 
 def _model_key(config) -> dict:
-  """A ModelConfig's dict without the speed settings at the values runs had before
-  those settings existed, so those runs keep their key."""
+  """A ModelConfig's dict without the ``LATER_FIELDS`` at the values runs had before
+  those fields existed, so those runs keep their key."""
   values = config.to_dict()
-  for name, before in SPEED_SETTINGS.items():
-    if values["schedule"][name] == before:
-      del values["schedule"][name]
+  for section, fields in LATER_FIELDS.items():
+    for name, before in fields.items():
+      if values[section][name] == before:
+        del values[section][name]
   return values
 
 

@@ -1,5 +1,6 @@
 """Trainer wiring: the distribution strategy is a config switch, and each strategy trains alike."""
 
+import json
 import logging
 import os
 import typing
@@ -179,7 +180,8 @@ def test_the_warm_start_schedule_applies_only_from_a_fine_tuned_model(tmp_path):
   assert run_fn.warm_start_schedule(schedule_rate, model, fine_tuned, copied).learning_rate == 5e-4
 
 
-def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_model(tmp_path):
+def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_model(tmp_path,
+                                                                                  caplog):
   """ModelConfig.warm_start.carry_optimizer: a nightly retrain goes on from the served
   model's Adam (its step count and moments); from a pre-trained encoder, or when not
   asked, the run starts a fresh Adam and copies the weights all the same."""
@@ -200,19 +202,31 @@ def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_mode
   pretrained = str(tmp_path / "pretrained" / "Format-Serving")
   warm_start.save(stepped(PretrainingModel(3, encoder, PretrainConfig(attribute_weight=0.0))),
                   ["a", "b", "c"], pretrained, optimizer=True)
+  # A folder from before the index recorded its model's class (it has Adam's owner).
+  legacy = str(tmp_path / "legacy" / "Format-Serving")
+  warm_start.save(stepped(retrieval_model()), ["a", "b", "c"], legacy, optimizer=True)
+  index = os.path.join(warm_start.warm_start_dir(legacy), "item_vocab.json")
+  with open(index) as f:
+    saved = json.load(f)
+  del saved["saved_by"]
+  with open(index, "w") as f:
+    json.dump(saved, f)
   carry = ModelConfig.from_dict({"carry_optimizer": True})
   for config, base, carried in ((carry, fine_tuned, True), (ModelConfig(), fine_tuned, False),
-                                (carry, pretrained, False)):
+                                (carry, pretrained, False), (carry, legacy, True)):
     model = retrieval_model()
     run_fn.compile_model(model, config.schedule)
-    copied, schedule = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
+    with caplog.at_level(logging.WARNING):
+      copied, schedule = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
     assert copied["weights"] > 0 and schedule is None
     assert copied.get("moments_kept", 0) == (len(model.trainable_variables) if carried else 0)
     assert int(model.optimizer.iterations) == (2 if carried else 0)
+  # Pre-training's folder is not asked for Adam's state: no warning on every fine-tuning.
+  assert "Optimizer state not carried over" not in caplog.text
 
 
 def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
-    transform_root, one_device_out, one_device, tmp_path):
+    transform_root, one_device_out, one_device, tmp_path, caplog):
   """run_fn wires the schedule in: its cosine decay over 1 epoch stops a 3-epoch run after
   one, as the earlier run (``one_device``, 2 epochs) did not."""
   assert len(one_device["loss"]) == workers.MODEL_CONFIG["epochs"]
@@ -221,10 +235,11 @@ def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
   args.base_model = str(one_device_out / "model" / "Format-Serving")
   args.custom_config[MODEL_CONFIG_KEY].update(epochs=3, warm_decay_epochs=1,
                                               carry_optimizer=True)
-  run_fn.run_fn(args)
+  with caplog.at_level(logging.WARNING):
+    run_fn.run_fn(args)
   assert len(workers.history(tmp_path / "warm")["loss"]) == 1
-  # carry_optimizer: the new model is saved with its Adam state for the next retrain
+  # carry_optimizer from a served model saved without Adam's state: a fresh Adam, said so;
+  # the new model is saved with its Adam state for the next retrain.
+  assert "Optimizer state not carried over: saved by no optimizer" in caplog.text
   saved = warm_start.warm_start_dir(args.serving_model_dir)
   assert os.path.exists(os.path.join(saved, "optimizer.npz"))
-  assert not os.path.exists(os.path.join(warm_start.warm_start_dir(args.base_model),
-                                         "optimizer.npz"))

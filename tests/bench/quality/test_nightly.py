@@ -225,6 +225,22 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   assert run.parse_args(child[3:]).warm_start_optimizer
   scratch_argv = run._child_argv(scratch, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert "--warm-start-optimizer" not in scratch_argv
+  # The recipe's warm_start.carry_optimizer decides unless a flag says either way.
+  recipe = run.parse_args(["--dataset", "beauty"])
+  assert run.run_model_config(recipe).warm_start.carry_optimizer   # configs/beauty.json
+  assert run.run_model_config(run.parse_args(["--dataset", "lastfm"])).warm_start == (
+      run.run_model_config(run.parse_args(["--dataset", "lastfm", "--no-warm-start-optimizer"]))
+      .warm_start)
+  assert run.run_model_config(run.parse_args(
+      ["--dataset", "lastfm", "--warm-start-optimizer"])).warm_start.carry_optimizer
+  off = nightly.parse_args(["--dataset", "beauty", "--no-warm-optimizer",
+                            "--out-dir", str(tmp_path / "off")])
+  assert off.results.endswith("nightly-beauty-warm-no-adam")
+  child = run._child_argv(nightly._run_args(  # pylint: disable=protected-access
+      off, "x", ["--warm-start-from", "m", *nightly.warm_options(off)]), "finetune_only", 1,
+                          "r.json")
+  assert "--no-warm-start-optimizer" in child
+  assert not run.run_model_config(run.parse_args(child[3:])).warm_start.carry_optimizer
 
 
 def test_targets_change_only_the_warm_runs_retrieval_config_and_name_its_rows(tmp_path, calls):

@@ -297,6 +297,11 @@ def test_speed_settings_change_the_run_key_only_when_set():
                          json.dumps({**recipe, "schedule": {**recipe["schedule"],
                                                             "mixed_precision": "bfloat16"}})])
   assert key(base, "finetune_only") != key(bf16, "finetune_only")
+  # warm_start.carry_optimizer: likewise omitted at its default, so older runs keep their key
+  assert "carry_optimizer" not in model_key["warm_start"]
+  carry = run.parse_args(["--dataset", "ml-100k", "--model-config", json.dumps(
+      {**recipe, "warm_start": {"carry_optimizer": True}})])
+  assert key(base, "finetune_only") != key(carry, "finetune_only")
 
 
 def _attribute_users(tmp_path, users=24):
@@ -513,8 +518,8 @@ def test_each_epochs_weights_are_saved_and_a_warm_run_starts_from_the_one_asked_
   sources = []
   real_restore = run.warm_start.restore
   monkeypatch.setattr(run.warm_start, "restore",
-                      lambda m, vocab, base, *a: sources.append(base) or real_restore(
-                          m, vocab, base, *a))
+                      lambda m, vocab, base, *a, **k: sources.append(base) or real_restore(
+                          m, vocab, base, *a, **k))
 
   def warm(*extra):
     return run.parse_args(["--dataset", "attr", *TINY, "--variant", "finetune_only", "--seed",
