@@ -183,15 +183,14 @@ def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_m
 
 
 def warm_start_schedule(config: ModelConfig, model, base_model: str, copied: Dict[str, int],
-                        source: Optional[str] = None) -> Optional[warm_start.WarmSchedule]:
+                        source: Optional[str]) -> Optional[warm_start.WarmSchedule]:
   """``config.warm_start``'s learning-rate schedule when this run goes on from an earlier
   fine-tuned model (a nightly retrain: ``base_model`` saved by a model of ``model``'s
   class and its weights ``copied``, ``warm_start.restore``'s counts), else None: from a
   pre-trained encoder the run trains on the schedule's constant rate. ``source``:
-  ``warm_start.saved_by(base_model)``, if already read."""
+  ``warm_start.saved_by(base_model)``."""
   if not config.warm_start.is_set or not copied["weights"]:
     return None
-  source = source or warm_start.saved_by(base_model)
   if source != type(model).__name__:
     logging.info("Warm-start schedule not applied: %s was saved by %s, not a %s", base_model,
                  source or "a version that did not record its model", type(model).__name__)

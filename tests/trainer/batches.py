@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import inputs
+from trainer import optimizers
 from trainer.model import INPUTS
 from trainer.model import LABELS
 
@@ -30,3 +31,13 @@ def batch(sequences: Sequence[Sequence[int]], num_items: int, max_seq_len: int,
   target = tf.constant([s[-1] for s in sequences], tf.int64)
   x, y = pairs(history, target, num_items, max_seq_len)
   return {INPUTS: x, LABELS: y}
+
+
+def stepped(model, seeds: Sequence[int], optimizer: str = "adam"):
+  """``model`` compiled with Adam (``trainer.optimizers.make``) unless it has an optimizer,
+  after one train step per seed on random runs over 3 items."""
+  if model.optimizer is None:
+    model.compile(optimizer=optimizers.make(optimizer, 0.01))
+  for seed in seeds:
+    model.train_step(batch(random_runs(8, 3, 2, 5, seed), 3, 5))
+  return model

@@ -14,7 +14,6 @@ from tests.trainer import fake_transform
 from tests.trainer import strategy_worker as workers
 from trainer import cpu_features
 from trainer import item_vectors
-from trainer import optimizers
 from trainer import run_fn
 from trainer import tasks
 from trainer import warm_start
@@ -171,13 +170,17 @@ def test_the_warm_start_schedule_applies_only_from_a_fine_tuned_model(tmp_path):
   config = ModelConfig.from_dict({"learning_rate": 5e-4, "warm_learning_rate": 2e-3,
                                   "warm_decay_epochs": 5})
   copied = {"weights": 9}
-  warm = run_fn.warm_start_schedule(config, model, fine_tuned, copied)
+
+  def schedule(config, base, copied):
+    return run_fn.warm_start_schedule(config, model, base, copied, warm_start.saved_by(base))
+
+  warm = schedule(config, fine_tuned, copied)
   assert (warm.learning_rate, warm.decay_epochs, warm.warmup_steps) == (2e-3, 5, 0)
-  assert run_fn.warm_start_schedule(config, model, pretrained, copied) is None
-  assert run_fn.warm_start_schedule(config, model, fine_tuned, {"weights": 0}) is None
-  assert run_fn.warm_start_schedule(ModelConfig(), model, fine_tuned, copied) is None
+  assert schedule(config, pretrained, copied) is None
+  assert schedule(config, fine_tuned, {"weights": 0}) is None
+  assert schedule(ModelConfig(), fine_tuned, copied) is None
   schedule_rate = ModelConfig.from_dict({"learning_rate": 5e-4, "warm_decay_epochs": 3})
-  assert run_fn.warm_start_schedule(schedule_rate, model, fine_tuned, copied).learning_rate == 5e-4
+  assert schedule(schedule_rate, fine_tuned, copied).learning_rate == 5e-4
 
 
 def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_model(tmp_path,
@@ -189,10 +192,7 @@ def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_mode
                           dropout=0.0)
 
   def stepped(model):
-    model.compile(optimizer=optimizers.make("fused_adam", 0.01))
-    for seed in (0, 1):
-      model.train_step(batches.batch(batches.random_runs(8, 3, 2, 5, seed), 3, 5))
-    return model
+    return batches.stepped(model, seeds=(0, 1), optimizer="fused_adam")
 
   def retrieval_model():
     return RetrievalModel(3, encoder, RetrievalConfig(use_item_attributes=False))

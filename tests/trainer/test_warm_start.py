@@ -230,15 +230,6 @@ def test_keep_items_copies_only_the_item_and_attribute_embeddings(tmp_path):
     warm_start.restore(new, ["a"], base, keep="blocks")
 
 
-def _stepped(model, seeds, optimizer="adam"):
-  """``model`` compiled with Adam, after one train step per seed (runs over 3 items)."""
-  if model.optimizer is None:
-    model.compile(optimizer=optimizers.make(optimizer, 0.01))
-  for seed in seeds:
-    model.train_step(batches.batch(batches.random_runs(8, 3, 2, 5, seed), 3, 5))
-  return model
-
-
 def _moments(model):
   slots = warm_start._adam_moments(model, model.encoder.trained_weights)
   return [(m.numpy(), v.numpy()) for m, v in slots]
@@ -251,7 +242,7 @@ def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(
   """A nightly run with ``optimizer=True`` steps exactly as the saved run's next step
   would have: same weights, Adam moments and step count, from either Adam to either."""
   config = dataclasses.replace(CONFIG, dropout=0.0)
-  old = _stepped(_retrieval(3, config), seeds=[0, 1], optimizer=saved_by)
+  old = batches.stepped(_retrieval(3, config), seeds=[0, 1], optimizer=saved_by)
   base = str(tmp_path / "Format-Serving")
   warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"], optimizer=True)
   new = _retrieval(3, config)
@@ -260,15 +251,15 @@ def test_optimizer_state_carries_over_so_training_resumes_where_it_stopped(
                              optimizer=True)
   assert stats["moments_kept"] == len(new.trainable_variables)   # encoder + attribute table
   assert int(new.optimizer.iterations) == 2
-  _stepped(old, seeds=[2])
-  _stepped(new, seeds=[2])
+  batches.stepped(old, seeds=[2])
+  batches.stepped(new, seeds=[2])
   assert len(new.trainable_variables) == len(new.encoder.trained_weights) + 1
   for w_new, w_old in zip(new.trainable_variables, old.trainable_variables):
     np.testing.assert_allclose(w_new.numpy(), w_old.numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_optimizer_state_follows_items_by_raw_id_and_new_items_start_at_zero(tmp_path):
-  old = _stepped(_retrieval(3), seeds=[0, 1])
+  old = batches.stepped(_retrieval(3), seeds=[0, 1])
   base = str(tmp_path / "Format-Serving")
   warm_start.save(old, ["a", "b", "c"], base, attribute_vocab=["red", "blue"], optimizer=True)
   new = _retrieval(3)
@@ -299,7 +290,8 @@ def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_o
   """Pre-training's moments belong to its objectives, not fine-tuning's; a Trainer's
   artifact holds no moments unless asked (ModelConfig.warm_start.carry_optimizer)."""
   base = str(tmp_path / "Format-Serving")
-  warm_start.save(_stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], base, optimizer=True)
+  warm_start.save(batches.stepped(_pretraining(3), seeds=[0]), ["a", "b", "c"], base,
+                  optimizer=True)
   new = _retrieval(3)
   new.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   with caplog.at_level(logging.WARNING):
@@ -309,7 +301,7 @@ def test_optimizer_state_is_saved_on_request_and_taken_only_from_the_same_kind_o
   assert int(new.optimizer.iterations) == 0
   plain = _retrieval(3)   # by default a warm start restarts Adam
   plain.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  same_kind = _save(_stepped(_retrieval(3), [0]), ["a", "b", "c"], tmp_path / "r")
+  same_kind = _save(batches.stepped(_retrieval(3), [0]), ["a", "b", "c"], tmp_path / "r")
   assert "moments_kept" not in warm_start.restore(plain, ["a", "b", "c"], same_kind)
   assert int(plain.optimizer.iterations) == 0
   assert not os.path.exists(tmp_path / "r" / warm_start.WARM_START_DIR / "optimizer.npz")
