@@ -1,4 +1,4 @@
-"""Nightly retrain cost: day 2 warm-started from the day-1 model vs from scratch, in epochs.
+"""Nightly retrain cost: warm starts from the last model vs from scratch, in epochs.
 
 Protocol and commands: bench/quality/results/README.md, "Nightly retrain".
 """
@@ -55,9 +55,30 @@ def _run_args(args, name: str, extra: List[str]):
        "--work-dir", os.path.join(out, "work"), *extra])
 
 
+def scratch_name(drop: int) -> str:
+  """The folder of the scratch run on every sequence without its last ``drop`` items: day
+  2's (0), day 1 (1) or the first day of a chain of nights (``--nights``)."""
+  return {0: "day2-scratch", 1: "day1"}.get(drop, f"day1-drop{drop}")
+
+
+def warm_name(label: str, night: int, nights: int) -> str:
+  """The folder of the warm run of ``night`` (1 to ``nights``), ``label`` its setting."""
+  prefix = "day2" if nights == 1 else f"chain{nights}-night{night}"
+  return f"{prefix}-{label.replace(' ', '-')}"
+
+
+def saved_model(args, name: str, seed: int) -> str:
+  """Where the run in folder ``name`` saves its model of ``seed`` (``--save-warm-start``)."""
+  return os.path.join(args.out_dir, name, f"model-seed{seed}", "serving")
+
+
 def day1_model(args, seed: int) -> str:
-  """Where the day-1 model of ``seed`` is saved (``--save-warm-start``)."""
-  return os.path.join(args.out_dir, "day1", f"model-seed{seed}", "serving")
+  """Where the day-1 model of ``seed`` is saved."""
+  return saved_model(args, "day1", seed)
+
+
+def _drop(drop: int) -> List[str]:
+  return ["--drop-last-items", str(drop)] if drop else []
 
 
 def warm_model_config(args) -> List[str]:
@@ -78,19 +99,35 @@ def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
   return run.run_or_reuse(run_args, VARIANT, seed)
 
 
-def seed_records(args, seed: int) -> Dict[str, Optional[dict]]:
-  """Day 1 (saved), day 2 from scratch and day 2 warm-started from day 1, of one seed."""
-  model = day1_model(args, seed)
+def seed_records(args, seed: int) -> Dict[str, object]:
+  """Of one seed: the first day from scratch (saved), then each night a run warm-started
+  from the last night's model (the first day's on night 1) and one from scratch on the
+  same data; by default one night: day 1 = every sequence without its last item, day 2
+  the full data. ``day1``, ``scratch`` and the warm setting's label name the first day and
+  the last night's two runs; ``nights`` lists each night's ``scratch`` and ``warm``."""
+  nights, label = args.nights, _label(args)
   each_epoch = ["--save-warm-start-each-epoch"] if args.warm_epoch else []
-  day1 = train(args, "day1", seed, ["--drop-last-items", str(DAY1_DROP),
-                                    "--save-warm-start", model, *each_epoch])
-  label = _label(args)
-  warm = None
-  if day1 is not None:
-    warm = train(args, "day2-" + label.replace(" ", "-"), seed,
-                 ["--warm-start-from", model, *warm_model_config(args), *warm_options(args)])
-  scratch = None if args.scratch_from else train(args, "day2-scratch", seed, [])
-  return {"day1": day1, "scratch": scratch, label: warm}
+
+  def scratch(drop: int) -> Optional[dict]:
+    name = scratch_name(drop)
+    saved = ["--save-warm-start", saved_model(args, name, seed)] if drop else []
+    return train(args, name, seed, [*_drop(drop), *saved,
+                                    *(each_epoch if drop == nights else [])])
+
+  first = previous = scratch(nights)
+  model, chain = saved_model(args, scratch_name(nights), seed), []
+  for night in range(1, nights + 1):
+    drop, name = nights - night, warm_name(label, night, nights)
+    warm = None
+    if previous is not None:   # recorded, so its model is saved
+      saved = ["--save-warm-start", saved_model(args, name, seed)] if drop else []
+      warm = train(args, name, seed, [*_drop(drop), "--warm-start-from", model,
+                                      *warm_model_config(args), *warm_options(args), *saved])
+    last = drop == 0 and args.scratch_from
+    chain.append({"warm": warm, "scratch": None if last else scratch(drop)})
+    previous, model = warm, saved_model(args, name, seed)
+  return {"day1": first, "scratch": chain[-1]["scratch"], label: chain[-1]["warm"],
+          "nights": chain}
 
 
 def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
@@ -133,14 +170,16 @@ def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
 
 
 def merge_result(path: str, dataset: str, patience: int, label: str, rows: Dict[int, dict],
-                 day1: Dict[int, dict]) -> Tuple[Dict[int, dict], Dict[int, dict]]:
+                 day1: Dict[int, dict], nights: int = 1
+                 ) -> Tuple[Dict[int, dict], Dict[int, dict]]:
   """``rows`` and ``day1`` joined with those of the nightly result ``path`` (``--merge``:
   seeds run in parallel, each with its own ``--out-dir``); it must have the same dataset,
-  patience and warm setting, and no seed of ``rows``."""
+  patience, warm setting and nights, and no seed of ``rows``."""
   with open(path) as f:
     other = json.load(f)
-  ours = {"dataset": dataset, "patience": patience, "warm": label}
-  theirs = {k: other["meta"].get(k) for k in ours}
+  ours = {"dataset": dataset, "patience": patience, "warm": label, "nights": nights}
+  theirs = {**{k: other["meta"].get(k) for k in ours},
+            "nights": other["meta"].get("nights", 1)}   # results from before chains
   if theirs != ours:
     raise ValueError(f"{path}: recorded with {theirs}, this run is {ours}")
   both = sorted(set(rows) & {int(seed) for seed in other["rows"]})
@@ -251,8 +290,14 @@ def _scratch_source(meta: dict) -> str:
 def markdown(result: dict) -> str:
   """The readable tables of a nightly result: one row per seed, then median and mean."""
   meta = result["meta"]
-  lines = [f"Dataset **{meta['dataset']}**, day 1 = every sequence without its last item, "
-           f"day 2 = the full data; fine-tune only, recipe `{meta['recipe']}`, patience "
+  nights = meta.get("nights", 1)
+  days = ("day 1 = every sequence without its last item, day 2 = the full data" if nights == 1
+          else f"a chain of {nights} nights: the first day every sequence without its last "
+               f"{nights} items, each night one item more, the last night the full data; each "
+               "night's warm run starts from the last night's model; the tables below are the "
+               "last night's")
+  lines = [f"Dataset **{meta['dataset']}**, {days}; fine-tune only, recipe `{meta['recipe']}`, "
+           f"patience "
            f"{meta['patience']}; warm runs: {meta['warm']}; "
            f"{_scratch_source(meta)}commit `{meta['commit']}`; "
            f"{meta['machine']['cpu']}, {meta['machine']['cores']} cores "
@@ -293,7 +338,39 @@ def markdown(result: dict) -> str:
                for seed, row in result["rows"].items() if "warm_history" in row]
   if histories:
     lines += ["**The warm runs' validation NDCG@10, epoch by epoch**", "", *histories, ""]
-  return "\n".join(lines)
+  return "\n".join(lines + chain_markdown(result["rows"]))
+
+
+def chain_markdown(rows: Dict[int, dict]) -> List[str]:
+  """The table of a chain of nights (``--nights``): each night of each seed, then each
+  night's mean; nothing for one night."""
+  chains = {seed: row["nights"] for seed, row in rows.items() if "nights" in row}
+  if not chains:
+    return []
+  lines = ["**Night by night** (the warm run of night 1 starts from the first day's model, "
+           "each later one from the night before's; the scratch run trains on the same data)",
+           "", "| seed | night | scratch best val NDCG@10 (epoch) | warm val NDCG@10 by epoch | "
+           "warm epochs to the scratch best | warm/scratch | scratch test HR@10 / NDCG@10 | "
+           "warm test HR@10 / NDCG@10 |", "|---|---|---|---|---|---|---|---|"]
+  for seed, chain in chains.items():
+    for night, row in enumerate(chain, 1):
+      cell = row["100%"]
+      lines.append(
+          f"| {seed} | {night} | {row['scratch_best']:.4f} ({row['scratch_best_epoch']}) | "
+          + ", ".join(f"{v:.4f}" for v in row["warm_history"])
+          + f" | {_epochs(cell['warm_epochs'])} | {_num(cell['ratio'], 2)} | "
+          f"{row['scratch_test']['HR@10']:.4f} / {row['scratch_test']['NDCG@10']:.4f} | "
+          f"{row['warm_test']['HR@10']:.4f} / {row['warm_test']['NDCG@10']:.4f} |")
+  for night in range(len(next(iter(chains.values())))):
+    group = {seed: chain[night] for seed, chain in chains.items()}
+    s = summarize(group)
+    lines.append(
+        f"| mean | {night + 1} | {_num(s['scratch_best']['mean'])} | "
+        f"best {_num(s['warm_best']['mean'])} | "
+        f"bar met {s['100% bar_met']} of {len(group)} | | "
+        f"{_num(s['scratch test HR@10']['mean'])} / {_num(s['scratch test NDCG@10']['mean'])} | "
+        f"{_num(s['warm test HR@10']['mean'])} / {_num(s['warm test NDCG@10']['mean'])} |")
+  return [*lines, ""]
 
 
 def parse_args(argv=None):
@@ -308,6 +385,12 @@ def parse_args(argv=None):
                            "warm_start.warm_learning_rate, else its schedule's, as the "
                            "pipeline's nightly retrain uses its --model-config)")
   run.add_warm_start_options(parser, "warm")   # the warm runs' --warm-start-* of run.py
+  parser.add_argument("--nights", type=int, default=1,
+                      help="a chain of this many nightly warm runs, each from the last one's "
+                           "model: the first day is every sequence without its last N items, "
+                           "each night adds one item to every sequence; each night's warm run "
+                           "is compared with a scratch run on the same data (default 1: day 1 "
+                           "and day 2)")
   parser.add_argument("--scratch-from", default=None,
                       help="an earlier nightly result's JSON: take the scratch side of each "
                            "seed's row from it instead of training day 2 from scratch again "
@@ -323,11 +406,18 @@ def parse_args(argv=None):
   parser.add_argument("--no-run", action="store_true",
                       help="train nothing: table the seeds whose three runs are recorded")
   args = parser.parse_args(argv)
+  if args.nights < 1:
+    parser.error(f"--nights {args.nights}: expected 1 or more")
+  if args.nights > 1 and (args.scratch_from or args.warm_epoch):
+    parser.error("--nights above 1 takes neither --scratch-from (its first day is another "
+                 "run) nor --warm-epoch (the later nights start from a warm run's best epoch)")
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "nightly", args.dataset)
   if args.results is None:
     suffix = _label(args).replace("warm", "", 1).replace(" ", "-")
+    chain = f"-chain-{args.nights}" if args.nights > 1 else ""
     args.results = os.path.join("bench", "quality", "results",
-                                f"nightly-{args.dataset}{'-warm' + suffix if suffix else ''}")
+                                f"nightly-{args.dataset}{chain}"
+                                f"{'-warm' + suffix if suffix else ''}")
   return args
 
 
@@ -343,16 +433,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     scratch = earlier_scratch(args.scratch_from, args, {
         seed: r["day1"] for seed, r in records.items() if r["day1"] is not None})
   for seed, record in records.items():
-    if seed in scratch and record[label] is not None:
-      rows[seed] = compare(scratch[seed], record[label])
+    chain = record["nights"][:-1]   # the last night's scratch run may be --scratch-from's
+    if (seed in scratch and record[label] is not None
+        and all(n["scratch"] is not None for n in chain)):
+      last = compare(scratch[seed], record[label])
+      rows[seed] = {**last, "nights": [*(compare(n["scratch"], n["warm"]) for n in chain),
+                                       last]} if chain else last
   day1 = {seed: {"best_val_NDCG@10": max(r["day1"]["finetune_history"][NDCG]),
                  "best_epoch": r["day1"]["best_epoch"], "test": _test(r["day1"]),
                  "num_users": r["day1"]["num_users"], "num_items": r["day1"]["num_items"]}
           for seed, r in records.items() if r["day1"] is not None}
   for path in args.merge:
-    rows, day1 = merge_result(path, args.dataset, args.patience, label, rows, day1)
+    rows, day1 = merge_result(path, args.dataset, args.patience, label, rows, day1,
+                              args.nights)
   result = {"meta": {"dataset": args.dataset, "recipe": run.recipe_path(args.dataset),
-                     "patience": args.patience, "warm": label, "commit": run._commit(),  # pylint: disable=protected-access
+                     "patience": args.patience, "warm": label, "nights": args.nights,
+                     "commit": run._commit(),  # pylint: disable=protected-access
                      "machine": run._machine(),  # pylint: disable=protected-access
                      "date": datetime.date.today().isoformat(), "args": vars(args),
                      "scratch_from": args.scratch_from,

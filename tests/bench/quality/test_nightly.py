@@ -134,7 +134,7 @@ def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, calls):
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-beauty-warm-shrink-0.6")
   records = nightly.seed_records(args, 1)
-  assert sorted(records) == ["day1", "scratch", "warm shrink 0.6"]
+  assert sorted(records) == ["day1", "nights", "scratch", "warm shrink 0.6"]
   day1, warm, scratch = calls
   assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink == scratch.warm_start_shrink == 1
   assert warm.out_dir.endswith("day2-warm-shrink-0.6")
@@ -163,7 +163,7 @@ def test_keep_and_schedule_reach_only_the_warm_runs_child_and_name_its_rows(tmp_
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-lastfm-warm-keep-items-warmup-50-cosine-4")
   records = nightly.seed_records(args, 1)
-  assert sorted(records) == ["day1", "scratch", "warm keep items warmup 50 cosine 4"]
+  assert sorted(records) == ["day1", "nights", "scratch", "warm keep items warmup 50 cosine 4"]
   day1, warm, scratch = calls
   assert warm.out_dir.endswith("day2-warm-keep-items-warmup-50-cosine-4")
   assert (warm.warm_start_keep, warm.warm_start_warmup_steps,
@@ -218,7 +218,7 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   args = nightly.parse_args(["--dataset", "lastfm", "--warm-optimizer", "--warm-shrink", "0.45",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-lastfm-warm-shrink-0.45-adam")
-  assert sorted(nightly.seed_records(args, 1)) == ["day1", "scratch", "warm shrink 0.45 adam"]
+  assert sorted(nightly.seed_records(args, 1)) == ["day1", "nights", "scratch", "warm shrink 0.45 adam"]
   day1, warm, scratch = calls
   assert warm.warm_start_optimizer and not day1.warm_start_optimizer
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
@@ -285,7 +285,7 @@ def test_a_warm_epoch_makes_day1_save_every_epoch_and_the_warm_run_start_from_it
   args = nightly.parse_args(["--dataset", "beauty", "--warm-epoch", "4",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-beauty-warm-epoch-4")
-  assert sorted(nightly.seed_records(args, 1)) == ["day1", "scratch", "warm epoch 4"]
+  assert sorted(nightly.seed_records(args, 1)) == ["day1", "nights", "scratch", "warm epoch 4"]
   day1, warm, scratch = calls
   assert day1.save_warm_start_each_epoch and not warm.save_warm_start_each_epoch
   assert (warm.warm_start_epoch, day1.warm_start_epoch, scratch.warm_start_epoch) == (4, 0, 0)
@@ -295,3 +295,51 @@ def test_a_warm_epoch_makes_day1_save_every_epoch_and_the_warm_run_start_from_it
       plain, "finetune_only")   # the plain day 1 saved no epochs
   child = run.parse_args(run._child_argv(day1, "finetune_only", 1, "r.json")[3:])  # pylint: disable=protected-access
   assert child.save_warm_start_each_epoch
+
+
+def test_a_chain_of_nights_starts_each_warm_run_from_the_night_befores_model(tmp_path,
+                                                                            monkeypatch):
+  calls = []
+  night1 = _record([0.05, 0.055, 0.058], hr=0.07)
+  monkeypatch.setattr(run, "prepare_once", lambda args: None)
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or {
+      "day1-drop2": _record([0.04]), "chain2-night1-warm": night1, "day1": SCRATCH,
+      "chain2-night2-warm": WARM, "day2-scratch": _record([0.05, 0.062])}[
+          a.out_dir.split("/")[-1]])
+  out, results = tmp_path / "out", tmp_path / "nightly-chain"
+  assert nightly.main(["--dataset", "beauty", "--nights", "2", "--out-dir", str(out),
+                       "--results", str(results)]) == 0
+  names = [a.out_dir.split("/")[-1] for a in calls]
+  assert names == ["day1-drop2", "chain2-night1-warm", "day1", "chain2-night2-warm",
+                   "day2-scratch"]
+  first, warm1, scratch1, warm2, scratch2 = calls
+  assert [a.drop_last_items for a in calls] == [2, 1, 1, 0, 0]
+  assert warm1.warm_start_from == first.save_warm_start
+  assert warm2.warm_start_from == warm1.save_warm_start != first.save_warm_start
+  assert warm2.save_warm_start is None and scratch2.save_warm_start is None
+  assert scratch1.warm_start_from is None and scratch2.warm_start_from is None
+  # Night 1's scratch run is the one-night benchmark's day 1, so its recorded run is reused.
+  one_night = nightly.parse_args(["--dataset", "beauty", "--out-dir", str(out)])
+  monkeypatch.setattr(run, "run_or_reuse", lambda a, variant, seed: calls.append(a) or WARM)
+  calls.clear()
+  nightly.seed_records(one_night, 1)
+  assert run._settings_key(calls[0], "finetune_only") == run._settings_key(  # pylint: disable=protected-access
+      scratch1, "finetune_only")
+  saved = json.loads(results.with_suffix(".json").read_text())
+  assert saved["meta"]["nights"] == 2
+  row = saved["rows"]["1"]
+  # The headline row is the last night's; each night is compared with its own scratch run.
+  assert row["scratch_best"] == 0.062 and [n["scratch_best"] for n in row["nights"]] == [
+      0.06, 0.062]
+  assert row["nights"][0]["100%"]["warm_epochs"] is None   # night 1 peaked at 0.058 < 0.06
+  assert row["nights"][1]["100%"]["warm_epochs"] == 4 and row["100%"]["warm_epochs"] == 4
+  table = results.with_suffix(".md").read_text()
+  assert "a chain of 2 nights" in table
+  assert ("| 1 | 1 | 0.0600 (5) | 0.0500, 0.0550, 0.0580 | not reached | not reached | "
+          "0.0800 / 0.0400 | 0.0700 / 0.0350 |") in table
+  assert "| mean | 2 | 0.0620 | best 0.0660 | bar met 0 of 1 |" in table
+  assert nightly.parse_args(["--dataset", "beauty", "--nights", "2"]).results.endswith(
+      "nightly-beauty-chain-2")
+  for refused in (["--scratch-from", "x.json"], ["--warm-epoch", "5"], []):
+    with pytest.raises(SystemExit):
+      nightly.parse_args(["--nights", "2" if refused else "0", *refused])
