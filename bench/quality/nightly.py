@@ -61,10 +61,12 @@ def scratch_name(drop: int) -> str:
   return {0: "day2-scratch", 1: "day1"}.get(drop, f"day1-drop{drop}")
 
 
-def warm_name(label: str, night: int, nights: int) -> str:
-  """The folder of the warm run of ``night`` (1 to ``nights``), ``label`` its setting."""
+def warm_name(label: str, night: int, nights: int, from_first_day: bool = False) -> str:
+  """The folder of the warm run of ``night`` (1 to ``nights``), ``label`` its setting;
+  ``from_first_day``: it starts from the first day's model, whatever the night."""
   prefix = "day2" if nights == 1 else f"chain{nights}-night{night}"
-  return f"{prefix}-{label.replace(' ', '-')}"
+  start = "-from-day1" if from_first_day and night > 1 else ""
+  return f"{prefix}{start}-{label.replace(' ', '-')}"
 
 
 def saved_model(args, name: str, seed: int) -> str:
@@ -101,8 +103,8 @@ def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
 
 def seed_records(args, seed: int) -> Dict[str, object]:
   """Of one seed: the first day from scratch (saved), then each night a run warm-started
-  from the last night's model (the first day's on night 1) and one from scratch on the
-  same data; by default one night: day 1 = every sequence without its last item, day 2
+  from the last night's model (the first day's on night 1, and every night with
+  ``--from-first-day``) and one from scratch on the same data; by default one night: day 1 = every sequence without its last item, day 2
   the full data. ``day1``, ``scratch`` and the warm setting's label name the first day and
   the last night's two runs; ``nights`` lists each night's ``scratch`` and ``warm``."""
   nights, label = args.nights, _label(args)
@@ -117,7 +119,7 @@ def seed_records(args, seed: int) -> Dict[str, object]:
   first = previous = scratch(nights)
   model, chain = saved_model(args, scratch_name(nights), seed), []
   for night in range(1, nights + 1):
-    drop, name = nights - night, warm_name(label, night, nights)
+    drop, name = nights - night, warm_name(label, night, nights, args.from_first_day)
     warm = None
     if previous is not None:   # recorded, so its model is saved
       saved = ["--save-warm-start", saved_model(args, name, seed)] if drop else []
@@ -125,7 +127,8 @@ def seed_records(args, seed: int) -> Dict[str, object]:
                                       *warm_model_config(args), *warm_options(args), *saved])
     last = drop == 0 and args.scratch_from
     chain.append({"warm": warm, "scratch": None if last else scratch(drop)})
-    previous, model = warm, saved_model(args, name, seed)
+    if not args.from_first_day:
+      previous, model = warm, saved_model(args, name, seed)
   return {"day1": first, "scratch": chain[-1]["scratch"], label: chain[-1]["warm"],
           "nights": chain}
 
@@ -170,16 +173,18 @@ def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
 
 
 def merge_result(path: str, dataset: str, patience: int, label: str, rows: Dict[int, dict],
-                 day1: Dict[int, dict], nights: int = 1
+                 day1: Dict[int, dict], nights: int = 1, from_first_day: bool = False
                  ) -> Tuple[Dict[int, dict], Dict[int, dict]]:
   """``rows`` and ``day1`` joined with those of the nightly result ``path`` (``--merge``:
   seeds run in parallel, each with its own ``--out-dir``); it must have the same dataset,
-  patience, warm setting and nights, and no seed of ``rows``."""
+  patience, warm setting and nights (and their start), and no seed of ``rows``."""
   with open(path) as f:
     other = json.load(f)
-  ours = {"dataset": dataset, "patience": patience, "warm": label, "nights": nights}
-  theirs = {**{k: other["meta"].get(k) for k in ours},
-            "nights": other["meta"].get("nights", 1)}   # results from before chains
+  ours = {"dataset": dataset, "patience": patience, "warm": label, "nights": nights,
+          "from_first_day": from_first_day}
+  theirs = {**{k: other["meta"].get(k) for k in ours},   # results from before chains:
+            "nights": other["meta"].get("nights", 1),
+            "from_first_day": other["meta"].get("from_first_day", False)}
   if theirs != ours:
     raise ValueError(f"{path}: recorded with {theirs}, this run is {ours}")
   both = sorted(set(rows) & {int(seed) for seed in other["rows"]})
@@ -294,8 +299,9 @@ def markdown(result: dict) -> str:
   days = ("day 1 = every sequence without its last item, day 2 = the full data" if nights == 1
           else f"a chain of {nights} nights: the first day every sequence without its last "
                f"{nights} items, each night one item more, the last night the full data; each "
-               "night's warm run starts from the last night's model; the tables below are the "
-               "last night's")
+               "night's warm run starts from "
+               + ("the first day's model" if meta.get("from_first_day") else
+                  "the last night's model") + "; the tables below are the last night's")
   lines = [f"Dataset **{meta['dataset']}**, {days}; fine-tune only, recipe `{meta['recipe']}`, "
            f"patience "
            f"{meta['patience']}; warm runs: {meta['warm']}; "
@@ -348,7 +354,8 @@ def chain_markdown(rows: Dict[int, dict]) -> List[str]:
   if not chains:
     return []
   lines = ["**Night by night** (the warm run of night 1 starts from the first day's model, "
-           "each later one from the night before's; the scratch run trains on the same data)",
+           "each later one from the night before's unless the header says otherwise; the "
+           "scratch run trains on the same data)",
            "", "| seed | night | scratch best val NDCG@10 (epoch) | warm val NDCG@10 by epoch | "
            "warm epochs to the scratch best | warm/scratch | scratch test HR@10 / NDCG@10 | "
            "warm test HR@10 / NDCG@10 |", "|---|---|---|---|---|---|---|---|"]
@@ -391,6 +398,9 @@ def parse_args(argv=None):
                            "each night adds one item to every sequence; each night's warm run "
                            "is compared with a scratch run on the same data (default 1: day 1 "
                            "and day 2)")
+  parser.add_argument("--from-first-day", action="store_true",
+                      help="with --nights: every night's warm run starts from the first day's "
+                           "model (trained from scratch), not from the night before's")
   parser.add_argument("--scratch-from", default=None,
                       help="an earlier nightly result's JSON: take the scratch side of each "
                            "seed's row from it instead of training day 2 from scratch again "
@@ -408,13 +418,16 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   if args.nights < 1:
     parser.error(f"--nights {args.nights}: expected 1 or more")
+  if args.from_first_day and args.nights < 2:
+    parser.error("--from-first-day needs --nights 2 or more")
   if args.nights > 1 and (args.scratch_from or args.warm_epoch):
     parser.error("--nights above 1 takes neither --scratch-from (its first day is another "
                  "run) nor --warm-epoch (the later nights start from a warm run's best epoch)")
   args.out_dir = args.out_dir or os.path.join("outputs", "bench", "nightly", args.dataset)
   if args.results is None:
     suffix = _label(args).replace("warm", "", 1).replace(" ", "-")
-    chain = f"-chain-{args.nights}" if args.nights > 1 else ""
+    chain = (f"-chain-{args.nights}{'-from-day1' if args.from_first_day else ''}"
+             if args.nights > 1 else "")
     args.results = os.path.join("bench", "quality", "results",
                                 f"nightly-{args.dataset}{chain}"
                                 f"{'-warm' + suffix if suffix else ''}")
@@ -445,9 +458,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           for seed, r in records.items() if r["day1"] is not None}
   for path in args.merge:
     rows, day1 = merge_result(path, args.dataset, args.patience, label, rows, day1,
-                              args.nights)
+                              args.nights, args.from_first_day)
   result = {"meta": {"dataset": args.dataset, "recipe": run.recipe_path(args.dataset),
                      "patience": args.patience, "warm": label, "nights": args.nights,
+                     "from_first_day": args.from_first_day,
                      "commit": run._commit(),  # pylint: disable=protected-access
                      "machine": run._machine(),  # pylint: disable=protected-access
                      "date": datetime.date.today().isoformat(), "args": vars(args),

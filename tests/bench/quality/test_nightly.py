@@ -343,3 +343,18 @@ def test_a_chain_of_nights_starts_each_warm_run_from_the_night_befores_model(tmp
   for refused in (["--scratch-from", "x.json"], ["--warm-epoch", "5"], []):
     with pytest.raises(SystemExit):
       nightly.parse_args(["--nights", "2" if refused else "0", *refused])
+
+
+def test_from_first_day_starts_every_nights_warm_run_from_the_first_days_model(tmp_path, calls):
+  args = nightly.parse_args(["--dataset", "beauty", "--nights", "3", "--from-first-day",
+                             "--out-dir", str(tmp_path)])
+  assert args.results.endswith("nightly-beauty-chain-3-from-day1")
+  nightly.seed_records(args, 1)
+  first, *rest = calls
+  warm = [a for a in rest if a.warm_start_from]
+  assert [a.out_dir.split("/")[-1] for a in warm] == [
+      "chain3-night1-warm", "chain3-night2-from-day1-warm", "chain3-night3-from-day1-warm"]
+  assert {a.warm_start_from for a in warm} == {first.save_warm_start}
+  assert [a.drop_last_items for a in warm] == [2, 1, 0]
+  with pytest.raises(SystemExit):
+    nightly.parse_args(["--from-first-day"])
