@@ -291,7 +291,7 @@ def _schedule(schedule: TrainingSchedule) -> str:
 
 def _warm_start(warm: WarmStartConfig, schedule: TrainingSchedule) -> str:
   """``from the served model: learning rate 0.002, cosine decay over 5 epochs, Adam's
-  state carried over``."""
+  state carried over, weights shrunk to 0.7``."""
   parts = [f"learning rate {warm.rate(schedule.learning_rate):g}"]
   if warm.warm_warmup_steps:
     parts.append(f"warm-up over {warm.warm_warmup_steps} batches")
@@ -299,6 +299,8 @@ def _warm_start(warm: WarmStartConfig, schedule: TrainingSchedule) -> str:
     parts.append(f"cosine decay over {warm.warm_decay_epochs} epochs")
   if warm.carry_optimizer:
     parts.append("Adam's state carried over")
+  if warm.shrink < 1:
+    parts.append(f"weights shrunk to {warm.shrink:g}")
   return "from the served model: " + ", ".join(parts)
 
 
@@ -327,7 +329,7 @@ def describe(config: PipelineConfig) -> List[str]:
   if model.early_stopping_patience:
     fine_tuning += f", early stopping after {model.early_stopping_patience} epochs"
   # With pre-training, fine-tuning starts from its encoder and run_fn keeps the schedule.
-  if (model.warm_start.is_set or model.warm_start.carry_optimizer) and config.pretrain is None:
+  if model.warm_start != WarmStartConfig() and config.pretrain is None:
     fine_tuning += f"; {_warm_start(model.warm_start, model.schedule)}"
   pretraining = "Pre-training: off"
   if config.pretrain is not None:

@@ -100,10 +100,11 @@ class EncoderConfig(JsonConfig):
 @dataclasses.dataclass
 class WarmStartConfig(JsonConfig):
   """How fine-tuning goes on from an earlier fine-tuned model (a nightly retrain's
-  ``base_model``, ``trainer.warm_start``): the learning rate of ``WarmSchedule`` and
-  whether Adam's state carries over. Not applied when fine-tuning starts from a
-  pre-trained encoder or from nothing. The defaults keep the schedule's constant rate,
-  early stopping and a fresh Adam."""
+  ``base_model``, ``trainer.warm_start``): the learning rate of ``WarmSchedule``, how
+  much of the saved weights it starts from and whether Adam's state carries over. Not
+  applied when fine-tuning starts from a pre-trained encoder or from nothing. The
+  defaults keep the schedule's constant rate, early stopping, the saved weights as they
+  are and a fresh Adam."""
   warm_learning_rate: float = 0.0   # 0: the schedule's learning_rate
   # Cosine-decay the rate to zero over this many epochs, then stop (0: constant rate).
   warm_decay_epochs: int = 0
@@ -111,6 +112,10 @@ class WarmStartConfig(JsonConfig):
   # Save Adam's moments and step count with the served model (twice the trained
   # weights' size) and, retraining from it, go on from them instead of a fresh Adam.
   carry_optimizer: bool = False
+  # Shrink and perturb (Ash & Adams, 2020): start from shrink * the saved weights +
+  # (1 - shrink) * a fresh initialisation, so that night after night of warm starts
+  # keeps learning (1: the saved weights as they are).
+  shrink: float = 1.0
 
   @property
   def is_set(self) -> bool:
@@ -128,6 +133,9 @@ class WarmStartConfig(JsonConfig):
     for name in ("warm_decay_epochs", "warm_warmup_steps"):
       if getattr(self, name) < 0:
         raise ValueError(f"WarmStartConfig.{name} must be >= 0; got {getattr(self, name)}")
+    if not 0 < self.shrink <= 1:
+      raise ValueError(f"WarmStartConfig.shrink must be in (0, 1] (1: the saved weights as "
+                       f"they are); got {self.shrink}")
 
 
 @dataclasses.dataclass

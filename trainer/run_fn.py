@@ -166,17 +166,18 @@ def output_dir(directory: str, chief: bool):
 
 
 def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_model: str,
-                   attribute_vocab: Optional[Sequence[str]] = None, shrink: float = 1.0,
+                   attribute_vocab: Optional[Sequence[str]] = None,
                    keep: str = warm_start.KEEP_ALL
                    ) -> Tuple[Dict[str, int], Optional[warm_start.WarmSchedule]]:
   """Starts ``model`` (compiled) from ``base_model`` as the Trainer does: its weights
-  (``warm_start.restore`` with ``shrink`` and ``keep``) and, if
+  (``warm_start.restore`` with ``keep``, shrunk by ``config.warm_start.shrink`` when
+  ``base_model`` was saved by a model of ``model``'s class: a nightly retrain) and, if
   ``config.warm_start.carry_optimizer``, Adam's state, which ``restore`` takes only from
-  a model of ``model``'s class (a nightly retrain; not asked of a pre-trained encoder,
-  whose folder records its class). Returns restore's counts and
-  ``warm_start_schedule``'s callback (or None)."""
+  a model of ``model``'s class (not asked of a pre-trained encoder, whose folder records
+  its class). Returns restore's counts and ``warm_start_schedule``'s callback (or None)."""
   source = warm_start.saved_by(base_model)
   carry = config.warm_start.carry_optimizer and source in (None, type(model).__name__)
+  shrink = config.warm_start.shrink if source == type(model).__name__ else 1.0
   copied = warm_start.restore(model, item_vocab, base_model, attribute_vocab, shrink, keep,
                               optimizer=carry)
   return copied, warm_start_schedule(config, model, base_model, copied, source)

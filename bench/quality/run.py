@@ -94,7 +94,8 @@ KS = (5, 10, 20)
 # TrainingSchedule speed fields, with the value every run had before the field existed.
 SPEED_SETTINGS = {"mixed_precision": "float32", "jit_compile": False, "optimizer": "adam"}
 # ModelConfig fields added after runs were recorded, by section, at the value those runs had.
-LATER_FIELDS = {"schedule": SPEED_SETTINGS, "warm_start": {"carry_optimizer": False}}
+LATER_FIELDS = {"schedule": SPEED_SETTINGS,
+                "warm_start": {"carry_optimizer": False, "shrink": 1.0}}
 
 # Reference full-ranking results on the same S3-Rec preprocessing and protocol.
 REFERENCE_RESULTS = {
@@ -365,7 +366,8 @@ def run_model_config(args) -> ModelConfig:
   model_config.warm_start = dataclasses.replace(model_config.warm_start, **{
       field: value for field, value in (("warm_warmup_steps", args.warm_start_warmup_steps),
                                         ("warm_decay_epochs", args.warm_start_decay_epochs),
-                                        ("carry_optimizer", args.warm_start_optimizer))
+                                        ("carry_optimizer", args.warm_start_optimizer),
+                                        ("shrink", args.warm_start_shrink))
       if value or value is False})
   return model_config
 
@@ -435,7 +437,7 @@ def run_one(args) -> Dict[str, object]:
   if args.warm_start_from:   # as the Trainer's run_fn does
     record["warm_start"], warm = run_fn.warm_start_run(
         model_config, model, data.item_ids, warm_start_source(args), data.attribute_vocab,
-        shrink=args.warm_start_shrink, keep=args.warm_start_keep)
+        keep=args.warm_start_keep)
     schedules += [warm] if warm else []
   if pretrained is not None:
     pretrained.transfer_to(model)
@@ -727,9 +729,10 @@ def _text_argv(args) -> List[str]:
 # "--warm-start-<name>" here and "--warm-<name>" in bench.quality.nightly:
 # name -> (argparse keywords, the word naming it in a nightly row).
 WARM_START_OPTIONS = {
-    "shrink": ({"type": float, "default": 1.0,
+    "shrink": ({"type": float, "default": None,
                 "help": "start from shrink * saved + (1 - shrink) * fresh initialisation "
-                        "(shrink and perturb; 1 = the saved weights)"}, "shrink"),
+                        "(shrink and perturb; 1 = the saved weights; default: the recipe's "
+                        "warm_start.shrink)"}, "shrink"),
     "keep": ({"default": warm_start.KEEP_ALL, "choices": warm_start.KEEP_CHOICES,
               "help": "copy every saved weight (all) or only the item and attribute "
                       "embeddings (items; the sequence model starts fresh)"}, "keep"),

@@ -84,6 +84,9 @@ def test_describe_is_a_few_readable_lines():
   config.model.warm_start = WarmStartConfig(carry_optimizer=True)
   assert configs.describe(config)[1].endswith(
       "; from the served model: learning rate 0.001, Adam's state carried over")
+  config.model.warm_start = WarmStartConfig(shrink=0.7)
+  assert configs.describe(config)[1].endswith(
+      "; from the served model: learning rate 0.001, weights shrunk to 0.7")
   config.pretrain = PretrainConfig(masked_item_weight=0.0, next_item_weight=1.0,
                                    attribute_weight=0.0, contrastive_weight=0.0,
                                    clustering_weight=0.0)

@@ -99,6 +99,8 @@ def test_the_warm_start_section_reads_flat_or_nested_and_defaults_to_the_schedul
     ({"warm_learning_rate": -1e-3}, "WarmStartConfig.warm_learning_rate must be >= 0"),
     ({"warm_decay_epochs": -1}, "WarmStartConfig.warm_decay_epochs must be >= 0"),
     ({"warm_warmup_steps": -5}, "WarmStartConfig.warm_warmup_steps must be >= 0"),
+    ({"shrink": 0.0}, "WarmStartConfig.shrink must be in \\(0, 1\\]"),
+    ({"shrink": 1.5}, "WarmStartConfig.shrink must be in \\(0, 1\\]"),
 ])
 def test_bad_warm_start_values_are_refused_naming_the_field(values, message):
   with pytest.raises(ValueError, match=message):

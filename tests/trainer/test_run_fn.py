@@ -225,6 +225,34 @@ def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_mode
   assert "Optimizer state not carried over" not in caplog.text
 
 
+def test_a_retrain_shrinks_the_served_models_weights_but_never_a_pre_trained_encoders(tmp_path):
+  """ModelConfig.warm_start.shrink: a nightly retrain starts from shrink * the served
+  model's weights + (1 - shrink) * its own fresh initialisation; fine-tuning from a
+  pre-trained encoder copies that encoder's weights unchanged whatever the setting."""
+  encoder = EncoderConfig(max_seq_len=5, embedding_dim=8, ff_dim=8, num_blocks=1, num_heads=1,
+                          dropout=0.0)
+
+  def retrieval_model():
+    return RetrievalModel(3, encoder, RetrievalConfig(use_item_attributes=False))
+
+  fine_tuned = str(tmp_path / "fine-tuned" / "Format-Serving")
+  warm_start.save(batches.stepped(retrieval_model(), seeds=(0, 1)), ["a", "b", "c"], fine_tuned)
+  pretrained = str(tmp_path / "pretrained" / "Format-Serving")
+  warm_start.save(batches.stepped(PretrainingModel(3, encoder, PretrainConfig(
+      attribute_weight=0.0)), seeds=(0, 1)), ["a", "b", "c"], pretrained)
+  config = ModelConfig.from_dict({"shrink": 0.25})
+  for base, shrink in ((fine_tuned, 0.25), (pretrained, 1.0)):
+    model = retrieval_model()
+    run_fn.compile_model(model, config.schedule)
+    fresh = [w.numpy() for w in model.encoder.trained_weights]
+    copied, _ = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
+    assert copied["weights"] == len(fresh)
+    for after, saved, initial in zip(model.encoder.trained_weights,
+                                     warm_start.saved_weights(base), fresh):
+      np.testing.assert_allclose(after.numpy(), shrink * saved + (1 - shrink) * initial,
+                                 rtol=1e-5, atol=1e-6)
+
+
 def test_a_retrain_from_the_fine_tuned_model_follows_the_warm_start_schedule(
     transform_root, one_device_out, one_device, tmp_path, caplog):
   """run_fn wires the schedule in: its cosine decay over 1 epoch stops a 3-epoch run after

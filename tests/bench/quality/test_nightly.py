@@ -136,7 +136,11 @@ def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, calls):
   records = nightly.seed_records(args, 1)
   assert sorted(records) == ["day1", "nights", "scratch", "warm shrink 0.6"]
   day1, warm, scratch = calls
-  assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink == scratch.warm_start_shrink == 1
+  assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink is scratch.warm_start_shrink is None
+  # The flag sets the warm run's warm_start.shrink over the recipe's, as the Trainer reads it.
+  assert run.run_model_config(warm).warm_start.shrink == 0.6
+  assert run.run_model_config(scratch).warm_start.shrink == run.load_model_config(
+      run.recipe_path("beauty")).warm_start.shrink
   assert warm.out_dir.endswith("day2-warm-shrink-0.6")
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert child[child.index("--warm-start-shrink") + 1] == "0.6"

@@ -298,7 +298,8 @@ def test_speed_settings_change_the_run_key_only_when_set():
                                                             "mixed_precision": "bfloat16"}})])
   assert key(base, "finetune_only") != key(bf16, "finetune_only")
   # warm_start.carry_optimizer: likewise omitted at its default, so older runs keep their key
-  assert "carry_optimizer" not in model_key["warm_start"]
+  assert "carry_optimizer" not in model_key["warm_start"] and "shrink" not in model_key[
+      "warm_start"]
   carry = run.parse_args(["--dataset", "ml-100k", "--model-config", json.dumps(
       {**recipe, "warm_start": {"carry_optimizer": True}})])
   assert key(base, "finetune_only") != key(carry, "finetune_only")
