@@ -101,7 +101,7 @@ bench-curve: venv
 # last item) fine-tuned from scratch, then day 2 (the full data) from scratch and warm-started
 # from day 1; epochs and seconds of the warm run to the scratch run's best validation NDCG@10.
 # ARGS="--nights N": a chain of N warm runs, each from the night before's model.
-# Writes bench/quality/results/nightly-<dataset>.{json,md}.
+# Writes bench/quality/results/nightly-<dataset>[-chain-N].{json,md}.
 #   make bench-nightly [DATASET=beauty|lastfm|ml-100k|synthetic] [SEEDS=1,2,3] [ARGS="--warm-learning-rate 2e-4"]
 bench-nightly: DATASET ?= beauty
 bench-nightly: SEEDS ?= 1,2,3

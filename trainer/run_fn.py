@@ -174,12 +174,18 @@ def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_m
   ``base_model`` was saved by a model of ``model``'s class: a nightly retrain) and, if
   ``config.warm_start.carry_optimizer``, Adam's state, which ``restore`` takes only from
   a model of ``model``'s class (not asked of a pre-trained encoder, whose folder records
-  its class). Returns restore's counts and ``warm_start_schedule``'s callback (or None)."""
+  its class). Returns restore's counts with the ``shrink`` applied, and
+  ``warm_start_schedule``'s callback (or None)."""
   source = warm_start.saved_by(base_model)
   carry = config.warm_start.carry_optimizer and source in (None, type(model).__name__)
   shrink = config.warm_start.shrink if source == type(model).__name__ else 1.0
+  if shrink != config.warm_start.shrink and source is None:   # a pre-trained encoder: as asked
+    logging.warning("Warm start: weights not shrunk (warm_start.shrink %g): %s was saved by "
+                    "a version that did not record its model", config.warm_start.shrink,
+                    base_model)
   copied = warm_start.restore(model, item_vocab, base_model, attribute_vocab, shrink, keep,
                               optimizer=carry)
+  copied["shrink"] = shrink
   return copied, warm_start_schedule(config, model, base_model, copied, source)
 
 

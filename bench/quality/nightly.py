@@ -104,9 +104,10 @@ def train(args, name: str, seed: int, extra: List[str]) -> Optional[dict]:
 def seed_records(args, seed: int) -> Dict[str, object]:
   """Of one seed: the first day from scratch (saved), then each night a run warm-started
   from the last night's model (the first day's on night 1, and every night with
-  ``--from-first-day``) and one from scratch on the same data; by default one night: day 1 = every sequence without its last item, day 2
-  the full data. ``day1``, ``scratch`` and the warm setting's label name the first day and
-  the last night's two runs; ``nights`` lists each night's ``scratch`` and ``warm``."""
+  ``--from-first-day``) and one from scratch on the same data; by default one night:
+  day 1 = every sequence without its last item, day 2 the full data. ``day1``,
+  ``scratch`` and the warm setting's label name the first day and the last night's two
+  runs; ``nights`` lists each night's ``scratch`` and ``warm``."""
   nights, label = args.nights, _label(args)
   each_epoch = ["--save-warm-start-each-epoch"] if args.warm_epoch else []
 
@@ -122,7 +123,8 @@ def seed_records(args, seed: int) -> Dict[str, object]:
     drop, name = nights - night, warm_name(label, night, nights, args.from_first_day)
     warm = None
     if previous is not None:   # recorded, so its model is saved
-      saved = ["--save-warm-start", saved_model(args, name, seed)] if drop else []
+      read = drop and (night == 1 or not args.from_first_day)   # by the next night
+      saved = ["--save-warm-start", saved_model(args, name, seed)] if read else []
       warm = train(args, name, seed, [*_drop(drop), "--warm-start-from", model,
                                       *warm_model_config(args), *warm_options(args), *saved])
     last = drop == 0 and args.scratch_from
@@ -144,8 +146,9 @@ def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
   with open(path) as f:
     earlier = json.load(f)
   same = {"dataset": args.dataset, "patience": args.patience,
-          "finetune_epochs": args.finetune_epochs}
-  theirs = {k: earlier["meta"]["args"][k] for k in same}
+          "finetune_epochs": args.finetune_epochs, "nights": 1}
+  theirs = {**{k: earlier["meta"]["args"][k] for k in same if k != "nights"},
+            "nights": earlier["meta"].get("nights", 1)}
   if theirs != same:
     raise ValueError(f"{path}: recorded with {theirs}, this run is {same}")
   references = {}
@@ -373,8 +376,7 @@ def chain_markdown(rows: Dict[int, dict]) -> List[str]:
     s = summarize(group)
     lines.append(
         f"| mean | {night + 1} | {_num(s['scratch_best']['mean'])} | "
-        f"best {_num(s['warm_best']['mean'])} | "
-        f"bar met {s['100% bar_met']} of {len(group)} | | "
+        f"best {_num(s['warm_best']['mean'])} | | bar met {s['100% bar_met']} of {len(group)} | "
         f"{_num(s['scratch test HR@10']['mean'])} / {_num(s['scratch test NDCG@10']['mean'])} | "
         f"{_num(s['warm test HR@10']['mean'])} / {_num(s['warm test NDCG@10']['mean'])} |")
   return [*lines, ""]
@@ -448,7 +450,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   for seed, record in records.items():
     chain = record["nights"][:-1]   # the last night's scratch run may be --scratch-from's
     if (seed in scratch and record[label] is not None
-        and all(n["scratch"] is not None for n in chain)):
+        and all(n["scratch"] is not None and n["warm"] is not None for n in chain)):
       last = compare(scratch[seed], record[label])
       rows[seed] = {**last, "nights": [*(compare(n["scratch"], n["warm"]) for n in chain),
                                        last]} if chain else last

@@ -96,6 +96,9 @@ SPEED_SETTINGS = {"mixed_precision": "float32", "jit_compile": False, "optimizer
 # ModelConfig fields added after runs were recorded, by section, at the value those runs had.
 LATER_FIELDS = {"schedule": SPEED_SETTINGS,
                 "warm_start": {"carry_optimizer": False, "shrink": 1.0}}
+# warm_start fields that change only a run started from a fine-tuned model (--warm-start-from):
+# left out of every other run's key, so a recipe that sets them keeps its scratch runs.
+WARM_ONLY_FIELDS = ("shrink",)
 
 # Reference full-ranking results on the same S3-Rec preprocessing and protocol.
 REFERENCE_RESULTS = {
@@ -368,7 +371,7 @@ def run_model_config(args) -> ModelConfig:
                                         ("warm_decay_epochs", args.warm_start_decay_epochs),
                                         ("carry_optimizer", args.warm_start_optimizer),
                                         ("shrink", args.warm_start_shrink))
-      if value or value is False})
+      if value or value is False or (field == "shrink" and value is not None)})
   return model_config
 
 
@@ -788,13 +791,14 @@ def _cold_args(args) -> Dict[str, object]:
           "drop_last": args.drop_last_items}
 
 
-def _model_key(config) -> dict:
+def _model_key(config, warm: bool = True) -> dict:
   """A ModelConfig's dict without the ``LATER_FIELDS`` at the values runs had before
-  those fields existed, so those runs keep their key."""
+  those fields existed, so those runs keep their key, and, unless ``warm`` (the run
+  starts from a saved model), without the ``WARM_ONLY_FIELDS``."""
   values = config.to_dict()
   for section, fields in LATER_FIELDS.items():
     for name, before in fields.items():
-      if values[section][name] == before:
+      if values[section][name] == before or (not warm and name in WARM_ONLY_FIELDS):
         del values[section][name]
   return values
 
@@ -865,7 +869,7 @@ def _settings_key(args, variant: str) -> str:
   stopped, and changing the pre-training recipe keeps the fine-tune-only runs). JSON
   settings count by content, so editing a recipe file is a change."""
   settings = [args.dataset, args.data_dir, args.finetune_epochs, args.patience,
-              _model_key(load_model_config(args.model_config)),
+              _model_key(load_model_config(args.model_config), bool(args.warm_start_from)),
               load_json_object(args.retrieval_config)]
   if VARIANTS[variant].pretrain:
     settings += [args.pretrain_epochs, load_json_object(args.pretrain_config)]

@@ -225,7 +225,8 @@ def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_mode
   assert "Optimizer state not carried over" not in caplog.text
 
 
-def test_a_retrain_shrinks_the_served_models_weights_but_never_a_pre_trained_encoders(tmp_path):
+def test_a_retrain_shrinks_the_served_models_weights_but_never_a_pre_trained_encoders(tmp_path,
+                                                                                    caplog):
   """ModelConfig.warm_start.shrink: a nightly retrain starts from shrink * the served
   model's weights + (1 - shrink) * its own fresh initialisation; fine-tuning from a
   pre-trained encoder copies that encoder's weights unchanged whatever the setting."""
@@ -240,13 +241,25 @@ def test_a_retrain_shrinks_the_served_models_weights_but_never_a_pre_trained_enc
   pretrained = str(tmp_path / "pretrained" / "Format-Serving")
   warm_start.save(batches.stepped(PretrainingModel(3, encoder, PretrainConfig(
       attribute_weight=0.0)), seeds=(0, 1)), ["a", "b", "c"], pretrained)
+  # A folder from before the index recorded its model's class: not shrunk, said so.
+  legacy = str(tmp_path / "legacy" / "Format-Serving")
+  warm_start.save(batches.stepped(retrieval_model(), seeds=(0, 1)), ["a", "b", "c"], legacy)
+  index = os.path.join(warm_start.warm_start_dir(legacy), "item_vocab.json")
+  with open(index) as f:
+    saved = json.load(f)
+  del saved["saved_by"]
+  with open(index, "w") as f:
+    json.dump(saved, f)
   config = ModelConfig.from_dict({"shrink": 0.25})
-  for base, shrink in ((fine_tuned, 0.25), (pretrained, 1.0)):
+  for base, shrink in ((fine_tuned, 0.25), (pretrained, 1.0), (legacy, 1.0)):
     model = retrieval_model()
     run_fn.compile_model(model, config.schedule)
     fresh = [w.numpy() for w in model.encoder.trained_weights]
-    copied, _ = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
-    assert copied["weights"] == len(fresh)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      copied, _ = run_fn.warm_start_run(config, model, ["a", "b", "c"], base)
+    assert copied["weights"] == len(fresh) and copied["shrink"] == shrink
+    assert ("weights not shrunk" in caplog.text) == (base == legacy)
     for after, saved, initial in zip(model.encoder.trained_weights,
                                      warm_start.saved_weights(base), fresh):
       np.testing.assert_allclose(after.numpy(), shrink * saved + (1 - shrink) * initial,

@@ -136,11 +136,21 @@ def test_shrink_reaches_the_warm_runs_child_and_names_its_rows(tmp_path, calls):
   records = nightly.seed_records(args, 1)
   assert sorted(records) == ["day1", "nights", "scratch", "warm shrink 0.6"]
   day1, warm, scratch = calls
-  assert warm.warm_start_shrink == 0.6 and day1.warm_start_shrink is scratch.warm_start_shrink is None
+  assert warm.warm_start_shrink == 0.6
+  assert day1.warm_start_shrink is scratch.warm_start_shrink is None
   # The flag sets the warm run's warm_start.shrink over the recipe's, as the Trainer reads it.
   assert run.run_model_config(warm).warm_start.shrink == 0.6
-  assert run.run_model_config(scratch).warm_start.shrink == run.load_model_config(
-      run.recipe_path("beauty")).warm_start.shrink
+  assert run.run_model_config(scratch).warm_start.shrink == 0.7   # configs/beauty.json
+  with pytest.raises(ValueError, match="WarmStartConfig.shrink must be in"):
+    run.run_model_config(nightly._run_args(args, "x", ["--warm-start-shrink", "0"]))  # pylint: disable=protected-access
+  # The recipe's shrink changes only the warm runs' key: day 1 and scratch keep theirs.
+  recipe = run.load_model_config(run.recipe_path("beauty")).to_dict()
+  unshrunk = json.dumps({**recipe, "warm_start": {**recipe["warm_start"], "shrink": 1.0}})
+  for a in (day1, scratch, warm):
+    other = run.parse_args(run._child_argv(a, "finetune_only", 1, "r.json")[3:]  # pylint: disable=protected-access
+                           + ["--model-config", unshrunk])
+    same = run._settings_key(a, "finetune_only") == run._settings_key(other, "finetune_only")  # pylint: disable=protected-access
+    assert same == (a is not warm)
   assert warm.out_dir.endswith("day2-warm-shrink-0.6")
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
   assert child[child.index("--warm-start-shrink") + 1] == "0.6"
@@ -222,7 +232,8 @@ def test_the_optimizer_flag_reaches_only_the_warm_runs_child_and_names_its_rows(
   args = nightly.parse_args(["--dataset", "lastfm", "--warm-optimizer", "--warm-shrink", "0.45",
                              "--out-dir", str(tmp_path)])
   assert args.results.endswith("nightly-lastfm-warm-shrink-0.45-adam")
-  assert sorted(nightly.seed_records(args, 1)) == ["day1", "nights", "scratch", "warm shrink 0.45 adam"]
+  assert sorted(nightly.seed_records(args, 1)) == ["day1", "nights", "scratch",
+                                                   "warm shrink 0.45 adam"]
   day1, warm, scratch = calls
   assert warm.warm_start_optimizer and not day1.warm_start_optimizer
   child = run._child_argv(warm, "finetune_only", 1, "r.json")  # pylint: disable=protected-access
@@ -341,7 +352,7 @@ def test_a_chain_of_nights_starts_each_warm_run_from_the_night_befores_model(tmp
   assert "a chain of 2 nights" in table
   assert ("| 1 | 1 | 0.0600 (5) | 0.0500, 0.0550, 0.0580 | not reached | not reached | "
           "0.0800 / 0.0400 | 0.0700 / 0.0350 |") in table
-  assert "| mean | 2 | 0.0620 | best 0.0660 | bar met 0 of 1 |" in table
+  assert "| mean | 2 | 0.0620 | best 0.0660 | | bar met 0 of 1 |" in table
   assert nightly.parse_args(["--dataset", "beauty", "--nights", "2"]).results.endswith(
       "nightly-beauty-chain-2")
   for refused in (["--scratch-from", "x.json"], ["--warm-epoch", "5"], []):
@@ -360,5 +371,7 @@ def test_from_first_day_starts_every_nights_warm_run_from_the_first_days_model(t
       "chain3-night1-warm", "chain3-night2-from-day1-warm", "chain3-night3-from-day1-warm"]
   assert {a.warm_start_from for a in warm} == {first.save_warm_start}
   assert [a.drop_last_items for a in warm] == [2, 1, 0]
+  # Only night 1's model is read again (it is the plain chain's night 1, folder and key).
+  assert [bool(a.save_warm_start) for a in warm] == [True, False, False]
   with pytest.raises(SystemExit):
     nightly.parse_args(["--from-first-day"])
