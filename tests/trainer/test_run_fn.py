@@ -183,6 +183,17 @@ def test_the_warm_start_schedule_applies_only_from_a_fine_tuned_model(tmp_path):
   assert schedule(schedule_rate, fine_tuned, copied).learning_rate == 5e-4
 
 
+def _forget_saved_by(base_model: str) -> None:
+  """Makes ``base_model``'s warm-start folder one written before its index recorded
+  the saving model's class (``saved_by``)."""
+  index = os.path.join(warm_start.warm_start_dir(base_model), "item_vocab.json")
+  with open(index) as f:
+    saved = json.load(f)
+  del saved["saved_by"]
+  with open(index, "w") as f:
+    json.dump(saved, f)
+
+
 def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_model(tmp_path,
                                                                                   caplog):
   """ModelConfig.warm_start.carry_optimizer: a nightly retrain goes on from the served
@@ -205,12 +216,7 @@ def test_adam_state_carries_over_only_when_asked_and_only_from_a_fine_tuned_mode
   # A folder from before the index recorded its model's class (it has Adam's owner).
   legacy = str(tmp_path / "legacy" / "Format-Serving")
   warm_start.save(stepped(retrieval_model()), ["a", "b", "c"], legacy, optimizer=True)
-  index = os.path.join(warm_start.warm_start_dir(legacy), "item_vocab.json")
-  with open(index) as f:
-    saved = json.load(f)
-  del saved["saved_by"]
-  with open(index, "w") as f:
-    json.dump(saved, f)
+  _forget_saved_by(legacy)
   carry = ModelConfig.from_dict({"carry_optimizer": True})
   for config, base, carried in ((carry, fine_tuned, True), (ModelConfig(), fine_tuned, False),
                                 (carry, pretrained, False), (carry, legacy, True)):
@@ -244,12 +250,7 @@ def test_a_retrain_shrinks_the_served_models_weights_but_never_a_pre_trained_enc
   # A folder from before the index recorded its model's class: not shrunk, said so.
   legacy = str(tmp_path / "legacy" / "Format-Serving")
   warm_start.save(batches.stepped(retrieval_model(), seeds=(0, 1)), ["a", "b", "c"], legacy)
-  index = os.path.join(warm_start.warm_start_dir(legacy), "item_vocab.json")
-  with open(index) as f:
-    saved = json.load(f)
-  del saved["saved_by"]
-  with open(index, "w") as f:
-    json.dump(saved, f)
+  _forget_saved_by(legacy)
   config = ModelConfig.from_dict({"shrink": 0.25})
   for base, shrink in ((fine_tuned, 0.25), (pretrained, 1.0), (legacy, 1.0)):
     model = retrieval_model()
