@@ -179,7 +179,7 @@ def warm_start_run(config: ModelConfig, model, item_vocab: Sequence[str], base_m
   source = warm_start.saved_by(base_model)
   carry = config.warm_start.carry_optimizer and source in (None, type(model).__name__)
   shrink = config.warm_start.shrink if source == type(model).__name__ else 1.0
-  if shrink != config.warm_start.shrink and source is None:   # a pre-trained encoder: as asked
+  if shrink != config.warm_start.shrink and source is None:   # (a pre-trained one: by design)
     logging.warning("Warm start: weights not shrunk (warm_start.shrink %g): %s was saved by "
                     "a version that did not record its model", config.warm_start.shrink,
                     base_model)

@@ -79,6 +79,15 @@ def day1_model(args, seed: int) -> str:
   return saved_model(args, "day1", seed)
 
 
+# The meta fields a nightly result written before chains lacks, at the value it had.
+BEFORE_CHAINS = {"nights": 1, "from_first_day": False}
+
+
+def _meta(meta: dict, key: str):
+  """``meta[key]`` of a nightly result, ``BEFORE_CHAINS``' value for an older one."""
+  return meta.get(key, BEFORE_CHAINS.get(key))
+
+
 def _drop(drop: int) -> List[str]:
   return ["--drop-last-items", str(drop)] if drop else []
 
@@ -146,9 +155,9 @@ def earlier_scratch(path: str, args, day1: Dict[int, dict]) -> Dict[int, dict]:
   with open(path) as f:
     earlier = json.load(f)
   same = {"dataset": args.dataset, "patience": args.patience,
-          "finetune_epochs": args.finetune_epochs, "nights": 1}
-  theirs = {**{k: earlier["meta"]["args"][k] for k in same if k != "nights"},
-            "nights": earlier["meta"].get("nights", 1)}
+          "finetune_epochs": args.finetune_epochs}
+  theirs = {k: earlier["meta"]["args"][k] for k in same}
+  same["nights"], theirs["nights"] = 1, _meta(earlier["meta"], "nights")
   if theirs != same:
     raise ValueError(f"{path}: recorded with {theirs}, this run is {same}")
   references = {}
@@ -185,9 +194,7 @@ def merge_result(path: str, dataset: str, patience: int, label: str, rows: Dict[
     other = json.load(f)
   ours = {"dataset": dataset, "patience": patience, "warm": label, "nights": nights,
           "from_first_day": from_first_day}
-  theirs = {**{k: other["meta"].get(k) for k in ours},   # results from before chains:
-            "nights": other["meta"].get("nights", 1),
-            "from_first_day": other["meta"].get("from_first_day", False)}
+  theirs = {k: _meta(other["meta"], k) for k in ours}
   if theirs != ours:
     raise ValueError(f"{path}: recorded with {theirs}, this run is {ours}")
   both = sorted(set(rows) & {int(seed) for seed in other["rows"]})
@@ -298,12 +305,12 @@ def _scratch_source(meta: dict) -> str:
 def markdown(result: dict) -> str:
   """The readable tables of a nightly result: one row per seed, then median and mean."""
   meta = result["meta"]
-  nights = meta.get("nights", 1)
+  nights = _meta(meta, "nights")
   days = ("day 1 = every sequence without its last item, day 2 = the full data" if nights == 1
           else f"a chain of {nights} nights: the first day every sequence without its last "
                f"{nights} items, each night one item more, the last night the full data; each "
                "night's warm run starts from "
-               + ("the first day's model" if meta.get("from_first_day") else
+               + ("the first day's model" if _meta(meta, "from_first_day") else
                   "the last night's model") + "; the tables below are the last night's")
   lines = [f"Dataset **{meta['dataset']}**, {days}; fine-tune only, recipe `{meta['recipe']}`, "
            f"patience "

@@ -367,11 +367,9 @@ def run_model_config(args) -> ModelConfig:
   model_config.schedule = dataclasses.replace(model_config.schedule, seed=args.seed,
                                               epochs=args.finetune_epochs)
   model_config.warm_start = dataclasses.replace(model_config.warm_start, **{
-      field: value for field, value in (("warm_warmup_steps", args.warm_start_warmup_steps),
-                                        ("warm_decay_epochs", args.warm_start_decay_epochs),
-                                        ("carry_optimizer", args.warm_start_optimizer),
-                                        ("shrink", args.warm_start_shrink))
-      if value or value is False or (field == "shrink" and value is not None)})
+      WARM_START_FIELDS[name]: value
+      for name, value in warm_start_settings(args, "warm-start").items()
+      if name in WARM_START_FIELDS})
   return model_config
 
 
@@ -763,6 +761,12 @@ WARM_START_OPTIONS = {
 }
 
 
+# The options that set a WarmStartConfig field of the run's ModelConfig (run_model_config),
+# the others being the benchmark's own.
+WARM_START_FIELDS = {"warmup-steps": "warm_warmup_steps", "decay-epochs": "warm_decay_epochs",
+                     "optimizer": "carry_optimizer", "shrink": "shrink"}
+
+
 def add_warm_start_options(parser: argparse.ArgumentParser, prefix: str) -> None:
   """Adds ``--<prefix>-<name>`` for each of ``WARM_START_OPTIONS``."""
   for name, (options, _) in WARM_START_OPTIONS.items():
@@ -798,8 +802,11 @@ def _model_key(config, warm: bool = True) -> dict:
   values = config.to_dict()
   for section, fields in LATER_FIELDS.items():
     for name, before in fields.items():
-      if values[section][name] == before or (not warm and name in WARM_ONLY_FIELDS):
+      if values[section][name] == before:
         del values[section][name]
+  if not warm:
+    for name in WARM_ONLY_FIELDS:
+      values["warm_start"].pop(name, None)
   return values
 
 
